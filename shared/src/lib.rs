@@ -1,0 +1,21 @@
+//! The mmt wire contract shared by `mmt-worker` and `mmt-tui`.
+//!
+//! Overview of the main types:
+//! - [`wire`]: the four messages of CONTRACT.md §4, their replies and the
+//!   [`wire::ErrorCode`]s;
+//! - [`events`]: what the worker publishes on `NS.events`;
+//! - [`config`]: the broker connection options and the topology names derived
+//!   from a namespace;
+//! - [`secret::Secret`]: a raw exchange token that zeroizes on drop and never
+//!   prints.
+//!
+//! Nothing here needs the master key or the store.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod events;
+pub mod secret;
+pub mod time_fmt;
+pub mod wire;

@@ -1,0 +1,108 @@
+//! The command line of `mmt-worker` (clap, with the environment variables of
+//! CONTRACT.md §8 as fallbacks).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mmt_shared::config::BrokerArgs;
+
+use crate::topology::QueueType;
+use crate::worker::WorkerConfig;
+
+/// The mmt managed-token worker.
+#[derive(Debug, Parser)]
+#[command(name = "mmt-worker", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, env = "MMT_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker until SIGTERM or SIGINT.
+    Run(RunArgs),
+    /// Publish fixture files (messages or scenarios) with publisher confirms,
+    /// print the replies and check the expectations.
+    Publish(PublishArgs),
+}
+
+/// Options of `mmt-worker run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Broker connection.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Directory of the embedded store (created when absent).
+    #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
+    pub data_dir: PathBuf,
+    /// Master key file: 64 hex characters; created with mode 0600 when absent.
+    /// Keep it outside the data directory.
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+    /// Queue type of the state-changing queues and NS.dead.
+    #[arg(long, env = "MMT_QUEUE_TYPE", value_enum, default_value = "quorum")]
+    pub queue_type: QueueType,
+    /// Deliveries of one message before a quorum queue dead-letters it.
+    #[arg(long, env = "MMT_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+    /// Unacknowledged deliveries per queue (also the largest batch).
+    #[arg(long, env = "MMT_PREFETCH", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+    /// More self-custody wallet integrations (comma-separated), beyond
+    /// deFiWallet, cryptocurrencyWallet and cryptocurrencyAddress.
+    #[arg(long, env = "MMT_WALLET_BROKER_TYPES", value_delimiter = ',')]
+    pub wallet_broker_types: Vec<String>,
+    /// How often expired tokens are moved to reauth_required, in ms.
+    #[arg(long, env = "MMT_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub sweep_interval_ms: u64,
+}
+
+impl RunArgs {
+    /// The worker configuration these options describe.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            broker: self.broker.clone(),
+            data_dir: self.data_dir.clone(),
+            key_file: self.key_file.clone(),
+            queue_type: self.queue_type,
+            delivery_limit: self.delivery_limit,
+            prefetch: self.prefetch,
+            wallet_types: self
+                .wallet_broker_types
+                .iter()
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty())
+                .collect(),
+            sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+        }
+    }
+}
+
+/// Options of `mmt-worker publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Broker connection.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Seconds to wait for each reply.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+    /// Fixture files: one message or one scenario each.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}

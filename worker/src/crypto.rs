@@ -1,0 +1,249 @@
+//! The master key and envelope encryption (orion XChaCha20-Poly1305).
+//!
+//! Each token's secrets are sealed under a fresh per-token data key; the data
+//! key is sealed (wrapped) under the master key. Both seals bind the tokenId as
+//! associated data, so neither a sealed record nor a wrapped key can be moved
+//! onto another tokenId. A key check value, sealed under the master key, lets
+//! the store refuse a wrong key before anything is read or written.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use orion::hazardous::aead::xchacha20poly1305::{Nonce, SecretKey, XChaCha20Poly1305};
+use orion::hazardous::mac::poly1305::POLY1305_OUTSIZE;
+use orion::hazardous::stream::xchacha20::XCHACHA_NONCESIZE;
+use zeroize::Zeroizing;
+
+/// Length of a key in bytes.
+pub const KEY_BYTES: usize = 32;
+
+const KCV_PLAINTEXT: &[u8] = b"mmt key check value v1";
+const KCV_AD: &[u8] = b"mmt-kcv-v1";
+
+/// What can go wrong with keys and seals.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// The key file could not be read or created.
+    #[error("key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The key file does not hold a key.
+    #[error("key file {path} must hold 64 hexadecimal characters (32 bytes)")]
+    KeyFormat {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A seal did not open: wrong key, or bytes that were tampered with or
+    /// moved onto another token.
+    #[error("authentication failed: wrong key or tampered data")]
+    Unseal,
+    /// The operating system's random source failed.
+    #[error("random source or cipher failure")]
+    Cipher,
+}
+
+/// The master key. It never leaves this module in plain form and is wiped on
+/// drop.
+pub struct MasterKey(SecretKey);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    /// Loads the key from `path`, or creates it (mode 0600, 32 random bytes
+    /// written as 64 hex characters and a newline) when the file is absent.
+    /// Returns the key and whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
+        let key_file_error = |source| CryptoError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(mut file) => {
+                let key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
+                let hex = Zeroizing::new(hex::encode(key_bytes(&key)));
+                file.write_all(hex.as_bytes())
+                    .and_then(|()| file.write_all(b"\n"))
+                    .and_then(|()| file.sync_all())
+                    .map_err(key_file_error)?;
+                Ok((Self(key), true))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut text = Zeroizing::new(String::new());
+                OpenOptions::new()
+                    .read(true)
+                    .open(path)
+                    .and_then(|mut f| f.read_to_string(&mut text))
+                    .map_err(key_file_error)?;
+                let bytes = Zeroizing::new(
+                    hex::decode(text.trim()).map_err(|_| CryptoError::KeyFormat {
+                        path: path.to_owned(),
+                    })?,
+                );
+                let key = SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
+                    path: path.to_owned(),
+                })?;
+                Ok((Self(key), false))
+            }
+            Err(e) => Err(key_file_error(e)),
+        }
+    }
+
+    /// A fresh random key (for tests and benchmarks).
+    pub fn generate() -> Result<Self, CryptoError> {
+        SecretKey::generate().map(Self).map_err(|_| CryptoError::Cipher)
+    }
+
+    /// The key check value to store beside the data.
+    pub fn check_value(&self) -> Result<Vec<u8>, CryptoError> {
+        seal(&self.0, KCV_PLAINTEXT, KCV_AD)
+    }
+
+    /// Whether `kcv` was made by this key.
+    pub fn verify_check_value(&self, kcv: &[u8]) -> bool {
+        matches!(open(&self.0, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
+    }
+
+    /// Seals `secrets` for `token_id` under a fresh data key. `binding` (the
+    /// clientId and scope, say) is bound too. Returns (sealed secrets,
+    /// wrapped data key).
+    pub fn seal_token(
+        &self,
+        token_id: &str,
+        binding: &[u8],
+        secrets: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+        let data_key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
+        let sealed = seal(&data_key, secrets, &record_ad(token_id, binding))?;
+        let wrapped = seal(&self.0, key_bytes(&data_key), &wrap_ad(token_id))?;
+        Ok((sealed, wrapped))
+    }
+
+    /// Opens what [`MasterKey::seal_token`] sealed.
+    pub fn open_token(
+        &self,
+        token_id: &str,
+        binding: &[u8],
+        sealed: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let data_key_bytes = open(&self.0, wrapped, &wrap_ad(token_id))?;
+        let data_key = SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
+        open(&data_key, sealed, &record_ad(token_id, binding))
+    }
+}
+
+fn key_bytes(key: &SecretKey) -> &[u8] {
+    key.unprotected_as_ref::<[u8]>()
+}
+
+fn record_ad(token_id: &str, binding: &[u8]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(16 + token_id.len() + binding.len());
+    ad.extend_from_slice(b"mmt-rec-v1\0");
+    ad.extend_from_slice(&(token_id.len() as u32).to_be_bytes());
+    ad.extend_from_slice(token_id.as_bytes());
+    ad.extend_from_slice(binding);
+    ad
+}
+
+fn wrap_ad(token_id: &str) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(16 + token_id.len());
+    ad.extend_from_slice(b"mmt-dk-v1\0");
+    ad.extend_from_slice(token_id.as_bytes());
+    ad
+}
+
+/// `nonce || ciphertext || tag`.
+fn seal(key: &SecretKey, plaintext: &[u8], ad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let nonce = Nonce::generate().map_err(|_| CryptoError::Cipher)?;
+    let mut out = vec![0u8; XCHACHA_NONCESIZE + plaintext.len() + POLY1305_OUTSIZE];
+    out[..XCHACHA_NONCESIZE].copy_from_slice(nonce.as_ref());
+    XChaCha20Poly1305::seal(
+        key,
+        &nonce,
+        plaintext,
+        Some(ad),
+        &mut out[XCHACHA_NONCESIZE..],
+    )
+    .map_err(|_| CryptoError::Cipher)?;
+    Ok(out)
+}
+
+fn open(key: &SecretKey, sealed: &[u8], ad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < XCHACHA_NONCESIZE + POLY1305_OUTSIZE {
+        return Err(CryptoError::Unseal);
+    }
+    let (nonce, body) = sealed.split_at(XCHACHA_NONCESIZE);
+    let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Unseal)?;
+    let mut out = Zeroizing::new(vec![0u8; body.len() - POLY1305_OUTSIZE]);
+    XChaCha20Poly1305::open(key, &nonce, body, Some(ad), &mut out)
+        .map_err(|_| CryptoError::Unseal)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn token_round_trips_and_is_bound_to_its_token_id() {
+        let key = MasterKey::generate().expect("random key");
+        let (sealed, wrapped) = key.seal_token("tok_a", b"acme|read", b"secret").expect("seals");
+        let plain = key.open_token("tok_a", b"acme|read", &sealed, &wrapped).expect("opens");
+        assert_eq!(plain.as_slice(), b"secret");
+        assert!(key.open_token("tok_b", b"acme|read", &sealed, &wrapped).is_err());
+        assert!(key.open_token("tok_a", b"acme|write", &sealed, &wrapped).is_err());
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+    }
+
+    #[test]
+    fn another_key_fails_the_check_value_and_the_seals() {
+        let key = MasterKey::generate().expect("random key");
+        let other = MasterKey::generate().expect("random key");
+        let kcv = key.check_value().expect("seals");
+        assert!(key.verify_check_value(&kcv));
+        assert!(!other.verify_check_value(&kcv));
+        let (sealed, wrapped) = key.seal_token("t", b"", b"x").expect("seals");
+        assert!(other.open_token("t", b"", &sealed, &wrapped).is_err());
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mmt.key");
+        let (key, created) = MasterKey::load_or_create(&path).expect("creates");
+        assert!(created);
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, created) = MasterKey::load_or_create(&path).expect("loads");
+        assert!(!created);
+        assert!(again.verify_check_value(&key.check_value().expect("seals")));
+    }
+
+    #[test]
+    fn a_key_file_without_a_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mmt.key");
+        std::fs::write(&path, "not hex").expect("writes");
+        assert!(matches!(
+            MasterKey::load_or_create(&path),
+            Err(CryptoError::KeyFormat { .. })
+        ));
+    }
+}

@@ -1,0 +1,27 @@
+//! The mmt managed-token worker as a library: the binary `mmt-worker` is glue
+//! over it, and the end-to-end tests run it in process.
+//!
+//! Overview of the modules:
+//! - [`lifecycle`]: the pure rules of CONTRACT.md §2;
+//! - [`crypto`]: the master key and envelope encryption;
+//! - [`store`]: the sled store and its indexes;
+//! - [`service`]: what each message does (decode, rules, store);
+//! - [`topology`], [`consumer`], [`events`]: the AMQP edges;
+//! - [`worker`]: a running worker assembled from the above;
+//! - [`fixtures`]: fixture files and their replay;
+//! - [`cli`]: the command line.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod consumer;
+pub mod crypto;
+pub mod events;
+pub mod fixtures;
+pub mod lifecycle;
+pub mod service;
+pub mod store;
+pub mod topology;
+pub mod worker;
+
+pub use worker::{Worker, WorkerConfig, WorkerError};

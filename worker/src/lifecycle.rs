@@ -1,0 +1,452 @@
+//! The lifecycle rules of CONTRACT.md §2 as pure functions of (stored state,
+//! message, now). No broker, no disk: the store and the consumers call these
+//! and carry out what they decide.
+
+use mmt_shared::time_fmt::UnixMillis;
+use mmt_shared::wire::{ErrorCode, MAX_ID_BYTES, Operation, Scope, TokenState};
+use serde::{Deserialize, Serialize};
+
+/// The self-custody wallet integrations that need no token, always.
+pub const DEFAULT_WALLET_BROKER_TYPES: [&str; 3] =
+    ["deFiWallet", "cryptocurrencyWallet", "cryptocurrencyAddress"];
+
+/// What the store keeps about a live token, besides its sealed secrets.
+/// Nothing here is secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenMeta {
+    /// The owning client.
+    pub client_id: String,
+    /// The client's end user.
+    pub end_user_id: String,
+    /// The integration.
+    pub broker_type: String,
+    /// The integration's display name.
+    pub broker_name: String,
+    /// The exchange account.
+    pub account_id: String,
+    /// The account's display name.
+    pub account_name: String,
+    /// The scope granted.
+    pub scope: Scope,
+    /// The stored state (see [`effective_state`] for the state at a time).
+    pub state: TokenState,
+    /// When the tokenId was minted.
+    pub created_at: UnixMillis,
+    /// When the record last changed.
+    pub updated_at: UnixMillis,
+    /// When the access token expires, if it does.
+    pub expires_at: Option<UnixMillis>,
+    /// When the refresh token expires, if there is one and it does.
+    pub refresh_expires_at: Option<UnixMillis>,
+    /// Whether a refresh token is stored.
+    pub has_refresh_token: bool,
+}
+
+/// What is left of a revoked token: no secret, enough to answer `revoked`
+/// to its own client and `not_found` to anyone else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The client that owned (and revoked) it.
+    pub client_id: String,
+    /// The integration.
+    pub broker_type: String,
+    /// The scope it had.
+    pub scope: Scope,
+    /// When it was revoked.
+    pub revoked_at: UnixMillis,
+}
+
+/// What the store holds under a tokenId.
+#[derive(Clone, Copy, Debug)]
+pub enum Lookup<'a> {
+    /// A live token (active or reauth_required).
+    Live(&'a TokenMeta),
+    /// A revoked token.
+    Revoked(&'a Tombstone),
+    /// Nothing, ever.
+    Missing,
+}
+
+/// A refusal: the error code and a sentence for the requester.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The contract's error code.
+    pub code: ErrorCode,
+    /// Why, for people; never a secret.
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether `broker_type` is a self-custody wallet: acknowledged, nothing
+/// stored, no tokenId.
+pub fn is_wallet(broker_type: &str, extra_wallet_types: &[String]) -> bool {
+    DEFAULT_WALLET_BROKER_TYPES.contains(&broker_type)
+        || extra_wallet_types.iter().any(|w| w == broker_type)
+}
+
+/// Checks an identifier field: present, at most [`MAX_ID_BYTES`] bytes.
+pub fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            format!("{field} must not be empty"),
+        ))
+    } else if value.len() > MAX_ID_BYTES {
+        Err(Rejection::new(
+            ErrorCode::InvalidRequest,
+            format!("{field} is longer than {MAX_ID_BYTES} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The time an event happened: the message's timestamp when it has one and
+/// it is not in the future (a skewed clock must not extend a token's life),
+/// else the time it was received.
+pub fn event_time(timestamp_secs: Option<u64>, received_at: UnixMillis) -> UnixMillis {
+    timestamp_secs
+        .and_then(|s| i64::try_from(s).ok())
+        .map(|s| s.saturating_mul(1000))
+        .map_or(received_at, |t| t.min(received_at))
+}
+
+/// One account of an `integration.connected` message, as the rules see it.
+#[derive(Clone, Debug)]
+pub struct ConnectInput<'a> {
+    /// The client.
+    pub client_id: &'a str,
+    /// The end user.
+    pub end_user_id: &'a str,
+    /// The integration.
+    pub broker_type: &'a str,
+    /// Its display name.
+    pub broker_name: &'a str,
+    /// The account.
+    pub account_id: &'a str,
+    /// Its display name.
+    pub account_name: &'a str,
+    /// The scope granted.
+    pub scope: Scope,
+    /// Access token lifetime, if any.
+    pub expires_in_seconds: Option<u64>,
+    /// Refresh token lifetime, if any.
+    pub refresh_expires_in_seconds: Option<u64>,
+    /// Whether a refresh token came with it.
+    pub has_refresh_token: bool,
+    /// When the connection happened ([`event_time`]).
+    pub at: UnixMillis,
+}
+
+/// What to do with one connected account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectPlan {
+    /// No live token has this identity: mint a new tokenId.
+    Mint(TokenMeta),
+    /// The identity has a live token: keep its tokenId, replace the raw
+    /// token, back to `active`.
+    Rotate(TokenMeta),
+}
+
+impl ConnectPlan {
+    /// The record to store.
+    pub fn meta(&self) -> &TokenMeta {
+        match self {
+            ConnectPlan::Mint(meta) | ConnectPlan::Rotate(meta) => meta,
+        }
+    }
+}
+
+fn after(at: UnixMillis, seconds: Option<u64>) -> Option<UnixMillis> {
+    seconds.map(|s| at.saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)))
+}
+
+/// The rule for `integration.connected`, given the live token of the same
+/// identity (client, end user, integration, scope, account) if there is one.
+/// A revoked token is never live: its identity connecting again mints anew.
+pub fn connect(existing: Option<&TokenMeta>, input: &ConnectInput<'_>, now: UnixMillis) -> ConnectPlan {
+    let meta = TokenMeta {
+        client_id: input.client_id.to_owned(),
+        end_user_id: input.end_user_id.to_owned(),
+        broker_type: input.broker_type.to_owned(),
+        broker_name: input.broker_name.to_owned(),
+        account_id: input.account_id.to_owned(),
+        account_name: input.account_name.to_owned(),
+        scope: input.scope,
+        state: TokenState::Active,
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+        expires_at: after(input.at, input.expires_in_seconds),
+        refresh_expires_at: if input.has_refresh_token {
+            after(input.at, input.refresh_expires_in_seconds)
+        } else {
+            None
+        },
+        has_refresh_token: input.has_refresh_token,
+    };
+    match existing {
+        Some(_) => ConnectPlan::Rotate(meta),
+        None => ConnectPlan::Mint(meta),
+    }
+}
+
+/// The state of a live token at `now`. An access token past its expiry needs
+/// the user to reconnect: refreshing at the exchange is not built (see
+/// docs/protocol.md), so a refresh token does not save it.
+pub fn effective_state(meta: &TokenMeta, now: UnixMillis) -> TokenState {
+    match (meta.state, meta.expires_at) {
+        (TokenState::Active, Some(expires_at)) if expires_at <= now => TokenState::ReauthRequired,
+        (state, _) => state,
+    }
+}
+
+/// Whether the expiry sweep should move this token to `reauth_required` now.
+pub fn expires_now(meta: &TokenMeta, now: UnixMillis) -> bool {
+    meta.state == TokenState::Active && effective_state(meta, now) == TokenState::ReauthRequired
+}
+
+/// The rule for `token.resolve`. `Ok` means: hand out the raw token.
+pub fn resolve(
+    lookup: Lookup<'_>,
+    client_id: &str,
+    operation: Operation,
+    now: UnixMillis,
+) -> Result<(), Rejection> {
+    match lookup {
+        Lookup::Missing => Err(not_found()),
+        Lookup::Revoked(tomb) if tomb.client_id != client_id => Err(not_found()),
+        Lookup::Live(meta) if meta.client_id != client_id => Err(not_found()),
+        Lookup::Revoked(_) => Err(Rejection::new(
+            ErrorCode::Revoked,
+            "this tokenId was revoked; the user must connect again",
+        )),
+        Lookup::Live(meta) => {
+            if !meta.scope.allows(operation) {
+                Err(Rejection::new(
+                    ErrorCode::ScopeMismatch,
+                    format!(
+                        "a {} token cannot be used for a {} operation",
+                        meta.scope.as_str(),
+                        operation.as_str()
+                    ),
+                ))
+            } else if effective_state(meta, now) == TokenState::ReauthRequired {
+                Err(Rejection::new(
+                    ErrorCode::ReauthRequired,
+                    "the token expired and cannot be refreshed; the user must reconnect",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a `connection.removed` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokePlan {
+    /// Destroy the secret, leave a tombstone.
+    Revoke,
+    /// Already revoked: nothing to do, `revoked: false`.
+    AlreadyRevoked,
+}
+
+/// The rule for `connection.removed`.
+pub fn revoke(lookup: Lookup<'_>, client_id: &str) -> Result<RevokePlan, Rejection> {
+    match lookup {
+        Lookup::Live(meta) if meta.client_id == client_id => Ok(RevokePlan::Revoke),
+        Lookup::Revoked(tomb) if tomb.client_id == client_id => Ok(RevokePlan::AlreadyRevoked),
+        _ => Err(not_found()),
+    }
+}
+
+/// Whether a live token belongs in a `link.access_tokens` answer.
+pub fn listed(meta: &TokenMeta, scope: Option<Scope>) -> bool {
+    scope.is_none_or(|s| s == meta.scope)
+}
+
+fn not_found() -> Rejection {
+    Rejection::new(ErrorCode::NotFound, "no such tokenId for this client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixMillis = 1_795_000_000_000;
+
+    fn input(scope: Scope) -> ConnectInput<'static> {
+        ConnectInput {
+            client_id: "acme",
+            end_user_id: "user-42",
+            broker_type: "coinbase",
+            broker_name: "Coinbase",
+            account_id: "cb-1",
+            account_name: "Main",
+            scope,
+            expires_in_seconds: None,
+            refresh_expires_in_seconds: None,
+            has_refresh_token: false,
+            at: NOW,
+        }
+    }
+
+    fn live(scope: Scope) -> TokenMeta {
+        connect(None, &input(scope), NOW).meta().clone()
+    }
+
+    fn tomb(client: &str) -> Tombstone {
+        Tombstone {
+            client_id: client.into(),
+            broker_type: "coinbase".into(),
+            scope: Scope::Read,
+            revoked_at: NOW,
+        }
+    }
+
+    #[test]
+    fn same_identity_connecting_again_rotates_and_is_active_again() {
+        let mut old = live(Scope::Read);
+        old.state = TokenState::ReauthRequired;
+        old.created_at = NOW - 5_000;
+        let plan = connect(Some(&old), &input(Scope::Read), NOW);
+        let ConnectPlan::Rotate(meta) = plan else {
+            panic!("expected a rotation, got {plan:?}");
+        };
+        assert_eq!(meta.state, TokenState::Active);
+        assert_eq!(meta.created_at, NOW - 5_000);
+        assert_eq!(meta.updated_at, NOW);
+    }
+
+    #[test]
+    fn no_live_token_for_the_identity_mints() {
+        assert!(matches!(connect(None, &input(Scope::Write), NOW), ConnectPlan::Mint(_)));
+    }
+
+    #[test]
+    fn write_on_a_read_token_is_scope_mismatch() {
+        let meta = live(Scope::Read);
+        let err = resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::ScopeMismatch);
+    }
+
+    #[test]
+    fn read_on_a_write_token_is_allowed() {
+        let meta = live(Scope::Write);
+        assert_eq!(resolve(Lookup::Live(&meta), "acme", Operation::Read, NOW), Ok(()));
+        assert_eq!(resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW), Ok(()));
+    }
+
+    #[test]
+    fn revoked_token_resolves_to_revoked_for_its_client() {
+        let err = resolve(Lookup::Revoked(&tomb("acme")), "acme", Operation::Read, NOW)
+            .expect_err("refused");
+        assert_eq!(err.code, ErrorCode::Revoked);
+    }
+
+    #[test]
+    fn another_clients_token_is_not_found_live_or_revoked() {
+        let meta = live(Scope::Write);
+        for lookup in [Lookup::Live(&meta), Lookup::Revoked(&tomb("acme")), Lookup::Missing] {
+            let err = resolve(lookup, "other", Operation::Read, NOW).expect_err("refused");
+            assert_eq!(err.code, ErrorCode::NotFound);
+            let err = revoke(lookup, "other").expect_err("refused");
+            assert_eq!(err.code, ErrorCode::NotFound);
+        }
+    }
+
+    #[test]
+    fn revoking_twice_says_already_revoked() {
+        let meta = live(Scope::Read);
+        assert_eq!(revoke(Lookup::Live(&meta), "acme"), Ok(RevokePlan::Revoke));
+        assert_eq!(revoke(Lookup::Revoked(&tomb("acme")), "acme"), Ok(RevokePlan::AlreadyRevoked));
+    }
+
+    #[test]
+    fn expiring_token_without_refresh_needs_reauth_after_expiry() {
+        let mut binance = input(Scope::Read);
+        binance.expires_in_seconds = Some(3600);
+        let meta = connect(None, &binance, NOW).meta().clone();
+        assert_eq!(meta.expires_at, Some(NOW + 3_600_000));
+        assert_eq!(effective_state(&meta, NOW + 3_599_999), TokenState::Active);
+        assert_eq!(effective_state(&meta, NOW + 3_600_000), TokenState::ReauthRequired);
+        assert!(expires_now(&meta, NOW + 3_600_000));
+        let err = resolve(Lookup::Live(&meta), "acme", Operation::Read, NOW + 3_600_000)
+            .expect_err("refused");
+        assert_eq!(err.code, ErrorCode::ReauthRequired);
+    }
+
+    #[test]
+    fn scope_is_judged_before_expiry() {
+        let mut binance = input(Scope::Read);
+        binance.expires_in_seconds = Some(1);
+        let meta = connect(None, &binance, NOW).meta().clone();
+        let err = resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW + 10_000)
+            .expect_err("refused");
+        assert_eq!(err.code, ErrorCode::ScopeMismatch);
+    }
+
+    #[test]
+    fn long_lived_token_stays_active_indefinitely() {
+        let meta = live(Scope::Read);
+        assert_eq!(meta.expires_at, None);
+        assert_eq!(effective_state(&meta, i64::MAX), TokenState::Active);
+        assert!(!expires_now(&meta, i64::MAX));
+    }
+
+    #[test]
+    fn expiry_counts_from_the_message_time_and_never_from_the_future() {
+        assert_eq!(event_time(Some(1_000), NOW), 1_000_000);
+        assert_eq!(event_time(None, NOW), NOW);
+        assert_eq!(event_time(Some(u64::MAX), NOW), NOW);
+    }
+
+    #[test]
+    fn wallets_are_recognised_including_configured_ones() {
+        for wallet in DEFAULT_WALLET_BROKER_TYPES {
+            assert!(is_wallet(wallet, &[]));
+        }
+        assert!(!is_wallet("coinbase", &[]));
+        assert!(!is_wallet("someNewExchange", &[]));
+        assert!(is_wallet("ledgerLive", &["ledgerLive".to_owned()]));
+    }
+
+    #[test]
+    fn ids_must_be_present_and_bounded() {
+        assert!(check_id("clientId", "acme").is_ok());
+        assert_eq!(
+            check_id("clientId", "").expect_err("refused").code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            check_id("clientId", &"x".repeat(MAX_ID_BYTES + 1)).expect_err("refused").code,
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn link_listing_filters_by_scope_only_when_asked() {
+        let meta = live(Scope::Read);
+        assert!(listed(&meta, None));
+        assert!(listed(&meta, Some(Scope::Read)));
+        assert!(!listed(&meta, Some(Scope::Write)));
+    }
+
+    #[test]
+    fn refresh_expiry_is_kept_only_with_a_refresh_token() {
+        let mut with = input(Scope::Read);
+        with.refresh_expires_in_seconds = Some(10);
+        with.has_refresh_token = true;
+        assert_eq!(connect(None, &with, NOW).meta().refresh_expires_at, Some(NOW + 10_000));
+        with.has_refresh_token = false;
+        assert_eq!(connect(None, &with, NOW).meta().refresh_expires_at, None);
+    }
+}

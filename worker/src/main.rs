@@ -1,0 +1,136 @@
+//! `mmt-worker`: runs the worker, or publishes fixtures. Glue over the
+//! `mmt_worker` library; errors are printed once, with their causes, and
+//! mapped to exit codes that say what kind of problem it is.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use lapin::{Connection, ConnectionProperties};
+use mmt_worker::cli::{Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::crypto::CryptoError;
+use mmt_worker::fixtures::{self, Publisher};
+use mmt_worker::store::StoreError;
+use mmt_worker::{Worker, WorkerError};
+use tracing_subscriber::EnvFilter;
+
+/// Exit codes, documented in the README.
+mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const KEY: u8 = 3;
+    pub const STORE: u8 = 4;
+    pub const BROKER: u8 = 5;
+    pub const EXPECTATION: u8 = 6;
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mmt-worker: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Publish(args) => publish(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mmt-worker: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<WorkerError>() {
+        Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => exit::KEY,
+        Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
+        Some(WorkerError::Store(_)) => exit::STORE,
+        Some(WorkerError::Amqp(_)) => exit::BROKER,
+        _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
+        _ => exit::FAILURE,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let worker = Worker::start(&args.config()).await?;
+    let shutdown = worker.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: finishing the batch in hand, then stopping");
+        shutdown.cancel();
+    });
+    worker.run().await?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the worker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let scenarios = args
+        .files
+        .iter()
+        .map(|path| fixtures::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let connection = Connection::connect(
+        &args.broker.amqp_url,
+        ConnectionProperties::default().with_connection_name("mmt-worker publish".into()),
+    )
+    .await
+    .map_err(WorkerError::Amqp)?;
+    let mut publisher = Publisher::new(&connection, &args.broker.namespace, Duration::from_secs(args.timeout_secs)).await?;
+    let mut failed = 0usize;
+    for (path, scenario) in args.files.iter().zip(&scenarios) {
+        println!("# {}: {}", path.display(), scenario.description);
+        for report in publisher.run(scenario).await? {
+            let reply = report
+                .reply
+                .as_ref()
+                .map_or_else(|| "(no reply asked)".to_owned(), |r| fixtures::redacted(&report.routing_key, r).to_string());
+            match &report.mismatch {
+                None => println!("  ok   {} {} -> {reply}", report.name, report.routing_key),
+                Some(why) => {
+                    failed += 1;
+                    println!("  FAIL {} {} -> {reply}\n       {why}", report.name, report.routing_key);
+                }
+            }
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    if failed > 0 {
+        eprintln!("mmt-worker: {failed} step(s) did not get the expected reply");
+        return Ok(ExitCode::from(exit::EXPECTATION));
+    }
+    Ok(ExitCode::SUCCESS)
+}

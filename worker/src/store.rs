@@ -1,0 +1,681 @@
+//! The embedded sled store: one tree, keys prefixed by what they hold.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `m` | name | store metadata (the key check value) |
+//! | `i` | identity (client, end user, integration, scope, account) | tokenId |
+//! | `t` | tokenId | [`TokenMeta`] and the sealed secrets |
+//! | `k` | tokenId | the token's data key, wrapped by the master key |
+//! | `x` | tokenId | [`Tombstone`] of a revoked token (no secret) |
+//! | `p` | kind, message id | the original reply (never a secret) |
+//! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
+//! | `c` | state, scope, integration | how many tokens are in that group |
+//!
+//! Every message's effect is one atomic [`sled::Batch`]. Writers take
+//! [`Store::lock`] so that read-decide-write never interleaves (a revocation
+//! racing a reconnection could otherwise bring a token back).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use mmt_shared::time_fmt::UnixMillis;
+use mmt_shared::wire::{MessageKind, Scope, TokenState};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, MasterKey};
+use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
+
+const META: u8 = b'm';
+const IDENTITY: u8 = b'i';
+const TOKEN: u8 = b't';
+const DATA_KEY: u8 = b'k';
+const TOMBSTONE: u8 = b'x';
+const PROCESSED: u8 = b'p';
+const EXPIRY: u8 = b'e';
+const COUNT: u8 = b'c';
+
+const KCV: &[u8] = b"mkcv";
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled found corrupt data while opening.
+    #[error("the store at {path} is corrupt ({detail}); restore it from a backup or move it away")]
+    Corrupt {
+        /// The data directory.
+        path: PathBuf,
+        /// What sled said.
+        detail: String,
+    },
+    /// The data directory could not be opened (missing permission, held by
+    /// another worker, ...).
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        /// The data directory.
+        path: PathBuf,
+        /// What sled said.
+        source: sled::Error,
+    },
+    /// The key does not match the one the store was written with.
+    #[error(
+        "the key does not match the store at {path}: refusing to serve (start with the key file this data directory was created with)"
+    )]
+    WrongKey {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The store holds tokens but no key check value.
+    #[error("the store at {path} holds data but no key check value; refusing to guess the key")]
+    MissingKeyCheck {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A read or write failed (disk full, I/O error): worth retrying.
+    #[error("store I/O: {0}")]
+    Io(#[from] sled::Error),
+    /// A record did not decode.
+    #[error("store record does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+    /// A seal did not open or could not be made.
+    #[error("store crypto: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+impl StoreError {
+    /// Whether retrying the same work later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+    }
+}
+
+/// The secrets of one token, sealed at rest.
+#[derive(Serialize, Deserialize)]
+pub struct TokenSecrets {
+    /// The raw exchange access token.
+    pub access_token: String,
+    /// The raw refresh token.
+    pub refresh_token: Option<String>,
+}
+
+impl Drop for TokenSecrets {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.access_token.zeroize();
+        if let Some(r) = self.refresh_token.as_mut() {
+            r.zeroize();
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredToken {
+    meta: TokenMeta,
+    sealed: Vec<u8>,
+}
+
+/// The identity of a token: (client, end user, integration, scope, account).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// The client.
+    pub client_id: &'a str,
+    /// The end user.
+    pub end_user_id: &'a str,
+    /// The integration.
+    pub broker_type: &'a str,
+    /// The scope.
+    pub scope: Scope,
+    /// The account.
+    pub account_id: &'a str,
+}
+
+fn push_part(key: &mut Vec<u8>, part: &str) {
+    key.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    key.extend_from_slice(part.as_bytes());
+}
+
+fn user_prefix(client_id: &str, end_user_id: &str) -> Vec<u8> {
+    let mut key = vec![IDENTITY];
+    push_part(&mut key, client_id);
+    push_part(&mut key, end_user_id);
+    key
+}
+
+impl Identity<'_> {
+    fn key(&self) -> Vec<u8> {
+        let mut key = user_prefix(self.client_id, self.end_user_id);
+        push_part(&mut key, self.broker_type);
+        push_part(&mut key, self.scope.as_str());
+        push_part(&mut key, self.account_id);
+        key
+    }
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(rest);
+    key
+}
+
+fn expiry_key(expires_at: UnixMillis, token_id: &str) -> Vec<u8> {
+    let mut key = vec![EXPIRY];
+    key.extend_from_slice(&(expires_at.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(token_id.as_bytes());
+    key
+}
+
+fn processed_key(kind: MessageKind, message_id: &str) -> Vec<u8> {
+    let mut key = vec![PROCESSED];
+    push_part(&mut key, kind.routing_key());
+    key.extend_from_slice(message_id.as_bytes());
+    key
+}
+
+/// A group of the token counts: (state, scope, integration).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CountKey {
+    /// The state.
+    pub state: TokenState,
+    /// The scope.
+    pub scope: Scope,
+    /// The integration.
+    pub broker_type: String,
+}
+
+impl CountKey {
+    fn encode(&self) -> Vec<u8> {
+        let mut key = vec![COUNT];
+        push_part(&mut key, self.state.as_str());
+        push_part(&mut key, self.scope.as_str());
+        key.extend_from_slice(self.broker_type.as_bytes());
+        key
+    }
+
+    fn decode(key: &[u8]) -> Option<Self> {
+        let mut rest = key.strip_prefix(&[COUNT])?;
+        let mut part = || -> Option<&[u8]> {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let value = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            Some(value)
+        };
+        let state = match part()? {
+            b"active" => TokenState::Active,
+            b"reauth_required" => TokenState::ReauthRequired,
+            b"revoked" => TokenState::Revoked,
+            _ => return None,
+        };
+        let scope = match part()? {
+            b"read" => Scope::Read,
+            b"write" => Scope::Write,
+            _ => return None,
+        };
+        let broker_type = String::from_utf8(rest.to_vec()).ok()?;
+        Some(Self {
+            state,
+            scope,
+            broker_type,
+        })
+    }
+}
+
+/// What is stored under a tokenId.
+pub enum Found {
+    /// A live token with its sealed secrets.
+    Live {
+        /// The record.
+        meta: TokenMeta,
+        sealed: Vec<u8>,
+        wrapped: Vec<u8>,
+    },
+    /// A revoked token.
+    Revoked(Tombstone),
+    /// Nothing.
+    Missing,
+}
+
+impl Found {
+    /// The view the lifecycle rules take.
+    pub fn lookup(&self) -> Lookup<'_> {
+        match self {
+            Found::Live { meta, .. } => Lookup::Live(meta),
+            Found::Revoked(tomb) => Lookup::Revoked(tomb),
+            Found::Missing => Lookup::Missing,
+        }
+    }
+}
+
+/// The store: the sled database and the master key.
+pub struct Store {
+    db: sled::Db,
+    key: MasterKey,
+    path: PathBuf,
+    writer: Mutex<()>,
+}
+
+/// Proof that the caller holds the writer lock.
+pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and checks `key` against it
+    /// before anything else is read or written.
+    pub fn open(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                    path: dir.to_owned(),
+                    detail: format!("corruption at {at:?}"),
+                },
+                other => StoreError::Open {
+                    path: dir.to_owned(),
+                    source: other,
+                },
+            })?;
+        let store = Self {
+            db,
+            key,
+            path: dir.to_owned(),
+            writer: Mutex::new(()),
+        };
+        store.check_key()?;
+        Ok(store)
+    }
+
+    fn check_key(&self) -> Result<(), StoreError> {
+        match self.db.get(prefixed(META, KCV))? {
+            Some(kcv) if self.key.verify_check_value(&kcv) => Ok(()),
+            Some(_) => Err(StoreError::WrongKey {
+                path: self.path.clone(),
+            }),
+            None if self.db.is_empty() => {
+                self.db
+                    .insert(prefixed(META, KCV), self.key.check_value()?)?;
+                self.db.flush()?;
+                Ok(())
+            }
+            None => Err(StoreError::MissingKeyCheck {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Takes the writer lock: hold it from the first read of a decision to
+    /// its [`Store::commit`].
+    pub fn lock(&self) -> WriteGuard<'_> {
+        WriteGuard(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The stored reply of an already processed message.
+    pub fn processed(&self, kind: MessageKind, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .get(processed_key(kind, message_id))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The live tokenId of an identity.
+    pub fn token_of(&self, identity: &Identity<'_>) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .get(identity.key())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// What is stored under `token_id`.
+    pub fn find(&self, token_id: &str) -> Result<Found, StoreError> {
+        if let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? {
+            let stored: StoredToken = postcard::from_bytes(&bytes)?;
+            let wrapped = self
+                .db
+                .get(prefixed(DATA_KEY, token_id.as_bytes()))?
+                .map(|v| v.to_vec())
+                .unwrap_or_default();
+            return Ok(Found::Live {
+                meta: stored.meta,
+                sealed: stored.sealed,
+                wrapped,
+            });
+        }
+        if let Some(bytes) = self.db.get(prefixed(TOMBSTONE, token_id.as_bytes()))? {
+            return Ok(Found::Revoked(postcard::from_bytes(&bytes)?));
+        }
+        Ok(Found::Missing)
+    }
+
+    /// Opens a live token's secrets.
+    pub fn open_secrets(
+        &self,
+        token_id: &str,
+        meta: &TokenMeta,
+        sealed: &[u8],
+        wrapped: &[u8],
+    ) -> Result<TokenSecrets, StoreError> {
+        let plain: Zeroizing<Vec<u8>> =
+            self.key
+                .open_token(token_id, &binding(meta), sealed, wrapped)?;
+        Ok(postcard::from_bytes(&plain)?)
+    }
+
+    /// The live tokens of an end user at a client, in identity order.
+    pub fn tokens_of_user(
+        &self,
+        client_id: &str,
+        end_user_id: &str,
+    ) -> Result<Vec<(String, TokenMeta)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix(user_prefix(client_id, end_user_id)) {
+            let (_, token_id) = entry?;
+            let token_id = String::from_utf8_lossy(&token_id).into_owned();
+            if let Found::Live { meta, .. } = self.find(&token_id)? {
+                out.push((token_id, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// TokenIds whose expiry is at or before `now`, oldest first, at most
+    /// `limit`.
+    pub fn due_expiries(&self, now: UnixMillis, limit: usize) -> Result<Vec<String>, StoreError> {
+        let end = expiry_key(now.saturating_add(1), "");
+        let mut out = Vec::new();
+        for entry in self.db.range(vec![EXPIRY]..end).take(limit) {
+            let (key, _) = entry?;
+            out.push(String::from_utf8_lossy(&key[9..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The token counts by (state, scope, integration), revoked included.
+    pub fn counts(&self) -> Result<Vec<(CountKey, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix([COUNT]) {
+            let (key, value) = entry?;
+            if let (Some(key), Ok(bytes)) = (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..])) {
+                out.push((key, u64::from_be_bytes(bytes)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts the atomic change of one message.
+    pub fn change(&self) -> Change<'_> {
+        Change {
+            store: self,
+            batch: sled::Batch::default(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// Makes everything committed so far durable on disk.
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        Ok(self.db.flush_async().await?)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn binding(meta: &TokenMeta) -> Vec<u8> {
+    let mut b = Vec::new();
+    push_part(&mut b, &meta.client_id);
+    push_part(&mut b, meta.scope.as_str());
+    b
+}
+
+/// The writes of one message, applied atomically by [`Change::commit`].
+pub struct Change<'a> {
+    store: &'a Store,
+    batch: sled::Batch,
+    counts: BTreeMap<Vec<u8>, i64>,
+}
+
+impl Change<'_> {
+    fn count(&mut self, state: TokenState, meta_scope: Scope, broker_type: &str, delta: i64) {
+        let key = CountKey {
+            state,
+            scope: meta_scope,
+            broker_type: broker_type.to_owned(),
+        }
+        .encode();
+        *self.counts.entry(key).or_default() += delta;
+    }
+
+    /// Stores a token (new, or replacing the live one of the same tokenId)
+    /// with fresh secrets under a fresh data key. `previous` is the record it
+    /// replaces, if any.
+    pub fn put_token(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        previous: Option<&TokenMeta>,
+        secrets: &TokenSecrets,
+    ) -> Result<(), StoreError> {
+        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
+        let (sealed, wrapped) = self.store.key.seal_token(token_id, &binding(meta), &plain)?;
+        let identity = Identity {
+            client_id: &meta.client_id,
+            end_user_id: &meta.end_user_id,
+            broker_type: &meta.broker_type,
+            scope: meta.scope,
+            account_id: &meta.account_id,
+        };
+        if let Some(prev) = previous {
+            if let Some(at) = prev.expires_at {
+                self.batch.remove(expiry_key(at, token_id));
+            }
+            self.count(prev.state, prev.scope, &prev.broker_type, -1);
+        }
+        self.count(meta.state, meta.scope, &meta.broker_type, 1);
+        self.batch.insert(identity.key(), token_id.as_bytes());
+        let stored = StoredToken {
+            meta: meta.clone(),
+            sealed,
+        };
+        self.batch
+            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
+        self.batch.insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
+        if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
+            self.batch.insert(expiry_key(at, token_id), &[]);
+        }
+        Ok(())
+    }
+
+    /// Moves a live token to `reauth_required` (its secrets stay sealed: a
+    /// reconnection replaces them).
+    pub fn expire(&mut self, token_id: &str, meta: &TokenMeta, sealed: Vec<u8>, now: UnixMillis) -> Result<TokenMeta, StoreError> {
+        let mut next = meta.clone();
+        next.state = TokenState::ReauthRequired;
+        next.updated_at = now;
+        if let Some(at) = meta.expires_at {
+            self.batch.remove(expiry_key(at, token_id));
+        }
+        self.count(meta.state, meta.scope, &meta.broker_type, -1);
+        self.count(next.state, next.scope, &next.broker_type, 1);
+        let stored = StoredToken {
+            meta: next.clone(),
+            sealed,
+        };
+        self.batch
+            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
+        Ok(next)
+    }
+
+    /// Revokes a live token: its record, its data key, its identity entry and
+    /// its expiry entry go in the same batch; a tombstone without secrets
+    /// stays.
+    pub fn revoke(&mut self, token_id: &str, meta: &TokenMeta, now: UnixMillis) -> Result<(), StoreError> {
+        let identity = Identity {
+            client_id: &meta.client_id,
+            end_user_id: &meta.end_user_id,
+            broker_type: &meta.broker_type,
+            scope: meta.scope,
+            account_id: &meta.account_id,
+        };
+        self.batch.remove(identity.key());
+        self.batch.remove(prefixed(TOKEN, token_id.as_bytes()));
+        self.batch.remove(prefixed(DATA_KEY, token_id.as_bytes()));
+        if let Some(at) = meta.expires_at {
+            self.batch.remove(expiry_key(at, token_id));
+        }
+        let tomb = Tombstone {
+            client_id: meta.client_id.clone(),
+            broker_type: meta.broker_type.clone(),
+            scope: meta.scope,
+            revoked_at: now,
+        };
+        self.batch
+            .insert(prefixed(TOMBSTONE, token_id.as_bytes()), postcard::to_stdvec(&tomb)?);
+        self.count(meta.state, meta.scope, &meta.broker_type, -1);
+        self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
+        Ok(())
+    }
+
+    /// Records that a message was processed, with its reply.
+    pub fn processed(&mut self, kind: MessageKind, message_id: &str, reply: &[u8]) {
+        self.batch.insert(processed_key(kind, message_id), reply);
+    }
+
+    /// Applies every write atomically. The caller holds the writer lock.
+    pub fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
+        for (key, delta) in std::mem::take(&mut self.counts) {
+            let current = self
+                .store
+                .db
+                .get(&key)?
+                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+                .map_or(0, u64::from_be_bytes);
+            let next = current.saturating_add_signed(delta);
+            self.batch.insert(key, &next.to_be_bytes());
+        }
+        self.store.db.apply_batch(self.batch)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{self, ConnectInput};
+
+    fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
+        let input = ConnectInput {
+            client_id: client,
+            end_user_id: user,
+            broker_type: "coinbase",
+            broker_name: "Coinbase",
+            account_id: "cb-1",
+            account_name: "Main",
+            scope,
+            expires_in_seconds: Some(60),
+            refresh_expires_in_seconds: None,
+            has_refresh_token: false,
+            at: 1_000,
+        };
+        lifecycle::connect(None, &input, 1_000).meta().clone()
+    }
+
+    fn secrets() -> TokenSecrets {
+        TokenSecrets {
+            access_token: "raw-access".into(),
+            refresh_token: Some("raw-refresh".into()),
+        }
+    }
+
+    #[test]
+    fn identities_differ_by_every_part_and_users_are_prefixes() {
+        let base = Identity {
+            client_id: "acme",
+            end_user_id: "u1",
+            broker_type: "coinbase",
+            scope: Scope::Read,
+            account_id: "a",
+        };
+        let variants = [
+            Identity { client_id: "acme2", ..base.clone() },
+            Identity { end_user_id: "u2", ..base.clone() },
+            Identity { broker_type: "binance", ..base.clone() },
+            Identity { scope: Scope::Write, ..base.clone() },
+            Identity { account_id: "b", ..base.clone() },
+        ];
+        for v in &variants {
+            assert_ne!(v.key(), base.key());
+        }
+        assert!(base.key().starts_with(&user_prefix("acme", "u1")));
+        assert!(!user_prefix("ac", "meu1").starts_with(&user_prefix("acme", "u1")));
+    }
+
+    #[test]
+    fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let m = meta("acme", "u1", Scope::Read);
+        let lock = store.lock();
+        let mut change = store.change();
+        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change.commit(&lock).expect("commits");
+        let Found::Live { meta: got, sealed, wrapped } = store.find("tok_1").expect("reads") else {
+            panic!("expected a live token");
+        };
+        assert_eq!(got, m);
+        let opened = store.open_secrets("tok_1", &got, &sealed, &wrapped).expect("opens");
+        assert_eq!(opened.access_token, "raw-access");
+        assert_eq!(store.due_expiries(60_999, 10).expect("scans"), Vec::<String>::new());
+        assert_eq!(store.due_expiries(61_000, 10).expect("scans"), vec!["tok_1".to_owned()]);
+        assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
+
+        let mut change = store.change();
+        change.revoke("tok_1", &m, 2_000).expect("revokes");
+        change.commit(&lock).expect("commits");
+        assert!(matches!(store.find("tok_1").expect("reads"), Found::Revoked(_)));
+        assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
+        assert!(store.tokens_of_user("acme", "u1").expect("scans").is_empty());
+        let counts = store.counts().expect("counts");
+        assert_eq!(
+            counts,
+            vec![
+                (CountKey { state: TokenState::Active, scope: Scope::Read, broker_type: "coinbase".into() }, 0),
+                (CountKey { state: TokenState::Revoked, scope: Scope::Read, broker_type: "coinbase".into() }, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_is_refused_and_a_right_one_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("k");
+        let data = dir.path().join("data");
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        drop(Store::open(&data, key).expect("opens"));
+        assert!(matches!(
+            Store::open(&data, MasterKey::generate().expect("random key")),
+            Err(StoreError::WrongKey { .. })
+        ));
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        assert!(Store::open(&data, key).is_ok());
+    }
+
+    #[test]
+    fn a_record_moved_onto_another_token_id_does_not_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let m = meta("acme", "u1", Scope::Read);
+        let lock = store.lock();
+        let mut change = store.change();
+        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change.commit(&lock).expect("commits");
+        let Found::Live { sealed, wrapped, .. } = store.find("tok_1").expect("reads") else {
+            panic!("expected a live token");
+        };
+        assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
+        let other_client = meta("evil", "u1", Scope::Read);
+        assert!(store.open_secrets("tok_1", &other_client, &sealed, &wrapped).is_err());
+    }
+}
