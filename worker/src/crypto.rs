@@ -8,7 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use orion::hazardous::aead::xchacha20poly1305::{Nonce, SecretKey, XChaCha20Poly1305};
@@ -26,7 +26,7 @@ const KCV_AD: &[u8] = b"mmt-kcv-v1";
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     /// The key file could not be read or created.
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}")]
     KeyFile {
         /// The key file.
         path: PathBuf,
@@ -67,6 +67,13 @@ impl MasterKey {
             path: path.to_owned(),
             source,
         };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(key_file_error)?;
+        }
         match OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -36,7 +36,7 @@ pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum FixtureError {
         source: std::io::Error,
     },
     /// The file is not a fixture.
-    #[error("{path}: not a fixture: {source}")]
+    #[error("{path} is not a fixture")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum FixtureError {
         timeout: Duration,
     },
     /// A reply was not JSON.
-    #[error("step {step}: the reply is not JSON: {source}")]
+    #[error("step {step}: the reply is not JSON")]
     BadReply {
         /// The step.
         step: String,

@@ -51,7 +51,7 @@ pub enum StoreError {
     },
     /// The data directory could not be opened (missing permission, held by
     /// another worker, ...).
-    #[error("cannot open the store at {path}: {source}")]
+    #[error("cannot open the store at {path}")]
     Open {
         /// The data directory.
         path: PathBuf,
