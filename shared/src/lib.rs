@@ -4,6 +4,8 @@
 //! - [`wire`]: the four messages of CONTRACT.md §4, their replies and the
 //!   [`wire::ErrorCode`]s;
 //! - [`events`]: what the worker publishes on `NS.events`;
+//! - [`console`]: the snapshot, token listing and `worker.stats` bodies the
+//!   console reads;
 //! - [`config`]: the broker connection options and the topology names derived
 //!   from a namespace;
 //! - [`secret::Secret`]: a raw exchange token that zeroizes on drop and never
@@ -15,6 +17,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod console;
 pub mod events;
 pub mod secret;
 pub mod time_fmt;

@@ -20,6 +20,7 @@ use zeroize::Zeroize;
 
 use crate::events::Events;
 use crate::service::{Inbound, Outcome, Service};
+use crate::stats::QueueCounters;
 use crate::store::StoreError;
 
 /// Why a consumer stopped.
@@ -102,6 +103,8 @@ pub struct QueueConsumer {
     pub service: Arc<Service>,
     /// The largest batch taken at once.
     pub max_batch: usize,
+    /// What the console is told about this queue.
+    pub counters: Arc<QueueCounters>,
 }
 
 impl QueueConsumer {
@@ -131,7 +134,9 @@ impl QueueConsumer {
                     _ => break,
                 }
             }
+            self.counters.received(batch.len());
             let finished = self.process(&mut batch).await?;
+            self.counters.acked(finished);
             if finished < batch.len() {
                 failures = failures.saturating_add(1);
                 let backoff = Duration::from_millis(50u64 << failures.min(7));

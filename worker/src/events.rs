@@ -1,16 +1,22 @@
 //! Publishes [`Event`]s on `NS.events`, and logs each one with the same
 //! fields (never a secret: an event has no field that could hold one).
 
+use std::sync::Arc;
+
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
 use mmt_shared::config::Namespace;
-use mmt_shared::events::Event;
+use mmt_shared::console::WorkerStats;
+use mmt_shared::events::{Event, EventKind};
+
+use crate::stats::Stats;
 
 /// The publisher of events.
 #[derive(Clone)]
 pub struct Events {
     channel: Channel,
     exchange: String,
+    observer: Option<Arc<Stats>>,
 }
 
 impl Events {
@@ -19,7 +25,15 @@ impl Events {
         Self {
             channel,
             exchange: namespace.events_exchange(),
+            observer: None,
         }
+    }
+
+    /// Also hands every event to `stats` (counters and recent events for the
+    /// console).
+    pub fn with_observer(mut self, stats: Arc<Stats>) -> Self {
+        self.observer = Some(stats);
+        self
     }
 
     /// Logs and publishes one event. Events are telemetry: a failure to
@@ -36,6 +50,9 @@ impl Events {
             reason = event.reason.as_deref(),
             "event"
         );
+        if let Some(stats) = &self.observer {
+            stats.observe(event);
+        }
         let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(error) => {
@@ -43,6 +60,18 @@ impl Events {
                 return;
             }
         };
+        self.publish(event.kind.routing_key(), &body).await;
+    }
+
+    /// Publishes a `worker.stats` body.
+    pub async fn emit_stats(&self, stats: &WorkerStats) {
+        match serde_json::to_vec(stats) {
+            Ok(body) => self.publish(EventKind::WorkerStats.routing_key(), &body).await,
+            Err(error) => tracing::error!(%error, "worker.stats did not serialize"),
+        }
+    }
+
+    async fn publish(&self, routing_key: &str, body: &[u8]) {
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2);
@@ -50,14 +79,14 @@ impl Events {
             .channel
             .basic_publish(
                 self.exchange.as_str().into(),
-                event.kind.routing_key().into(),
+                routing_key.into(),
                 BasicPublishOptions::default(),
-                &body,
+                body,
                 properties,
             )
             .await
         {
-            tracing::warn!(%error, event = event.kind.routing_key(), "event not published");
+            tracing::warn!(%error, event = routing_key, "event not published");
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
 //! - [`topology`], [`consumer`], [`events`]: the AMQP edges;
+//! - [`stats`], [`console`]: counters, `worker.stats` and the console's
+//!   requests;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`cli`]: the command line.
@@ -14,12 +16,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cli;
+pub mod console;
 pub mod consumer;
 pub mod crypto;
 pub mod events;
 pub mod fixtures;
 pub mod lifecycle;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod topology;
 pub mod worker;

@@ -4,6 +4,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 use mmt_shared::config::Namespace;
+use mmt_shared::console::{SNAPSHOT_ROUTING_KEY, TOKENS_ROUTING_KEY};
 use mmt_shared::wire::MessageKind;
 
 /// The queue type of the state-changing queues and `NS.dead`.
@@ -115,6 +116,31 @@ pub async fn declare(channel: &Channel, config: &TopologyConfig) -> Result<(), l
                 ns.queue(kind).into(),
                 ns.inbound_exchange().into(),
                 kind.routing_key().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    declare_console(channel, config).await
+}
+
+/// The console's request queues: classic and transient, bound to `NS.in`;
+/// a request nobody took within 10 s expires (its asker has given up).
+async fn declare_console(channel: &Channel, config: &TopologyConfig) -> Result<(), lapin::Error> {
+    let ns = &config.namespace;
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("classic"));
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(10_000));
+    for routing_key in [SNAPSHOT_ROUTING_KEY, TOKENS_ROUTING_KEY] {
+        let queue = crate::console::queue_name(ns, routing_key);
+        channel
+            .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args.clone())
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                ns.inbound_exchange().into(),
+                routing_key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )

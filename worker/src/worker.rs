@@ -14,10 +14,12 @@ use mmt_shared::wire::MessageKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::console::{ConsoleServer, Request};
 use crate::consumer::{ConsumerError, DeadLetters, QueueConsumer};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::events::Events;
 use crate::service::Service;
+use crate::stats::{self, Stats};
 use crate::store::{Store, StoreError};
 use crate::topology::{self, QueueType, TopologyConfig};
 
@@ -96,7 +98,8 @@ impl Worker {
             },
         )
         .await?;
-        let events = Events::new(connection.create_channel().await?, namespace);
+        let stats = Arc::new(Stats::new(namespace));
+        let events = Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
         let dead_channel = connection.create_channel().await?;
         dead_channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -110,6 +113,7 @@ impl Worker {
                 .basic_qos(config.prefetch, BasicQosOptions::default())
                 .await?;
             let queue = namespace.queue(kind);
+            let counters = stats.counters(&queue);
             let consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
@@ -127,10 +131,22 @@ impl Worker {
                 events: events.clone(),
                 service: service.clone(),
                 max_batch: usize::from(config.prefetch.max(1)),
+                counters,
             };
             let token = shutdown.clone();
             tasks.spawn(async move { Ok(queue_consumer.run(token).await?) });
         }
+        for request in Request::ALL {
+            let server = ConsoleServer::start(&connection, namespace, request, service.clone(), stats.clone()).await?;
+            let token = shutdown.clone();
+            tasks.spawn(async move { Ok(server.run(token).await?) });
+        }
+        let stats_channel = connection.create_channel().await?;
+        let publish_stats = stats::publish(stats, service.clone(), events.clone(), stats_channel, namespace.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            publish_stats.await;
+            Ok(())
+        });
         tasks.spawn(sweep(service.clone(), events, config.sweep_interval, shutdown.clone()));
         tracing::info!(namespace = %namespace, data_dir = %config.data_dir.display(), "worker ready");
         Ok(Self {

@@ -1,0 +1,271 @@
+//! Answers the console's requests on `NS.console.snapshot` and
+//! `NS.console.tokens` (docs/protocol.md, "Console"): token counts, recent
+//! events and counters, and pages of the token listing. Replies carry
+//! metadata only: nothing here opens a sealed secret.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use mmt_shared::config::Namespace;
+use mmt_shared::console::{
+    MAX_PAGE, MAX_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest,
+    TOKENS_ROUTING_KEY, TokenRow, TokensReply, TokensRequest,
+};
+use mmt_shared::time_fmt::{now_millis, rfc3339};
+use mmt_shared::wire::{ErrorCode, ErrorReply, TokenState};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::ConsumerError;
+use crate::service::Service;
+use crate::stats::{self, Stats};
+use crate::store::{Listed, StoreError};
+
+/// The default page size of a listing.
+const DEFAULT_PAGE: u32 = 100;
+
+/// The full name of a console queue: `NS.console.snapshot` or
+/// `NS.console.tokens`.
+pub fn queue_name(namespace: &Namespace, routing_key: &str) -> String {
+    format!("{}.{routing_key}", namespace.as_str())
+}
+
+/// Which requests a server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `console.snapshot`.
+    Snapshot,
+    /// `console.tokens`.
+    Tokens,
+}
+
+impl Request {
+    /// Both kinds.
+    pub const ALL: [Request; 2] = [Request::Snapshot, Request::Tokens];
+
+    /// The routing key on `NS.in`.
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            Request::Snapshot => SNAPSHOT_ROUTING_KEY,
+            Request::Tokens => TOKENS_ROUTING_KEY,
+        }
+    }
+}
+
+/// The consumer of one console queue.
+pub struct ConsoleServer {
+    request: Request,
+    channel: Channel,
+    consumer: lapin::Consumer,
+    service: Arc<Service>,
+    stats: Arc<Stats>,
+}
+
+impl ConsoleServer {
+    /// Opens a channel on `connection` and starts consuming the queue of
+    /// `request`.
+    pub async fn start(
+        connection: &Connection,
+        namespace: &Namespace,
+        request: Request,
+        service: Arc<Service>,
+        stats: Arc<Stats>,
+    ) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(16, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                queue_name(namespace, request.routing_key()).as_str().into(),
+                format!("mmt-worker.{}", request.routing_key()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            request,
+            channel,
+            consumer,
+            service,
+            stats,
+        })
+    }
+
+    /// Answers requests until `shutdown` fires or the link fails.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                next = self.consumer.next() => next,
+            };
+            let Some(delivery) = next else {
+                return if shutdown.is_cancelled() {
+                    Ok(())
+                } else {
+                    Err(ConsumerError::Cancelled {
+                        queue: self.request.routing_key().to_owned(),
+                    })
+                };
+            };
+            let delivery = delivery?;
+            let service = self.service.clone();
+            let stats = self.stats.clone();
+            let request = self.request;
+            let body = delivery.data.clone();
+            let reply =
+                tokio::task::spawn_blocking(move || answer(request, &body, &service, &stats))
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::error!(%error, "console request task failed");
+                        None
+                    });
+            match reply {
+                Some(reply) => self.reply(&delivery, &reply).await?,
+                None => tracing::warn!(
+                    request = request.routing_key(),
+                    "console request not answered"
+                ),
+            }
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+        }
+    }
+
+    async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
+        let Some(reply_to) = delivery.properties.reply_to() else {
+            return Ok(());
+        };
+        let mut properties =
+            BasicProperties::default().with_content_type("application/json".into());
+        if let Some(correlation_id) = delivery.properties.correlation_id() {
+            properties = properties.with_correlation_id(correlation_id.clone());
+        }
+        self.channel
+            .basic_publish(
+                "".into(),
+                reply_to.clone(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(value)
+        .inspect_err(|error| tracing::error!(%error, "console reply did not serialize"))
+        .ok()
+}
+
+/// The reply to one request, or `None` when the store failed (logged; the
+/// console times out and asks again).
+pub fn answer(request: Request, body: &[u8], service: &Service, stats: &Stats) -> Option<Vec<u8>> {
+    let invalid = |error: serde_json::Error| {
+        ErrorReply::new(
+            ErrorCode::InvalidMessage,
+            format!("body does not match {}: {error}", request.routing_key()),
+        )
+    };
+    let reply = match request {
+        Request::Snapshot => match serde_json::from_slice::<SnapshotRequest>(body) {
+            Ok(r) => snapshot(&r, service, stats).map(|reply| json(&reply)),
+            Err(error) => Ok(json(&invalid(error))),
+        },
+        Request::Tokens => match serde_json::from_slice::<TokensRequest>(body) {
+            Ok(r) => tokens(&r, service).map(|reply| json(&reply)),
+            Err(error) => Ok(json(&invalid(error))),
+        },
+    };
+    reply.unwrap_or_else(|error| {
+        tracing::error!(%error, request = request.routing_key(), "store failure answering the console");
+        None
+    })
+}
+
+fn snapshot(
+    request: &SnapshotRequest,
+    service: &Service,
+    stats: &Stats,
+) -> Result<SnapshotReply, StoreError> {
+    let n = request
+        .recent
+        .unwrap_or(RECENT_CAPACITY)
+        .min(RECENT_CAPACITY);
+    let (recent_rejections, recent_lifecycle) = stats.recent(n);
+    Ok(SnapshotReply {
+        ok: true,
+        at: rfc3339(now_millis()),
+        counts: stats::count_rows(service)?,
+        recent_rejections,
+        recent_lifecycle,
+        stats: stats.last(),
+    })
+}
+
+/// Whether a listed token matches the console's filter text.
+fn matches(needle: &str, token_id: &str, listed: &Listed) -> bool {
+    let (client_id, broker_type, state) = match listed {
+        Listed::Live(meta) => (&meta.client_id, &meta.broker_type, meta.state),
+        Listed::Revoked(tomb) => (&tomb.client_id, &tomb.broker_type, TokenState::Revoked),
+    };
+    [token_id, client_id, broker_type, state.as_str()]
+        .iter()
+        .any(|field| field.to_lowercase().contains(needle))
+}
+
+fn row(token_id: String, listed: Listed) -> TokenRow {
+    match listed {
+        Listed::Live(meta) => TokenRow {
+            token_id,
+            client_id: meta.client_id,
+            broker_type: meta.broker_type,
+            scope: meta.scope,
+            state: meta.state,
+            expires_at: meta.expires_at.map(rfc3339),
+            updated_at: rfc3339(meta.updated_at),
+        },
+        Listed::Revoked(tomb) => TokenRow {
+            token_id,
+            client_id: tomb.client_id,
+            broker_type: tomb.broker_type,
+            scope: tomb.scope,
+            state: TokenState::Revoked,
+            expires_at: None,
+            updated_at: rfc3339(tomb.revoked_at),
+        },
+    }
+}
+
+fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, StoreError> {
+    let limit = request.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
+    let needle = request
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_lowercase);
+    let keep = |token_id: &str, listed: &Listed| {
+        needle
+            .as_deref()
+            .is_none_or(|n| matches(n, token_id, listed))
+    };
+    let page =
+        service
+            .store()
+            .list_tokens(request.after.as_deref(), limit, MAX_SCAN as usize, &keep)?;
+    Ok(TokensReply {
+        ok: true,
+        tokens: page
+            .tokens
+            .into_iter()
+            .map(|(id, listed)| row(id, listed))
+            .collect(),
+        next_after: page.next_after,
+        scanned: page.scanned as u64,
+    })
+}
