@@ -1,0 +1,349 @@
+//! The feed: one AMQP connection with least privilege. It subscribes to
+//! `NS.events` with its own exclusive queue and asks the worker for
+//! snapshots and token pages through direct reply-to. It never opens the
+//! store and never holds a key. When the link drops it says so and comes
+//! back by itself, with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use mmt_shared::config::Namespace;
+use mmt_shared::console::{
+    SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply, TokensRequest, WorkerStats,
+};
+use mmt_shared::events::{Event, EventKind};
+use mmt_shared::wire::ErrorReply;
+use tokio::sync::mpsc;
+
+use crate::state::{Link, Msg};
+
+/// RabbitMQ's direct reply-to pseudo-queue.
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// How long a request waits for the worker.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How many messages wait for the model before events are dropped.
+const FEED_CAPACITY: usize = 8192;
+
+/// Events the broker keeps for a console that does not keep up.
+const QUEUE_MAX_LENGTH: i64 = 100_000;
+
+/// What the model asks of the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// A snapshot.
+    Snapshot,
+    /// A page of the token listing.
+    Tokens(TokensRequest),
+}
+
+/// Why a session with the broker ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The broker refused or lost the link.
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker closed a stream.
+    #[error("the broker closed the {0} stream")]
+    Closed(&'static str),
+    /// The console itself is shutting down.
+    #[error("console stopped")]
+    Stopped,
+}
+
+/// The handle of a running feed.
+pub struct Feed {
+    /// What the feed says, in order.
+    pub messages: mpsc::Receiver<Msg>,
+    /// Where to send requests.
+    pub asks: mpsc::UnboundedSender<Ask>,
+    /// How many events were dropped because the model did not keep up.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Starts the feed for `namespace` on the broker at `url`.
+pub fn spawn(url: String, namespace: Namespace) -> Feed {
+    let (tx, messages) = mpsc::channel(FEED_CAPACITY);
+    let (asks, asks_rx) = mpsc::unbounded_channel();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let feeder = Feeder {
+        url,
+        namespace,
+        tx,
+        dropped: dropped.clone(),
+    };
+    tokio::spawn(feeder.run(asks_rx));
+    Feed {
+        messages,
+        asks,
+        dropped,
+    }
+}
+
+struct Feeder {
+    url: String,
+    namespace: Namespace,
+    tx: mpsc::Sender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64 << attempt.min(5)).min(MAX_BACKOFF)
+}
+
+impl Feeder {
+    async fn run(self, mut asks: mpsc::UnboundedReceiver<Ask>) {
+        let mut attempt: u32 = 0;
+        let mut error = None;
+        loop {
+            if self.say(Msg::Link(Link::Connecting { attempt, error })).await.is_err() {
+                return;
+            }
+            let started = Instant::now();
+            let outcome = self.session(&mut asks).await;
+            if matches!(outcome, Err(ConnError::Stopped)) {
+                return;
+            }
+            tracing::warn!(error = ?outcome.as_ref().err().map(ToString::to_string), "broker link lost");
+            error = outcome.err().map(|e| e.to_string());
+            attempt = if started.elapsed() > MAX_BACKOFF { 0 } else { attempt.saturating_add(1) };
+            let wait = tokio::time::sleep(backoff(attempt));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    ask = asks.recv() => match ask {
+                        None => return,
+                        Some(_) => {
+                            if self.say(Msg::RequestFailed("broker link down: request not sent".into())).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    async fn say(&self, msg: Msg) -> Result<(), ConnError> {
+        self.tx.send(msg).await.map_err(|_| ConnError::Stopped)
+    }
+
+    /// Events may be dropped (and counted) when the model lags; nothing else
+    /// is.
+    fn offer(&self, msg: Msg) -> Result<(), ConnError> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ConnError::Stopped),
+        }
+    }
+
+    async fn session(&self, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
+        let connection = Connection::connect(
+            &self.url,
+            ConnectionProperties::default().with_connection_name("mmt-tui".into()),
+        )
+        .await?;
+        let result = self.serve(&connection, asks).await;
+        let _ = connection.close(200, "mmt-tui".into()).await;
+        result
+    }
+
+    async fn serve(&self, connection: &Connection, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
+        let ns = &self.namespace;
+        let events_channel = connection.create_channel().await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
+            events_channel
+                .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .await?;
+        }
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(QUEUE_MAX_LENGTH));
+        let queue = events_channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await?;
+        events_channel
+            .queue_bind(
+                queue.name().clone(),
+                ns.events_exchange().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        let mut events = events_channel
+            .basic_consume(queue.name().clone(), "mmt-tui.events".into(), no_ack, FieldTable::default())
+            .await?;
+        let rpc = connection.create_channel().await?;
+        let mut replies = rpc
+            .basic_consume(DIRECT_REPLY_TO.into(), "mmt-tui.replies".into(), no_ack, FieldTable::default())
+            .await?;
+        self.say(Msg::Link(Link::Up)).await?;
+        let mut pending: HashMap<String, (Ask, Instant)> = HashMap::new();
+        let mut next_id: u64 = 0;
+        let mut sweep = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                biased;
+                delivery = events.next() => {
+                    let delivery = delivery.ok_or(ConnError::Closed("events"))??;
+                    if let Some(msg) = event_msg(&delivery) {
+                        self.offer(msg)?;
+                    }
+                }
+                delivery = replies.next() => {
+                    let delivery = delivery.ok_or(ConnError::Closed("replies"))??;
+                    let ask = delivery
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .and_then(|id| pending.remove(id.as_str()));
+                    if let Some((ask, _)) = ask {
+                        self.say(reply_msg(ask, &delivery.data)).await?;
+                    }
+                }
+                ask = asks.recv() => {
+                    let ask = ask.ok_or(ConnError::Stopped)?;
+                    next_id += 1;
+                    let id = format!("mmt-tui-{next_id}");
+                    request(&rpc, &self.namespace, &ask, &id).await?;
+                    pending.insert(id, (ask, Instant::now()));
+                }
+                _ = sweep.tick() => {
+                    let late: Vec<String> = pending
+                        .iter()
+                        .filter(|(_, (_, sent))| sent.elapsed() > REQUEST_TIMEOUT)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in late {
+                        if let Some((ask, _)) = pending.remove(&id) {
+                            let what = match ask { Ask::Snapshot => "snapshot", Ask::Tokens(_) => "token page" };
+                            self.say(Msg::RequestFailed(format!("the worker did not answer the {what} request"))).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+}
+
+async fn request(channel: &Channel, namespace: &Namespace, ask: &Ask, id: &str) -> Result<(), lapin::Error> {
+    let (routing_key, body) = match ask {
+        Ask::Snapshot => (SNAPSHOT_ROUTING_KEY, serde_json::to_vec(&SnapshotRequest::default())),
+        Ask::Tokens(request) => (TOKENS_ROUTING_KEY, serde_json::to_vec(request)),
+    };
+    let body = body.unwrap_or_else(|_| b"{}".to_vec());
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_reply_to(DIRECT_REPLY_TO.into())
+        .with_correlation_id(id.into())
+        .with_expiration(REQUEST_TIMEOUT.as_millis().to_string().as_str().into());
+    channel
+        .basic_publish(
+            namespace.inbound_exchange().as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?;
+    Ok(())
+}
+
+fn event_msg(delivery: &Delivery) -> Option<Msg> {
+    let parsed = if delivery.routing_key.as_str() == EventKind::WorkerStats.routing_key() {
+        serde_json::from_slice::<WorkerStats>(&delivery.data).map(Msg::Stats)
+    } else {
+        serde_json::from_slice::<Event>(&delivery.data).map(Msg::Event)
+    };
+    parsed
+        .inspect_err(|error| tracing::debug!(%error, routing_key = %delivery.routing_key, "event ignored"))
+        .ok()
+}
+
+fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
+    if let Ok(error) = serde_json::from_slice::<ErrorReply>(data) {
+        return Msg::RequestFailed(format!("the worker refused: {}", error.error.message));
+    }
+    let parsed = match ask {
+        Ask::Snapshot => serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot),
+        Ask::Tokens(request) => serde_json::from_slice::<TokensReply>(data).map(|reply| Msg::Tokens(request, reply)),
+    };
+    parsed.unwrap_or_else(|error| Msg::RequestFailed(format!("unreadable reply from the worker: {error}")))
+}
+
+/// Connects once, asks for a snapshot and returns it (for `--dump`).
+pub async fn snapshot_once(url: &str, namespace: &Namespace, timeout: Duration) -> Result<SnapshotReply, DumpError> {
+    let work = async {
+        let connection = Connection::connect(
+            url,
+            ConnectionProperties::default().with_connection_name("mmt-tui --dump".into()),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        let mut replies = channel
+            .basic_consume(DIRECT_REPLY_TO.into(), "".into(), no_ack, FieldTable::default())
+            .await?;
+        request(&channel, namespace, &Ask::Snapshot, "mmt-tui-dump").await?;
+        let delivery = replies.next().await.ok_or(DumpError::NoAnswer)??;
+        let _ = connection.close(200, "mmt-tui --dump".into()).await;
+        match reply_msg(Ask::Snapshot, &delivery.data) {
+            Msg::Snapshot(snapshot) => Ok(snapshot),
+            Msg::RequestFailed(why) => Err(DumpError::Refused(why)),
+            _ => Err(DumpError::NoAnswer),
+        }
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| DumpError::NoAnswer)?
+}
+
+/// Why `--dump` got no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The broker could not be reached.
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// No worker answered in time.
+    #[error("no worker answered the snapshot request (is mmt-worker running on this namespace?)")]
+    NoAnswer,
+    /// The worker answered with an error.
+    #[error("{0}")]
+    Refused(String),
+}

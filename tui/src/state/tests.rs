@@ -1,0 +1,309 @@
+//! The model without a terminal: events in, numbers out.
+
+use mmt_shared::console::{CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply};
+use mmt_shared::events::{Event, EventKind};
+use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
+
+use super::*;
+
+const T0: UnixMillis = 1_795_003_200_000;
+
+fn rejection(code: ErrorCode, token: &str) -> Event {
+    let mut event = Event::new(EventKind::RequestRejected, "2026-11-18T12:00:01Z".into());
+    event.code = Some(code);
+    event.token_id = Some(token.into());
+    event.client_id = Some("acme".into());
+    event.operation = Some(Operation::Write);
+    event.scope = Some(Scope::Read);
+    event.queue = Some("token.resolve".into());
+    event
+}
+
+fn lifecycle(kind: EventKind, token: &str) -> Event {
+    let mut event = Event::new(kind, "2026-11-18T12:00:02Z".into());
+    event.token_id = Some(token.into());
+    event.client_id = Some("acme".into());
+    event.broker_type = Some("coinbase".into());
+    event.scope = Some(Scope::Read);
+    event
+}
+
+fn count(state: TokenState, scope: Scope, broker_type: &str, count: u64) -> CountRow {
+    CountRow {
+        state,
+        scope,
+        broker_type: broker_type.into(),
+        count,
+    }
+}
+
+fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)], counts: Vec<CountRow>) -> WorkerStats {
+    WorkerStats {
+        at: "2026-11-18T12:00:00Z".into(),
+        uptime_seconds: 61,
+        queues: vec![
+            QueueStats {
+                queue: format!("{ns}.integration.connected"),
+                received: 10,
+                acked: 10,
+                rate: 2.0,
+                depth: Some(0),
+            },
+            QueueStats {
+                queue: format!("{ns}.token.resolve"),
+                received: 100,
+                acked: 100,
+                rate: resolves,
+                depth: Some(3),
+            },
+        ],
+        rejections: rejections.iter().map(|(code, count)| CodeCount { code: *code, count: *count }).collect(),
+        dead_lettered: 0,
+        dead_depth: Some(0),
+        store_bytes: 4096,
+        counts,
+    }
+}
+
+fn connected() -> State {
+    let mut state = State::new("mmt", T0);
+    state.update(Msg::Link(Link::Up), T0);
+    state
+}
+
+#[test]
+fn the_link_coming_up_asks_for_a_snapshot_and_the_first_page() {
+    let mut state = State::new("mmt", T0);
+    let commands = state.update(Msg::Link(Link::Up), T0);
+    assert_eq!(commands.first(), Some(&Command::Snapshot));
+    assert!(matches!(commands.get(1), Some(Command::Tokens(r)) if r.after.is_none()));
+}
+
+#[test]
+fn a_lost_link_is_counted_and_its_return_resyncs() {
+    let mut state = connected();
+    state.update(
+        Msg::Link(Link::Connecting {
+            attempt: 1,
+            error: Some("gone".into()),
+        }),
+        T0,
+    );
+    assert_eq!(state.reconnects, 1);
+    assert!(state.update(Msg::Link(Link::Up), T0).contains(&Command::Snapshot));
+    assert_eq!(state.link, Link::Up);
+}
+
+#[test]
+fn worker_liveness_is_the_age_of_the_last_stats() {
+    let mut state = connected();
+    assert!(!state.worker_alive());
+    let commands = state.update(Msg::Stats(stats("mmt", 0.0, &[], Vec::new())), T0);
+    assert_eq!(commands.first(), Some(&Command::Snapshot), "a worker that appears is asked for a snapshot");
+    assert!(state.worker_alive());
+    state.update(Msg::Tick, T0 + ALIVE_WITHIN_MS + 1);
+    assert!(!state.worker_alive());
+    assert_eq!(state.worker_age(), Some(ALIVE_WITHIN_MS + 1));
+}
+
+#[test]
+fn counts_come_per_state_integration_and_scope_with_revoked_included() {
+    let mut state = connected();
+    let rows = vec![
+        count(TokenState::Active, Scope::Read, "coinbase", 5),
+        count(TokenState::Revoked, Scope::Read, "coinbase", 2),
+        count(TokenState::ReauthRequired, Scope::Write, "binance", 1),
+        count(TokenState::Active, Scope::Write, "kraken", 0),
+    ];
+    state.update(Msg::Stats(stats("mmt", 0.0, &[], rows)), T0);
+    assert_eq!(state.totals(), [5, 1, 2]);
+    assert_eq!(state.counts.len(), 2, "empty groups are not shown");
+    assert_eq!(
+        state.counts.get(&("coinbase".to_owned(), Scope::Read)).map(|l| l.by_state),
+        Some([5, 0, 2])
+    );
+}
+
+#[test]
+fn rates_feed_the_sparklines_and_rejections_are_per_second_deltas() {
+    let mut state = connected();
+    state.update(Msg::Stats(stats("mmt", 7.4, &[(ErrorCode::NotFound, 3)], Vec::new())), T0);
+    state.update(
+        Msg::Stats(stats("mmt", 9.0, &[(ErrorCode::NotFound, 4), (ErrorCode::ScopeMismatch, 2)], Vec::new())),
+        T0 + 1000,
+    );
+    assert_eq!(state.rates.resolves.samples(), vec![7, 9]);
+    assert_eq!(state.rates.ingest.samples(), vec![2, 2]);
+    assert_eq!(state.rates.rejections.samples(), vec![0, 3]);
+    assert_eq!(state.rejection_counts.get(&ErrorCode::ScopeMismatch), Some(&2));
+    let worker = state.worker.as_ref().expect("seen");
+    assert_eq!(worker.queues[1].name, "token.resolve");
+    assert_eq!(worker.queues[1].depth, Some(3));
+}
+
+#[test]
+fn rejections_and_lifecycle_events_land_in_their_feeds() {
+    let mut state = connected();
+    state.update(Msg::Event(rejection(ErrorCode::ScopeMismatch, "tok_a")), T0);
+    state.update(Msg::Event(lifecycle(EventKind::TokenRevoked, "tok_b")), T0);
+    state.update(Msg::Event(Event::new(EventKind::MessageDeadLettered, "x".into())), T0);
+    assert_eq!(state.rejections.len(), 1);
+    let r = &state.rejections[0];
+    assert!(r.is_scope_mismatch());
+    assert_eq!((r.time.as_str(), r.token_id.as_str(), r.operation, r.scope), ("12:00:01", "tok_a", Some(Operation::Write), Some(Scope::Read)));
+    assert_eq!(state.lifecycle.len(), 1);
+    assert_eq!(state.lifecycle[0].what, "revoked");
+}
+
+#[test]
+fn pausing_holds_events_and_resuming_loses_none() {
+    let mut state = connected();
+    state.act(Action::Pause);
+    for i in 0..5 {
+        state.update(Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))), T0);
+    }
+    assert!(state.rejections.is_empty(), "the feed is frozen");
+    assert_eq!(state.held.len(), 5);
+    state.act(Action::Pause);
+    assert!(!state.paused);
+    let ids: Vec<_> = state.rejections.iter().map(|r| r.token_id.as_str()).collect();
+    assert_eq!(ids, ["tok_0", "tok_1", "tok_2", "tok_3", "tok_4"]);
+    assert_eq!(state.dropped, 0);
+}
+
+#[test]
+fn the_feed_keeps_a_bounded_window_and_drops_are_reported() {
+    let mut state = connected();
+    for i in 0..(REJECTIONS_KEPT + 10) {
+        state.update(Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))), T0);
+    }
+    assert_eq!(state.rejections.len(), REJECTIONS_KEPT);
+    state.update(Msg::Dropped(7), T0);
+    assert_eq!(state.dropped, 7);
+}
+
+#[test]
+fn a_snapshot_fills_the_feeds() {
+    let mut state = connected();
+    state.update(
+        Msg::Snapshot(SnapshotReply {
+            ok: true,
+            at: "2026-11-18T12:00:00Z".into(),
+            counts: vec![count(TokenState::Active, Scope::Read, "coinbase", 1)],
+            recent_rejections: vec![rejection(ErrorCode::Revoked, "tok_r")],
+            recent_lifecycle: vec![lifecycle(EventKind::TokenIssued, "tok_i")],
+            stats: WorkerStats::default(),
+        }),
+        T0,
+    );
+    assert_eq!(state.totals(), [1, 0, 0]);
+    assert_eq!(state.rejections.len(), 1);
+    assert_eq!(state.lifecycle[0].what, "issued");
+}
+
+fn wire_row(id: &str, client: &str, state: TokenState) -> WireRow {
+    WireRow {
+        token_id: id.into(),
+        client_id: client.into(),
+        broker_type: "coinbase".into(),
+        scope: Scope::Read,
+        state,
+        expires_at: None,
+        updated_at: "2026-11-18T12:00:00Z".into(),
+    }
+}
+
+#[test]
+fn token_pages_sort_filter_and_page_through_cursors() {
+    let mut state = connected();
+    state.act(Action::Jump(Screen::Tokens));
+    let first = state.tokens.reload();
+    state.update(
+        Msg::Tokens(
+            first,
+            TokensReply {
+                ok: true,
+                tokens: vec![wire_row("tok_a", "zeta", TokenState::Active), wire_row("tok_b", "acme", TokenState::Revoked)],
+                next_after: Some("tok_b".into()),
+                scanned: 2,
+            },
+        ),
+        T0,
+    );
+    assert_eq!(state.tokens.rows[0].token_id, "tok_a");
+    state.act(Action::Sort);
+    assert_eq!(state.tokens.sort, (Column::Client, true));
+    assert_eq!(state.tokens.rows[0].client_id, "acme");
+    state.act(Action::Reverse);
+    assert_eq!(state.tokens.rows[0].client_id, "zeta");
+    let next = state.act(Action::NextPage);
+    assert!(matches!(next.as_slice(), [Command::Tokens(r)] if r.after.as_deref() == Some("tok_b")));
+    assert!(state.act(Action::NextPage).is_empty(), "one request at a time");
+    state.act(Action::Filter);
+    for c in "revoked".chars() {
+        state.type_filter(FilterKey::Char(c));
+    }
+    let applied = state.type_filter(FilterKey::Enter);
+    assert!(matches!(applied.as_slice(), [Command::Tokens(r)] if r.after.is_none() && r.filter.as_deref() == Some("revoked")));
+    assert_eq!(state.tokens.page, 0);
+}
+
+#[test]
+fn a_stale_page_is_ignored() {
+    let mut state = connected();
+    let old = state.tokens.reload();
+    let _new = state.tokens.reload();
+    let mut stale = old;
+    stale.filter = Some("x".into());
+    state.update(
+        Msg::Tokens(
+            stale,
+            TokensReply {
+                ok: true,
+                tokens: vec![wire_row("tok_z", "acme", TokenState::Active)],
+                next_after: None,
+                scanned: 1,
+            },
+        ),
+        T0,
+    );
+    assert!(state.tokens.rows.is_empty());
+}
+
+#[test]
+fn a_lifecycle_event_updates_the_row_on_screen() {
+    let mut state = connected();
+    let request = state.tokens.reload();
+    state.update(
+        Msg::Tokens(
+            request,
+            TokensReply {
+                ok: true,
+                tokens: vec![wire_row("tok_b", "acme", TokenState::Active)],
+                next_after: None,
+                scanned: 1,
+            },
+        ),
+        T0,
+    );
+    let mut revoked = lifecycle(EventKind::TokenRevoked, "tok_b");
+    revoked.state = Some(TokenState::Revoked);
+    state.update(Msg::Event(revoked), T0);
+    assert_eq!(state.tokens.rows[0].state, TokenState::Revoked);
+}
+
+#[test]
+fn tab_cycles_the_screens_and_help_swallows_other_keys() {
+    let mut state = connected();
+    state.act(Action::NextScreen);
+    assert_eq!(state.screen, Screen::Tokens);
+    state.act(Action::PrevScreen);
+    state.act(Action::PrevScreen);
+    assert_eq!(state.screen, Screen::Rejections);
+    state.act(Action::Help);
+    state.act(Action::NextScreen);
+    assert_eq!(state.screen, Screen::Rejections);
+    state.act(Action::Close);
+    assert!(!state.help);
+    assert_eq!(state.act(Action::Quit), vec![Command::Quit]);
+}

@@ -1,0 +1,206 @@
+//! The overview: token counts per state, integration and scope; rates with
+//! sparklines; queue depths; recent lifecycle events.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
+
+use super::styles::Styles;
+use super::table::{self, TableView};
+use super::duration;
+use crate::state::{Series, State};
+
+/// Draws the overview in `area`.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let [top, bottom] = Layout::vertical([Constraint::Length(11), Constraint::Min(3)]).areas(area);
+    let [counts, worker] = Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
+    draw_counts(frame, counts, state, styles);
+    draw_worker(frame, worker, state, styles);
+    draw_lifecycle(frame, bottom, state, styles);
+}
+
+fn count_cell(n: u64) -> Cell<'static> {
+    Cell::from(Line::from(n.to_string()).right_aligned())
+}
+
+fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let [active, reauth, revoked] = state.totals();
+    let mut rows = vec![
+        Row::new([
+            Cell::from("all"),
+            Cell::from(""),
+            count_cell(active),
+            count_cell(reauth),
+            count_cell(revoked),
+        ])
+        .style(styles.title()),
+    ];
+    let mut lines: Vec<_> = state.counts.iter().collect();
+    lines.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then_with(|| a.0.cmp(b.0)));
+    let room = usize::from(area.height.saturating_sub(4));
+    let hidden = lines.len().saturating_sub(room);
+    let shown = if hidden > 0 { room.saturating_sub(1) } else { room };
+    for ((integration, scope), line) in lines.iter().take(shown) {
+        let [a, r, x] = line.by_state;
+        rows.push(Row::new([
+            Cell::from(integration.clone()),
+            Cell::from(scope.as_str()),
+            count_cell(a),
+            count_cell(r),
+            count_cell(x),
+        ]));
+    }
+    if hidden > 0 {
+        let more = lines.len() - shown;
+        rows.push(Row::new([Cell::from(format!("+{more} more"))]).style(styles.dim()));
+    }
+    let header = Row::new(["integration", "scope", "active", "reauth", "revoked"].map(|h| {
+        Cell::from(Line::from(h).right_aligned())
+    }))
+    .style(styles.title());
+    let widths = [
+        Constraint::Min(10),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+    ];
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .block(Block::default().borders(Borders::ALL).title(" Tokens by state "));
+    frame.render_widget(table, area);
+}
+
+fn short_queue(name: &str) -> &str {
+    match name {
+        "integration.connected" => "connected",
+        "connection.removed" => "removed",
+        "token.resolve" => "resolve",
+        "link.access_tokens" => "link",
+        other => other,
+    }
+}
+
+fn depth_text(depth: Option<u64>) -> String {
+    depth.map_or_else(|| "?".to_owned(), |d| d.to_string())
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1 << 20 => format!("{} KiB", n >> 10),
+        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+    }
+}
+
+fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let title = match &state.worker {
+        Some(w) => format!(" Worker up {} · store {} ", duration(w.uptime_seconds), bytes(w.store_bytes)),
+        None => " Worker (no stats yet) ".to_owned(),
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [rates, queues] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let series: [(&str, &Series, Style); 3] = [
+        ("ingest", &state.rates.ingest, styles.spark()),
+        ("resolves", &state.rates.resolves, styles.spark()),
+        ("rejects", &state.rates.rejections, styles.bad()),
+    ];
+    for (i, (label, series, style)) in series.into_iter().enumerate() {
+        let row = Rect {
+            y: rates.y + i as u16,
+            height: 1,
+            ..rates
+        };
+        if row.y >= rates.bottom() {
+            break;
+        }
+        let [text, spark] = Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(row);
+        frame.render_widget(Paragraph::new(format!("{label:<9}{:>4}/s", series.last())), text);
+        let samples = series.samples();
+        let tail = samples.len().saturating_sub(usize::from(spark.width));
+        frame.render_widget(Sparkline::default().data(samples.get(tail..).unwrap_or_default()).style(style), spark);
+    }
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    if let Some(worker) = &state.worker {
+        for queue in &worker.queues {
+            rows.push(Row::new([
+                Cell::from(short_queue(&queue.name).to_owned()),
+                Cell::from(Line::from(format!("{:.1}/s", queue.rate)).right_aligned()),
+                Cell::from(Line::from(depth_text(queue.depth)).right_aligned()),
+            ]));
+        }
+        let dead_style = if worker.dead_depth.unwrap_or(0) > 0 { styles.bad() } else { Style::default() };
+        rows.push(
+            Row::new([
+                Cell::from("dead"),
+                Cell::from(Line::from(format!("{} total", worker.dead_lettered)).right_aligned()),
+                Cell::from(Line::from(depth_text(worker.dead_depth)).right_aligned()),
+            ])
+            .style(dead_style),
+        );
+    }
+    let header = Row::new([
+        Cell::from("queue"),
+        Cell::from(Line::from("rate").right_aligned()),
+        Cell::from(Line::from("depth").right_aligned()),
+    ])
+    .style(styles.title());
+    let table = Table::new(rows, [Constraint::Min(9), Constraint::Length(10), Constraint::Length(7)])
+        .header(header)
+        .column_spacing(1);
+    frame.render_widget(table, queues);
+}
+
+fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let columns = [
+        ("time", Constraint::Length(8)),
+        ("event", Constraint::Length(9)),
+        ("tokenId", Constraint::Min(12)),
+        ("client", Constraint::Length(10)),
+        ("integration", Constraint::Length(11)),
+        ("scope", Constraint::Length(5)),
+    ];
+    let len = state.lifecycle.len();
+    let row = |i: usize| {
+        let Some(event) = len.checked_sub(i + 1).and_then(|at| state.lifecycle.get(at)) else {
+            return (Vec::new(), Style::default());
+        };
+        let style = match event.what {
+            "revoked" | "expired" => styles.warn(),
+            _ => Style::default(),
+        };
+        (
+            vec![
+                event.time.clone(),
+                event.what.to_owned(),
+                event.token_id.clone(),
+                event.client_id.clone(),
+                event.broker_type.clone(),
+                event.scope.map(|s| s.as_str()).unwrap_or("").to_owned(),
+            ],
+            style,
+        )
+    };
+    let title = Line::from(vec![
+        Span::raw(" Lifecycle events, newest first "),
+        Span::styled(if state.paused { "(PAUSED) " } else { "" }, styles.warn()),
+    ]);
+    table::render(
+        frame,
+        area,
+        styles,
+        &TableView {
+            title,
+            columns: &columns,
+            len,
+            selected: None,
+            row: &row,
+            empty: "no lifecycle event yet",
+        },
+    );
+}

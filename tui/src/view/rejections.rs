@@ -1,0 +1,80 @@
+//! The live feed of refused requests, newest first, with the counts per
+//! error code; scope mismatches stand out (in colour and with a `!`).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use mmt_shared::wire::ErrorCode;
+
+use super::styles::Styles;
+use super::table::{self, TableView};
+use crate::state::State;
+
+/// Draws the feed in `area`.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let [counts, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+    let mut spans = vec![Span::styled(" by code: ", styles.dim())];
+    if state.rejection_counts.is_empty() {
+        spans.push(Span::styled("none yet", styles.dim()));
+    }
+    for (code, count) in &state.rejection_counts {
+        let style = if *code == ErrorCode::ScopeMismatch { styles.bad() } else { Style::default() };
+        spans.push(Span::styled(format!("{code} {count}"), style));
+        spans.push(Span::styled("  ", styles.dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), counts);
+    let columns = [
+        ("time", Constraint::Length(8)),
+        ("client", Constraint::Length(10)),
+        ("tokenId", Constraint::Min(12)),
+        ("asked", Constraint::Length(5)),
+        ("scope", Constraint::Length(5)),
+        ("code", Constraint::Length(16)),
+    ];
+    let len = state.rejections.len();
+    let row = |i: usize| {
+        let Some(r) = len.checked_sub(i + 1).and_then(|at| state.rejections.get(at)) else {
+            return (Vec::new(), Style::default());
+        };
+        let code = r.code.map(|c| c.as_str()).unwrap_or("?");
+        let (code, style) = if r.is_scope_mismatch() {
+            (format!("! {code}"), styles.bad())
+        } else {
+            (format!("  {code}"), Style::default())
+        };
+        (
+            vec![
+                r.time.clone(),
+                r.client_id.clone(),
+                r.token_id.clone(),
+                r.operation.map_or("-", |o| o.as_str()).to_owned(),
+                r.scope.map_or("-", |s| s.as_str()).to_owned(),
+                code,
+            ],
+            style,
+        )
+    };
+    let title = Line::from(vec![
+        Span::raw(" Refused requests, newest first "),
+        if state.paused {
+            Span::styled(format!("PAUSED, {} held ", state.held.len()), styles.warn())
+        } else {
+            Span::styled("LIVE ", styles.good())
+        },
+    ]);
+    table::render(
+        frame,
+        list,
+        styles,
+        &TableView {
+            title,
+            columns: &columns,
+            len,
+            selected: (len > 0).then_some(state.rejection_selected),
+            row: &row,
+            empty: "no refused request yet",
+        },
+    );
+}
