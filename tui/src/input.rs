@@ -72,7 +72,7 @@ pub const BINDINGS: &[Binding] = &[
         help: "next screen",
         action: Action::NextScreen,
         context: Context::Global,
-        hint: Some("screens"),
+        hint: Some("screen"),
     },
     Binding {
         keys: &[plain(KeyCode::BackTab), Key(KeyCode::BackTab, KeyModifiers::SHIFT)],
@@ -144,7 +144,7 @@ pub const BINDINGS: &[Binding] = &[
         help: "next page",
         action: Action::NextPage,
         context: Context::On(Screen::Tokens),
-        hint: Some("next page"),
+        hint: Some("next"),
     },
     Binding {
         keys: &[ch('[')],
@@ -152,7 +152,7 @@ pub const BINDINGS: &[Binding] = &[
         help: "previous page",
         action: Action::PrevPage,
         context: Context::On(Screen::Tokens),
-        hint: Some("prev page"),
+        hint: Some("prev"),
     },
     Binding {
         keys: &[plain(KeyCode::Up), ch('k')],

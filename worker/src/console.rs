@@ -203,7 +203,7 @@ fn snapshot(
         counts: stats::count_rows(service)?,
         recent_rejections,
         recent_lifecycle,
-        stats: stats.last(),
+        stats: stats.current(),
     })
 }
 

@@ -142,9 +142,19 @@ impl Stats {
         )
     }
 
-    /// The counters last published.
-    pub fn last(&self) -> WorkerStats {
-        locked(&self.last).clone()
+    /// The counters as they are now, with the rates, depths and store
+    /// figures of the last publication.
+    pub fn current(&self) -> WorkerStats {
+        let last = locked(&self.last).clone();
+        let mut now = self.read(&[], STATS_INTERVAL, &[]);
+        for (queue, published) in now.queues.iter_mut().zip(&last.queues) {
+            queue.rate = published.rate;
+            queue.depth = published.depth;
+        }
+        now.dead_depth = last.dead_depth;
+        now.store_bytes = last.store_bytes;
+        now.counts = last.counts;
+        now
     }
 
     fn totals(&self) -> Vec<u64> {

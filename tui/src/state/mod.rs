@@ -380,15 +380,19 @@ impl State {
                 if was_alive { Vec::new() } else { self.resync() }
             }
             Msg::Snapshot(snapshot) => {
+                self.notice = None;
                 self.set_counts(&snapshot.counts);
-                if !self.paused {
+                if !self.paused && !snapshot.recent_rejections.is_empty() {
                     self.rejections = snapshot.recent_rejections.into_iter().map(Rejection::from).collect();
-                    self.lifecycle = snapshot.recent_lifecycle.into_iter().map(Lifecycle::from).collect();
                     self.rejection_selected = 0;
+                }
+                if !self.paused && !snapshot.recent_lifecycle.is_empty() {
+                    self.lifecycle = snapshot.recent_lifecycle.into_iter().map(Lifecycle::from).collect();
                 }
                 Vec::new()
             }
             Msg::Tokens(request, reply) => {
+                self.notice = None;
                 self.tokens.loaded(&request, reply);
                 Vec::new()
             }
@@ -402,7 +406,13 @@ impl State {
                 self.dropped = self.feed_dropped + self.held_dropped;
                 Vec::new()
             }
-            Msg::Tick => Vec::new(),
+            Msg::Tick => {
+                if self.screen == Screen::Tokens && self.tokens.is_stale() {
+                    vec![Command::Tokens(self.tokens.reload())]
+                } else {
+                    Vec::new()
+                }
+            }
         }
     }
 
@@ -411,6 +421,7 @@ impl State {
         if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
             return Vec::new();
         }
+        let shown = self.screen;
         match action {
             Action::Quit => return vec![Command::Quit],
             Action::NextScreen => self.screen = self.screen.offset(1),
@@ -435,6 +446,9 @@ impl State {
                     return self.tokens.act(action).into_iter().map(Command::Tokens).collect();
                 }
             }
+        }
+        if self.screen == Screen::Tokens && shown != Screen::Tokens && !self.tokens.loading {
+            return vec![Command::Tokens(self.tokens.reload())];
         }
         Vec::new()
     }

@@ -307,3 +307,26 @@ fn tab_cycles_the_screens_and_help_swallows_other_keys() {
     assert!(!state.help);
     assert_eq!(state.act(Action::Quit), vec![Command::Quit]);
 }
+
+#[test]
+fn the_token_page_is_asked_again_when_tokens_changed_and_it_is_shown() {
+    let mut state = connected();
+    let first = state.tokens.reload();
+    state.update(
+        Msg::Tokens(
+            first,
+            TokensReply {
+                ok: true,
+                tokens: Vec::new(),
+                next_after: None,
+                scanned: 0,
+            },
+        ),
+        T0,
+    );
+    state.update(Msg::Event(lifecycle(EventKind::TokenIssued, "tok_new")), T0);
+    assert!(state.update(Msg::Tick, T0).is_empty(), "not on the tokens screen");
+    let on_entry = state.act(Action::Jump(Screen::Tokens));
+    assert!(matches!(on_entry.as_slice(), [Command::Tokens(_)]), "entering the screen refreshes it");
+    assert!(state.update(Msg::Tick, T0).is_empty(), "one request at a time");
+}

@@ -83,7 +83,7 @@ impl Column {
         match self {
             Column::TokenId => "tokenId",
             Column::Client => "client",
-            Column::Integration => "integration",
+            Column::Integration => "broker",
             Column::Scope => "scope",
             Column::State => "state",
             Column::Expires => "expires",
@@ -141,6 +141,8 @@ pub struct Tokens {
     pub loading: bool,
     /// Whether a page ever arrived.
     loaded: bool,
+    /// Whether tokens changed since the page was asked for.
+    stale: bool,
     /// Whether the worker has more pages after this one.
     pub more: bool,
     /// Records the worker examined for this page.
@@ -163,6 +165,7 @@ impl Default for Tokens {
             editing: None,
             loading: false,
             loaded: false,
+            stale: false,
             more: false,
             scanned: 0,
             cursors: vec![None],
@@ -178,7 +181,14 @@ impl Tokens {
         self.loaded
     }
 
+    /// Whether tokens changed since the page was asked for, and no request
+    /// is in flight or being typed.
+    pub fn is_stale(&self) -> bool {
+        self.stale && !self.loading && self.editing.is_none()
+    }
+
     fn request(&mut self) -> TokensRequest {
+        self.stale = false;
         let request = TokensRequest {
             after: self.cursors.get(self.page).cloned().flatten(),
             limit: Some(PAGE_SIZE),
@@ -216,8 +226,10 @@ impl Tokens {
         self.pending = None;
     }
 
-    /// A lifecycle event: update the row if it is on this page.
+    /// A lifecycle event: update the row if it is on this page, and mark
+    /// the page stale (a new token may belong on it).
     pub fn observe(&mut self, event: &Event) {
+        self.stale = true;
         let Some(row) = self
             .rows
             .iter_mut()

@@ -52,16 +52,22 @@ pub fn duration(seconds: u64) -> String {
 fn header_line(state: &State, styles: Styles) -> Line<'static> {
     let sep = || Span::styled(" │ ", styles.dim());
     let link = match &state.link {
-        Link::Up => Span::styled("broker connected", styles.good()),
+        Link::Up if state.reconnects > 0 => Span::styled(
+            format!(
+                "broker up, {} reconnect{}",
+                state.reconnects,
+                if state.reconnects == 1 { "" } else { "s" }
+            ),
+            styles.good(),
+        ),
+        Link::Up => Span::styled("broker up", styles.good()),
         Link::Connecting { attempt: 0, error: None } => Span::styled("broker connecting…", styles.warn()),
-        Link::Connecting { attempt, .. } => {
-            Span::styled(format!("broker DOWN, retry #{}", attempt + 1), styles.bad())
-        }
+        Link::Connecting { attempt, .. } => Span::styled(format!("broker DOWN, retry {}", attempt + 1), styles.bad()),
     };
     let worker = match state.worker_age() {
         None => Span::styled("worker not seen", styles.warn()),
         Some(age) if state.worker_alive() => {
-            Span::styled(format!("worker alive ({}s)", age / 1000), styles.good())
+            Span::styled(format!("worker alive {}s", age / 1000), styles.good())
         }
         Some(age) => Span::styled(
             format!("worker SILENT {}", duration(u64::try_from(age / 1000).unwrap_or(0))),
@@ -85,10 +91,6 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
         sep(),
         Span::styled(format!("dropped {}", state.dropped), dropped_style),
     ];
-    if state.reconnects > 0 {
-        spans.push(sep());
-        spans.push(Span::styled(format!("reconnects {}", state.reconnects), styles.warn()));
-    }
     spans.push(sep());
     spans.push(Span::styled(format!("ns {}", state.namespace), styles.dim()));
     Line::from(spans)

@@ -56,9 +56,13 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         let more = lines.len() - shown;
         rows.push(Row::new([Cell::from(format!("+{more} more"))]).style(styles.dim()));
     }
-    let header = Row::new(["integration", "scope", "active", "reauth", "revoked"].map(|h| {
-        Cell::from(Line::from(h).right_aligned())
-    }))
+    let header = Row::new([
+        Cell::from("integration"),
+        Cell::from("scope"),
+        Cell::from(Line::from("active").right_aligned()),
+        Cell::from(Line::from("reauth").right_aligned()),
+        Cell::from(Line::from("revoked").right_aligned()),
+    ])
     .style(styles.title());
     let widths = [
         Constraint::Min(10),

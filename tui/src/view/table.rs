@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::Style;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
 use super::styles::Styles;
 
@@ -41,7 +41,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableVie
     let height = usize::from(area.height.saturating_sub(3));
     let first = first_visible(view.selected.unwrap_or(0), height);
     let visible = first..view.len.min(first + height);
-    let mut rows: Vec<Row<'_>> = visible
+    let rows: Vec<Row<'_>> = visible
         .map(|i| {
             let (cells, mut style) = (view.row)(i);
             if view.selected == Some(i) {
@@ -50,15 +50,21 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableVie
             Row::new(cells.into_iter().map(Cell::from)).style(style)
         })
         .collect();
-    if view.len == 0 {
-        rows.push(Row::new([Cell::from(view.empty.to_owned())]).style(styles.dim()));
-    }
     let header = Row::new(view.columns.iter().map(|(name, _)| Cell::from(*name))).style(styles.title());
     let table = Table::new(rows, view.columns.iter().map(|(_, width)| *width))
         .header(header)
         .block(block)
         .column_spacing(1);
     frame.render_widget(table, area);
+    if view.len == 0 && area.height > 3 && area.width > 2 {
+        let line = Rect {
+            x: area.x + 1,
+            y: area.y + 2,
+            width: area.width - 2,
+            height: 1,
+        };
+        frame.render_widget(Paragraph::new(view.empty).style(styles.dim()), line);
+    }
 }
 
 #[cfg(test)]

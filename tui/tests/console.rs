@@ -1,0 +1,449 @@
+//! End to end, against the real local RabbitMQ: the real `mmt-tui` runs in a
+//! pseudo-terminal (a detached tmux pane, which is also the VT parser we read
+//! the screen from) next to a real worker. Each test has its own namespace.
+//! Without a reachable broker these tests fail; they never skip.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
+use mmt_worker::fixtures::{Publisher, Step};
+use mmt_worker::topology::QueueType;
+use mmt_worker::{Worker, WorkerConfig};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn amqp_url() -> String {
+    std::env::var("MMT_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+struct RunningWorker {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningWorker {
+    async fn start(namespace: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = WorkerConfig {
+            broker: BrokerArgs {
+                amqp_url: amqp_url(),
+                namespace: Namespace::new(namespace).expect("valid namespace"),
+            },
+            data_dir: dir.path().join("data"),
+            key_file: dir.path().join("mmt.key"),
+            queue_type: QueueType::Classic,
+            delivery_limit: 5,
+            prefetch: 64,
+            wallet_types: Vec::new(),
+            sweep_interval: Duration::from_millis(200),
+        };
+        let worker = Worker::start(&config)
+            .await
+            .expect("the worker starts (is RabbitMQ running on 127.0.0.1:5672?)");
+        let shutdown = worker.shutdown_token();
+        let task = tokio::spawn(async move {
+            worker.run().await.expect("the worker stops cleanly");
+        });
+        Self {
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("worker task");
+    }
+}
+
+/// The console in a detached tmux pane of 80x24.
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    fn start(namespace: &str) -> Self {
+        let socket = unique("mmt-tui-test");
+        let bin = env!("CARGO_BIN_EXE_mmt-tui");
+        let command = format!(
+            "env MMT_NAMESPACE={namespace} MMT_AMQP_URL='{}' {bin}",
+            amqp_url()
+        );
+        let pane = Self { socket };
+        let out = pane.tmux(&["new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", &command]);
+        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        pane
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs (apt-get install -y tmux)")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        assert!(self.tmux(&["send-keys", "-t", "tui", keys]).status.success());
+    }
+
+    fn alive(&self) -> bool {
+        self.tmux(&["has-session", "-t", "tui"]).status.success()
+    }
+
+    /// Waits until the screen satisfies `what`; returns it.
+    async fn wait_for(&self, label: &str, what: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut ticks = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            ticks.tick().await;
+            let screen = self.screen();
+            if what(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {label}; screen:\n{screen}");
+        }
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+async fn publisher(namespace: &str) -> (Connection, Publisher) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("broker reachable");
+    let publisher = Publisher::new(
+        &connection,
+        &Namespace::new(namespace).expect("valid"),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("publisher");
+    (connection, publisher)
+}
+
+fn step(routing_key: &str, body: Value) -> Step {
+    serde_json::from_value(json!({
+        "routingKey": routing_key,
+        "messageId": unique("msg"),
+        "body": body,
+    }))
+    .expect("a valid step")
+}
+
+/// Connects a read token holding `raw`, asks to write with it, revokes it.
+/// Returns the tokenId.
+async fn scope_mismatch_then_revocation(publisher: &mut Publisher, raw: &str) -> String {
+    let connected = publisher
+        .send(
+            "connect",
+            &step(
+                "integration.connected",
+                json!({
+                    "clientId": "acme", "endUserId": "user-42", "scope": "read",
+                    "accessToken": {"brokerType": "coinbase", "accountTokens": [
+                        {"account": {"accountId": "cb-1"}, "accessToken": raw, "refreshToken": format!("{raw}-refresh")}
+                    ]}
+                }),
+            ),
+        )
+        .await
+        .expect("connect")
+        .expect("a reply");
+    let token_id = connected["tokens"][0]["tokenId"].as_str().expect("a tokenId").to_owned();
+    let refused = publisher
+        .send(
+            "write",
+            &step(
+                "token.resolve",
+                json!({"clientId": "acme", "tokenId": token_id, "operation": "write"}),
+            ),
+        )
+        .await
+        .expect("resolve")
+        .expect("a reply");
+    assert_eq!(refused["error"]["code"], "scope_mismatch");
+    let revoked = publisher
+        .send(
+            "revoke",
+            &step("connection.removed", json!({"clientId": "acme", "tokenId": token_id})),
+        )
+        .await
+        .expect("revoke")
+        .expect("a reply");
+    assert_eq!(revoked["revoked"], true);
+    token_id
+}
+
+/// The "all" line of the counts box: no active token, one revoked.
+fn counts_one_revoked(line: &str) -> bool {
+    let counts = line.split("││").next().unwrap_or_default();
+    counts.split_whitespace().collect::<Vec<_>>() == ["│all", "0", "0", "1"]
+}
+
+fn dump(namespace: &str, json: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmt-tui"));
+    command
+        .args(["--dump", "--namespace", namespace, "--amqp-url", &amqp_url()])
+        .env_remove("NO_COLOR");
+    if json {
+        command.arg("--json");
+    }
+    let out = command.output().expect("mmt-tui runs");
+    assert!(out.status.success(), "mmt-tui --dump: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker() {
+    let namespace = unique("tui-e2e");
+    let raw = unique("RAW-SECRET");
+    let pane = Pane::start(&namespace);
+    let screen = pane
+        .wait_for("the broker link, before any worker", |s| {
+            s.contains("broker up") && s.contains("worker not seen")
+        })
+        .await;
+    assert!(screen.contains("1 Overview"), "{screen}");
+
+    let worker = RunningWorker::start(&namespace).await;
+    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive")).await;
+    let (connection, mut publisher) = publisher(&namespace).await;
+    let token_id = scope_mismatch_then_revocation(&mut publisher, &raw).await;
+    let shown_id = &token_id[..20];
+
+    pane.keys("3");
+    let rejections = pane
+        .wait_for("the scope mismatch and its count on the rejections screen", |s| {
+            s.contains("scope_mismatch 1")
+                && s.lines().any(|l| l.contains(shown_id) && l.contains("! scope_mismatch") && l.contains("write"))
+        })
+        .await;
+
+    pane.keys("1");
+    let overview = pane
+        .wait_for("the revocation and its count on the overview", |s| {
+            s.lines().any(|l| l.contains("revoked") && l.contains(shown_id)) && s.lines().any(counts_one_revoked)
+        })
+        .await;
+
+    pane.keys("2");
+    let tokens = pane
+        .wait_for("the revoked token in the listing", |s| {
+            s.lines().any(|l| l.contains("revoked") && l.contains("acme"))
+        })
+        .await;
+
+    pane.keys("?");
+    let help = pane.wait_for("the help popup", |s| s.contains("Keys (Esc or ? closes)")).await;
+    pane.keys("Escape");
+
+    let text_dump = dump(&namespace, false);
+    assert!(text_dump.contains("scope_mismatch") && text_dump.contains(&token_id), "{text_dump}");
+    let json_dump: Value = serde_json::from_str(&dump(&namespace, true)).expect("--json is JSON");
+    assert_eq!(json_dump["ok"], true);
+    assert!(json_dump["recentLifecycle"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|e| e["kind"] == "token.revoked" && e["tokenId"] == token_id.as_str()));
+
+    for (name, text) in [
+        ("rejections", &rejections),
+        ("overview", &overview),
+        ("tokens", &tokens),
+        ("help", &help),
+        ("dump", &text_dump),
+    ] {
+        assert!(!text.contains(&raw), "the raw token reached the {name} output");
+    }
+
+    pane.keys("q");
+    let deadline = Instant::now() + WAIT;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    while pane.alive() {
+        ticks.tick().await;
+        assert!(Instant::now() < deadline, "q did not quit the console");
+    }
+    let _ = connection.close(200, "done".into()).await;
+    worker.stop().await;
+}
+
+/// Everything the console can receive, captured the way the console does:
+/// all of `NS.events` on an exclusive queue, and the replies to snapshot and
+/// listing requests.
+async fn console_inputs(connection: &Connection, namespace: &Namespace) -> (lapin::Consumer, lapin::Channel, lapin::Consumer) {
+    let channel = connection.create_channel().await.expect("channel");
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            namespace.events_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    let events = channel
+        .basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default())
+        .await
+        .expect("consume events");
+    let rpc = connection.create_channel().await.expect("channel");
+    let replies = rpc
+        .basic_consume("amq.rabbitmq.reply-to".into(), "".into(), no_ack, FieldTable::default())
+        .await
+        .expect("consume replies");
+    (events, rpc, replies)
+}
+
+async fn ask(rpc: &lapin::Channel, replies: &mut lapin::Consumer, namespace: &Namespace, routing_key: &str, body: Value) -> Vec<u8> {
+    rpc.basic_publish(
+        namespace.inbound_exchange().into(),
+        routing_key.into(),
+        BasicPublishOptions::default(),
+        body.to_string().as_bytes(),
+        BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id(routing_key.into()),
+    )
+    .await
+    .expect("publish");
+    let delivery = tokio::time::timeout(WAIT, replies.next())
+        .await
+        .expect("the worker answers")
+        .expect("a reply")
+        .expect("a delivery");
+    delivery.data
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_raw_token_ever_reaches_the_console() {
+    let name = unique("tui-secret");
+    let namespace = Namespace::new(&name).expect("valid");
+    let raw = unique("RAW-SECRET");
+    let worker = RunningWorker::start(&name).await;
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("broker reachable");
+    let (mut events, rpc, mut replies) = console_inputs(&connection, &namespace).await;
+    let (_publishing, mut publisher) = publisher(&name).await;
+    let token_id = scope_mismatch_then_revocation(&mut publisher, &raw).await;
+    let live = unique("RAW-LIVE");
+    let connected = publisher
+        .send(
+            "connect live",
+            &step(
+                "integration.connected",
+                json!({
+                    "clientId": "acme", "endUserId": "user-7", "scope": "write",
+                    "accessToken": {"brokerType": "binance", "expiresInSeconds": 3600, "accountTokens": [
+                        {"account": {"accountId": "bn-1"}, "accessToken": live}
+                    ]}
+                }),
+            ),
+        )
+        .await
+        .expect("connect")
+        .expect("a reply");
+    let live_id = connected["tokens"][0]["tokenId"].as_str().expect("a tokenId").to_owned();
+    let resolved = publisher
+        .send(
+            "resolve",
+            &step("token.resolve", json!({"clientId": "acme", "tokenId": live_id, "operation": "read"})),
+        )
+        .await
+        .expect("resolve")
+        .expect("a reply");
+    assert_eq!(resolved["accessToken"], live.as_str(), "the gateway does get the raw token");
+
+    let snapshot = ask(&rpc, &mut replies, &namespace, "console.snapshot", json!({})).await;
+    let listing = ask(&rpc, &mut replies, &namespace, "console.tokens", json!({"limit": 1000})).await;
+    let filtered = ask(&rpc, &mut replies, &namespace, "console.tokens", json!({"filter": "REVOKED"})).await;
+    let listed: Value = serde_json::from_slice(&listing).expect("json");
+    let ids: Vec<&str> = listed["tokens"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|t| t["tokenId"].as_str())
+        .collect();
+    let mut expected = vec![token_id.as_str(), live_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "live and revoked tokens, ordered by tokenId");
+    let filtered: Value = serde_json::from_slice(&filtered).expect("json");
+    assert_eq!(filtered["tokens"][0]["tokenId"], token_id.as_str());
+    assert_eq!(filtered["tokens"].as_array().map(Vec::len), Some(1));
+
+    let mut seen = vec![snapshot, listing];
+    let mut stats_seen = false;
+    let deadline = Instant::now() + WAIT;
+    while !stats_seen {
+        let delivery = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), events.next())
+            .await
+            .expect("worker.stats within the wait")
+            .expect("an event")
+            .expect("a delivery");
+        stats_seen = delivery.routing_key.as_str() == "worker.stats";
+        seen.push(delivery.data);
+    }
+    for body in &seen {
+        for secret in [raw.as_str(), live.as_str()] {
+            assert!(!contains(body, secret), "a raw token reached the console: {}", String::from_utf8_lossy(body));
+        }
+    }
+    assert!(seen.iter().any(|b| contains(b, &token_id)), "the console does see tokenIds");
+    let _ = connection.close(200, "done".into()).await;
+    worker.stop().await;
+}
+
+#[test]
+fn dump_fails_without_a_worker() {
+    let namespace = unique("tui-nobody");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmt-tui"))
+        .args(["--dump", "--timeout-secs", "2", "--namespace", &namespace, "--amqp-url", &amqp_url()])
+        .output()
+        .expect("mmt-tui runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mmt-tui:"), "{stderr}");
+}
