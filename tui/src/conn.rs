@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply, TokensRequest, WorkerStats,
+    SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply,
+    TokensRequest, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::ErrorReply;
@@ -109,7 +111,11 @@ impl Feeder {
         let mut attempt: u32 = 0;
         let mut error = None;
         loop {
-            if self.say(Msg::Link(Link::Connecting { attempt, error })).await.is_err() {
+            if self
+                .say(Msg::Link(Link::Connecting { attempt, error }))
+                .await
+                .is_err()
+            {
                 return;
             }
             let started = Instant::now();
@@ -119,7 +125,11 @@ impl Feeder {
             }
             tracing::warn!(error = ?outcome.as_ref().err().map(ToString::to_string), "broker link lost");
             error = outcome.err().map(|e| e.to_string());
-            attempt = if started.elapsed() > MAX_BACKOFF { 0 } else { attempt.saturating_add(1) };
+            attempt = if started.elapsed() > MAX_BACKOFF {
+                0
+            } else {
+                attempt.saturating_add(1)
+            };
             let wait = tokio::time::sleep(backoff(attempt));
             tokio::pin!(wait);
             loop {
@@ -166,7 +176,11 @@ impl Feeder {
         result
     }
 
-    async fn serve(&self, connection: &Connection, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
+    async fn serve(
+        &self,
+        connection: &Connection,
+        asks: &mut mpsc::UnboundedReceiver<Ask>,
+    ) -> Result<(), ConnError> {
         let ns = &self.namespace;
         let events_channel = connection.create_channel().await?;
         let durable = ExchangeDeclareOptions {
@@ -175,11 +189,19 @@ impl Feeder {
         };
         for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
             events_channel
-                .exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
         }
         let mut args = FieldTable::default();
-        args.insert("x-max-length".into(), AMQPValue::LongLongInt(QUEUE_MAX_LENGTH));
+        args.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(QUEUE_MAX_LENGTH),
+        );
         let queue = events_channel
             .queue_declare(
                 "".into(),
@@ -205,11 +227,21 @@ impl Feeder {
             ..BasicConsumeOptions::default()
         };
         let mut events = events_channel
-            .basic_consume(queue.name().clone(), "mmt-tui.events".into(), no_ack, FieldTable::default())
+            .basic_consume(
+                queue.name().clone(),
+                "mmt-tui.events".into(),
+                no_ack,
+                FieldTable::default(),
+            )
             .await?;
         let rpc = connection.create_channel().await?;
         let mut replies = rpc
-            .basic_consume(DIRECT_REPLY_TO.into(), "mmt-tui.replies".into(), no_ack, FieldTable::default())
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "mmt-tui.replies".into(),
+                no_ack,
+                FieldTable::default(),
+            )
             .await?;
         self.say(Msg::Link(Link::Up)).await?;
         let mut pending: HashMap<String, (Ask, Instant)> = HashMap::new();
@@ -258,12 +290,19 @@ impl Feeder {
             }
         }
     }
-
 }
 
-async fn request(channel: &Channel, namespace: &Namespace, ask: &Ask, id: &str) -> Result<(), lapin::Error> {
+async fn request(
+    channel: &Channel,
+    namespace: &Namespace,
+    ask: &Ask,
+    id: &str,
+) -> Result<(), lapin::Error> {
     let (routing_key, body) = match ask {
-        Ask::Snapshot => (SNAPSHOT_ROUTING_KEY, serde_json::to_vec(&SnapshotRequest::default())),
+        Ask::Snapshot => (
+            SNAPSHOT_ROUTING_KEY,
+            serde_json::to_vec(&SnapshotRequest::default()),
+        ),
         Ask::Tokens(request) => (TOKENS_ROUTING_KEY, serde_json::to_vec(request)),
     };
     let body = body.unwrap_or_else(|_| b"{}".to_vec());
@@ -291,7 +330,9 @@ fn event_msg(delivery: &Delivery) -> Option<Msg> {
         serde_json::from_slice::<Event>(&delivery.data).map(Msg::Event)
     };
     parsed
-        .inspect_err(|error| tracing::debug!(%error, routing_key = %delivery.routing_key, "event ignored"))
+        .inspect_err(
+            |error| tracing::debug!(%error, routing_key = %delivery.routing_key, "event ignored"),
+        )
         .ok()
 }
 
@@ -301,13 +342,21 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
     }
     let parsed = match ask {
         Ask::Snapshot => serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot),
-        Ask::Tokens(request) => serde_json::from_slice::<TokensReply>(data).map(|reply| Msg::Tokens(request, reply)),
+        Ask::Tokens(request) => {
+            serde_json::from_slice::<TokensReply>(data).map(|reply| Msg::Tokens(request, reply))
+        }
     };
-    parsed.unwrap_or_else(|error| Msg::RequestFailed(format!("unreadable reply from the worker: {error}")))
+    parsed.unwrap_or_else(|error| {
+        Msg::RequestFailed(format!("unreadable reply from the worker: {error}"))
+    })
 }
 
 /// Connects once, asks for a snapshot and returns it (for `--dump`).
-pub async fn snapshot_once(url: &str, namespace: &Namespace, timeout: Duration) -> Result<SnapshotReply, DumpError> {
+pub async fn snapshot_once(
+    url: &str,
+    namespace: &Namespace,
+    timeout: Duration,
+) -> Result<SnapshotReply, DumpError> {
     let work = async {
         let connection = Connection::connect(
             url,
@@ -320,7 +369,12 @@ pub async fn snapshot_once(url: &str, namespace: &Namespace, timeout: Duration) 
             ..BasicConsumeOptions::default()
         };
         let mut replies = channel
-            .basic_consume(DIRECT_REPLY_TO.into(), "".into(), no_ack, FieldTable::default())
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "".into(),
+                no_ack,
+                FieldTable::default(),
+            )
             .await?;
         request(&channel, namespace, &Ask::Snapshot, "mmt-tui-dump").await?;
         let delivery = replies.next().await.ok_or(DumpError::NoAnswer)??;
@@ -331,7 +385,9 @@ pub async fn snapshot_once(url: &str, namespace: &Namespace, timeout: Duration) 
             _ => Err(DumpError::NoAnswer),
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| DumpError::NoAnswer)?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| DumpError::NoAnswer)?
 }
 
 /// Why `--dump` got no snapshot.

@@ -75,7 +75,10 @@ pub const BINDINGS: &[Binding] = &[
         hint: Some("screen"),
     },
     Binding {
-        keys: &[plain(KeyCode::BackTab), Key(KeyCode::BackTab, KeyModifiers::SHIFT)],
+        keys: &[
+            plain(KeyCode::BackTab),
+            Key(KeyCode::BackTab, KeyModifiers::SHIFT),
+        ],
         label: "S-Tab",
         help: "previous screen",
         action: Action::PrevScreen,
@@ -195,7 +198,11 @@ pub const BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
-        keys: &[plain(KeyCode::End), ch('G'), Key(KeyCode::Char('G'), KeyModifiers::SHIFT)],
+        keys: &[
+            plain(KeyCode::End),
+            ch('G'),
+            Key(KeyCode::Char('G'), KeyModifiers::SHIFT),
+        ],
         label: "End/G",
         help: "last row",
         action: Action::Bottom,
@@ -268,7 +275,9 @@ pub fn editing(event: &KeyEvent) -> Option<Editing> {
         return None;
     }
     match event.code {
-        KeyCode::Char('c') if event.modifiers.contains(KeyModifiers::CONTROL) => Some(Editing::Quit),
+        KeyCode::Char('c') if event.modifiers.contains(KeyModifiers::CONTROL) => {
+            Some(Editing::Quit)
+        }
         KeyCode::Char(c) if !event.modifiers.contains(KeyModifiers::CONTROL) => {
             Some(Editing::Key(FilterKey::Char(c)))
         }
@@ -298,7 +307,10 @@ mod tests {
     #[test]
     fn quit_keys_work_everywhere_and_releases_are_ignored() {
         for screen in Screen::ALL {
-            assert_eq!(action(&press(KeyCode::Char('q'), KeyModifiers::NONE), screen), Some(Action::Quit));
+            assert_eq!(
+                action(&press(KeyCode::Char('q'), KeyModifiers::NONE), screen),
+                Some(Action::Quit)
+            );
             assert_eq!(
                 action(&press(KeyCode::Char('c'), KeyModifiers::CONTROL), screen),
                 Some(Action::Quit)
@@ -317,8 +329,20 @@ mod tests {
         let slash = press(KeyCode::Char('/'), KeyModifiers::NONE);
         assert_eq!(action(&slash, Screen::Tokens), Some(Action::Filter));
         assert_eq!(action(&slash, Screen::Overview), None);
-        assert_eq!(action(&press(KeyCode::Char('?'), KeyModifiers::SHIFT), Screen::Rejections), Some(Action::Help));
-        assert_eq!(action(&press(KeyCode::BackTab, KeyModifiers::SHIFT), Screen::Tokens), Some(Action::PrevScreen));
+        assert_eq!(
+            action(
+                &press(KeyCode::Char('?'), KeyModifiers::SHIFT),
+                Screen::Rejections
+            ),
+            Some(Action::Help)
+        );
+        assert_eq!(
+            action(
+                &press(KeyCode::BackTab, KeyModifiers::SHIFT),
+                Screen::Tokens
+            ),
+            Some(Action::PrevScreen)
+        );
     }
 
     #[test]
@@ -330,7 +354,10 @@ mod tests {
                 .flat_map(|b| b.keys.iter())
                 .collect();
             for (i, key) in keys.iter().enumerate() {
-                assert!(!keys[i + 1..].contains(key), "{key:?} bound twice on {screen:?}");
+                assert!(
+                    !keys[i + 1..].contains(key),
+                    "{key:?} bound twice on {screen:?}"
+                );
             }
         }
     }

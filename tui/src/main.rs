@@ -124,7 +124,9 @@ async fn console(args: &Args) -> anyhow::Result<()> {
     let mut dirty = true;
     loop {
         if dirty {
-            guard.terminal.draw(|frame| view::draw(frame, &state, styles))?;
+            guard
+                .terminal
+                .draw(|frame| view::draw(frame, &state, styles))?;
             dirty = false;
         }
         let commands = tokio::select! {

@@ -7,7 +7,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
@@ -83,8 +85,22 @@ impl Pane {
             amqp_url()
         );
         let pane = Self { socket };
-        let out = pane.tmux(&["new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", &command]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        let out = pane.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pane
     }
 
@@ -97,11 +113,16 @@ impl Pane {
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout).into_owned()
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "tui"]).stdout)
+            .into_owned()
     }
 
     fn keys(&self, keys: &str) {
-        assert!(self.tmux(&["send-keys", "-t", "tui", keys]).status.success());
+        assert!(
+            self.tmux(&["send-keys", "-t", "tui", keys])
+                .status
+                .success()
+        );
     }
 
     fn alive(&self) -> bool {
@@ -118,7 +139,10 @@ impl Pane {
             if what(&screen) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {label}; screen:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {label}; screen:\n{screen}"
+            );
         }
     }
 }
@@ -171,7 +195,10 @@ async fn scope_mismatch_then_revocation(publisher: &mut Publisher, raw: &str) ->
         .await
         .expect("connect")
         .expect("a reply");
-    let token_id = connected["tokens"][0]["tokenId"].as_str().expect("a tokenId").to_owned();
+    let token_id = connected["tokens"][0]["tokenId"]
+        .as_str()
+        .expect("a tokenId")
+        .to_owned();
     let refused = publisher
         .send(
             "write",
@@ -187,7 +214,10 @@ async fn scope_mismatch_then_revocation(publisher: &mut Publisher, raw: &str) ->
     let revoked = publisher
         .send(
             "revoke",
-            &step("connection.removed", json!({"clientId": "acme", "tokenId": token_id})),
+            &step(
+                "connection.removed",
+                json!({"clientId": "acme", "tokenId": token_id}),
+            ),
         )
         .await
         .expect("revoke")
@@ -205,13 +235,23 @@ fn counts_one_revoked(line: &str) -> bool {
 fn dump(namespace: &str, json: bool) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mmt-tui"));
     command
-        .args(["--dump", "--namespace", namespace, "--amqp-url", &amqp_url()])
+        .args([
+            "--dump",
+            "--namespace",
+            namespace,
+            "--amqp-url",
+            &amqp_url(),
+        ])
         .env_remove("NO_COLOR");
     if json {
         command.arg("--json");
     }
     let out = command.output().expect("mmt-tui runs");
-    assert!(out.status.success(), "mmt-tui --dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mmt-tui --dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -228,46 +268,64 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
     assert!(screen.contains("1 Overview"), "{screen}");
 
     let worker = RunningWorker::start(&namespace).await;
-    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive")).await;
+    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
+        .await;
     let (connection, mut publisher) = publisher(&namespace).await;
     let token_id = scope_mismatch_then_revocation(&mut publisher, &raw).await;
     let shown_id = &token_id[..20];
 
     pane.keys("3");
     let rejections = pane
-        .wait_for("the scope mismatch and its count on the rejections screen", |s| {
-            s.contains("scope_mismatch 1")
-                && s.lines().any(|l| l.contains(shown_id) && l.contains("! scope_mismatch") && l.contains("write"))
-        })
+        .wait_for(
+            "the scope mismatch and its count on the rejections screen",
+            |s| {
+                s.contains("scope_mismatch 1")
+                    && s.lines().any(|l| {
+                        l.contains(shown_id)
+                            && l.contains("! scope_mismatch")
+                            && l.contains("write")
+                    })
+            },
+        )
         .await;
 
     pane.keys("1");
     let overview = pane
         .wait_for("the revocation and its count on the overview", |s| {
-            s.lines().any(|l| l.contains("revoked") && l.contains(shown_id)) && s.lines().any(counts_one_revoked)
+            s.lines()
+                .any(|l| l.contains("revoked") && l.contains(shown_id))
+                && s.lines().any(counts_one_revoked)
         })
         .await;
 
     pane.keys("2");
     let tokens = pane
         .wait_for("the revoked token in the listing", |s| {
-            s.lines().any(|l| l.contains("revoked") && l.contains("acme"))
+            s.lines()
+                .any(|l| l.contains("revoked") && l.contains("acme"))
         })
         .await;
 
     pane.keys("?");
-    let help = pane.wait_for("the help popup", |s| s.contains("Keys (Esc or ? closes)")).await;
+    let help = pane
+        .wait_for("the help popup", |s| s.contains("Keys (Esc or ? closes)"))
+        .await;
     pane.keys("Escape");
 
     let text_dump = dump(&namespace, false);
-    assert!(text_dump.contains("scope_mismatch") && text_dump.contains(&token_id), "{text_dump}");
+    assert!(
+        text_dump.contains("scope_mismatch") && text_dump.contains(&token_id),
+        "{text_dump}"
+    );
     let json_dump: Value = serde_json::from_str(&dump(&namespace, true)).expect("--json is JSON");
     assert_eq!(json_dump["ok"], true);
-    assert!(json_dump["recentLifecycle"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .any(|e| e["kind"] == "token.revoked" && e["tokenId"] == token_id.as_str()));
+    assert!(
+        json_dump["recentLifecycle"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|e| e["kind"] == "token.revoked" && e["tokenId"] == token_id.as_str())
+    );
 
     for (name, text) in [
         ("rejections", &rejections),
@@ -276,7 +334,10 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
         ("help", &help),
         ("dump", &text_dump),
     ] {
-        assert!(!text.contains(&raw), "the raw token reached the {name} output");
+        assert!(
+            !text.contains(&raw),
+            "the raw token reached the {name} output"
+        );
     }
 
     pane.keys("q");
@@ -293,7 +354,10 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
 /// Everything the console can receive, captured the way the console does:
 /// all of `NS.events` on an exclusive queue, and the replies to snapshot and
 /// listing requests.
-async fn console_inputs(connection: &Connection, namespace: &Namespace) -> (lapin::Consumer, lapin::Channel, lapin::Consumer) {
+async fn console_inputs(
+    connection: &Connection,
+    namespace: &Namespace,
+) -> (lapin::Consumer, lapin::Channel, lapin::Consumer) {
     let channel = connection.create_channel().await.expect("channel");
     let queue = channel
         .queue_declare(
@@ -322,18 +386,34 @@ async fn console_inputs(connection: &Connection, namespace: &Namespace) -> (lapi
         ..BasicConsumeOptions::default()
     };
     let events = channel
-        .basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default())
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            no_ack,
+            FieldTable::default(),
+        )
         .await
         .expect("consume events");
     let rpc = connection.create_channel().await.expect("channel");
     let replies = rpc
-        .basic_consume("amq.rabbitmq.reply-to".into(), "".into(), no_ack, FieldTable::default())
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            no_ack,
+            FieldTable::default(),
+        )
         .await
         .expect("consume replies");
     (events, rpc, replies)
 }
 
-async fn ask(rpc: &lapin::Channel, replies: &mut lapin::Consumer, namespace: &Namespace, routing_key: &str, body: Value) -> Vec<u8> {
+async fn ask(
+    rpc: &lapin::Channel,
+    replies: &mut lapin::Consumer,
+    namespace: &Namespace,
+    routing_key: &str,
+    body: Value,
+) -> Vec<u8> {
     rpc.basic_publish(
         namespace.inbound_exchange().into(),
         routing_key.into(),
@@ -354,7 +434,9 @@ async fn ask(rpc: &lapin::Channel, replies: &mut lapin::Consumer, namespace: &Na
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,20 +468,51 @@ async fn no_raw_token_ever_reaches_the_console() {
         .await
         .expect("connect")
         .expect("a reply");
-    let live_id = connected["tokens"][0]["tokenId"].as_str().expect("a tokenId").to_owned();
+    let live_id = connected["tokens"][0]["tokenId"]
+        .as_str()
+        .expect("a tokenId")
+        .to_owned();
     let resolved = publisher
         .send(
             "resolve",
-            &step("token.resolve", json!({"clientId": "acme", "tokenId": live_id, "operation": "read"})),
+            &step(
+                "token.resolve",
+                json!({"clientId": "acme", "tokenId": live_id, "operation": "read"}),
+            ),
         )
         .await
         .expect("resolve")
         .expect("a reply");
-    assert_eq!(resolved["accessToken"], live.as_str(), "the gateway does get the raw token");
+    assert_eq!(
+        resolved["accessToken"],
+        live.as_str(),
+        "the gateway does get the raw token"
+    );
 
-    let snapshot = ask(&rpc, &mut replies, &namespace, "console.snapshot", json!({})).await;
-    let listing = ask(&rpc, &mut replies, &namespace, "console.tokens", json!({"limit": 1000})).await;
-    let filtered = ask(&rpc, &mut replies, &namespace, "console.tokens", json!({"filter": "REVOKED"})).await;
+    let snapshot = ask(
+        &rpc,
+        &mut replies,
+        &namespace,
+        "console.snapshot",
+        json!({}),
+    )
+    .await;
+    let listing = ask(
+        &rpc,
+        &mut replies,
+        &namespace,
+        "console.tokens",
+        json!({"limit": 1000}),
+    )
+    .await;
+    let filtered = ask(
+        &rpc,
+        &mut replies,
+        &namespace,
+        "console.tokens",
+        json!({"filter": "REVOKED"}),
+    )
+    .await;
     let listed: Value = serde_json::from_slice(&listing).expect("json");
     let ids: Vec<&str> = listed["tokens"]
         .as_array()
@@ -418,20 +531,30 @@ async fn no_raw_token_ever_reaches_the_console() {
     let mut stats_seen = false;
     let deadline = Instant::now() + WAIT;
     while !stats_seen {
-        let delivery = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), events.next())
-            .await
-            .expect("worker.stats within the wait")
-            .expect("an event")
-            .expect("a delivery");
+        let delivery = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            events.next(),
+        )
+        .await
+        .expect("worker.stats within the wait")
+        .expect("an event")
+        .expect("a delivery");
         stats_seen = delivery.routing_key.as_str() == "worker.stats";
         seen.push(delivery.data);
     }
     for body in &seen {
         for secret in [raw.as_str(), live.as_str()] {
-            assert!(!contains(body, secret), "a raw token reached the console: {}", String::from_utf8_lossy(body));
+            assert!(
+                !contains(body, secret),
+                "a raw token reached the console: {}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
-    assert!(seen.iter().any(|b| contains(b, &token_id)), "the console does see tokenIds");
+    assert!(
+        seen.iter().any(|b| contains(b, &token_id)),
+        "the console does see tokenIds"
+    );
     let _ = connection.close(200, "done".into()).await;
     worker.stop().await;
 }
@@ -440,7 +563,15 @@ async fn no_raw_token_ever_reaches_the_console() {
 fn dump_fails_without_a_worker() {
     let namespace = unique("tui-nobody");
     let out = Command::new(env!("CARGO_BIN_EXE_mmt-tui"))
-        .args(["--dump", "--timeout-secs", "2", "--namespace", &namespace, "--amqp-url", &amqp_url()])
+        .args([
+            "--dump",
+            "--timeout-secs",
+            "2",
+            "--namespace",
+            &namespace,
+            "--amqp-url",
+            &amqp_url(),
+        ])
         .output()
         .expect("mmt-tui runs");
     assert!(!out.status.success());

@@ -66,7 +66,10 @@ impl Events {
     /// Publishes a `worker.stats` body.
     pub async fn emit_stats(&self, stats: &WorkerStats) {
         match serde_json::to_vec(stats) {
-            Ok(body) => self.publish(EventKind::WorkerStats.routing_key(), &body).await,
+            Ok(body) => {
+                self.publish(EventKind::WorkerStats.routing_key(), &body)
+                    .await
+            }
             Err(error) => tracing::error!(%error, "worker.stats did not serialize"),
         }
     }

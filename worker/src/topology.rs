@@ -134,7 +134,11 @@ async fn declare_console(channel: &Channel, config: &TopologyConfig) -> Result<(
     for routing_key in [SNAPSHOT_ROUTING_KEY, TOKENS_ROUTING_KEY] {
         let queue = crate::console::queue_name(ns, routing_key);
         channel
-            .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args.clone())
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                args.clone(),
+            )
             .await?;
         channel
             .queue_bind(

@@ -99,7 +99,8 @@ impl Worker {
         )
         .await?;
         let stats = Arc::new(Stats::new(namespace));
-        let events = Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
+        let events =
+            Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
         let dead_channel = connection.create_channel().await?;
         dead_channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -137,12 +138,26 @@ impl Worker {
             tasks.spawn(async move { Ok(queue_consumer.run(token).await?) });
         }
         for request in Request::ALL {
-            let server = ConsoleServer::start(&connection, namespace, request, service.clone(), stats.clone()).await?;
+            let server = ConsoleServer::start(
+                &connection,
+                namespace,
+                request,
+                service.clone(),
+                stats.clone(),
+            )
+            .await?;
             let token = shutdown.clone();
             tasks.spawn(async move { Ok(server.run(token).await?) });
         }
         let stats_channel = connection.create_channel().await?;
-        let publish_stats = stats::publish(stats, service.clone(), events.clone(), stats_channel, namespace.clone(), shutdown.clone());
+        let publish_stats = stats::publish(
+            stats,
+            service.clone(),
+            events.clone(),
+            stats_channel,
+            namespace.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
             publish_stats.await;
             Ok(())

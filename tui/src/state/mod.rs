@@ -383,11 +383,19 @@ impl State {
                 self.notice = None;
                 self.set_counts(&snapshot.counts);
                 if !self.paused && !snapshot.recent_rejections.is_empty() {
-                    self.rejections = snapshot.recent_rejections.into_iter().map(Rejection::from).collect();
+                    self.rejections = snapshot
+                        .recent_rejections
+                        .into_iter()
+                        .map(Rejection::from)
+                        .collect();
                     self.rejection_selected = 0;
                 }
                 if !self.paused && !snapshot.recent_lifecycle.is_empty() {
-                    self.lifecycle = snapshot.recent_lifecycle.into_iter().map(Lifecycle::from).collect();
+                    self.lifecycle = snapshot
+                        .recent_lifecycle
+                        .into_iter()
+                        .map(Lifecycle::from)
+                        .collect();
                 }
                 Vec::new()
             }
@@ -438,12 +446,26 @@ impl State {
                 commands.push(Command::Tokens(self.tokens.reload()));
                 return commands;
             }
-            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Top | Action::Bottom => {
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
                 self.scroll(action);
             }
-            Action::Filter | Action::Sort | Action::Reverse | Action::NextPage | Action::PrevPage => {
+            Action::Filter
+            | Action::Sort
+            | Action::Reverse
+            | Action::NextPage
+            | Action::PrevPage => {
                 if self.screen == Screen::Tokens {
-                    return self.tokens.act(action).into_iter().map(Command::Tokens).collect();
+                    return self
+                        .tokens
+                        .act(action)
+                        .into_iter()
+                        .map(Command::Tokens)
+                        .collect();
                 }
             }
         }
@@ -456,7 +478,11 @@ impl State {
     /// A character typed while the token filter is being edited; returns the
     /// request to send when the filter is applied.
     pub fn type_filter(&mut self, key: FilterKey) -> Vec<Command> {
-        self.tokens.type_filter(key).into_iter().map(Command::Tokens).collect()
+        self.tokens
+            .type_filter(key)
+            .into_iter()
+            .map(Command::Tokens)
+            .collect()
     }
 
     fn scroll(&mut self, action: Action) {
@@ -505,7 +531,8 @@ impl State {
                 }
                 self.rejections.push_back(Rejection::from(event));
                 if self.rejection_selected > 0 {
-                    self.rejection_selected = (self.rejection_selected + 1).min(self.rejections.len() - 1);
+                    self.rejection_selected =
+                        (self.rejection_selected + 1).min(self.rejections.len() - 1);
                 }
             }
             EventKind::TokenIssued
@@ -535,7 +562,9 @@ impl State {
         self.rates.ingest.push(rate_of("integration.connected"));
         self.rates.resolves.push(rate_of("token.resolve"));
         let total: u64 = stats.rejections.iter().map(|c| c.count).sum();
-        let delta = self.last_rejection_total.map_or(0, |last| total.saturating_sub(last));
+        let delta = self
+            .last_rejection_total
+            .map_or(0, |last| total.saturating_sub(last));
         self.last_rejection_total = Some(total);
         self.rates.rejections.push(delta);
         self.rejection_counts = stats.rejections.iter().map(|c| (c.code, c.count)).collect();
@@ -564,7 +593,10 @@ impl State {
         }
         self.counts.clear();
         for row in rows {
-            let line = self.counts.entry((row.broker_type.clone(), row.scope)).or_default();
+            let line = self
+                .counts
+                .entry((row.broker_type.clone(), row.scope))
+                .or_default();
             line.by_state[state_index(row.state)] += row.count;
         }
         self.counts.retain(|_, line| line.total() > 0);

@@ -1,6 +1,8 @@
 //! The model without a terminal: events in, numbers out.
 
-use mmt_shared::console::{CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply};
+use mmt_shared::console::{
+    CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply,
+};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
 
@@ -37,7 +39,12 @@ fn count(state: TokenState, scope: Scope, broker_type: &str, count: u64) -> Coun
     }
 }
 
-fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)], counts: Vec<CountRow>) -> WorkerStats {
+fn stats(
+    ns: &str,
+    resolves: f64,
+    rejections: &[(ErrorCode, u64)],
+    counts: Vec<CountRow>,
+) -> WorkerStats {
     WorkerStats {
         at: "2026-11-18T12:00:00Z".into(),
         uptime_seconds: 61,
@@ -57,7 +64,13 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)], counts: Vec<C
                 depth: Some(3),
             },
         ],
-        rejections: rejections.iter().map(|(code, count)| CodeCount { code: *code, count: *count }).collect(),
+        rejections: rejections
+            .iter()
+            .map(|(code, count)| CodeCount {
+                code: *code,
+                count: *count,
+            })
+            .collect(),
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
@@ -90,7 +103,11 @@ fn a_lost_link_is_counted_and_its_return_resyncs() {
         T0,
     );
     assert_eq!(state.reconnects, 1);
-    assert!(state.update(Msg::Link(Link::Up), T0).contains(&Command::Snapshot));
+    assert!(
+        state
+            .update(Msg::Link(Link::Up), T0)
+            .contains(&Command::Snapshot)
+    );
     assert_eq!(state.link, Link::Up);
 }
 
@@ -99,7 +116,11 @@ fn worker_liveness_is_the_age_of_the_last_stats() {
     let mut state = connected();
     assert!(!state.worker_alive());
     let commands = state.update(Msg::Stats(stats("mmt", 0.0, &[], Vec::new())), T0);
-    assert_eq!(commands.first(), Some(&Command::Snapshot), "a worker that appears is asked for a snapshot");
+    assert_eq!(
+        commands.first(),
+        Some(&Command::Snapshot),
+        "a worker that appears is asked for a snapshot"
+    );
     assert!(state.worker_alive());
     state.update(Msg::Tick, T0 + ALIVE_WITHIN_MS + 1);
     assert!(!state.worker_alive());
@@ -119,7 +140,10 @@ fn counts_come_per_state_integration_and_scope_with_revoked_included() {
     assert_eq!(state.totals(), [5, 1, 2]);
     assert_eq!(state.counts.len(), 2, "empty groups are not shown");
     assert_eq!(
-        state.counts.get(&("coinbase".to_owned(), Scope::Read)).map(|l| l.by_state),
+        state
+            .counts
+            .get(&("coinbase".to_owned(), Scope::Read))
+            .map(|l| l.by_state),
         Some([5, 0, 2])
     );
 }
@@ -127,15 +151,26 @@ fn counts_come_per_state_integration_and_scope_with_revoked_included() {
 #[test]
 fn rates_feed_the_sparklines_and_rejections_are_per_second_deltas() {
     let mut state = connected();
-    state.update(Msg::Stats(stats("mmt", 7.4, &[(ErrorCode::NotFound, 3)], Vec::new())), T0);
     state.update(
-        Msg::Stats(stats("mmt", 9.0, &[(ErrorCode::NotFound, 4), (ErrorCode::ScopeMismatch, 2)], Vec::new())),
+        Msg::Stats(stats("mmt", 7.4, &[(ErrorCode::NotFound, 3)], Vec::new())),
+        T0,
+    );
+    state.update(
+        Msg::Stats(stats(
+            "mmt",
+            9.0,
+            &[(ErrorCode::NotFound, 4), (ErrorCode::ScopeMismatch, 2)],
+            Vec::new(),
+        )),
         T0 + 1000,
     );
     assert_eq!(state.rates.resolves.samples(), vec![7, 9]);
     assert_eq!(state.rates.ingest.samples(), vec![2, 2]);
     assert_eq!(state.rates.rejections.samples(), vec![0, 3]);
-    assert_eq!(state.rejection_counts.get(&ErrorCode::ScopeMismatch), Some(&2));
+    assert_eq!(
+        state.rejection_counts.get(&ErrorCode::ScopeMismatch),
+        Some(&2)
+    );
     let worker = state.worker.as_ref().expect("seen");
     assert_eq!(worker.queues[1].name, "token.resolve");
     assert_eq!(worker.queues[1].depth, Some(3));
@@ -146,11 +181,22 @@ fn rejections_and_lifecycle_events_land_in_their_feeds() {
     let mut state = connected();
     state.update(Msg::Event(rejection(ErrorCode::ScopeMismatch, "tok_a")), T0);
     state.update(Msg::Event(lifecycle(EventKind::TokenRevoked, "tok_b")), T0);
-    state.update(Msg::Event(Event::new(EventKind::MessageDeadLettered, "x".into())), T0);
+    state.update(
+        Msg::Event(Event::new(EventKind::MessageDeadLettered, "x".into())),
+        T0,
+    );
     assert_eq!(state.rejections.len(), 1);
     let r = &state.rejections[0];
     assert!(r.is_scope_mismatch());
-    assert_eq!((r.time.as_str(), r.token_id.as_str(), r.operation, r.scope), ("12:00:01", "tok_a", Some(Operation::Write), Some(Scope::Read)));
+    assert_eq!(
+        (r.time.as_str(), r.token_id.as_str(), r.operation, r.scope),
+        (
+            "12:00:01",
+            "tok_a",
+            Some(Operation::Write),
+            Some(Scope::Read)
+        )
+    );
     assert_eq!(state.lifecycle.len(), 1);
     assert_eq!(state.lifecycle[0].what, "revoked");
 }
@@ -160,13 +206,20 @@ fn pausing_holds_events_and_resuming_loses_none() {
     let mut state = connected();
     state.act(Action::Pause);
     for i in 0..5 {
-        state.update(Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))), T0);
+        state.update(
+            Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))),
+            T0,
+        );
     }
     assert!(state.rejections.is_empty(), "the feed is frozen");
     assert_eq!(state.held.len(), 5);
     state.act(Action::Pause);
     assert!(!state.paused);
-    let ids: Vec<_> = state.rejections.iter().map(|r| r.token_id.as_str()).collect();
+    let ids: Vec<_> = state
+        .rejections
+        .iter()
+        .map(|r| r.token_id.as_str())
+        .collect();
     assert_eq!(ids, ["tok_0", "tok_1", "tok_2", "tok_3", "tok_4"]);
     assert_eq!(state.dropped, 0);
 }
@@ -175,7 +228,10 @@ fn pausing_holds_events_and_resuming_loses_none() {
 fn the_feed_keeps_a_bounded_window_and_drops_are_reported() {
     let mut state = connected();
     for i in 0..(REJECTIONS_KEPT + 10) {
-        state.update(Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))), T0);
+        state.update(
+            Msg::Event(rejection(ErrorCode::NotFound, &format!("tok_{i}"))),
+            T0,
+        );
     }
     assert_eq!(state.rejections.len(), REJECTIONS_KEPT);
     state.update(Msg::Dropped(7), T0);
@@ -223,7 +279,10 @@ fn token_pages_sort_filter_and_page_through_cursors() {
             first,
             TokensReply {
                 ok: true,
-                tokens: vec![wire_row("tok_a", "zeta", TokenState::Active), wire_row("tok_b", "acme", TokenState::Revoked)],
+                tokens: vec![
+                    wire_row("tok_a", "zeta", TokenState::Active),
+                    wire_row("tok_b", "acme", TokenState::Revoked),
+                ],
                 next_after: Some("tok_b".into()),
                 scanned: 2,
             },
@@ -238,13 +297,18 @@ fn token_pages_sort_filter_and_page_through_cursors() {
     assert_eq!(state.tokens.rows[0].client_id, "zeta");
     let next = state.act(Action::NextPage);
     assert!(matches!(next.as_slice(), [Command::Tokens(r)] if r.after.as_deref() == Some("tok_b")));
-    assert!(state.act(Action::NextPage).is_empty(), "one request at a time");
+    assert!(
+        state.act(Action::NextPage).is_empty(),
+        "one request at a time"
+    );
     state.act(Action::Filter);
     for c in "revoked".chars() {
         state.type_filter(FilterKey::Char(c));
     }
     let applied = state.type_filter(FilterKey::Enter);
-    assert!(matches!(applied.as_slice(), [Command::Tokens(r)] if r.after.is_none() && r.filter.as_deref() == Some("revoked")));
+    assert!(
+        matches!(applied.as_slice(), [Command::Tokens(r)] if r.after.is_none() && r.filter.as_deref() == Some("revoked"))
+    );
     assert_eq!(state.tokens.page, 0);
 }
 
@@ -325,8 +389,17 @@ fn the_token_page_is_asked_again_when_tokens_changed_and_it_is_shown() {
         T0,
     );
     state.update(Msg::Event(lifecycle(EventKind::TokenIssued, "tok_new")), T0);
-    assert!(state.update(Msg::Tick, T0).is_empty(), "not on the tokens screen");
+    assert!(
+        state.update(Msg::Tick, T0).is_empty(),
+        "not on the tokens screen"
+    );
     let on_entry = state.act(Action::Jump(Screen::Tokens));
-    assert!(matches!(on_entry.as_slice(), [Command::Tokens(_)]), "entering the screen refreshes it");
-    assert!(state.update(Msg::Tick, T0).is_empty(), "one request at a time");
+    assert!(
+        matches!(on_entry.as_slice(), [Command::Tokens(_)]),
+        "entering the screen refreshes it"
+    );
+    assert!(
+        state.update(Msg::Tick, T0).is_empty(),
+        "one request at a time"
+    );
 }

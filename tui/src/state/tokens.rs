@@ -41,7 +41,11 @@ impl From<console::TokenRow> for TokenRow {
             broker_type: row.broker_type,
             scope: row.scope,
             state: row.state,
-            expires: row.expires_at.as_deref().map(|at| short_time(at, 16)).unwrap_or_default(),
+            expires: row
+                .expires_at
+                .as_deref()
+                .map(|at| short_time(at, 16))
+                .unwrap_or_default(),
             changed: short_time(&row.updated_at, 19),
         }
     }

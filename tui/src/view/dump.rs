@@ -31,7 +31,11 @@ fn event_line(out: &mut String, event: &Event) {
 pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
     let mut out = String::new();
     let stats = &snapshot.stats;
-    let _ = writeln!(out, "mmt snapshot  namespace={namespace}  at={}", snapshot.at);
+    let _ = writeln!(
+        out,
+        "mmt snapshot  namespace={namespace}  at={}",
+        snapshot.at
+    );
     let _ = writeln!(
         out,
         "worker  uptime={}s  store_bytes={}  dead_lettered={}  dead_depth={}",
@@ -41,8 +45,17 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
         opt(stats.dead_depth.map(|d| d.to_string())),
     );
     let _ = writeln!(out, "\ntokens by state");
-    for state in [TokenState::Active, TokenState::ReauthRequired, TokenState::Revoked] {
-        let total: u64 = snapshot.counts.iter().filter(|c| c.state == state).map(|c| c.count).sum();
+    for state in [
+        TokenState::Active,
+        TokenState::ReauthRequired,
+        TokenState::Revoked,
+    ] {
+        let total: u64 = snapshot
+            .counts
+            .iter()
+            .filter(|c| c.state == state)
+            .map(|c| c.count)
+            .sum();
         let _ = writeln!(out, "  {:<16} {total}", state.as_str());
     }
     let _ = writeln!(out, "\ntokens by integration, scope and state");

@@ -61,8 +61,13 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
             styles.good(),
         ),
         Link::Up => Span::styled("broker up", styles.good()),
-        Link::Connecting { attempt: 0, error: None } => Span::styled("broker connecting…", styles.warn()),
-        Link::Connecting { attempt, .. } => Span::styled(format!("broker DOWN, retry {}", attempt + 1), styles.bad()),
+        Link::Connecting {
+            attempt: 0,
+            error: None,
+        } => Span::styled("broker connecting…", styles.warn()),
+        Link::Connecting { attempt, .. } => {
+            Span::styled(format!("broker DOWN, retry {}", attempt + 1), styles.bad())
+        }
     };
     let worker = match state.worker_age() {
         None => Span::styled("worker not seen", styles.warn()),
@@ -70,7 +75,10 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
             Span::styled(format!("worker alive {}s", age / 1000), styles.good())
         }
         Some(age) => Span::styled(
-            format!("worker SILENT {}", duration(u64::try_from(age / 1000).unwrap_or(0))),
+            format!(
+                "worker SILENT {}",
+                duration(u64::try_from(age / 1000).unwrap_or(0))
+            ),
             styles.bad(),
         ),
     };
@@ -79,7 +87,11 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
     } else {
         Span::styled("LIVE", styles.good())
     };
-    let dropped_style = if state.dropped > 0 { styles.bad() } else { styles.dim() };
+    let dropped_style = if state.dropped > 0 {
+        styles.bad()
+    } else {
+        styles.dim()
+    };
     let mut spans = vec![
         Span::styled(" mmt-tui", styles.title()),
         sep(),
@@ -92,12 +104,16 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
         Span::styled(format!("dropped {}", state.dropped), dropped_style),
     ];
     spans.push(sep());
-    spans.push(Span::styled(format!("ns {}", state.namespace), styles.dim()));
+    spans.push(Span::styled(
+        format!("ns {}", state.namespace),
+        styles.dim(),
+    ));
     Line::from(spans)
 }
 
 fn draw_tabs(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [tabs_area, notice_area] = Layout::horizontal([Constraint::Length(42), Constraint::Min(0)]).areas(area);
+    let [tabs_area, notice_area] =
+        Layout::horizontal([Constraint::Length(42), Constraint::Min(0)]).areas(area);
     let titles = Screen::ALL
         .iter()
         .enumerate()

@@ -7,15 +7,16 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
 
+use super::duration;
 use super::styles::Styles;
 use super::table::{self, TableView};
-use super::duration;
 use crate::state::{Series, State};
 
 /// Draws the overview in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let [top, bottom] = Layout::vertical([Constraint::Length(11), Constraint::Min(3)]).areas(area);
-    let [counts, worker] = Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
+    let [counts, worker] =
+        Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
     draw_counts(frame, counts, state, styles);
     draw_worker(frame, worker, state, styles);
     draw_lifecycle(frame, bottom, state, styles);
@@ -41,7 +42,11 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     lines.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then_with(|| a.0.cmp(b.0)));
     let room = usize::from(area.height.saturating_sub(4));
     let hidden = lines.len().saturating_sub(room);
-    let shown = if hidden > 0 { room.saturating_sub(1) } else { room };
+    let shown = if hidden > 0 {
+        room.saturating_sub(1)
+    } else {
+        room
+    };
     for ((integration, scope), line) in lines.iter().take(shown) {
         let [a, r, x] = line.by_state;
         rows.push(Row::new([
@@ -74,7 +79,11 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .block(Block::default().borders(Borders::ALL).title(" Tokens by state "));
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Tokens by state "),
+        );
     frame.render_widget(table, area);
 }
 
@@ -102,13 +111,18 @@ fn bytes(n: u64) -> String {
 
 fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let title = match &state.worker {
-        Some(w) => format!(" Worker up {} · store {} ", duration(w.uptime_seconds), bytes(w.store_bytes)),
+        Some(w) => format!(
+            " Worker up {} · store {} ",
+            duration(w.uptime_seconds),
+            bytes(w.store_bytes)
+        ),
         None => " Worker (no stats yet) ".to_owned(),
     };
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [rates, queues] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let [rates, queues] =
+        Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
     let series: [(&str, &Series, Style); 3] = [
         ("ingest", &state.rates.ingest, styles.spark()),
         ("resolves", &state.rates.resolves, styles.spark()),
@@ -123,11 +137,20 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         if row.y >= rates.bottom() {
             break;
         }
-        let [text, spark] = Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(row);
-        frame.render_widget(Paragraph::new(format!("{label:<9}{:>4}/s", series.last())), text);
+        let [text, spark] =
+            Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(row);
+        frame.render_widget(
+            Paragraph::new(format!("{label:<9}{:>4}/s", series.last())),
+            text,
+        );
         let samples = series.samples();
         let tail = samples.len().saturating_sub(usize::from(spark.width));
-        frame.render_widget(Sparkline::default().data(samples.get(tail..).unwrap_or_default()).style(style), spark);
+        frame.render_widget(
+            Sparkline::default()
+                .data(samples.get(tail..).unwrap_or_default())
+                .style(style),
+            spark,
+        );
     }
     let mut rows: Vec<Row<'_>> = Vec::new();
     if let Some(worker) = &state.worker {
@@ -138,7 +161,11 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
                 Cell::from(Line::from(depth_text(queue.depth)).right_aligned()),
             ]));
         }
-        let dead_style = if worker.dead_depth.unwrap_or(0) > 0 { styles.bad() } else { Style::default() };
+        let dead_style = if worker.dead_depth.unwrap_or(0) > 0 {
+            styles.bad()
+        } else {
+            Style::default()
+        };
         rows.push(
             Row::new([
                 Cell::from("dead"),
@@ -154,9 +181,16 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         Cell::from(Line::from("depth").right_aligned()),
     ])
     .style(styles.title());
-    let table = Table::new(rows, [Constraint::Min(9), Constraint::Length(10), Constraint::Length(7)])
-        .header(header)
-        .column_spacing(1);
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(9),
+            Constraint::Length(10),
+            Constraint::Length(7),
+        ],
+    )
+    .header(header)
+    .column_spacing(1);
     frame.render_widget(table, queues);
 }
 
@@ -171,7 +205,10 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
     ];
     let len = state.lifecycle.len();
     let row = |i: usize| {
-        let Some(event) = len.checked_sub(i + 1).and_then(|at| state.lifecycle.get(at)) else {
+        let Some(event) = len
+            .checked_sub(i + 1)
+            .and_then(|at| state.lifecycle.get(at))
+        else {
             return (Vec::new(), Style::default());
         };
         let style = match event.what {

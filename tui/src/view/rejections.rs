@@ -1,12 +1,12 @@
 //! The live feed of refused requests, newest first, with the counts per
 //! error code; scope mismatches stand out (in colour and with a `!`).
 
+use mmt_shared::wire::ErrorCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
-use mmt_shared::wire::ErrorCode;
 
 use super::styles::Styles;
 use super::table::{self, TableView};
@@ -20,7 +20,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         spans.push(Span::styled("none yet", styles.dim()));
     }
     for (code, count) in &state.rejection_counts {
-        let style = if *code == ErrorCode::ScopeMismatch { styles.bad() } else { Style::default() };
+        let style = if *code == ErrorCode::ScopeMismatch {
+            styles.bad()
+        } else {
+            Style::default()
+        };
         spans.push(Span::styled(format!("{code} {count}"), style));
         spans.push(Span::styled("  ", styles.dim()));
     }
@@ -35,7 +39,10 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     ];
     let len = state.rejections.len();
     let row = |i: usize| {
-        let Some(r) = len.checked_sub(i + 1).and_then(|at| state.rejections.get(at)) else {
+        let Some(r) = len
+            .checked_sub(i + 1)
+            .and_then(|at| state.rejections.get(at))
+        else {
             return (Vec::new(), Style::default());
         };
         let code = r.code.map(|c| c.as_str()).unwrap_or("?");

@@ -65,7 +65,8 @@ impl Styles {
 
     /// The active tab.
     pub fn active_tab(self) -> Style {
-        self.fg(Color::Cyan).add_modifier(Modifier::BOLD | Modifier::REVERSED)
+        self.fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD | Modifier::REVERSED)
     }
 
     /// Sparklines.

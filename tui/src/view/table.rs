@@ -37,7 +37,9 @@ pub fn first_visible(selected: usize, height: usize) -> usize {
 
 /// Draws `view` in `area`.
 pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableView<'_>) {
-    let block = Block::default().borders(Borders::ALL).title(view.title.clone());
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(view.title.clone());
     let height = usize::from(area.height.saturating_sub(3));
     let first = first_visible(view.selected.unwrap_or(0), height);
     let visible = first..view.len.min(first + height);
@@ -50,7 +52,8 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableVie
             Row::new(cells.into_iter().map(Cell::from)).style(style)
         })
         .collect();
-    let header = Row::new(view.columns.iter().map(|(name, _)| Cell::from(*name))).style(styles.title());
+    let header =
+        Row::new(view.columns.iter().map(|(name, _)| Cell::from(*name))).style(styles.title());
     let table = Table::new(rows, view.columns.iter().map(|(_, width)| *width))
         .header(header)
         .block(block)

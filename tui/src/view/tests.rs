@@ -2,7 +2,9 @@
 //! an `insta` snapshot. The model is fed real-looking data (fresh tokenIds,
 //! the current time); the snapshots filter ids and times out.
 
-use mmt_shared::console::{CodeCount, CountRow, QueueStats, TokenRow as WireRow, TokensReply, WorkerStats};
+use mmt_shared::console::{
+    CodeCount, CountRow, QueueStats, TokenRow as WireRow, TokensReply, WorkerStats,
+};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
@@ -86,9 +88,33 @@ fn busy_state() -> State {
     }
     let read_token = token_id();
     let write_token = token_id();
-    state.update(Msg::Event(event(EventKind::TokenIssued, &at, &read_token, "acme", Scope::Read)), now);
-    state.update(Msg::Event(event(EventKind::TokenIssued, &at, &write_token, "globex", Scope::Write)), now);
-    let mut mismatch = event(EventKind::RequestRejected, &at, &read_token, "acme", Scope::Read);
+    state.update(
+        Msg::Event(event(
+            EventKind::TokenIssued,
+            &at,
+            &read_token,
+            "acme",
+            Scope::Read,
+        )),
+        now,
+    );
+    state.update(
+        Msg::Event(event(
+            EventKind::TokenIssued,
+            &at,
+            &write_token,
+            "globex",
+            Scope::Write,
+        )),
+        now,
+    );
+    let mut mismatch = event(
+        EventKind::RequestRejected,
+        &at,
+        &read_token,
+        "acme",
+        Scope::Read,
+    );
     mismatch.operation = Some(Operation::Write);
     mismatch.code = Some(ErrorCode::ScopeMismatch);
     state.update(Msg::Event(mismatch), now);
@@ -98,7 +124,13 @@ fn busy_state() -> State {
     not_found.operation = Some(Operation::Read);
     not_found.code = Some(ErrorCode::NotFound);
     state.update(Msg::Event(not_found), now);
-    let mut revoked = event(EventKind::TokenRevoked, &at, &read_token, "acme", Scope::Read);
+    let mut revoked = event(
+        EventKind::TokenRevoked,
+        &at,
+        &read_token,
+        "acme",
+        Scope::Read,
+    );
     revoked.state = Some(TokenState::Revoked);
     state.update(Msg::Event(revoked), now);
     let request = state.tokens.reload();
@@ -115,8 +147,20 @@ fn busy_state() -> State {
         ok: true,
         tokens: vec![
             row(&read_token, "acme", Scope::Read, TokenState::Revoked, None),
-            row(&write_token, "globex", Scope::Write, TokenState::Active, Some(&at)),
-            row(&token_id(), "initech", Scope::Read, TokenState::ReauthRequired, Some(&at)),
+            row(
+                &write_token,
+                "globex",
+                Scope::Write,
+                TokenState::Active,
+                Some(&at),
+            ),
+            row(
+                &token_id(),
+                "initech",
+                Scope::Read,
+                TokenState::ReauthRequired,
+                Some(&at),
+            ),
         ],
         next_after: Some("tok_next".into()),
         scanned: 3,

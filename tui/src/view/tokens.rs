@@ -1,12 +1,12 @@
 //! The token listing: one page from the worker, sorted here, with the filter
 //! line above it.
 
+use mmt_shared::wire::TokenState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
-use mmt_shared::wire::TokenState;
 
 use super::styles::Styles;
 use super::table::{self, TableView};
@@ -40,7 +40,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             Span::styled("  Enter apply · Esc cancel", styles.dim()),
         ]),
         None => {
-            let filter = if tokens.filter.is_empty() { "none".to_owned() } else { tokens.filter.clone() };
+            let filter = if tokens.filter.is_empty() {
+                "none".to_owned()
+            } else {
+                tokens.filter.clone()
+            };
             let (column, ascending) = tokens.sort;
             let mut spans = vec![
                 Span::styled(" filter ", styles.dim()),
@@ -49,7 +53,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
                 Span::raw((tokens.page + 1).to_string()),
                 Span::raw(if tokens.more { "+" } else { "" }),
                 Span::styled(" · sort ", styles.dim()),
-                Span::raw(format!("{} {}", column.title(), if ascending { "↑" } else { "↓" })),
+                Span::raw(format!(
+                    "{} {}",
+                    column.title(),
+                    if ascending { "↑" } else { "↓" }
+                )),
                 Span::styled(format!(" · scanned {}", tokens.scanned), styles.dim()),
             ];
             if tokens.loading {
@@ -108,7 +116,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             len: tokens.rows.len(),
             selected: Some(tokens.selected),
             row: &row,
-            empty: if tokens.has_loaded() { "no token matches" } else { "waiting for the worker…" },
+            empty: if tokens.has_loaded() {
+                "no token matches"
+            } else {
+                "waiting for the worker…"
+            },
         },
     );
 }
