@@ -109,7 +109,14 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .map_err(WorkerError::Amqp)?;
-    let mut publisher = Publisher::new(&connection, &args.broker.namespace, Duration::from_secs(args.timeout_secs)).await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut publisher = Publisher::new(
+        &connection,
+        &args.broker.namespace,
+        Duration::from_secs(args.timeout_secs),
+        run_id,
+    )
+    .await?;
     let mut failed = 0usize;
     for (path, scenario) in args.files.iter().zip(&scenarios) {
         println!("# {}: {}", path.display(), scenario.description);

@@ -106,6 +106,13 @@ pub fn message_key(kind: MessageKind, message_id: Option<&str>, body: &[u8]) -> 
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Outcome> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Err(Outcome::invalid(
+            ErrorCode::InvalidMessage,
+            "body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "body is not valid JSON"
