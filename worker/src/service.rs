@@ -119,8 +119,37 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Outcome> {
         } else {
             "body does not match the message"
         };
-        Outcome::invalid(ErrorCode::InvalidMessage, format!("{what}: {e}"))
+        Outcome::invalid(ErrorCode::InvalidMessage, format!("{what}: {}", describe(&e)))
     })
+}
+
+/// serde's message with every value from the input blanked out: a raw token
+/// in the wrong place must not reach a header, an event or a log line.
+fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    loop {
+        let quote = rest.find('"');
+        let variant = rest.find("variant `");
+        match (quote, variant) {
+            (Some(q), v) if v.is_none_or(|v| q < v) => {
+                out.push_str(&rest[..q]);
+                out.push_str("\"…\"");
+                rest = rest[q + 1..].find('"').map_or("", |end| &rest[q + 1 + end + 1..]);
+            }
+            (_, Some(v)) => {
+                let start = v + "variant `".len();
+                out.push_str(&rest[..start]);
+                out.push_str("…`");
+                rest = rest[start..].find('`').map_or("", |end| &rest[start + end + 1..]);
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 /// The service: the store and the operator's settings.
@@ -515,4 +544,45 @@ fn token_event(
 /// A fresh opaque tokenId: `tok_` and 128 random bits in hex.
 fn new_token_id() -> String {
     format!("tok_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(body: &str) -> String {
+        match decode::<IntegrationConnected>(body.as_bytes()) {
+            Err(Outcome::Invalid { reason, .. }) => reason,
+            _ => panic!("expected bad input"),
+        }
+    }
+
+    #[test]
+    fn input_values_never_reach_the_reason() {
+        let misplaced = r#"{"clientId":"a","endUserId":"u","scope":"read","accessToken":{"brokerType":"x","accountTokens":[{"account":"raw-secret-1","accessToken":"t"}]}}"#;
+        let why = reason(misplaced);
+        assert!(!why.contains("raw-secret-1"), "{why}");
+        assert!(why.contains("expected struct Account"), "{why}");
+        let variant = r#"{"clientId":"a","endUserId":"u","scope":"raw-secret-2","accessToken":{"brokerType":"x"}}"#;
+        let why = reason(variant);
+        assert!(!why.contains("raw-secret-2"), "{why}");
+        assert!(why.contains("expected `read` or `write`"), "{why}");
+    }
+
+    #[test]
+    fn non_object_bodies_are_refused() {
+        assert!(matches!(
+            decode::<LinkAccessTokens>(br#"["acme","user-42"]"#),
+            Err(Outcome::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn derived_ids_depend_on_routing_key_and_body() {
+        let a = message_key(MessageKind::IntegrationConnected, None, b"{}");
+        assert_eq!(a, message_key(MessageKind::IntegrationConnected, None, b"{}"));
+        assert_ne!(a, message_key(MessageKind::ConnectionRemoved, None, b"{}"));
+        assert_ne!(a, message_key(MessageKind::IntegrationConnected, None, b"{ }"));
+        assert_eq!(message_key(MessageKind::IntegrationConnected, Some("m1"), b"{}"), "m1");
+    }
 }

@@ -2,7 +2,6 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `m` | name | store metadata (the key check value) |
 //! | `i` | identity (client, end user, integration, scope, account) | tokenId |
 //! | `t` | tokenId | [`TokenMeta`] and the sealed secrets |
 //! | `k` | tokenId | the token's data key, wrapped by the master key |
@@ -10,6 +9,9 @@
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
+//!
+//! Beside sled's files, `key-check` holds the key check value: it is read
+//! before sled opens, so a wrong key is refused before anything is written.
 //!
 //! Every message's effect is one atomic [`sled::Batch`]. Writers take
 //! [`Store::lock`] so that read-decide-write never interleaves (a revocation
@@ -27,7 +29,6 @@ use zeroize::Zeroizing;
 use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 
-const META: u8 = b'm';
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
 const DATA_KEY: u8 = b'k';
@@ -36,7 +37,7 @@ const PROCESSED: u8 = b'p';
 const EXPIRY: u8 = b'e';
 const COUNT: u8 = b'c';
 
-const KCV: &[u8] = b"mkcv";
+const KEY_CHECK_FILE: &str = "key-check";
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,16 @@ pub enum StoreError {
         /// The data directory.
         path: PathBuf,
     },
+    /// The key check file could not be read or written.
+    #[error("key check file {path}")]
+    KeyCheck {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The store holds tokens but no key check value.
-    #[error("the store at {path} holds data but no key check value; refusing to guess the key")]
+    #[error("the data directory {path} is not empty but has no key-check file; refusing to guess the key")]
     MissingKeyCheck {
         /// The data directory.
         path: PathBuf,
@@ -251,7 +260,6 @@ impl Found {
 pub struct Store {
     db: sled::Db,
     key: MasterKey,
-    path: PathBuf,
     writer: Mutex<()>,
 }
 
@@ -262,6 +270,7 @@ impl Store {
     /// Opens (or creates) the store in `dir` and checks `key` against it
     /// before anything else is read or written.
     pub fn open(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+        check_key(dir, &key)?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -277,32 +286,11 @@ impl Store {
                     source: other,
                 },
             })?;
-        let store = Self {
+        Ok(Self {
             db,
             key,
-            path: dir.to_owned(),
             writer: Mutex::new(()),
-        };
-        store.check_key()?;
-        Ok(store)
-    }
-
-    fn check_key(&self) -> Result<(), StoreError> {
-        match self.db.get(prefixed(META, KCV))? {
-            Some(kcv) if self.key.verify_check_value(&kcv) => Ok(()),
-            Some(_) => Err(StoreError::WrongKey {
-                path: self.path.clone(),
-            }),
-            None if self.db.is_empty() => {
-                self.db
-                    .insert(prefixed(META, KCV), self.key.check_value()?)?;
-                self.db.flush()?;
-                Ok(())
-            }
-            None => Err(StoreError::MissingKeyCheck {
-                path: self.path.clone(),
-            }),
-        }
+        })
     }
 
     /// Takes the writer lock: hold it from the first read of a decision to
@@ -420,6 +408,43 @@ impl Store {
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// Verifies `key` against the data directory's key check file, or creates
+/// the file for a new, empty data directory.
+fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
+    let path = dir.join(KEY_CHECK_FILE);
+    let io_error = |source| StoreError::KeyCheck {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(kcv) if key.verify_check_value(&kcv) => Ok(()),
+        Ok(_) => Err(StoreError::WrongKey {
+            path: dir.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let occupied = std::fs::read_dir(dir)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if occupied {
+                return Err(StoreError::MissingKeyCheck {
+                    path: dir.to_owned(),
+                });
+            }
+            std::fs::create_dir_all(dir).map_err(io_error)?;
+            let tmp = dir.join(format!("{KEY_CHECK_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                let mut file = std::fs::File::create(&tmp)?;
+                std::io::Write::write_all(&mut file, &key.check_value().map_err(std::io::Error::other)?)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(io_error)
+        }
+        Err(e) => Err(io_error(e)),
     }
 }
 
