@@ -8,14 +8,20 @@ use crate::util::{TestWorker, code, connected, token_id};
 fn assert_envelope(reply: &Value, expected: &str) {
     assert_eq!(code(reply), expected);
     let message = reply["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty(), "an error needs a message for people: {reply}");
+    assert!(
+        !message.is_empty(),
+        "an error needs a message for people: {reply}"
+    );
     assert_eq!(reply.as_object().map(|o| o.len()), Some(2), "{reply}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_scope_mismatch() {
     let mut w = TestWorker::start("code-scope-mismatch").await;
-    let id = token_id(&w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw")).await);
+    let id = token_id(
+        &w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw"))
+            .await,
+    );
     assert_envelope(&w.resolve("acme", &id, "write").await, "scope_mismatch");
     w.finish().await;
 }
@@ -31,7 +37,10 @@ async fn code_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_revoked() {
     let mut w = TestWorker::start("code-revoked").await;
-    let id = token_id(&w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw")).await);
+    let id = token_id(
+        &w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw"))
+            .await,
+    );
     w.revoke("acme", &id).await;
     assert_envelope(&w.resolve("acme", &id, "read").await, "revoked");
     let event = w.event("request.rejected").await;
@@ -56,7 +65,10 @@ async fn code_reauth_required() {
 async fn code_invalid_request() {
     let mut w = TestWorker::start("code-invalid-request").await;
     let reply = w
-        .request("token.resolve", json!({"clientId": "", "tokenId": "tok_x", "operation": "read"}))
+        .request(
+            "token.resolve",
+            json!({"clientId": "", "tokenId": "tok_x", "operation": "read"}),
+        )
         .await;
     assert_envelope(&reply, "invalid_request");
     let long = "x".repeat(mmt_shared::wire::MAX_ID_BYTES + 1);
@@ -72,6 +84,12 @@ async fn code_invalid_message() {
         .request("link.access_tokens", json!({"clientId": "acme"}))
         .await;
     assert_envelope(&reply, "invalid_message");
-    assert!(reply["error"]["message"].as_str().unwrap_or_default().contains("endUserId"), "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("endUserId"),
+        "{reply}"
+    );
     w.finish().await;
 }

@@ -34,13 +34,17 @@ fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
         Value::Object(map) => {
             for (key, v) in map {
                 match (key.as_str(), v) {
-                    ("accessToken" | "refreshToken", Value::String(s)) if inside_account => out.push(s.clone()),
+                    ("accessToken" | "refreshToken", Value::String(s)) if inside_account => {
+                        out.push(s.clone())
+                    }
                     ("accountTokens", _) => raw_tokens(v, true, out),
                     _ => raw_tokens(v, inside_account, out),
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| raw_tokens(v, inside_account, out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| raw_tokens(v, inside_account, out)),
         _ => {}
     }
 }
@@ -49,9 +53,10 @@ fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
 async fn every_fixture_replays_with_its_expected_replies_and_nothing_is_plain_on_disk() {
     let mut w = TestWorker::start("fixtures").await;
     let connection = crate::util::connect().await;
-    let mut publisher = Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
-        .await
-        .expect("publisher");
+    let mut publisher =
+        Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
+            .await
+            .expect("publisher");
     let files = fixture_files(&repo_root().join("fixtures"));
     assert!(files.len() >= 20, "fixtures missing: {files:?}");
     let mut secrets = Vec::new();
@@ -78,13 +83,25 @@ async fn every_fixture_replays_with_its_expected_replies_and_nothing_is_plain_on
     for (path, bytes) in files_under(&w.data_dir()) {
         for secret in &secrets {
             assert!(
-                !bytes.windows(secret.len()).any(|win| win == secret.as_bytes()),
+                !bytes
+                    .windows(secret.len())
+                    .any(|win| win == secret.as_bytes()),
                 "{secret} is in {} in plain form",
                 path.display()
             );
         }
-        assert!(!bytes.windows(32).any(|win| win == key_raw.as_slice()), "the key is in {}", path.display());
-        assert!(!bytes.windows(64).any(|win| win == key_hex.trim().as_bytes()), "the key is in {}", path.display());
+        assert!(
+            !bytes.windows(32).any(|win| win == key_raw.as_slice()),
+            "the key is in {}",
+            path.display()
+        );
+        assert!(
+            !bytes
+                .windows(64)
+                .any(|win| win == key_hex.trim().as_bytes()),
+            "the key is in {}",
+            path.display()
+        );
     }
     let _ = connection.close(200, "done".into()).await;
     w.finish().await;
@@ -104,9 +121,19 @@ async fn the_publish_command_replays_the_scenarios_and_exits_zero() {
         .await
         .expect("mmt-worker publish runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("ok   write-refused token.resolve"), "{stdout}");
-    assert!(!stdout.contains("cbat_"), "printed replies must not show raw tokens: {stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ok   write-refused token.resolve"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("cbat_"),
+        "printed replies must not show raw tokens: {stdout}"
+    );
     let again = tokio::process::Command::new(worker_binary())
         .arg("publish")
         .arg("--namespace")
@@ -116,7 +143,11 @@ async fn the_publish_command_replays_the_scenarios_and_exits_zero() {
         .output()
         .await
         .expect("mmt-worker publish runs");
-    assert!(again.status.success(), "scenarios replay again into the same worker: {}", String::from_utf8_lossy(&again.stdout));
+    assert!(
+        again.status.success(),
+        "scenarios replay again into the same worker: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
     w.finish().await;
 }
 
@@ -137,7 +168,12 @@ async fn the_publish_command_exits_6_when_a_reply_differs_from_its_expectation()
         .output()
         .await
         .expect("runs");
-    assert_eq!(output.status.code(), Some(6), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAIL"));
     w.finish().await;
 }

@@ -8,14 +8,31 @@ use crate::util::{TestWorker, connected, token_id};
 /// `rabbitmqctl list_queues` for the namespace: name -> (type, arguments).
 fn queues(ns: &str) -> Vec<(String, String, Value)> {
     let output = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "--quiet", "--formatter", "json", "name", "type", "arguments", "durable"])
+        .args([
+            "list_queues",
+            "--quiet",
+            "--formatter",
+            "json",
+            "name",
+            "type",
+            "arguments",
+            "durable",
+        ])
         .output()
         .expect("rabbitmqctl runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let all: Vec<Value> = serde_json::from_slice(&output.stdout).expect("rabbitmqctl json");
     let mut out: Vec<_> = all
         .into_iter()
-        .filter(|q| q["name"].as_str().is_some_and(|n| n.starts_with(&format!("{ns}."))))
+        .filter(|q| {
+            q["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("{ns}.")))
+        })
         .map(|q| {
             assert_eq!(q["durable"], true, "{q}");
             (
@@ -48,20 +65,35 @@ async fn state_changing_queues_are_quorum_with_a_delivery_limit_and_dead_letteri
     let names: Vec<_> = found.iter().map(|(n, _, _)| n.clone()).collect();
     assert_eq!(
         names,
-        ["connection.removed", "dead", "integration.connected", "link.access_tokens", "token.resolve"]
-            .map(|s| format!("{ns}.{s}"))
+        [
+            "connection.removed",
+            "dead",
+            "integration.connected",
+            "link.access_tokens",
+            "token.resolve"
+        ]
+        .map(|s| format!("{ns}.{s}"))
     );
     for (name, kind, args) in &found {
-        let mutating = name.ends_with("integration.connected") || name.ends_with("connection.removed");
+        let mutating =
+            name.ends_with("integration.connected") || name.ends_with("connection.removed");
         if mutating {
             assert_eq!(kind, "quorum", "{name}");
             assert_eq!(args["x-delivery-limit"], 5, "{name}: {args}");
-            assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.dead"), "{name}");
+            assert_eq!(
+                args["x-dead-letter-exchange"],
+                format!("{ns}.dead"),
+                "{name}"
+            );
         } else if name.ends_with(".dead") {
             assert_eq!(kind, "quorum", "{name}");
         } else {
             assert_eq!(kind, "classic", "{name}: reads need no quorum durability");
-            assert_eq!(args["x-dead-letter-exchange"], format!("{ns}.dead"), "{name}");
+            assert_eq!(
+                args["x-dead-letter-exchange"],
+                format!("{ns}.dead"),
+                "{name}"
+            );
         }
     }
     w.finish().await;
@@ -72,8 +104,24 @@ async fn declaring_twice_is_idempotent_and_classic_queues_work_end_to_end() {
     let mut w = TestWorker::start_with("topology-classic", QueueType::Classic).await;
     w.restart().await;
     let found = queues(w.ns.as_str());
-    assert!(found.iter().all(|(_, kind, _)| kind == "classic"), "{found:?}");
-    let id = token_id(&w.connect(connected("acme", "u", "read", "coinbase", "cb-1", "raw-classic")).await);
-    assert_eq!(w.resolve("acme", &id, "read").await["accessToken"], "raw-classic");
+    assert!(
+        found.iter().all(|(_, kind, _)| kind == "classic"),
+        "{found:?}"
+    );
+    let id = token_id(
+        &w.connect(connected(
+            "acme",
+            "u",
+            "read",
+            "coinbase",
+            "cb-1",
+            "raw-classic",
+        ))
+        .await,
+    );
+    assert_eq!(
+        w.resolve("acme", &id, "read").await["accessToken"],
+        "raw-classic"
+    );
     w.finish().await;
 }

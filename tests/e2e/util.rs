@@ -317,7 +317,14 @@ async fn events_tap(connection: &Connection, ns: &Namespace) -> Consumer {
 }
 
 /// A one-account `integration.connected` body.
-pub fn connected(client: &str, user: &str, scope: &str, broker_type: &str, account: &str, raw: &str) -> Value {
+pub fn connected(
+    client: &str,
+    user: &str,
+    scope: &str,
+    broker_type: &str,
+    account: &str,
+    raw: &str,
+) -> Value {
     serde_json::json!({
         "clientId": client,
         "endUserId": user,
@@ -344,7 +351,9 @@ pub fn token_id(reply: &Value) -> String {
 /// The error code of an error reply.
 pub fn code(reply: &Value) -> &str {
     assert_eq!(reply["ok"], false, "expected an error reply, got {reply}");
-    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {reply}"))
+    reply["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {reply}"))
 }
 
 /// Every file under `dir`, with its bytes.

@@ -61,7 +61,12 @@ impl DeadLetters {
     /// Sends the delivery's body unchanged, with its properties and the
     /// `x-mmt-error` and `x-mmt-queue` headers; true once the broker has
     /// confirmed it.
-    pub async fn send(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<bool, lapin::Error> {
+    pub async fn send(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        reason: &str,
+    ) -> Result<bool, lapin::Error> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert("x-mmt-error".into(), AMQPValue::LongString(reason.into()));
         headers.insert("x-mmt-queue".into(), AMQPValue::LongString(queue.into()));
@@ -163,7 +168,11 @@ impl QueueConsumer {
             let inbound = Inbound {
                 kind: self.kind,
                 body: &delivery.data,
-                message_id: delivery.properties.message_id().as_ref().map(|m| m.as_str()),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.as_str()),
                 timestamp: *delivery.properties.timestamp(),
                 received_at,
             };
@@ -175,15 +184,16 @@ impl QueueConsumer {
                 }
             }
         }
+        // A repeated message id is answered from the store, and what it
+        // answers from must be on disk too (an earlier flush may have failed),
+        // so every batch with an answer is flushed, not only applied ones.
+        let answered = outcomes.iter().any(|o| matches!(o, Outcome::Done { .. }));
         if self.kind.mutates()
-            && outcomes
-                .iter()
-                .any(|o| matches!(o, Outcome::Done { applied: true, .. }))
+            && answered
+            && let Err(error) = self.service.store().flush().await
         {
-            if let Err(error) = self.service.store().flush().await {
-                log_store_error(&self.queue, &error);
-                return Ok(0);
-            }
+            log_store_error(&self.queue, &error);
+            return Ok(0);
         }
         let mut finished: usize = 0;
         for (delivery, outcome) in batch.iter().zip(&outcomes) {
@@ -199,12 +209,18 @@ impl QueueConsumer {
                         tracing::error!(queue = %self.queue, "dead letter not confirmed by the broker");
                         break;
                     }
-                    self.reply(delivery, &Outcome::error_reply(*code, reason)).await?;
-                    let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(received_at));
+                    self.reply(delivery, &Outcome::error_reply(*code, reason))
+                        .await?;
+                    let mut event =
+                        Event::new(EventKind::MessageDeadLettered, rfc3339(received_at));
                     event.queue = Some(self.queue.clone());
                     event.reason = Some(reason.clone());
                     event.code = Some(*code);
-                    event.message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
+                    event.message_id = delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.to_string());
                     self.events.emit(&event).await;
                 }
             }
@@ -225,7 +241,8 @@ impl QueueConsumer {
         let Some(reply_to) = delivery.properties.reply_to() else {
             return Ok(());
         };
-        let mut properties = BasicProperties::default().with_content_type("application/json".into());
+        let mut properties =
+            BasicProperties::default().with_content_type("application/json".into());
         if let Some(correlation_id) = delivery.properties.correlation_id() {
             properties = properties.with_correlation_id(correlation_id.clone());
         }
@@ -245,4 +262,3 @@ impl QueueConsumer {
 fn log_store_error(queue: &str, error: &StoreError) {
     tracing::error!(queue, %error, transient = error.is_transient(), "store failure");
 }
-

@@ -65,7 +65,9 @@ pub enum FixtureError {
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
     /// The broker could not route the message.
-    #[error("step {step}: the broker could not route {routing_key} (is the worker's topology declared in this namespace?)")]
+    #[error(
+        "step {step}: the broker could not route {routing_key} (is the worker's topology declared in this namespace?)"
+    )]
     Unroutable {
         /// The step.
         step: String,
@@ -172,7 +174,10 @@ pub fn load(path: &Path) -> Result<Scenario, FixtureError> {
     } else {
         let step: Step = serde_json::from_value(value).map_err(parse_error)?;
         Ok(Scenario {
-            description: step.note.clone().unwrap_or_else(|| path.display().to_string()),
+            description: step
+                .note
+                .clone()
+                .unwrap_or_else(|| path.display().to_string()),
             steps: vec![step],
         })
     }
@@ -213,7 +218,9 @@ impl Publisher {
         run_id: String,
     ) -> Result<Self, FixtureError> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let replies = channel
             .basic_consume(
                 DIRECT_REPLY_TO.into(),
@@ -284,7 +291,11 @@ impl Publisher {
                     routing_key: step.routing_key.clone(),
                 });
             }
-            Confirmation::Nack(_) => return Err(FixtureError::Refused { step: label.to_owned() }),
+            Confirmation::Nack(_) => {
+                return Err(FixtureError::Refused {
+                    step: label.to_owned(),
+                });
+            }
         }
         if !want_reply {
             return Ok(None);
@@ -304,12 +315,14 @@ impl Publisher {
             Ok::<_, FixtureError>(None)
         };
         match tokio::time::timeout(self.timeout, wait).await {
-            Ok(Ok(Some(data))) => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|source| FixtureError::BadReply {
-                    step: label.to_owned(),
-                    source,
-                }),
+            Ok(Ok(Some(data))) => {
+                serde_json::from_slice(&data)
+                    .map(Some)
+                    .map_err(|source| FixtureError::BadReply {
+                        step: label.to_owned(),
+                        source,
+                    })
+            }
             Ok(Err(e)) => Err(e),
             Ok(Ok(None)) | Err(_) => Err(FixtureError::NoReply {
                 step: label.to_owned(),
@@ -325,7 +338,10 @@ impl Publisher {
         let mut replies: HashMap<String, Value> = HashMap::new();
         let mut reports = Vec::with_capacity(scenario.steps.len());
         for (index, step) in scenario.steps.iter().enumerate() {
-            let label = step.name.clone().unwrap_or_else(|| format!("step {}", index + 1));
+            let label = step
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("step {}", index + 1));
             let mut step = step.clone();
             let run_id = run_id.as_str();
             let resolve = |value: &mut Value| substitute(value, &replies, run_id, &label);
@@ -335,7 +351,11 @@ impl Publisher {
             if let Some(id) = step.message_id.take() {
                 let mut value = Value::String(id);
                 resolve(&mut value)?;
-                step.message_id = Some(value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+                step.message_id = Some(
+                    value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned),
+                );
             }
             let reply = self.send(&label, &step).await?;
             if let (Some(name), Some(reply)) = (&step.name, &reply) {
@@ -343,7 +363,7 @@ impl Publisher {
             }
             let mismatch = match (step.expect.as_mut(), &reply) {
                 (Some(expect), Some(reply)) => {
-                    substitute(expect, &replies, &run_id, &label)?;
+                    substitute(expect, &replies, run_id, &label)?;
                     matches(expect, reply, "reply").err()
                 }
                 (Some(_), None) => Some("an expectation needs a reply".to_owned()),
@@ -455,11 +475,9 @@ pub fn matches(expected: &Value, actual: &Value, path: &str) -> Result<(), Strin
 /// reply is replaced by its length.
 pub fn redacted(routing_key: &str, reply: &Value) -> Value {
     let mut shown = reply.clone();
-    if routing_key == "token.resolve" {
-        if let Some(token) = shown.get_mut("accessToken") {
-            let len = token.as_str().map_or(0, str::len);
-            *token = Value::String(format!("<redacted, {len} bytes>"));
-        }
+    if let (true, Some(token)) = (routing_key == "token.resolve", shown.get_mut("accessToken")) {
+        let len = token.as_str().map_or(0, str::len);
+        *token = Value::String(format!("<redacted, {len} bytes>"));
     }
     shown
 }
@@ -475,8 +493,22 @@ mod tests {
         let actual = json!({"ok": true, "tokens": [{"tokenId": "a", "created": true}], "x": 1});
         assert!(matches(&json!({"ok": true}), &actual, "r").is_ok());
         assert!(matches(&json!({"tokens": [{"created": true}]}), &actual, "r").is_ok());
-        assert!(matches(&json!({"tokens": [{"tokenId": {"$ne": "b"}}]}), &actual, "r").is_ok());
-        assert!(matches(&json!({"tokens": [{"tokenId": {"$ne": "a"}}]}), &actual, "r").is_err());
+        assert!(
+            matches(
+                &json!({"tokens": [{"tokenId": {"$ne": "b"}}]}),
+                &actual,
+                "r"
+            )
+            .is_ok()
+        );
+        assert!(
+            matches(
+                &json!({"tokens": [{"tokenId": {"$ne": "a"}}]}),
+                &actual,
+                "r"
+            )
+            .is_err()
+        );
         assert!(matches(&json!({"x": {"$present": true}}), &actual, "r").is_ok());
         assert!(matches(&json!({"y": {"$present": true}}), &actual, "r").is_err());
         assert!(matches(&json!({"tokens": []}), &actual, "r").is_err());
@@ -487,9 +519,13 @@ mod tests {
     fn references_take_fields_of_earlier_replies() {
         let mut replies = HashMap::new();
         replies.insert("c".to_owned(), json!({"tokens": [{"tokenId": "tok_1"}]}));
-        let mut body = json!({"tokenId": "${c.tokens.0.tokenId}", "keep": "$x", "user": "u-${run}"});
+        let mut body =
+            json!({"tokenId": "${c.tokens.0.tokenId}", "keep": "$x", "user": "u-${run}"});
         substitute(&mut body, &replies, "r1", "s").expect("resolves");
-        assert_eq!(body, json!({"tokenId": "tok_1", "keep": "$x", "user": "u-r1"}));
+        assert_eq!(
+            body,
+            json!({"tokenId": "tok_1", "keep": "$x", "user": "u-r1"})
+        );
         let mut bad = json!("${c.tokens.1.tokenId}");
         assert!(substitute(&mut bad, &replies, "r1", "s").is_err());
     }

@@ -76,7 +76,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The store holds tokens but no key check value.
-    #[error("the data directory {path} is not empty but has no key-check file; refusing to guess the key")]
+    #[error(
+        "the data directory {path} is not empty but has no key-check file; refusing to guess the key"
+    )]
     MissingKeyCheck {
         /// The data directory.
         path: PathBuf,
@@ -300,7 +302,11 @@ impl Store {
     }
 
     /// The stored reply of an already processed message.
-    pub fn processed(&self, kind: MessageKind, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn processed(
+        &self,
+        kind: MessageKind,
+        message_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .db
             .get(processed_key(kind, message_id))?
@@ -384,7 +390,9 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.db.scan_prefix([COUNT]) {
             let (key, value) = entry?;
-            if let (Some(key), Ok(bytes)) = (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..])) {
+            if let (Some(key), Ok(bytes)) =
+                (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..]))
+            {
                 out.push((key, u64::from_be_bytes(bytes)));
             }
         }
@@ -437,7 +445,10 @@ fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
             let tmp = dir.join(format!("{KEY_CHECK_FILE}.tmp"));
             let write = || -> std::io::Result<()> {
                 let mut file = std::fs::File::create(&tmp)?;
-                std::io::Write::write_all(&mut file, &key.check_value().map_err(std::io::Error::other)?)?;
+                std::io::Write::write_all(
+                    &mut file,
+                    &key.check_value().map_err(std::io::Error::other)?,
+                )?;
                 file.sync_all()?;
                 std::fs::rename(&tmp, &path)?;
                 std::fs::File::open(dir)?.sync_all()
@@ -484,7 +495,10 @@ impl Change<'_> {
         secrets: &TokenSecrets,
     ) -> Result<(), StoreError> {
         let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
-        let (sealed, wrapped) = self.store.key.seal_token(token_id, &binding(meta), &plain)?;
+        let (sealed, wrapped) = self
+            .store
+            .key
+            .seal_token(token_id, &binding(meta), &plain)?;
         let identity = Identity {
             client_id: &meta.client_id,
             end_user_id: &meta.end_user_id,
@@ -504,9 +518,12 @@ impl Change<'_> {
             meta: meta.clone(),
             sealed,
         };
+        self.batch.insert(
+            prefixed(TOKEN, token_id.as_bytes()),
+            postcard::to_stdvec(&stored)?,
+        );
         self.batch
-            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
-        self.batch.insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
+            .insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
         if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
             self.batch.insert(expiry_key(at, token_id), &[]);
         }
@@ -515,7 +532,13 @@ impl Change<'_> {
 
     /// Moves a live token to `reauth_required` (its secrets stay sealed: a
     /// reconnection replaces them).
-    pub fn expire(&mut self, token_id: &str, meta: &TokenMeta, sealed: Vec<u8>, now: UnixMillis) -> Result<TokenMeta, StoreError> {
+    pub fn expire(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        sealed: Vec<u8>,
+        now: UnixMillis,
+    ) -> Result<TokenMeta, StoreError> {
         let mut next = meta.clone();
         next.state = TokenState::ReauthRequired;
         next.updated_at = now;
@@ -528,15 +551,22 @@ impl Change<'_> {
             meta: next.clone(),
             sealed,
         };
-        self.batch
-            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
+        self.batch.insert(
+            prefixed(TOKEN, token_id.as_bytes()),
+            postcard::to_stdvec(&stored)?,
+        );
         Ok(next)
     }
 
     /// Revokes a live token: its record, its data key, its identity entry and
     /// its expiry entry go in the same batch; a tombstone without secrets
     /// stays.
-    pub fn revoke(&mut self, token_id: &str, meta: &TokenMeta, now: UnixMillis) -> Result<(), StoreError> {
+    pub fn revoke(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         let identity = Identity {
             client_id: &meta.client_id,
             end_user_id: &meta.end_user_id,
@@ -556,8 +586,10 @@ impl Change<'_> {
             scope: meta.scope,
             revoked_at: now,
         };
-        self.batch
-            .insert(prefixed(TOMBSTONE, token_id.as_bytes()), postcard::to_stdvec(&tomb)?);
+        self.batch.insert(
+            prefixed(TOMBSTONE, token_id.as_bytes()),
+            postcard::to_stdvec(&tomb)?,
+        );
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
         Ok(())
@@ -624,11 +656,26 @@ mod tests {
             account_id: "a",
         };
         let variants = [
-            Identity { client_id: "acme2", ..base.clone() },
-            Identity { end_user_id: "u2", ..base.clone() },
-            Identity { broker_type: "binance", ..base.clone() },
-            Identity { scope: Scope::Write, ..base.clone() },
-            Identity { account_id: "b", ..base.clone() },
+            Identity {
+                client_id: "acme2",
+                ..base.clone()
+            },
+            Identity {
+                end_user_id: "u2",
+                ..base.clone()
+            },
+            Identity {
+                broker_type: "binance",
+                ..base.clone()
+            },
+            Identity {
+                scope: Scope::Write,
+                ..base.clone()
+            },
+            Identity {
+                account_id: "b",
+                ..base.clone()
+            },
         ];
         for v in &variants {
             assert_ne!(v.key(), base.key());
@@ -640,34 +687,72 @@ mod tests {
     #[test]
     fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
         let m = meta("acme", "u1", Scope::Read);
         let lock = store.lock();
         let mut change = store.change();
-        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change
+            .put_token("tok_1", &m, None, &secrets())
+            .expect("puts");
         change.commit(&lock).expect("commits");
-        let Found::Live { meta: got, sealed, wrapped } = store.find("tok_1").expect("reads") else {
+        let Found::Live {
+            meta: got,
+            sealed,
+            wrapped,
+        } = store.find("tok_1").expect("reads")
+        else {
             panic!("expected a live token");
         };
         assert_eq!(got, m);
-        let opened = store.open_secrets("tok_1", &got, &sealed, &wrapped).expect("opens");
+        let opened = store
+            .open_secrets("tok_1", &got, &sealed, &wrapped)
+            .expect("opens");
         assert_eq!(opened.access_token, "raw-access");
-        assert_eq!(store.due_expiries(60_999, 10).expect("scans"), Vec::<String>::new());
-        assert_eq!(store.due_expiries(61_000, 10).expect("scans"), vec!["tok_1".to_owned()]);
+        assert_eq!(
+            store.due_expiries(60_999, 10).expect("scans"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store.due_expiries(61_000, 10).expect("scans"),
+            vec!["tok_1".to_owned()]
+        );
         assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
 
         let mut change = store.change();
         change.revoke("tok_1", &m, 2_000).expect("revokes");
         change.commit(&lock).expect("commits");
-        assert!(matches!(store.find("tok_1").expect("reads"), Found::Revoked(_)));
+        assert!(matches!(
+            store.find("tok_1").expect("reads"),
+            Found::Revoked(_)
+        ));
         assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
-        assert!(store.tokens_of_user("acme", "u1").expect("scans").is_empty());
+        assert!(
+            store
+                .tokens_of_user("acme", "u1")
+                .expect("scans")
+                .is_empty()
+        );
         let counts = store.counts().expect("counts");
         assert_eq!(
             counts,
             vec![
-                (CountKey { state: TokenState::Active, scope: Scope::Read, broker_type: "coinbase".into() }, 0),
-                (CountKey { state: TokenState::Revoked, scope: Scope::Read, broker_type: "coinbase".into() }, 1),
+                (
+                    CountKey {
+                        state: TokenState::Active,
+                        scope: Scope::Read,
+                        broker_type: "coinbase".into()
+                    },
+                    0
+                ),
+                (
+                    CountKey {
+                        state: TokenState::Revoked,
+                        scope: Scope::Read,
+                        broker_type: "coinbase".into()
+                    },
+                    1
+                ),
             ]
         );
     }
@@ -690,17 +775,27 @@ mod tests {
     #[test]
     fn a_record_moved_onto_another_token_id_does_not_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
         let m = meta("acme", "u1", Scope::Read);
         let lock = store.lock();
         let mut change = store.change();
-        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change
+            .put_token("tok_1", &m, None, &secrets())
+            .expect("puts");
         change.commit(&lock).expect("commits");
-        let Found::Live { sealed, wrapped, .. } = store.find("tok_1").expect("reads") else {
+        let Found::Live {
+            sealed, wrapped, ..
+        } = store.find("tok_1").expect("reads")
+        else {
             panic!("expected a live token");
         };
         assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
         let other_client = meta("evil", "u1", Scope::Read);
-        assert!(store.open_secrets("tok_1", &other_client, &sealed, &wrapped).is_err());
+        assert!(
+            store
+                .open_secrets("tok_1", &other_client, &sealed, &wrapped)
+                .is_err()
+        );
     }
 }

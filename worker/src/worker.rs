@@ -131,7 +131,12 @@ impl Worker {
             let token = shutdown.clone();
             tasks.spawn(async move { Ok(queue_consumer.run(token).await?) });
         }
-        tasks.spawn(sweep(service.clone(), events, config.sweep_interval, shutdown.clone()));
+        tasks.spawn(sweep(
+            service.clone(),
+            events,
+            config.sweep_interval,
+            shutdown.clone(),
+        ));
         tracing::info!(namespace = %namespace, data_dir = %config.data_dir.display(), "worker ready");
         Ok(Self {
             shutdown,
@@ -166,7 +171,11 @@ impl Worker {
             }
         }
         self.service.store().flush().await?;
-        if let Err(error) = self.connection.close(200, "mmt-worker stopping".into()).await {
+        if let Err(error) = self
+            .connection
+            .close(200, "mmt-worker stopping".into())
+            .await
+        {
             tracing::debug!(%error, "connection already closed");
         }
         outcome

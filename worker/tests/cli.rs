@@ -12,7 +12,17 @@ fn help_lists_the_subcommands_and_the_contract_options() {
         .expect("runs");
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
-    for option in ["--amqp-url", "MMT_AMQP_URL", "--namespace", "MMT_NAMESPACE", "--data-dir", "MMT_DATA_DIR", "--key-file", "MMT_KEY_FILE", "--queue-type"] {
+    for option in [
+        "--amqp-url",
+        "MMT_AMQP_URL",
+        "--namespace",
+        "MMT_NAMESPACE",
+        "--data-dir",
+        "MMT_DATA_DIR",
+        "--key-file",
+        "MMT_KEY_FILE",
+        "--queue-type",
+    ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
     }
 }
