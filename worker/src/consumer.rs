@@ -117,7 +117,11 @@ impl QueueConsumer {
         loop {
             let next = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    // Unacknowledged prefetched deliveries go back to the queue.
+                    self.channel.close(200, "mmt-worker stopping".into()).await?;
+                    return Ok(());
+                }
                 next = self.consumer.next() => next,
             };
             let Some(first) = next else {
