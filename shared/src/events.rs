@@ -140,6 +140,9 @@ mod tests {
     fn absent_fields_are_left_out() {
         let event = Event::new(EventKind::TokenIssued, "2026-11-24T00:00:00Z".into());
         let json = serde_json::to_string(&event).expect("serializes");
-        assert_eq!(json, r#"{"kind":"token.issued","at":"2026-11-24T00:00:00Z"}"#);
+        assert_eq!(
+            json,
+            r#"{"kind":"token.issued","at":"2026-11-24T00:00:00Z"}"#
+        );
     }
 }

@@ -59,6 +59,9 @@ mod tests {
     fn round_trips_as_a_plain_json_string() {
         let secret: Secret = serde_json::from_str("\"abc\"").expect("valid json");
         assert_eq!(secret.expose(), "abc");
-        assert_eq!(serde_json::to_string(&secret).expect("serializes"), "\"abc\"");
+        assert_eq!(
+            serde_json::to_string(&secret).expect("serializes"),
+            "\"abc\""
+        );
     }
 }

@@ -35,6 +35,9 @@ mod tests {
     #[test]
     fn formats_whole_seconds_without_fraction() {
         assert_eq!(rfc3339(1_795_003_200_000), "2026-11-18T12:00:00Z");
-        assert_eq!(parse_rfc3339("2026-11-18T12:00:00Z"), Some(1_795_003_200_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-18T12:00:00Z"),
+            Some(1_795_003_200_000)
+        );
     }
 }

@@ -435,17 +435,20 @@ mod tests {
 
     #[test]
     fn unknown_scope_is_rejected() {
-        let body = r#"{"clientId":"a","endUserId":"u","scope":"admin","accessToken":{"brokerType":"x"}}"#;
+        let body =
+            r#"{"clientId":"a","endUserId":"u","scope":"admin","accessToken":{"brokerType":"x"}}"#;
         assert!(serde_json::from_str::<IntegrationConnected>(body).is_err());
     }
 
     #[test]
     fn auth_token_is_accepted_for_token_id() {
         let msg: ConnectionRemoved =
-            serde_json::from_str(r#"{"clientId":"a","authToken":"t","type":"coinbase"}"#).expect("valid");
+            serde_json::from_str(r#"{"clientId":"a","authToken":"t","type":"coinbase"}"#)
+                .expect("valid");
         assert_eq!(msg.token_id, "t");
         let msg: TokenResolve =
-            serde_json::from_str(r#"{"clientId":"a","authToken":"t","operation":"read"}"#).expect("valid");
+            serde_json::from_str(r#"{"clientId":"a","authToken":"t","operation":"read"}"#)
+                .expect("valid");
         assert_eq!(msg.token_id, "t");
     }
 

@@ -1,1 +1,15 @@
-//! End-to-end tests of mmt against the real broker and the real store.
+//! End-to-end tests of mmt through the real RabbitMQ and the real sled store.
+//!
+//! Each test runs a worker in its own namespace, data directory and key, so
+//! tests run in parallel on one broker. The modules read like the contract:
+//! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
+//! code, `bad_input` one per kind of bad input (§6), `durability` the
+//! promises of §7, `topology` §3, and `scenarios` replays the fixtures.
+
+mod bad_input;
+mod contract;
+mod durability;
+mod errors;
+mod scenarios;
+mod topology;
+mod util;

@@ -4,7 +4,6 @@
 //! batch with one `multiple` ack.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -35,12 +34,25 @@ pub enum ConsumerError {
         /// The queue.
         queue: String,
     },
-    /// The broker cancelled the consumer (queue deleted).
+    /// The broker cancelled the consumer (its queue was deleted, say).
     #[error("the broker cancelled the consumer of {queue}")]
     Cancelled {
         /// The queue.
         queue: String,
     },
+    /// The broker did not confirm a dead letter (`NS.dead` missing?).
+    #[error("the broker did not take a dead letter from {queue}")]
+    DeadLetterRefused {
+        /// The queue.
+        queue: String,
+    },
+    /// A task ended without being asked to.
+    #[error("a consumer ended without being asked to")]
+    Ended,
+    /// The store failed to read or write (disk full, I/O error): sled keeps
+    /// failing after that, so the worker stops without acknowledging.
+    #[error("store: {0}")]
+    Store(StoreError),
 }
 
 /// Publishes dead letters to `NS.dead` on a channel in confirm mode.
@@ -62,7 +74,12 @@ impl DeadLetters {
     /// Sends the delivery's body unchanged, with its properties and the
     /// `x-mmt-error` and `x-mmt-queue` headers; true once the broker has
     /// confirmed it.
-    pub async fn send(&self, delivery: &Delivery, queue: &str, reason: &str) -> Result<bool, lapin::Error> {
+    pub async fn send(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        reason: &str,
+    ) -> Result<bool, lapin::Error> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert("x-mmt-error".into(), AMQPValue::LongString(reason.into()));
         headers.insert("x-mmt-queue".into(), AMQPValue::LongString(queue.into()));
@@ -103,19 +120,34 @@ pub struct QueueConsumer {
     pub service: Arc<Service>,
     /// The largest batch taken at once.
     pub max_batch: usize,
+    /// The queue's delivery limit, where the broker counts deliveries
+    /// (`x-delivery-count`); `None` where only `redelivered` is known.
+    pub delivery_limit: Option<u32>,
     /// What the console is told about this queue.
     pub counters: Arc<QueueCounters>,
+}
+
+/// What became of one delivery of a batch.
+enum Handled {
+    /// The service answered.
+    Answered(Outcome),
+    /// Processing failed for this message (a record that does not decode,
+    /// a seal that does not open): retried up to the delivery limit.
+    Failed(String),
 }
 
 impl QueueConsumer {
     /// Consumes until `shutdown` fires (finishing the batch in hand) or the
     /// link fails.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let mut failures: u32 = 0;
         loop {
             let next = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    // Unacknowledged prefetched deliveries go back to the queue.
+                    self.channel.close(200, "mmt-worker stopping".into()).await?;
+                    return Ok(());
+                }
                 next = self.consumer.next() => next,
             };
             let Some(first) = next else {
@@ -135,102 +167,172 @@ impl QueueConsumer {
                 }
             }
             self.counters.received(batch.len());
-            let finished = self.process(&mut batch).await?;
-            self.counters.acked(finished);
-            if finished < batch.len() {
-                failures = failures.saturating_add(1);
-                let backoff = Duration::from_millis(50u64 << failures.min(7));
-                tracing::warn!(queue = %self.queue, retry_in_ms = backoff.as_millis() as u64, "store failure, messages returned to the queue");
-                tokio::time::sleep(backoff).await;
-                if let Some(last) = batch.last() {
-                    last.acker
-                        .nack(BasicNackOptions {
-                            multiple: true,
-                            requeue: true,
-                        })
-                        .await?;
-                }
-            } else {
-                failures = 0;
-            }
+            self.process(&batch).await?;
             for delivery in &mut batch {
                 delivery.data.zeroize();
             }
         }
     }
 
-    /// Handles a batch; returns how many deliveries, from the first, are
-    /// finished and acknowledged (the rest must be returned to the queue).
-    async fn process(&self, batch: &mut [Delivery]) -> Result<usize, ConsumerError> {
+    /// Handles a batch: applies it, flushes once, dead-letters bad input
+    /// (confirmed), replies, publishes events, then acknowledges: one
+    /// `multiple` ack, or one by one when a failed message must go back.
+    async fn process(&self, batch: &[Delivery]) -> Result<(), ConsumerError> {
         let received_at = now_millis();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for delivery in batch.iter() {
+        let mut handled = Vec::with_capacity(batch.len());
+        for delivery in batch {
             let inbound = Inbound {
                 kind: self.kind,
                 body: &delivery.data,
-                message_id: delivery.properties.message_id().as_ref().map(|m| m.as_str()),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.as_str()),
                 timestamp: *delivery.properties.timestamp(),
                 received_at,
             };
             match self.service.handle(&inbound) {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(outcome) => handled.push(Handled::Answered(outcome)),
+                Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
                 Err(error) => {
-                    log_store_error(&self.queue, &error);
-                    break;
+                    tracing::error!(queue = %self.queue, %error, "processing failed");
+                    handled.push(Handled::Failed(error.to_string()));
                 }
             }
         }
-        if self.kind.mutates()
-            && outcomes
-                .iter()
-                .any(|o| matches!(o, Outcome::Done { applied: true, .. }))
-        {
-            if let Err(error) = self.service.store().flush().await {
-                log_store_error(&self.queue, &error);
-                return Ok(0);
-            }
+        // A repeated message id is answered from the store, and what it
+        // answers from must be on disk too (an earlier flush may have failed),
+        // so every batch with an answer is flushed, not only applied ones.
+        let answered = handled
+            .iter()
+            .any(|h| matches!(h, Handled::Answered(Outcome::Done { .. })));
+        if self.kind.mutates() && answered {
+            self.service
+                .store()
+                .flush()
+                .await
+                .map_err(ConsumerError::Store)?;
         }
-        let mut finished: usize = 0;
-        for (delivery, outcome) in batch.iter().zip(&outcomes) {
-            match outcome {
-                Outcome::Done { reply, events, .. } => {
+        let mut requeue = Vec::new();
+        for (index, (delivery, handled)) in batch.iter().zip(&handled).enumerate() {
+            match handled {
+                Handled::Answered(Outcome::Done { reply, events, .. }) => {
                     self.reply(delivery, reply).await?;
                     for event in events {
                         self.events.emit(event).await;
                     }
                 }
-                Outcome::Invalid { code, reason } => {
-                    if !self.dead.send(delivery, &self.queue, reason).await? {
-                        tracing::error!(queue = %self.queue, "dead letter not confirmed by the broker");
-                        break;
+                Handled::Answered(Outcome::Invalid { code, reason }) => {
+                    self.dead_letter(delivery, reason, Some(*code), received_at)
+                        .await?;
+                    self.reply(delivery, &Outcome::error_reply(*code, reason))
+                        .await?;
+                }
+                Handled::Failed(reason) => {
+                    if self.exhausted(delivery) {
+                        let reason = format!("processing failed on every delivery: {reason}");
+                        self.dead_letter(delivery, &reason, None, received_at)
+                            .await?;
+                    } else {
+                        requeue.push(index);
                     }
-                    self.reply(delivery, &Outcome::error_reply(*code, reason)).await?;
-                    let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(received_at));
-                    event.queue = Some(self.queue.clone());
-                    event.reason = Some(reason.clone());
-                    event.code = Some(*code);
-                    event.message_id = delivery.properties.message_id().as_ref().map(|m| m.to_string());
-                    self.events.emit(&event).await;
                 }
             }
-            finished += 1;
         }
-        if let Some(last) = finished.checked_sub(1).and_then(|i| batch.get(i)) {
-            let taken = last.acker.ack(BasicAckOptions { multiple: true }).await?;
+        self.acknowledge(batch, &requeue).await?;
+        self.counters.acked(batch.len() - requeue.len());
+        Ok(())
+    }
+
+    /// Whether a failed delivery has had its last try.
+    fn exhausted(&self, delivery: &Delivery) -> bool {
+        match self.delivery_limit {
+            Some(limit) => {
+                let count = delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get("x-delivery-count"))
+                    .and_then(amqp_count)
+                    .unwrap_or(0);
+                count.saturating_add(1) >= u64::from(limit)
+            }
+            None => delivery.redelivered,
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        reason: &str,
+        code: Option<mmt_shared::wire::ErrorCode>,
+        at: mmt_shared::time_fmt::UnixMillis,
+    ) -> Result<(), ConsumerError> {
+        if !self.dead.send(delivery, &self.queue, reason).await? {
+            return Err(ConsumerError::DeadLetterRefused {
+                queue: self.queue.clone(),
+            });
+        }
+        let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(at));
+        event.queue = Some(self.queue.clone());
+        event.reason = Some(reason.to_owned());
+        event.code = code;
+        event.message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string());
+        self.events.emit(&event).await;
+        Ok(())
+    }
+
+    /// Acknowledges the batch: one `multiple` ack when nothing goes back,
+    /// else each delivery alone (the ones in `requeue` are returned).
+    async fn acknowledge(
+        &self,
+        batch: &[Delivery],
+        requeue: &[usize],
+    ) -> Result<(), ConsumerError> {
+        let lost = || ConsumerError::AckLost {
+            queue: self.queue.clone(),
+        };
+        if requeue.is_empty() {
+            if let Some(last) = batch.last()
+                && !last.acker.ack(BasicAckOptions { multiple: true }).await?
+            {
+                return Err(lost());
+            }
+            return Ok(());
+        }
+        for (index, delivery) in batch.iter().enumerate() {
+            let taken = if requeue.contains(&index) {
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await?
+            } else {
+                delivery
+                    .acker
+                    .ack(BasicAckOptions { multiple: false })
+                    .await?
+            };
             if !taken {
-                return Err(ConsumerError::AckLost {
-                    queue: self.queue.clone(),
-                });
+                return Err(lost());
             }
         }
-        Ok(finished)
+        Ok(())
     }
 
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
         let Some(reply_to) = delivery.properties.reply_to() else {
             return Ok(());
         };
-        let mut properties = BasicProperties::default().with_content_type("application/json".into());
+        let mut properties =
+            BasicProperties::default().with_content_type("application/json".into());
         if let Some(correlation_id) = delivery.properties.correlation_id() {
             properties = properties.with_correlation_id(correlation_id.clone());
         }
@@ -247,7 +349,15 @@ impl QueueConsumer {
     }
 }
 
-fn log_store_error(queue: &str, error: &StoreError) {
-    tracing::error!(queue, %error, transient = error.is_transient(), "store failure");
+fn amqp_count(value: &AMQPValue) -> Option<u64> {
+    match value {
+        AMQPValue::LongLongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(*n)),
+        AMQPValue::ShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortUInt(n) => Some(u64::from(*n)),
+        AMQPValue::ShortShortInt(n) => u64::try_from(*n).ok(),
+        AMQPValue::ShortShortUInt(n) => Some(u64::from(*n)),
+        _ => None,
+    }
 }
-

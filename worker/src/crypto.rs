@@ -96,14 +96,15 @@ impl MasterKey {
                     .open(path)
                     .and_then(|mut f| f.read_to_string(&mut text))
                     .map_err(key_file_error)?;
-                let bytes = Zeroizing::new(
-                    hex::decode(text.trim()).map_err(|_| CryptoError::KeyFormat {
+                let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
+                    CryptoError::KeyFormat {
                         path: path.to_owned(),
-                    })?,
-                );
-                let key = SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
-                    path: path.to_owned(),
-                })?;
+                    }
+                })?);
+                let key =
+                    SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
+                        path: path.to_owned(),
+                    })?;
                 Ok((Self(key), false))
             }
             Err(e) => Err(key_file_error(e)),
@@ -112,7 +113,9 @@ impl MasterKey {
 
     /// A fresh random key (for tests and benchmarks).
     pub fn generate() -> Result<Self, CryptoError> {
-        SecretKey::generate().map(Self).map_err(|_| CryptoError::Cipher)
+        SecretKey::generate()
+            .map(Self)
+            .map_err(|_| CryptoError::Cipher)
     }
 
     /// The key check value to store beside the data.
@@ -149,7 +152,8 @@ impl MasterKey {
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let data_key_bytes = open(&self.0, wrapped, &wrap_ad(token_id))?;
-        let data_key = SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
+        let data_key =
+            SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
         open(&data_key, sealed, &record_ad(token_id, binding))
     }
 }
@@ -211,11 +215,21 @@ mod tests {
     #[test]
     fn token_round_trips_and_is_bound_to_its_token_id() {
         let key = MasterKey::generate().expect("random key");
-        let (sealed, wrapped) = key.seal_token("tok_a", b"acme|read", b"secret").expect("seals");
-        let plain = key.open_token("tok_a", b"acme|read", &sealed, &wrapped).expect("opens");
+        let (sealed, wrapped) = key
+            .seal_token("tok_a", b"acme|read", b"secret")
+            .expect("seals");
+        let plain = key
+            .open_token("tok_a", b"acme|read", &sealed, &wrapped)
+            .expect("opens");
         assert_eq!(plain.as_slice(), b"secret");
-        assert!(key.open_token("tok_b", b"acme|read", &sealed, &wrapped).is_err());
-        assert!(key.open_token("tok_a", b"acme|write", &sealed, &wrapped).is_err());
+        assert!(
+            key.open_token("tok_b", b"acme|read", &sealed, &wrapped)
+                .is_err()
+        );
+        assert!(
+            key.open_token("tok_a", b"acme|write", &sealed, &wrapped)
+                .is_err()
+        );
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
     }
 
@@ -236,7 +250,10 @@ mod tests {
         let path = dir.path().join("mmt.key");
         let (key, created) = MasterKey::load_or_create(&path).expect("creates");
         assert!(created);
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let (again, created) = MasterKey::load_or_create(&path).expect("loads");
         assert!(!created);

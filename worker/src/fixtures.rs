@@ -10,7 +10,9 @@
 //! ```
 //!
 //! `rawBody` (a string sent as is) replaces `body` for malformed input.
-//! `ageSeconds` sets the `timestamp` property that far in the past. A string
+//! `ageSeconds` sets the `timestamp` property that far in the past. `${run}`
+//! inside any string becomes an id unique to this replay, so a scenario can be
+//! replayed again into the same worker and still mean what it says. A string
 //! `"${connect.tokens.0.tokenId}"` anywhere in a body, message id or
 //! expectation is replaced by that field of the reply of the step named
 //! `connect`. An expectation is matched as a subset of the reply: objects
@@ -63,7 +65,9 @@ pub enum FixtureError {
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
     /// The broker could not route the message.
-    #[error("step {step}: the broker could not route {routing_key} (is the worker's topology declared in this namespace?)")]
+    #[error(
+        "step {step}: the broker could not route {routing_key} (is the worker's topology declared in this namespace?)"
+    )]
     Unroutable {
         /// The step.
         step: String,
@@ -126,6 +130,23 @@ pub struct Step {
     pub expect: Option<Value>,
 }
 
+impl Step {
+    /// A step sending `body` on `routing_key` and waiting for the reply.
+    pub fn new(routing_key: &str, body: Value) -> Self {
+        Self {
+            name: None,
+            note: None,
+            routing_key: routing_key.to_owned(),
+            message_id: None,
+            body: Some(body),
+            raw_body: None,
+            age_seconds: None,
+            reply: None,
+            expect: None,
+        }
+    }
+}
+
 /// A scenario: steps replayed in order, each with its expected reply.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -153,7 +174,10 @@ pub fn load(path: &Path) -> Result<Scenario, FixtureError> {
     } else {
         let step: Step = serde_json::from_value(value).map_err(parse_error)?;
         Ok(Scenario {
-            description: path.display().to_string(),
+            description: step
+                .note
+                .clone()
+                .unwrap_or_else(|| path.display().to_string()),
             steps: vec![step],
         })
     }
@@ -180,13 +204,23 @@ pub struct Publisher {
     exchange: String,
     timeout: Duration,
     next_correlation: u64,
+    run_id: String,
+    replays: u64,
 }
 
 impl Publisher {
-    /// Opens a channel on `connection` for `namespace`.
-    pub async fn new(connection: &Connection, namespace: &Namespace, timeout: Duration) -> Result<Self, FixtureError> {
+    /// Opens a channel on `connection` for `namespace`; `${run}` in a
+    /// scenario becomes `run_id` and the scenario's number in this replay.
+    pub async fn new(
+        connection: &Connection,
+        namespace: &Namespace,
+        timeout: Duration,
+        run_id: String,
+    ) -> Result<Self, FixtureError> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let replies = channel
             .basic_consume(
                 DIRECT_REPLY_TO.into(),
@@ -204,6 +238,8 @@ impl Publisher {
             exchange: namespace.inbound_exchange(),
             timeout,
             next_correlation: 0,
+            run_id,
+            replays: 0,
         })
     }
 
@@ -255,7 +291,11 @@ impl Publisher {
                     routing_key: step.routing_key.clone(),
                 });
             }
-            Confirmation::Nack(_) => return Err(FixtureError::Refused { step: label.to_owned() }),
+            Confirmation::Nack(_) => {
+                return Err(FixtureError::Refused {
+                    step: label.to_owned(),
+                });
+            }
         }
         if !want_reply {
             return Ok(None);
@@ -275,12 +315,14 @@ impl Publisher {
             Ok::<_, FixtureError>(None)
         };
         match tokio::time::timeout(self.timeout, wait).await {
-            Ok(Ok(Some(data))) => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|source| FixtureError::BadReply {
-                    step: label.to_owned(),
-                    source,
-                }),
+            Ok(Ok(Some(data))) => {
+                serde_json::from_slice(&data)
+                    .map(Some)
+                    .map_err(|source| FixtureError::BadReply {
+                        step: label.to_owned(),
+                        source,
+                    })
+            }
             Ok(Err(e)) => Err(e),
             Ok(Ok(None)) | Err(_) => Err(FixtureError::NoReply {
                 step: label.to_owned(),
@@ -291,32 +333,42 @@ impl Publisher {
 
     /// Replays a scenario, step by step, checking each expectation.
     pub async fn run(&mut self, scenario: &Scenario) -> Result<Vec<StepReport>, FixtureError> {
+        self.replays += 1;
+        let run_id = format!("{}-{}", self.run_id, self.replays);
         let mut replies: HashMap<String, Value> = HashMap::new();
         let mut reports = Vec::with_capacity(scenario.steps.len());
         for (index, step) in scenario.steps.iter().enumerate() {
-            let label = step.name.clone().unwrap_or_else(|| format!("step {}", index + 1));
+            let label = step
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("step {}", index + 1));
             let mut step = step.clone();
-            let resolve = |value: &mut Value| substitute(value, &replies, &label);
+            let run_id = run_id.as_str();
+            let resolve = |value: &mut Value| substitute(value, &replies, run_id, &label);
             if let Some(body) = step.body.as_mut() {
                 resolve(body)?;
-            }
-            if let Some(expect) = step.expect.as_mut() {
-                resolve(expect)?;
             }
             if let Some(id) = step.message_id.take() {
                 let mut value = Value::String(id);
                 resolve(&mut value)?;
-                step.message_id = Some(value.as_str().map_or_else(|| value.to_string(), str::to_owned));
+                step.message_id = Some(
+                    value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned),
+                );
             }
             let reply = self.send(&label, &step).await?;
-            let mismatch = match (&step.expect, &reply) {
-                (Some(expect), Some(reply)) => matches(expect, reply, "reply").err(),
-                (Some(_), None) => Some("an expectation needs a reply".to_owned()),
-                _ => None,
-            };
             if let (Some(name), Some(reply)) = (&step.name, &reply) {
                 replies.insert(name.clone(), reply.clone());
             }
+            let mismatch = match (step.expect.as_mut(), &reply) {
+                (Some(expect), Some(reply)) => {
+                    substitute(expect, &replies, run_id, &label)?;
+                    matches(expect, reply, "reply").err()
+                }
+                (Some(_), None) => Some("an expectation needs a reply".to_owned()),
+                _ => None,
+            };
             reports.push(StepReport {
                 name: label,
                 routing_key: step.routing_key.clone(),
@@ -341,9 +393,17 @@ fn lookup<'a>(replies: &'a HashMap<String, Value>, reference: &str) -> Option<&'
     Some(value)
 }
 
-fn substitute(value: &mut Value, replies: &HashMap<String, Value>, step: &str) -> Result<(), FixtureError> {
+fn substitute(
+    value: &mut Value,
+    replies: &HashMap<String, Value>,
+    run_id: &str,
+    step: &str,
+) -> Result<(), FixtureError> {
     match value {
         Value::String(text) => {
+            if text.contains("${run}") {
+                *text = text.replace("${run}", run_id);
+            }
             if let Some(reference) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) {
                 let found = lookup(replies, reference).ok_or_else(|| FixtureError::Reference {
                     step: step.to_owned(),
@@ -354,12 +414,12 @@ fn substitute(value: &mut Value, replies: &HashMap<String, Value>, step: &str) -
         }
         Value::Array(items) => {
             for item in items {
-                substitute(item, replies, step)?;
+                substitute(item, replies, run_id, step)?;
             }
         }
         Value::Object(map) => {
             for item in map.values_mut() {
-                substitute(item, replies, step)?;
+                substitute(item, replies, run_id, step)?;
             }
         }
         _ => {}
@@ -415,11 +475,9 @@ pub fn matches(expected: &Value, actual: &Value, path: &str) -> Result<(), Strin
 /// reply is replaced by its length.
 pub fn redacted(routing_key: &str, reply: &Value) -> Value {
     let mut shown = reply.clone();
-    if routing_key == "token.resolve" {
-        if let Some(token) = shown.get_mut("accessToken") {
-            let len = token.as_str().map_or(0, str::len);
-            *token = Value::String(format!("<redacted, {len} bytes>"));
-        }
+    if let (true, Some(token)) = (routing_key == "token.resolve", shown.get_mut("accessToken")) {
+        let len = token.as_str().map_or(0, str::len);
+        *token = Value::String(format!("<redacted, {len} bytes>"));
     }
     shown
 }
@@ -435,8 +493,22 @@ mod tests {
         let actual = json!({"ok": true, "tokens": [{"tokenId": "a", "created": true}], "x": 1});
         assert!(matches(&json!({"ok": true}), &actual, "r").is_ok());
         assert!(matches(&json!({"tokens": [{"created": true}]}), &actual, "r").is_ok());
-        assert!(matches(&json!({"tokens": [{"tokenId": {"$ne": "b"}}]}), &actual, "r").is_ok());
-        assert!(matches(&json!({"tokens": [{"tokenId": {"$ne": "a"}}]}), &actual, "r").is_err());
+        assert!(
+            matches(
+                &json!({"tokens": [{"tokenId": {"$ne": "b"}}]}),
+                &actual,
+                "r"
+            )
+            .is_ok()
+        );
+        assert!(
+            matches(
+                &json!({"tokens": [{"tokenId": {"$ne": "a"}}]}),
+                &actual,
+                "r"
+            )
+            .is_err()
+        );
         assert!(matches(&json!({"x": {"$present": true}}), &actual, "r").is_ok());
         assert!(matches(&json!({"y": {"$present": true}}), &actual, "r").is_err());
         assert!(matches(&json!({"tokens": []}), &actual, "r").is_err());
@@ -447,11 +519,15 @@ mod tests {
     fn references_take_fields_of_earlier_replies() {
         let mut replies = HashMap::new();
         replies.insert("c".to_owned(), json!({"tokens": [{"tokenId": "tok_1"}]}));
-        let mut body = json!({"tokenId": "${c.tokens.0.tokenId}", "keep": "$x"});
-        substitute(&mut body, &replies, "s").expect("resolves");
-        assert_eq!(body, json!({"tokenId": "tok_1", "keep": "$x"}));
+        let mut body =
+            json!({"tokenId": "${c.tokens.0.tokenId}", "keep": "$x", "user": "u-${run}"});
+        substitute(&mut body, &replies, "r1", "s").expect("resolves");
+        assert_eq!(
+            body,
+            json!({"tokenId": "tok_1", "keep": "$x", "user": "u-r1"})
+        );
         let mut bad = json!("${c.tokens.1.tokenId}");
-        assert!(substitute(&mut bad, &replies, "s").is_err());
+        assert!(substitute(&mut bad, &replies, "r1", "s").is_err());
     }
 
     #[test]

@@ -7,8 +7,11 @@ use mmt_shared::wire::{ErrorCode, MAX_ID_BYTES, Operation, Scope, TokenState};
 use serde::{Deserialize, Serialize};
 
 /// The self-custody wallet integrations that need no token, always.
-pub const DEFAULT_WALLET_BROKER_TYPES: [&str; 3] =
-    ["deFiWallet", "cryptocurrencyWallet", "cryptocurrencyAddress"];
+pub const DEFAULT_WALLET_BROKER_TYPES: [&str; 3] = [
+    "deFiWallet",
+    "cryptocurrencyWallet",
+    "cryptocurrencyAddress",
+];
 
 /// What the store keeps about a live token, besides its sealed secrets.
 /// Nothing here is secret.
@@ -172,7 +175,11 @@ fn after(at: UnixMillis, seconds: Option<u64>) -> Option<UnixMillis> {
 /// The rule for `integration.connected`, given the live token of the same
 /// identity (client, end user, integration, scope, account) if there is one.
 /// A revoked token is never live: its identity connecting again mints anew.
-pub fn connect(existing: Option<&TokenMeta>, input: &ConnectInput<'_>, now: UnixMillis) -> ConnectPlan {
+pub fn connect(
+    existing: Option<&TokenMeta>,
+    input: &ConnectInput<'_>,
+    now: UnixMillis,
+) -> ConnectPlan {
     let meta = TokenMeta {
         client_id: input.client_id.to_owned(),
         end_user_id: input.end_user_id.to_owned(),
@@ -328,7 +335,10 @@ mod tests {
 
     #[test]
     fn no_live_token_for_the_identity_mints() {
-        assert!(matches!(connect(None, &input(Scope::Write), NOW), ConnectPlan::Mint(_)));
+        assert!(matches!(
+            connect(None, &input(Scope::Write), NOW),
+            ConnectPlan::Mint(_)
+        ));
     }
 
     #[test]
@@ -341,8 +351,14 @@ mod tests {
     #[test]
     fn read_on_a_write_token_is_allowed() {
         let meta = live(Scope::Write);
-        assert_eq!(resolve(Lookup::Live(&meta), "acme", Operation::Read, NOW), Ok(()));
-        assert_eq!(resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW), Ok(()));
+        assert_eq!(
+            resolve(Lookup::Live(&meta), "acme", Operation::Read, NOW),
+            Ok(())
+        );
+        assert_eq!(
+            resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW),
+            Ok(())
+        );
     }
 
     #[test]
@@ -355,7 +371,11 @@ mod tests {
     #[test]
     fn another_clients_token_is_not_found_live_or_revoked() {
         let meta = live(Scope::Write);
-        for lookup in [Lookup::Live(&meta), Lookup::Revoked(&tomb("acme")), Lookup::Missing] {
+        for lookup in [
+            Lookup::Live(&meta),
+            Lookup::Revoked(&tomb("acme")),
+            Lookup::Missing,
+        ] {
             let err = resolve(lookup, "other", Operation::Read, NOW).expect_err("refused");
             assert_eq!(err.code, ErrorCode::NotFound);
             let err = revoke(lookup, "other").expect_err("refused");
@@ -367,7 +387,10 @@ mod tests {
     fn revoking_twice_says_already_revoked() {
         let meta = live(Scope::Read);
         assert_eq!(revoke(Lookup::Live(&meta), "acme"), Ok(RevokePlan::Revoke));
-        assert_eq!(revoke(Lookup::Revoked(&tomb("acme")), "acme"), Ok(RevokePlan::AlreadyRevoked));
+        assert_eq!(
+            revoke(Lookup::Revoked(&tomb("acme")), "acme"),
+            Ok(RevokePlan::AlreadyRevoked)
+        );
     }
 
     #[test]
@@ -377,10 +400,18 @@ mod tests {
         let meta = connect(None, &binance, NOW).meta().clone();
         assert_eq!(meta.expires_at, Some(NOW + 3_600_000));
         assert_eq!(effective_state(&meta, NOW + 3_599_999), TokenState::Active);
-        assert_eq!(effective_state(&meta, NOW + 3_600_000), TokenState::ReauthRequired);
+        assert_eq!(
+            effective_state(&meta, NOW + 3_600_000),
+            TokenState::ReauthRequired
+        );
         assert!(expires_now(&meta, NOW + 3_600_000));
-        let err = resolve(Lookup::Live(&meta), "acme", Operation::Read, NOW + 3_600_000)
-            .expect_err("refused");
+        let err = resolve(
+            Lookup::Live(&meta),
+            "acme",
+            Operation::Read,
+            NOW + 3_600_000,
+        )
+        .expect_err("refused");
         assert_eq!(err.code, ErrorCode::ReauthRequired);
     }
 
@@ -427,7 +458,9 @@ mod tests {
             ErrorCode::InvalidRequest
         );
         assert_eq!(
-            check_id("clientId", &"x".repeat(MAX_ID_BYTES + 1)).expect_err("refused").code,
+            check_id("clientId", &"x".repeat(MAX_ID_BYTES + 1))
+                .expect_err("refused")
+                .code,
             ErrorCode::InvalidRequest
         );
     }
@@ -445,7 +478,10 @@ mod tests {
         let mut with = input(Scope::Read);
         with.refresh_expires_in_seconds = Some(10);
         with.has_refresh_token = true;
-        assert_eq!(connect(None, &with, NOW).meta().refresh_expires_at, Some(NOW + 10_000));
+        assert_eq!(
+            connect(None, &with, NOW).meta().refresh_expires_at,
+            Some(NOW + 10_000)
+        );
         with.has_refresh_token = false;
         assert_eq!(connect(None, &with, NOW).meta().refresh_expires_at, None);
     }

@@ -24,8 +24,11 @@ mod exit {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -35,7 +38,10 @@ fn init_logs(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("mmt-worker: cannot start the async runtime: {error}");
@@ -59,7 +65,9 @@ fn main() -> ExitCode {
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<WorkerError>() {
-        Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => exit::KEY,
+        Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => {
+            exit::KEY
+        }
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
         Some(WorkerError::Amqp(_)) => exit::BROKER,
@@ -109,20 +117,30 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .map_err(WorkerError::Amqp)?;
-    let mut publisher = Publisher::new(&connection, &args.broker.namespace, Duration::from_secs(args.timeout_secs)).await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut publisher = Publisher::new(
+        &connection,
+        &args.broker.namespace,
+        Duration::from_secs(args.timeout_secs),
+        run_id,
+    )
+    .await?;
     let mut failed = 0usize;
     for (path, scenario) in args.files.iter().zip(&scenarios) {
         println!("# {}: {}", path.display(), scenario.description);
         for report in publisher.run(scenario).await? {
-            let reply = report
-                .reply
-                .as_ref()
-                .map_or_else(|| "(no reply asked)".to_owned(), |r| fixtures::redacted(&report.routing_key, r).to_string());
+            let reply = report.reply.as_ref().map_or_else(
+                || "(no reply asked)".to_owned(),
+                |r| fixtures::redacted(&report.routing_key, r).to_string(),
+            );
             match &report.mismatch {
                 None => println!("  ok   {} {} -> {reply}", report.name, report.routing_key),
                 Some(why) => {
                     failed += 1;
-                    println!("  FAIL {} {} -> {reply}\n       {why}", report.name, report.routing_key);
+                    println!(
+                        "  FAIL {} {} -> {reply}\n       {why}",
+                        report.name, report.routing_key
+                    );
                 }
             }
         }

@@ -106,14 +106,59 @@ pub fn message_key(kind: MessageKind, message_id: Option<&str>, body: &[u8]) -> 
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Outcome> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return Err(Outcome::invalid(
+            ErrorCode::InvalidMessage,
+            "body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_syntax() || e.is_eof() {
             "body is not valid JSON"
         } else {
             "body does not match the message"
         };
-        Outcome::invalid(ErrorCode::InvalidMessage, format!("{what}: {e}"))
+        Outcome::invalid(
+            ErrorCode::InvalidMessage,
+            format!("{what}: {}", describe(&e)),
+        )
     })
+}
+
+/// serde's message with every value from the input blanked out: a raw token
+/// in the wrong place must not reach a header, an event or a log line.
+fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    loop {
+        let quote = rest.find('"');
+        let variant = rest.find("variant `");
+        match (quote, variant) {
+            (Some(q), v) if v.is_none_or(|v| q < v) => {
+                out.push_str(&rest[..q]);
+                out.push_str("\"…\"");
+                rest = rest[q + 1..]
+                    .find('"')
+                    .map_or("", |end| &rest[q + 1 + end + 1..]);
+            }
+            (_, Some(v)) => {
+                let start = v + "variant `".len();
+                out.push_str(&rest[..start]);
+                out.push_str("…`");
+                rest = rest[start..]
+                    .find('`')
+                    .map_or("", |end| &rest[start + end + 1..]);
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 /// The service: the store and the operator's settings.
@@ -151,7 +196,8 @@ impl Service {
         }
         let now = inbound.received_at;
         match inbound.kind {
-            MessageKind::IntegrationConnected => match decode::<IntegrationConnected>(inbound.body) {
+            MessageKind::IntegrationConnected => match decode::<IntegrationConnected>(inbound.body)
+            {
                 Ok(msg) => self.mutate(inbound, |s| s.connected(&msg, inbound)),
                 Err(invalid) => Ok(invalid),
             },
@@ -209,7 +255,11 @@ impl Service {
         }
     }
 
-    fn connected(&self, msg: &IntegrationConnected, inbound: &Inbound<'_>) -> Result<Applied<'_>, StoreError> {
+    fn connected(
+        &self,
+        msg: &IntegrationConnected,
+        inbound: &Inbound<'_>,
+    ) -> Result<Applied<'_>, StoreError> {
         let payload = &msg.access_token;
         if let Err(r) = lifecycle::check_id("clientId", &msg.client_id)
             .and_then(|()| lifecycle::check_id("endUserId", &msg.end_user_id))
@@ -269,12 +319,17 @@ impl Service {
             };
             let plan = lifecycle::connect(existing.as_ref().map(|(_, m)| m), &input, now);
             let (token_id, created, kind) = match (&plan, existing.as_ref()) {
-                (ConnectPlan::Rotate(_), Some((id, _))) => (id.clone(), false, EventKind::TokenRotated),
+                (ConnectPlan::Rotate(_), Some((id, _))) => {
+                    (id.clone(), false, EventKind::TokenRotated)
+                }
                 _ => (new_token_id(), true, EventKind::TokenIssued),
             };
             let secrets = TokenSecrets {
                 access_token: account.access_token.expose().to_owned(),
-                refresh_token: account.refresh_token.as_ref().map(|r| r.expose().to_owned()),
+                refresh_token: account
+                    .refresh_token
+                    .as_ref()
+                    .map(|r| r.expose().to_owned()),
             };
             let meta = plan.meta();
             change.put_token(&token_id, meta, existing.as_ref().map(|(_, m)| m), &secrets)?;
@@ -317,17 +372,38 @@ impl Service {
         let (reply, events) = match (lifecycle::revoke(found.lookup(), &msg.client_id), &found) {
             (Ok(RevokePlan::Revoke), Found::Live { meta, .. }) => {
                 change.revoke(&msg.token_id, meta, now)?;
-                let event = token_event(EventKind::TokenRevoked, &stamp, &msg.token_id, TokenState::Revoked, meta);
-                (to_json(&RemovedReply { ok: true, revoked: true }), vec![event])
+                let event = token_event(
+                    EventKind::TokenRevoked,
+                    &stamp,
+                    &msg.token_id,
+                    TokenState::Revoked,
+                    meta,
+                );
+                (
+                    to_json(&RemovedReply {
+                        ok: true,
+                        revoked: true,
+                    }),
+                    vec![event],
+                )
             }
-            (Ok(_), _) => (to_json(&RemovedReply { ok: true, revoked: false }), Vec::new()),
+            (Ok(_), _) => (
+                to_json(&RemovedReply {
+                    ok: true,
+                    revoked: false,
+                }),
+                Vec::new(),
+            ),
             (Err(rejection), _) => {
                 let mut event = Event::new(EventKind::RequestRejected, stamp);
                 event.token_id = Some(msg.token_id.clone());
                 event.client_id = Some(msg.client_id.clone());
                 event.code = Some(rejection.code);
                 event.queue = Some(MessageKind::ConnectionRemoved.routing_key().to_owned());
-                (to_json(&ErrorReply::new(rejection.code, rejection.message)), vec![event])
+                (
+                    to_json(&ErrorReply::new(rejection.code, rejection.message)),
+                    vec![event],
+                )
             }
         };
         Ok(Applied::Change {
@@ -344,9 +420,21 @@ impl Service {
             return Ok(r.into());
         }
         let found = self.store.find(&msg.token_id)?;
-        match (lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now), found) {
-            (Ok(()), Found::Live { meta, sealed, wrapped }) => {
-                let secrets = self.store.open_secrets(&msg.token_id, &meta, &sealed, &wrapped)?;
+        match (
+            lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now),
+            found,
+        ) {
+            (
+                Ok(()),
+                Found::Live {
+                    meta,
+                    sealed,
+                    wrapped,
+                },
+            ) => {
+                let secrets = self
+                    .store
+                    .open_secrets(&msg.token_id, &meta, &sealed, &wrapped)?;
                 let reply = ResolveReply {
                     ok: true,
                     token_id: msg.token_id.clone(),
@@ -432,11 +520,18 @@ impl Service {
         let stamp = rfc3339(now);
         let mut events = Vec::new();
         for token_id in due {
-            if let Found::Live { meta, sealed, .. } = self.store.find(&token_id)? {
-                if lifecycle::expires_now(&meta, now) {
-                    let next = change.expire(&token_id, &meta, sealed, now)?;
-                    events.push(token_event(EventKind::TokenExpired, &stamp, &token_id, next.state, &next));
-                }
+            let Found::Live { meta, sealed, .. } = self.store.find(&token_id)? else {
+                continue;
+            };
+            if lifecycle::expires_now(&meta, now) {
+                let next = change.expire(&token_id, &meta, sealed, now)?;
+                events.push(token_event(
+                    EventKind::TokenExpired,
+                    &stamp,
+                    &token_id,
+                    next.state,
+                    &next,
+                ));
             }
         }
         change.commit(&lock)?;
@@ -468,18 +563,26 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
     }
     let mut seen = std::collections::HashSet::with_capacity(accounts.len());
     for account in accounts {
-        lifecycle::check_id("account.accountId", &account.account.account_id).map_err(Outcome::from)?;
+        lifecycle::check_id("account.accountId", &account.account.account_id)
+            .map_err(Outcome::from)?;
         if !seen.insert(account.account.account_id.as_str()) {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
                 format!("accountId {:?} is listed twice", account.account.account_id),
             ));
         }
-        let refresh_len = account.refresh_token.as_ref().map_or(0, |r| r.expose().len());
+        let refresh_len = account
+            .refresh_token
+            .as_ref()
+            .map_or(0, |r| r.expose().len());
         if account.access_token.is_empty() {
-            return Err(Outcome::invalid(ErrorCode::InvalidRequest, "an accessToken is empty"));
+            return Err(Outcome::invalid(
+                ErrorCode::InvalidRequest,
+                "an accessToken is empty",
+            ));
         }
-        if account.access_token.expose().len() > MAX_SECRET_BYTES || refresh_len > MAX_SECRET_BYTES {
+        if account.access_token.expose().len() > MAX_SECRET_BYTES || refresh_len > MAX_SECRET_BYTES
+        {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
                 format!("a raw token is longer than {MAX_SECRET_BYTES} bytes"),
@@ -508,4 +611,54 @@ fn token_event(
 /// A fresh opaque tokenId: `tok_` and 128 random bits in hex.
 fn new_token_id() -> String {
     format!("tok_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(body: &str) -> String {
+        match decode::<IntegrationConnected>(body.as_bytes()) {
+            Err(Outcome::Invalid { reason, .. }) => reason,
+            _ => panic!("expected bad input"),
+        }
+    }
+
+    #[test]
+    fn input_values_never_reach_the_reason() {
+        let misplaced = r#"{"clientId":"a","endUserId":"u","scope":"read","accessToken":{"brokerType":"x","accountTokens":[{"account":"raw-secret-1","accessToken":"t"}]}}"#;
+        let why = reason(misplaced);
+        assert!(!why.contains("raw-secret-1"), "{why}");
+        assert!(why.contains("expected struct Account"), "{why}");
+        let variant = r#"{"clientId":"a","endUserId":"u","scope":"raw-secret-2","accessToken":{"brokerType":"x"}}"#;
+        let why = reason(variant);
+        assert!(!why.contains("raw-secret-2"), "{why}");
+        assert!(why.contains("expected `read` or `write`"), "{why}");
+    }
+
+    #[test]
+    fn non_object_bodies_are_refused() {
+        assert!(matches!(
+            decode::<LinkAccessTokens>(br#"["acme","user-42"]"#),
+            Err(Outcome::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn derived_ids_depend_on_routing_key_and_body() {
+        let a = message_key(MessageKind::IntegrationConnected, None, b"{}");
+        assert_eq!(
+            a,
+            message_key(MessageKind::IntegrationConnected, None, b"{}")
+        );
+        assert_ne!(a, message_key(MessageKind::ConnectionRemoved, None, b"{}"));
+        assert_ne!(
+            a,
+            message_key(MessageKind::IntegrationConnected, None, b"{ }")
+        );
+        assert_eq!(
+            message_key(MessageKind::IntegrationConnected, Some("m1"), b"{}"),
+            "m1"
+        );
+    }
 }

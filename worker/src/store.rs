@@ -2,7 +2,6 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `m` | name | store metadata (the key check value) |
 //! | `i` | identity (client, end user, integration, scope, account) | tokenId |
 //! | `t` | tokenId | [`TokenMeta`] and the sealed secrets |
 //! | `k` | tokenId | the token's data key, wrapped by the master key |
@@ -10,6 +9,9 @@
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
+//!
+//! Beside sled's files, `key-check` holds the key check value: it is read
+//! before sled opens, so a wrong key is refused before anything is written.
 //!
 //! Every message's effect is one atomic [`sled::Batch`]. Writers take
 //! [`Store::lock`] so that read-decide-write never interleaves (a revocation
@@ -27,7 +29,6 @@ use zeroize::Zeroizing;
 use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 
-const META: u8 = b'm';
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
 const DATA_KEY: u8 = b'k';
@@ -36,7 +37,7 @@ const PROCESSED: u8 = b'p';
 const EXPIRY: u8 = b'e';
 const COUNT: u8 = b'c';
 
-const KCV: &[u8] = b"mkcv";
+const KEY_CHECK_FILE: &str = "key-check";
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +67,18 @@ pub enum StoreError {
         /// The data directory.
         path: PathBuf,
     },
+    /// The key check file could not be read or written.
+    #[error("key check file {path}")]
+    KeyCheck {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The store holds tokens but no key check value.
-    #[error("the store at {path} holds data but no key check value; refusing to guess the key")]
+    #[error(
+        "the data directory {path} is not empty but has no key-check file; refusing to guess the key"
+    )]
     MissingKeyCheck {
         /// The data directory.
         path: PathBuf,
@@ -251,7 +262,6 @@ impl Found {
 pub struct Store {
     db: sled::Db,
     key: MasterKey,
-    path: PathBuf,
     writer: Mutex<()>,
 }
 
@@ -262,6 +272,7 @@ impl Store {
     /// Opens (or creates) the store in `dir` and checks `key` against it
     /// before anything else is read or written.
     pub fn open(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+        check_key(dir, &key)?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -277,32 +288,11 @@ impl Store {
                     source: other,
                 },
             })?;
-        let store = Self {
+        Ok(Self {
             db,
             key,
-            path: dir.to_owned(),
             writer: Mutex::new(()),
-        };
-        store.check_key()?;
-        Ok(store)
-    }
-
-    fn check_key(&self) -> Result<(), StoreError> {
-        match self.db.get(prefixed(META, KCV))? {
-            Some(kcv) if self.key.verify_check_value(&kcv) => Ok(()),
-            Some(_) => Err(StoreError::WrongKey {
-                path: self.path.clone(),
-            }),
-            None if self.db.is_empty() => {
-                self.db
-                    .insert(prefixed(META, KCV), self.key.check_value()?)?;
-                self.db.flush()?;
-                Ok(())
-            }
-            None => Err(StoreError::MissingKeyCheck {
-                path: self.path.clone(),
-            }),
-        }
+        })
     }
 
     /// Takes the writer lock: hold it from the first read of a decision to
@@ -312,7 +302,11 @@ impl Store {
     }
 
     /// The stored reply of an already processed message.
-    pub fn processed(&self, kind: MessageKind, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn processed(
+        &self,
+        kind: MessageKind,
+        message_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .db
             .get(processed_key(kind, message_id))?
@@ -396,7 +390,9 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.db.scan_prefix([COUNT]) {
             let (key, value) = entry?;
-            if let (Some(key), Ok(bytes)) = (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..])) {
+            if let (Some(key), Ok(bytes)) =
+                (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..]))
+            {
                 out.push((key, u64::from_be_bytes(bytes)));
             }
         }
@@ -516,6 +512,46 @@ impl Store {
     }
 }
 
+/// Verifies `key` against the data directory's key check file, or creates
+/// the file for a new, empty data directory.
+fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
+    let path = dir.join(KEY_CHECK_FILE);
+    let io_error = |source| StoreError::KeyCheck {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(kcv) if key.verify_check_value(&kcv) => Ok(()),
+        Ok(_) => Err(StoreError::WrongKey {
+            path: dir.to_owned(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let occupied = std::fs::read_dir(dir)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if occupied {
+                return Err(StoreError::MissingKeyCheck {
+                    path: dir.to_owned(),
+                });
+            }
+            std::fs::create_dir_all(dir).map_err(io_error)?;
+            let tmp = dir.join(format!("{KEY_CHECK_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                let mut file = std::fs::File::create(&tmp)?;
+                std::io::Write::write_all(
+                    &mut file,
+                    &key.check_value().map_err(std::io::Error::other)?,
+                )?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(dir)?.sync_all()
+            };
+            write().map_err(io_error)
+        }
+        Err(e) => Err(io_error(e)),
+    }
+}
+
 fn binding(meta: &TokenMeta) -> Vec<u8> {
     let mut b = Vec::new();
     push_part(&mut b, &meta.client_id);
@@ -552,7 +588,10 @@ impl Change<'_> {
         secrets: &TokenSecrets,
     ) -> Result<(), StoreError> {
         let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
-        let (sealed, wrapped) = self.store.key.seal_token(token_id, &binding(meta), &plain)?;
+        let (sealed, wrapped) = self
+            .store
+            .key
+            .seal_token(token_id, &binding(meta), &plain)?;
         let identity = Identity {
             client_id: &meta.client_id,
             end_user_id: &meta.end_user_id,
@@ -572,9 +611,12 @@ impl Change<'_> {
             meta: meta.clone(),
             sealed,
         };
+        self.batch.insert(
+            prefixed(TOKEN, token_id.as_bytes()),
+            postcard::to_stdvec(&stored)?,
+        );
         self.batch
-            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
-        self.batch.insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
+            .insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
         if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
             self.batch.insert(expiry_key(at, token_id), &[]);
         }
@@ -583,7 +625,13 @@ impl Change<'_> {
 
     /// Moves a live token to `reauth_required` (its secrets stay sealed: a
     /// reconnection replaces them).
-    pub fn expire(&mut self, token_id: &str, meta: &TokenMeta, sealed: Vec<u8>, now: UnixMillis) -> Result<TokenMeta, StoreError> {
+    pub fn expire(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        sealed: Vec<u8>,
+        now: UnixMillis,
+    ) -> Result<TokenMeta, StoreError> {
         let mut next = meta.clone();
         next.state = TokenState::ReauthRequired;
         next.updated_at = now;
@@ -596,15 +644,22 @@ impl Change<'_> {
             meta: next.clone(),
             sealed,
         };
-        self.batch
-            .insert(prefixed(TOKEN, token_id.as_bytes()), postcard::to_stdvec(&stored)?);
+        self.batch.insert(
+            prefixed(TOKEN, token_id.as_bytes()),
+            postcard::to_stdvec(&stored)?,
+        );
         Ok(next)
     }
 
     /// Revokes a live token: its record, its data key, its identity entry and
     /// its expiry entry go in the same batch; a tombstone without secrets
     /// stays.
-    pub fn revoke(&mut self, token_id: &str, meta: &TokenMeta, now: UnixMillis) -> Result<(), StoreError> {
+    pub fn revoke(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         let identity = Identity {
             client_id: &meta.client_id,
             end_user_id: &meta.end_user_id,
@@ -624,8 +679,10 @@ impl Change<'_> {
             scope: meta.scope,
             revoked_at: now,
         };
-        self.batch
-            .insert(prefixed(TOMBSTONE, token_id.as_bytes()), postcard::to_stdvec(&tomb)?);
+        self.batch.insert(
+            prefixed(TOMBSTONE, token_id.as_bytes()),
+            postcard::to_stdvec(&tomb)?,
+        );
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
         Ok(())
@@ -692,11 +749,26 @@ mod tests {
             account_id: "a",
         };
         let variants = [
-            Identity { client_id: "acme2", ..base.clone() },
-            Identity { end_user_id: "u2", ..base.clone() },
-            Identity { broker_type: "binance", ..base.clone() },
-            Identity { scope: Scope::Write, ..base.clone() },
-            Identity { account_id: "b", ..base.clone() },
+            Identity {
+                client_id: "acme2",
+                ..base.clone()
+            },
+            Identity {
+                end_user_id: "u2",
+                ..base.clone()
+            },
+            Identity {
+                broker_type: "binance",
+                ..base.clone()
+            },
+            Identity {
+                scope: Scope::Write,
+                ..base.clone()
+            },
+            Identity {
+                account_id: "b",
+                ..base.clone()
+            },
         ];
         for v in &variants {
             assert_ne!(v.key(), base.key());
@@ -708,34 +780,72 @@ mod tests {
     #[test]
     fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
         let m = meta("acme", "u1", Scope::Read);
         let lock = store.lock();
         let mut change = store.change();
-        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change
+            .put_token("tok_1", &m, None, &secrets())
+            .expect("puts");
         change.commit(&lock).expect("commits");
-        let Found::Live { meta: got, sealed, wrapped } = store.find("tok_1").expect("reads") else {
+        let Found::Live {
+            meta: got,
+            sealed,
+            wrapped,
+        } = store.find("tok_1").expect("reads")
+        else {
             panic!("expected a live token");
         };
         assert_eq!(got, m);
-        let opened = store.open_secrets("tok_1", &got, &sealed, &wrapped).expect("opens");
+        let opened = store
+            .open_secrets("tok_1", &got, &sealed, &wrapped)
+            .expect("opens");
         assert_eq!(opened.access_token, "raw-access");
-        assert_eq!(store.due_expiries(60_999, 10).expect("scans"), Vec::<String>::new());
-        assert_eq!(store.due_expiries(61_000, 10).expect("scans"), vec!["tok_1".to_owned()]);
+        assert_eq!(
+            store.due_expiries(60_999, 10).expect("scans"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store.due_expiries(61_000, 10).expect("scans"),
+            vec!["tok_1".to_owned()]
+        );
         assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
 
         let mut change = store.change();
         change.revoke("tok_1", &m, 2_000).expect("revokes");
         change.commit(&lock).expect("commits");
-        assert!(matches!(store.find("tok_1").expect("reads"), Found::Revoked(_)));
+        assert!(matches!(
+            store.find("tok_1").expect("reads"),
+            Found::Revoked(_)
+        ));
         assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
-        assert!(store.tokens_of_user("acme", "u1").expect("scans").is_empty());
+        assert!(
+            store
+                .tokens_of_user("acme", "u1")
+                .expect("scans")
+                .is_empty()
+        );
         let counts = store.counts().expect("counts");
         assert_eq!(
             counts,
             vec![
-                (CountKey { state: TokenState::Active, scope: Scope::Read, broker_type: "coinbase".into() }, 0),
-                (CountKey { state: TokenState::Revoked, scope: Scope::Read, broker_type: "coinbase".into() }, 1),
+                (
+                    CountKey {
+                        state: TokenState::Active,
+                        scope: Scope::Read,
+                        broker_type: "coinbase".into()
+                    },
+                    0
+                ),
+                (
+                    CountKey {
+                        state: TokenState::Revoked,
+                        scope: Scope::Read,
+                        broker_type: "coinbase".into()
+                    },
+                    1
+                ),
             ]
         );
     }
@@ -743,17 +853,25 @@ mod tests {
     #[test]
     fn list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
         let lock = store.lock();
         let mut change = store.change();
         for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
             change
-                .put_token(&format!("tok_{i}"), &meta("acme", user, Scope::Read), None, &secrets())
+                .put_token(
+                    &format!("tok_{i}"),
+                    &meta("acme", user, Scope::Read),
+                    None,
+                    &secrets(),
+                )
                 .expect("puts");
         }
         change.commit(&lock).expect("commits");
         let mut change = store.change();
-        change.revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000).expect("revokes");
+        change
+            .revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)
+            .expect("revokes");
         change.commit(&lock).expect("commits");
         let all = |_: &str, _: &Listed| true;
         let first = store.list_tokens(None, 3, 100, &all).expect("lists");
@@ -761,14 +879,21 @@ mod tests {
         assert_eq!(ids, ["tok_0", "tok_1", "tok_2"]);
         assert!(matches!(first.tokens[2].1, Listed::Revoked(_)));
         assert_eq!(first.next_after.as_deref(), Some("tok_2"));
-        let second = store.list_tokens(first.next_after.as_deref(), 3, 100, &all).expect("lists");
+        let second = store
+            .list_tokens(first.next_after.as_deref(), 3, 100, &all)
+            .expect("lists");
         let ids: Vec<_> = second.tokens.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["tok_3", "tok_4"]);
         assert_eq!(second.next_after, None);
         let revoked_only = |_: &str, l: &Listed| matches!(l, Listed::Revoked(_));
-        let bounded = store.list_tokens(None, 10, 2, &revoked_only).expect("lists");
+        let bounded = store
+            .list_tokens(None, 10, 2, &revoked_only)
+            .expect("lists");
         assert!(bounded.tokens.is_empty());
-        assert_eq!((bounded.scanned, bounded.next_after.as_deref()), (2, Some("tok_1")));
+        assert_eq!(
+            (bounded.scanned, bounded.next_after.as_deref()),
+            (2, Some("tok_1"))
+        );
     }
 
     #[test]
@@ -789,17 +914,27 @@ mod tests {
     #[test]
     fn a_record_moved_onto_another_token_id_does_not_open() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
         let m = meta("acme", "u1", Scope::Read);
         let lock = store.lock();
         let mut change = store.change();
-        change.put_token("tok_1", &m, None, &secrets()).expect("puts");
+        change
+            .put_token("tok_1", &m, None, &secrets())
+            .expect("puts");
         change.commit(&lock).expect("commits");
-        let Found::Live { sealed, wrapped, .. } = store.find("tok_1").expect("reads") else {
+        let Found::Live {
+            sealed, wrapped, ..
+        } = store.find("tok_1").expect("reads")
+        else {
             panic!("expected a live token");
         };
         assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
         let other_client = meta("evil", "u1", Scope::Read);
-        assert!(store.open_secrets("tok_1", &other_client, &sealed, &wrapped).is_err());
+        assert!(
+            store
+                .open_secrets("tok_1", &other_client, &sealed, &wrapped)
+                .is_err()
+        );
     }
 }

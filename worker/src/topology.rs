@@ -78,20 +78,39 @@ pub async fn declare(channel: &Channel, config: &TopologyConfig) -> Result<(), l
         ..ExchangeDeclareOptions::default()
     };
     channel
-        .exchange_declare(ns.inbound_exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            ns.inbound_exchange().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(ns.events_exchange().into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            ns.events_exchange().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(ns.dead_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+        .exchange_declare(
+            ns.dead_exchange().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
         .await?;
     let queue_options = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
     channel
-        .queue_declare(ns.dead_queue().into(), queue_options, durable_args(config, false))
+        .queue_declare(
+            ns.dead_queue().into(),
+            queue_options,
+            durable_args(config, false),
+        )
         .await?;
     channel
         .queue_bind(

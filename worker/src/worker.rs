@@ -1,12 +1,15 @@
-//! Assembles a running worker: key, store, broker link, topology, one
-//! consumer per inbound queue, and the expiry sweep.
+//! Assembles a running worker: key, store, and a supervised broker session
+//! (connection, topology, one consumer per inbound queue, the expiry sweep)
+//! that is rebuilt with backoff and jitter whenever the link fails.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use mmt_shared::config::BrokerArgs;
 use mmt_shared::time_fmt::now_millis;
@@ -22,6 +25,13 @@ use crate::service::Service;
 use crate::stats::{self, Stats};
 use crate::store::{Store, StoreError};
 use crate::topology::{self, QueueType, TopologyConfig};
+
+/// Heartbeat asked of the broker when the URL does not say (seconds): a dead
+/// link is noticed within about twice this.
+const HEARTBEAT_SECS: u16 = 10;
+
+/// How long closing the broker connection may take at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything `mmt-worker run` is configured with.
 #[derive(Clone, Debug)]
@@ -53,28 +63,41 @@ pub enum WorkerError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The broker link.
+    /// The broker link (at start: unreachable or refusing the topology).
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
-    /// A consumer stopped.
+    /// The broker URL does not parse.
+    #[error("broker URL: {0}")]
+    Url(String),
+    /// A consumer stopped for a reason a new session cannot fix.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
-    /// A task panicked or was aborted.
+    /// A task panicked.
     #[error("worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Counters of the broker link, for logs and the console.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Sessions rebuilt after a link failure.
+    pub recoveries: AtomicU64,
+    /// Milliseconds the last recovery took, from failure to consuming again.
+    pub last_recovery_ms: AtomicU64,
 }
 
 /// A running worker.
 pub struct Worker {
     shutdown: CancellationToken,
-    tasks: JoinSet<Result<(), WorkerError>>,
-    connection: Connection,
+    supervisor: tokio::task::JoinHandle<Result<(), WorkerError>>,
     service: Arc<Service>,
+    link: Arc<LinkStats>,
 }
 
 impl Worker {
     /// Checks the key against the store, connects, declares the topology and
-    /// starts consuming. Returns once every consumer is registered.
+    /// starts consuming. Returns once every consumer is registered. A broker
+    /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
         let (key, created) = MasterKey::load_or_create(&config.key_file)?;
         if created {
@@ -82,8 +105,100 @@ impl Worker {
         }
         let store = Store::open(&config.data_dir, key)?;
         let service = Arc::new(Service::new(store, config.wallet_types.clone()));
-        let connection = Connection::connect(
-            &config.broker.amqp_url,
+        let stats = Arc::new(Stats::new(&config.broker.namespace));
+        let session = Session::open(config, &service, &stats).await?;
+        let shutdown = CancellationToken::new();
+        let link = Arc::new(LinkStats::default());
+        let supervisor = tokio::spawn(supervise(
+            config.clone(),
+            service.clone(),
+            stats,
+            session,
+            shutdown.clone(),
+            link.clone(),
+        ));
+        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), "worker ready");
+        Ok(Self {
+            shutdown,
+            supervisor,
+            service,
+            link,
+        })
+    }
+
+    /// A token that stops the worker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The service (for the bench and tests that look at the store).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// The link counters.
+    pub fn link(&self) -> &Arc<LinkStats> {
+        &self.link
+    }
+
+    /// Runs until the shutdown token fires or a failure no new session can
+    /// fix, then stops cleanly: in-hand batches finish, the store is flushed,
+    /// the connection closed (unacknowledged prefetched messages return to
+    /// their queues).
+    pub async fn run(self) -> Result<(), WorkerError> {
+        let outcome = self
+            .supervisor
+            .await
+            .map_err(WorkerError::from)
+            .and_then(|r| r);
+        self.service.store().flush().await?;
+        outcome
+    }
+
+    /// Asks the worker to stop and waits until it has.
+    pub async fn stop(self) -> Result<(), WorkerError> {
+        self.shutdown.cancel();
+        self.run().await
+    }
+}
+
+/// The broker URL with a heartbeat, unless the URL sets one.
+fn broker_uri(url: &str) -> Result<AMQPUri, WorkerError> {
+    let mut uri: AMQPUri = url.parse().map_err(|e: String| {
+        // The parse error may quote the URL, password included.
+        WorkerError::Url(e.replace(url, "<url>"))
+    })?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(HEARTBEAT_SECS);
+    }
+    Ok(uri)
+}
+
+/// One connection to the broker and what runs on it.
+struct Session {
+    connection: Connection,
+    stop: CancellationToken,
+    tasks: JoinSet<Result<(), ConsumerError>>,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Asked to stop.
+    Stopped,
+    /// The link failed: open a new session.
+    LinkLost(ConsumerError),
+    /// Something a new session cannot fix.
+    Fatal(WorkerError),
+}
+
+impl Session {
+    async fn open(
+        config: &WorkerConfig,
+        service: &Arc<Service>,
+        stats: &Arc<Stats>,
+    ) -> Result<Self, WorkerError> {
+        let connection = Connection::connect_uri(
+            broker_uri(&config.broker.amqp_url)?,
             ConnectionProperties::default().with_connection_name("mmt-worker".into()),
         )
         .await?;
@@ -98,7 +213,7 @@ impl Worker {
             },
         )
         .await?;
-        let stats = Arc::new(Stats::new(namespace));
+        setup.close(200, "topology declared".into()).await?;
         let events =
             Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
         let dead_channel = connection.create_channel().await?;
@@ -106,7 +221,7 @@ impl Worker {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         let dead = DeadLetters::new(dead_channel, namespace);
-        let shutdown = CancellationToken::new();
+        let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         for kind in MessageKind::ALL {
             let channel = connection.create_channel().await?;
@@ -132,10 +247,13 @@ impl Worker {
                 events: events.clone(),
                 service: service.clone(),
                 max_batch: usize::from(config.prefetch.max(1)),
+                delivery_limit: match config.queue_type {
+                    QueueType::Quorum if kind.mutates() => Some(config.delivery_limit),
+                    _ => None,
+                },
                 counters,
             };
-            let token = shutdown.clone();
-            tasks.spawn(async move { Ok(queue_consumer.run(token).await?) });
+            tasks.spawn(queue_consumer.run(stop.clone()));
         }
         for request in Request::ALL {
             let server = ConsoleServer::start(
@@ -146,94 +264,165 @@ impl Worker {
                 stats.clone(),
             )
             .await?;
-            let token = shutdown.clone();
-            tasks.spawn(async move { Ok(server.run(token).await?) });
+            tasks.spawn(server.run(stop.clone()));
         }
-        let stats_channel = connection.create_channel().await?;
         let publish_stats = stats::publish(
-            stats,
+            stats.clone(),
             service.clone(),
             events.clone(),
-            stats_channel,
+            connection.create_channel().await?,
             namespace.clone(),
-            shutdown.clone(),
+            stop.clone(),
         );
         tasks.spawn(async move {
             publish_stats.await;
             Ok(())
         });
-        tasks.spawn(sweep(service.clone(), events, config.sweep_interval, shutdown.clone()));
-        tracing::info!(namespace = %namespace, data_dir = %config.data_dir.display(), "worker ready");
+        tasks.spawn(sweep(
+            service.clone(),
+            events,
+            config.sweep_interval,
+            stop.clone(),
+        ));
         Ok(Self {
-            shutdown,
-            tasks,
             connection,
-            service,
+            stop,
+            tasks,
         })
     }
 
-    /// A token that stops the worker when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// The service (for the bench and tests that look at the store).
-    pub fn service(&self) -> &Arc<Service> {
-        &self.service
-    }
-
-    /// Runs until the shutdown token fires or a task fails, then stops
-    /// cleanly: in-hand batches finish, the store is flushed, the connection
-    /// closed (unacknowledged prefetched messages return to their queues).
-    pub async fn run(mut self) -> Result<(), WorkerError> {
-        let mut outcome = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Err(error) = joined.map_err(WorkerError::from).and_then(|r| r) {
-                if outcome.is_ok() {
-                    tracing::error!(%error, "worker task failed, stopping");
-                    outcome = Err(error);
+    /// Waits until `shutdown` fires or a task ends, then stops every task.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> SessionEnd {
+        let end = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => SessionEnd::Stopped,
+            Some(joined) = self.tasks.join_next() => match joined {
+                Ok(Ok(())) if shutdown.is_cancelled() => SessionEnd::Stopped,
+                Ok(Ok(())) => SessionEnd::LinkLost(ConsumerError::Ended),
+                Ok(Err(ConsumerError::Store(error))) => SessionEnd::Fatal(error.into()),
+                Ok(Err(error)) => SessionEnd::LinkLost(error),
+                Err(error) => SessionEnd::Fatal(error.into()),
+            },
+        };
+        self.stop.cancel();
+        match end {
+            SessionEnd::Stopped => {
+                // Let every consumer finish the batch in hand and close its
+                // channel; a link that fails meanwhile changes nothing.
+                while let Some(joined) = self.tasks.join_next().await {
+                    if let Ok(Err(error)) = joined {
+                        tracing::debug!(%error, "consumer ended with an error while stopping");
+                    }
                 }
-                self.shutdown.cancel();
+            }
+            SessionEnd::LinkLost(_) | SessionEnd::Fatal(_) => {
+                // Deliveries of a dead channel are never acknowledged: the
+                // broker hands them out again.
+                self.tasks.abort_all();
+                while self.tasks.join_next().await.is_some() {}
             }
         }
-        self.service.store().flush().await?;
-        if let Err(error) = self.connection.close(200, "mmt-worker stopping".into()).await {
-            tracing::debug!(%error, "connection already closed");
-        }
-        outcome
+        end
     }
 
-    /// Asks the worker to stop and waits until it has.
-    pub async fn stop(self) -> Result<(), WorkerError> {
-        self.shutdown.cancel();
-        self.run().await
+    async fn close(self) {
+        let closing = self.connection.close(200, "mmt-worker stopping".into());
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "connection already closed"),
+            Err(_) => tracing::warn!("the broker did not answer the connection close in time"),
+        }
     }
+}
+
+/// Runs sessions until shutdown: when one loses its link, a new one is opened
+/// with exponential backoff (100 ms doubling up to 5 s) and full jitter.
+async fn supervise(
+    config: WorkerConfig,
+    service: Arc<Service>,
+    stats: Arc<Stats>,
+    mut session: Session,
+    shutdown: CancellationToken,
+    link: Arc<LinkStats>,
+) -> Result<(), WorkerError> {
+    loop {
+        let lost = match session.wait(&shutdown).await {
+            SessionEnd::Stopped => {
+                session.close().await;
+                return Ok(());
+            }
+            SessionEnd::Fatal(error) => {
+                tracing::error!(%error, "stopping: this failure needs an operator");
+                session.close().await;
+                return Err(error);
+            }
+            SessionEnd::LinkLost(error) => error,
+        };
+        let lost_at = Instant::now();
+        tracing::warn!(error = %lost, "broker link lost; reconnecting");
+        session.close().await;
+        let mut attempt: u32 = 0;
+        session = loop {
+            let cap = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
+            let wait = cap.mul_f64(jitter());
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            attempt = attempt.saturating_add(1);
+            match Session::open(&config, &service, &stats).await {
+                Ok(session) => break session,
+                Err(error) => tracing::warn!(attempt, %error, "reconnect failed"),
+            }
+        };
+        let took = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let count = link.recoveries.fetch_add(1, Ordering::Relaxed) + 1;
+        link.last_recovery_ms.store(took, Ordering::Relaxed);
+        tracing::info!(
+            recoveries = count,
+            recovery_ms = took,
+            attempts = attempt,
+            "broker link recovered; consuming again"
+        );
+    }
+}
+
+/// A factor in [0.5, 1.0): half fixed, half random, so reconnecting workers
+/// spread out without ever retrying at once.
+fn jitter() -> f64 {
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    0.5 + (random as f64 / u64::MAX as f64) * 0.5
 }
 
 async fn sweep(
     service: Arc<Service>,
     events: Events,
     every: Duration,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
+    stop: CancellationToken,
+) -> Result<(), ConsumerError> {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return Ok(()),
+            () = stop.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
         let expired = match service.sweep_expired(now_millis()) {
             Ok(expired) => expired,
-            Err(error) if error.is_transient() => {
-                tracing::warn!(%error, "expiry sweep failed, retrying next tick");
+            Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
+            Err(error) => {
+                tracing::error!(%error, "expiry sweep skipped a record it cannot read");
                 continue;
             }
-            Err(error) => return Err(error.into()),
         };
         if !expired.is_empty() {
-            service.store().flush().await?;
+            service
+                .store()
+                .flush()
+                .await
+                .map_err(ConsumerError::Store)?;
             for event in &expired {
                 events.emit(event).await;
             }

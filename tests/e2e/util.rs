@@ -1,0 +1,399 @@
+//! The harness: a worker in its own namespace, data directory and key, run in
+//! process against the real broker, with a publisher, an events tap and a
+//! dead-letter tap.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
+use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
+use mmt_shared::wire::MessageKind;
+use mmt_worker::fixtures::{Publisher, Step};
+use mmt_worker::topology::QueueType;
+use mmt_worker::{Worker, WorkerConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// The broker the tests use: `MMT_TEST_AMQP_URL`, else the local default.
+pub fn amqp_url() -> String {
+    std::env::var("MMT_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// Connects to the test broker, failing the test (never skipping it) when
+/// there is none.
+pub async fn connect() -> Connection {
+    match Connection::connect(&amqp_url(), ConnectionProperties::default()).await {
+        Ok(connection) => connection,
+        Err(error) => panic!(
+            "no RabbitMQ at {} ({error}); these tests need the real broker: start it with `rabbitmq-server -detached` (bash .ci/run does)",
+            amqp_url()
+        ),
+    }
+}
+
+/// A namespace unique to this test run.
+pub fn namespace(test: &str) -> Namespace {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let name = format!("t-{}-{suffix}", test.replace('_', "-"));
+    let name: String = name.chars().take(100).collect();
+    Namespace::new(&name).expect("test namespaces are valid")
+}
+
+/// A worker under test and the taps around it.
+pub struct TestWorker {
+    pub ns: Namespace,
+    pub dir: TempDir,
+    pub queue_type: QueueType,
+    pub connection: Connection,
+    worker: Option<Worker>,
+    publisher: Publisher,
+    events: Consumer,
+    dead: Option<Consumer>,
+}
+
+impl TestWorker {
+    /// Starts a worker with quorum queues.
+    pub async fn start(test: &str) -> Self {
+        Self::start_with(test, QueueType::Quorum).await
+    }
+
+    /// Starts a worker with the given queue type.
+    pub async fn start_with(test: &str, queue_type: QueueType) -> Self {
+        let ns = namespace(test);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let connection = connect().await;
+        let events = events_tap(&connection, &ns).await;
+        let mut this = Self {
+            publisher: Publisher::new(&connection, &ns, PATIENCE, "t".into())
+                .await
+                .expect("publisher"),
+            ns,
+            dir,
+            queue_type,
+            connection,
+            worker: None,
+            events,
+            dead: None,
+        };
+        this.start_worker().await;
+        this
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("keys").join("mmt.key")
+    }
+
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            broker: BrokerArgs {
+                amqp_url: amqp_url(),
+                namespace: self.ns.clone(),
+            },
+            data_dir: self.data_dir(),
+            key_file: self.key_file(),
+            queue_type: self.queue_type,
+            delivery_limit: 5,
+            prefetch: 64,
+            wallet_types: vec!["ledgerLive".to_owned()],
+            sweep_interval: Duration::from_millis(50),
+        }
+    }
+
+    /// Starts the worker (again) on the same data directory and key.
+    pub async fn start_worker(&mut self) {
+        assert!(self.worker.is_none(), "worker already running");
+        let worker = Worker::start(&self.config()).await.expect("worker starts");
+        self.worker = Some(worker);
+    }
+
+    /// Stops the worker cleanly (the store is flushed and closed).
+    pub async fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.stop().await.expect("worker stops cleanly");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop_worker().await;
+        self.start_worker().await;
+    }
+
+    /// Sends a step and returns its reply.
+    pub async fn send(&mut self, step: Step) -> Value {
+        self.publisher
+            .send("test", &step)
+            .await
+            .expect("request answered")
+            .expect("a reply was asked for")
+    }
+
+    /// Sends a step that asks for no reply (publisher confirms only).
+    pub async fn send_no_reply(&mut self, step: Step) {
+        let reply = self.publisher.send("test", &step).await.expect("published");
+        assert!(reply.is_none());
+    }
+
+    /// Sends `body` on `routing_key` with a fresh message id; returns the reply.
+    pub async fn request(&mut self, routing_key: &str, body: Value) -> Value {
+        let mut step = Step::new(routing_key, body);
+        step.message_id = Some(uuid::Uuid::new_v4().to_string());
+        self.send(step).await
+    }
+
+    /// Connects one account; returns the reply.
+    pub async fn connect(&mut self, body: Value) -> Value {
+        self.request("integration.connected", body).await
+    }
+
+    pub async fn resolve(&mut self, client: &str, token_id: &str, operation: &str) -> Value {
+        self.request(
+            "token.resolve",
+            serde_json::json!({"clientId": client, "tokenId": token_id, "operation": operation}),
+        )
+        .await
+    }
+
+    pub async fn revoke(&mut self, client: &str, token_id: &str) -> Value {
+        self.request(
+            "connection.removed",
+            serde_json::json!({"clientId": client, "tokenId": token_id}),
+        )
+        .await
+    }
+
+    pub async fn link(&mut self, client: &str, user: &str) -> Value {
+        self.request(
+            "link.access_tokens",
+            serde_json::json!({"clientId": client, "endUserId": user}),
+        )
+        .await
+    }
+
+    /// Waits for the next event of `kind`, skipping others.
+    pub async fn event(&mut self, kind: &str) -> Value {
+        let wait = async {
+            while let Some(delivery) = self.events.next().await {
+                let delivery = delivery.expect("event delivery");
+                if delivery.routing_key.as_str() == kind {
+                    return serde_json::from_slice::<Value>(&delivery.data).expect("event is JSON");
+                }
+            }
+            panic!("events tap closed")
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event within {PATIENCE:?}"))
+    }
+
+    /// Every event published so far that is already in the tap, without
+    /// waiting.
+    pub async fn drain_events(&mut self) -> Vec<(String, Value)> {
+        use futures::FutureExt;
+        let mut out = Vec::new();
+        while let Some(Some(Ok(delivery))) = self.events.next().now_or_never() {
+            out.push((
+                delivery.routing_key.to_string(),
+                serde_json::from_slice(&delivery.data).expect("event is JSON"),
+            ));
+        }
+        out
+    }
+
+    /// Waits for the next message on `NS.dead`.
+    pub async fn dead_letter(&mut self) -> Delivery {
+        if self.dead.is_none() {
+            let channel = self.connection.create_channel().await.expect("channel");
+            let consumer = channel
+                .basic_consume(
+                    self.ns.dead_queue().into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("consume NS.dead");
+            self.dead = Some(consumer);
+        }
+        let dead = self.dead.as_mut().expect("dead tap");
+        tokio::time::timeout(PATIENCE, dead.next())
+            .await
+            .expect("a dead letter in time")
+            .expect("dead tap open")
+            .expect("dead letter delivery")
+    }
+
+    /// Stops the worker and deletes this namespace's exchanges and queues.
+    pub async fn finish(mut self) {
+        self.stop_worker().await;
+        let channel = self.connection.create_channel().await.expect("channel");
+        for kind in MessageKind::ALL {
+            let _ = channel
+                .queue_delete(self.ns.queue(kind).into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = channel
+            .queue_delete(self.ns.dead_queue().into(), QueueDeleteOptions::default())
+            .await;
+        for exchange in [
+            self.ns.inbound_exchange(),
+            self.ns.events_exchange(),
+            self.ns.dead_exchange(),
+        ] {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.connection.close(200, "test done".into()).await;
+    }
+}
+
+/// An exclusive queue bound to every event of `ns`, declared before the
+/// worker starts so that no event is missed.
+async fn events_tap(connection: &Connection, ns: &Namespace) -> Consumer {
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .exchange_declare(
+            ns.events_exchange().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("events exchange");
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("tap queue");
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            ns.events_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("tap binding");
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("tap consumer")
+}
+
+/// A one-account `integration.connected` body.
+pub fn connected(
+    client: &str,
+    user: &str,
+    scope: &str,
+    broker_type: &str,
+    account: &str,
+    raw: &str,
+) -> Value {
+    serde_json::json!({
+        "clientId": client,
+        "endUserId": user,
+        "scope": scope,
+        "accessToken": {
+            "brokerType": broker_type,
+            "brokerName": broker_type,
+            "accountTokens": [{
+                "account": {"accountId": account, "accountName": "Main"},
+                "accessToken": raw,
+            }],
+        },
+    })
+}
+
+/// The first tokenId of an `integration.connected` reply.
+pub fn token_id(reply: &Value) -> String {
+    reply["tokens"][0]["tokenId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tokenId in {reply}"))
+        .to_owned()
+}
+
+/// The error code of an error reply.
+pub fn code(reply: &Value) -> &str {
+    assert_eq!(reply["ok"], false, "expected an error reply, got {reply}");
+    reply["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {reply}"))
+}
+
+/// Every file under `dir`, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).expect("readable dir") {
+            let entry = entry.expect("dir entry");
+            let path = entry.path();
+            if entry.file_type().expect("file type").is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("readable file");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `mmt-worker` binary that `cargo test --workspace` builds beside this
+/// test binary (the worker package's own CLI tests make cargo build it).
+pub fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .join("mmt-worker");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the suite with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
+/// The repository root (for fixtures).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
