@@ -161,6 +161,7 @@ async fn publisher(namespace: &str) -> (Connection, Publisher) {
         &connection,
         &Namespace::new(namespace).expect("valid"),
         Duration::from_secs(10),
+        unique("run"),
     )
     .await
     .expect("publisher");

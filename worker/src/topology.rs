@@ -143,8 +143,9 @@ pub async fn declare(channel: &Channel, config: &TopologyConfig) -> Result<(), l
     declare_console(channel, config).await
 }
 
-/// The console's request queues: classic and transient, bound to `NS.in`;
-/// a request nobody took within 10 s expires (its asker has given up).
+/// The console's request queues: classic, bound to `NS.in`; a request nobody
+/// took within 10 s expires (its asker has given up). Durable like every
+/// queue of the namespace, though they are never worth keeping full.
 async fn declare_console(channel: &Channel, config: &TopologyConfig) -> Result<(), lapin::Error> {
     let ns = &config.namespace;
     let mut args = FieldTable::default();
@@ -155,7 +156,10 @@ async fn declare_console(channel: &Channel, config: &TopologyConfig) -> Result<(
         channel
             .queue_declare(
                 queue.as_str().into(),
-                QueueDeclareOptions::default(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
                 args.clone(),
             )
             .await?;

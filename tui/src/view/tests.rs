@@ -14,8 +14,15 @@ use ratatui::backend::TestBackend;
 use super::*;
 use crate::state::{Action, Msg};
 
-fn token_id() -> String {
-    format!("tok_{}", uuid::Uuid::new_v4().simple())
+/// Fresh tokenIds shaped like the worker's, in the order they are made (so
+/// the listing's order does not depend on chance).
+fn token_ids() -> impl FnMut() -> String {
+    let base = uuid::Uuid::new_v4().simple().to_string();
+    let mut n = 0u16;
+    move || {
+        n += 1;
+        format!("tok_{}{n:04x}", base.get(..28).unwrap_or_default())
+    }
 }
 
 fn event(kind: EventKind, at: &str, token: &str, client: &str, scope: Scope) -> Event {
@@ -81,6 +88,7 @@ fn stats(rejections: u64) -> WorkerStats {
 fn busy_state() -> State {
     let now = now_millis();
     let at = rfc3339(now);
+    let mut token_id = token_ids();
     let mut state = State::new("mmt", now);
     state.update(Msg::Link(Link::Up), now);
     for (i, rejections) in [0, 1, 3, 3, 6].into_iter().enumerate() {
@@ -192,6 +200,7 @@ macro_rules! assert_screen {
                 (r"tok_[0-9a-f]{4,32}", "tok_[id]"),
                 (r"\d{2}:\d{2}:\d{2}", "[time]"),
                 (r"\d{2}-\d{2} \d{2}:\d{2}", "[date]"),
+                (r"│\d{2}:│", "│[hh]:│"),
             ],
         }, {
             insta::assert_snapshot!($name, $text);
