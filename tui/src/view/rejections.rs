@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         ("tokenId", Constraint::Min(12)),
         ("asked", Constraint::Length(5)),
         ("scope", Constraint::Length(5)),
-        ("code", Constraint::Length(16)),
+        ("code", Constraint::Length(17)),
     ];
     let len = state.rejections.len();
     let row = |i: usize| {

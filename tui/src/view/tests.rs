@@ -286,3 +286,42 @@ fn every_screen_draws_at_odd_sizes_without_panicking() {
         }
     }
 }
+
+#[test]
+fn no_color_means_no_colour_and_the_same_text() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Rejections));
+    let draw_with = |styles: Styles| {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test backend");
+        terminal
+            .draw(|frame| draw(frame, &state, styles))
+            .expect("draws");
+        terminal.backend().buffer().clone()
+    };
+    let plain = draw_with(Styles::new(false));
+    let coloured = draw_with(Styles::new(true));
+    let reset = ratatui::style::Color::Reset;
+    assert!(
+        plain
+            .content()
+            .iter()
+            .all(|c| c.fg == reset && c.bg == reset)
+    );
+    assert!(
+        coloured
+            .content()
+            .iter()
+            .any(|c| c.fg == ratatui::style::Color::Red)
+    );
+    let symbols = |b: &ratatui::buffer::Buffer| {
+        b.content()
+            .iter()
+            .map(|c| c.symbol().to_owned())
+            .collect::<String>()
+    };
+    assert_eq!(
+        symbols(&plain),
+        symbols(&coloured),
+        "colour is never the only signal"
+    );
+}
