@@ -52,6 +52,16 @@ pub enum Ask {
     Tokens(TokensRequest),
 }
 
+impl Ask {
+    /// The listing request, when this is one.
+    fn listing(&self) -> Option<TokensRequest> {
+        match self {
+            Ask::Snapshot => None,
+            Ask::Tokens(request) => Some(request.clone()),
+        }
+    }
+}
+
 /// Why a session with the broker ended.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -137,8 +147,8 @@ impl Feeder {
                     () = &mut wait => break,
                     ask = asks.recv() => match ask {
                         None => return,
-                        Some(_) => {
-                            if self.say(Msg::RequestFailed("broker link down: request not sent".into())).await.is_err() {
+                        Some(ask) => {
+                            if self.say(Msg::RequestFailed(ask.listing(), "broker link down: request not sent".into())).await.is_err() {
                                 return;
                             }
                         }
@@ -248,14 +258,10 @@ impl Feeder {
         let mut next_id: u64 = 0;
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
         loop {
+            // Replies and requests first: they are rare, and a flood of
+            // events must not starve them.
             tokio::select! {
                 biased;
-                delivery = events.next() => {
-                    let delivery = delivery.ok_or(ConnError::Closed("events"))??;
-                    if let Some(msg) = event_msg(&delivery) {
-                        self.offer(msg)?;
-                    }
-                }
                 delivery = replies.next() => {
                     let delivery = delivery.ok_or(ConnError::Closed("replies"))??;
                     let ask = delivery
@@ -283,8 +289,15 @@ impl Feeder {
                     for id in late {
                         if let Some((ask, _)) = pending.remove(&id) {
                             let what = match ask { Ask::Snapshot => "snapshot", Ask::Tokens(_) => "token page" };
-                            self.say(Msg::RequestFailed(format!("the worker did not answer the {what} request"))).await?;
+                            let why = format!("the worker did not answer the {what} request");
+                            self.say(Msg::RequestFailed(ask.listing(), why)).await?;
                         }
+                    }
+                }
+                delivery = events.next() => {
+                    let delivery = delivery.ok_or(ConnError::Closed("events"))??;
+                    if let Some(msg) = event_msg(&delivery) {
+                        self.offer(msg)?;
                     }
                 }
             }
@@ -338,8 +351,12 @@ fn event_msg(delivery: &Delivery) -> Option<Msg> {
 
 fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
     if let Ok(error) = serde_json::from_slice::<ErrorReply>(data) {
-        return Msg::RequestFailed(format!("the worker refused: {}", error.error.message));
+        return Msg::RequestFailed(
+            ask.listing(),
+            format!("the worker refused: {}", error.error.message),
+        );
     }
+    let listing = ask.listing();
     let parsed = match ask {
         Ask::Snapshot => serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot),
         Ask::Tokens(request) => {
@@ -347,7 +364,10 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
         }
     };
     parsed.unwrap_or_else(|error| {
-        Msg::RequestFailed(format!("unreadable reply from the worker: {error}"))
+        Msg::RequestFailed(
+            listing,
+            format!("unreadable reply from the worker: {error}"),
+        )
     })
 }
 
@@ -381,7 +401,7 @@ pub async fn snapshot_once(
         let _ = connection.close(200, "mmt-tui --dump".into()).await;
         match reply_msg(Ask::Snapshot, &delivery.data) {
             Msg::Snapshot(snapshot) => Ok(snapshot),
-            Msg::RequestFailed(why) => Err(DumpError::Refused(why)),
+            Msg::RequestFailed(_, why) => Err(DumpError::Refused(why)),
             _ => Err(DumpError::NoAnswer),
         }
     };

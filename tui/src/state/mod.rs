@@ -96,8 +96,9 @@ pub enum Msg {
     Snapshot(SnapshotReply),
     /// The reply to a token listing request.
     Tokens(TokensRequest, TokensReply),
-    /// A request got no usable answer.
-    RequestFailed(String),
+    /// A request got no usable answer: why, and the listing request when it
+    /// was one.
+    RequestFailed(Option<TokensRequest>, String),
     /// The feed has dropped this many events in total (it could not keep
     /// up).
     Dropped(u64),
@@ -404,8 +405,10 @@ impl State {
                 self.tokens.loaded(&request, reply);
                 Vec::new()
             }
-            Msg::RequestFailed(why) => {
-                self.tokens.failed();
+            Msg::RequestFailed(request, why) => {
+                if let Some(request) = request {
+                    self.tokens.failed(&request);
+                }
                 self.notice = Some(why);
                 Vec::new()
             }

@@ -403,3 +403,14 @@ fn the_token_page_is_asked_again_when_tokens_changed_and_it_is_shown() {
         "one request at a time"
     );
 }
+
+#[test]
+fn a_failed_snapshot_does_not_cancel_the_page_being_loaded() {
+    let mut state = connected();
+    let request = state.tokens.reload();
+    state.update(Msg::RequestFailed(None, "no snapshot".into()), T0);
+    assert!(state.tokens.loading);
+    assert_eq!(state.notice.as_deref(), Some("no snapshot"));
+    state.update(Msg::RequestFailed(Some(request), "no page".into()), T0);
+    assert!(!state.tokens.loading, "another page may be asked for");
+}

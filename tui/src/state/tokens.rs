@@ -224,10 +224,12 @@ impl Tokens {
         self.sort_rows();
     }
 
-    /// The request in flight failed.
-    pub fn failed(&mut self) {
-        self.loading = false;
-        self.pending = None;
+    /// A listing request failed; if it is the one awaited, another may go.
+    pub fn failed(&mut self, request: &TokensRequest) {
+        if self.pending.as_ref() == Some(request) {
+            self.loading = false;
+            self.pending = None;
+        }
     }
 
     /// A lifecycle event: update the row if it is on this page, and mark
