@@ -2,7 +2,7 @@
 //! lifecycle change, converted from the wire [`Event`].
 
 use mmt_shared::events::{Event, EventKind};
-use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
+use mmt_shared::wire::{ErrorCode, Operation, Scope};
 
 /// The `HH:MM:SS` part of an RFC 3339 time, or the text itself when it is not
 /// one.
@@ -19,7 +19,7 @@ pub struct Rejection {
     pub client_id: String,
     /// The tokenId presented.
     pub token_id: String,
-    /// The operation asked for (`-` for a revocation).
+    /// The operation asked for (none for a revocation).
     pub operation: Option<Operation>,
     /// The token's scope, when the token exists for that client.
     pub scope: Option<Scope>,
@@ -30,6 +30,15 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// What was asked: `read`, `write`, `revoke`, or `-` when unknown.
+    pub fn asked(&self) -> &'static str {
+        match (self.operation, self.request.as_str()) {
+            (Some(operation), _) => operation.as_str(),
+            (None, "connection.removed") => "revoke",
+            (None, _) => "-",
+        }
+    }
+
     /// Whether this is the refusal the console highlights: a write on a
     /// read-only token.
     pub fn is_scope_mismatch(&self) -> bool {
@@ -66,8 +75,6 @@ pub struct Lifecycle {
     pub broker_type: String,
     /// Its scope.
     pub scope: Option<Scope>,
-    /// Its state after the change.
-    pub state: Option<TokenState>,
 }
 
 impl From<Event> for Lifecycle {
@@ -89,7 +96,6 @@ impl From<Event> for Lifecycle {
             client_id: event.client_id.unwrap_or_default(),
             broker_type: event.broker_type.unwrap_or_default(),
             scope: event.scope,
-            state: event.state,
         }
     }
 }

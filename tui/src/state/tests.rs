@@ -414,3 +414,15 @@ fn a_failed_snapshot_does_not_cancel_the_page_being_loaded() {
     state.update(Msg::RequestFailed(Some(request), "no page".into()), T0);
     assert!(!state.tokens.loading, "another page may be asked for");
 }
+
+#[test]
+fn a_refused_revocation_reads_as_revoke() {
+    let mut state = connected();
+    let mut refused = rejection(ErrorCode::NotFound, "tok_x");
+    refused.operation = None;
+    refused.queue = Some("connection.removed".into());
+    state.update(Msg::Event(refused), T0);
+    state.update(Msg::Event(rejection(ErrorCode::ScopeMismatch, "tok_y")), T0);
+    let asked: Vec<_> = state.rejections.iter().map(Rejection::asked).collect();
+    assert_eq!(asked, ["revoke", "write"]);
+}

@@ -33,7 +33,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         ("time", Constraint::Length(8)),
         ("client", Constraint::Length(10)),
         ("tokenId", Constraint::Min(12)),
-        ("asked", Constraint::Length(5)),
+        ("asked", Constraint::Length(6)),
         ("scope", Constraint::Length(5)),
         ("code", Constraint::Length(17)),
     ];
@@ -56,7 +56,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
                 r.time.clone(),
                 r.client_id.clone(),
                 r.token_id.clone(),
-                r.operation.map_or("-", |o| o.as_str()).to_owned(),
+                r.asked().to_owned(),
                 r.scope.map_or("-", |s| s.as_str()).to_owned(),
                 code,
             ],
