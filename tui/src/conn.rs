@@ -178,7 +178,8 @@ impl Feeder {
     async fn session(&self, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
         let connection = Connection::connect(
             &self.url,
-            ConnectionProperties::default().with_connection_name("mmt-tui".into()),
+            ConnectionProperties::default()
+                .with_connection_name(format!("mmt-tui {}", self.namespace).into()),
         )
         .await?;
         let result = self.serve(&connection, asks).await;

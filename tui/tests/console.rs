@@ -227,6 +227,31 @@ async fn scope_mismatch_then_revocation(publisher: &mut Publisher, raw: &str) ->
     token_id
 }
 
+/// Closes the console's broker connection (named after its namespace), as a
+/// broker restart or a network cut would.
+fn drop_console_link(namespace: &str) {
+    let out = Command::new("rabbitmqctl")
+        .args(["list_connections", "--quiet", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let name = format!("mmt-tui {namespace}");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let pid = listing
+        .lines()
+        .find(|line| line.contains(&name))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no connection named {name}:\n{listing}"));
+    let closed = Command::new("rabbitmqctl")
+        .args(["close_connection", pid, "test: link dropped"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+}
+
 /// The "all" line of the counts box: no active token, one revoked.
 fn counts_one_revoked(line: &str) -> bool {
     let counts = line.split("││").next().unwrap_or_default();
@@ -298,6 +323,12 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
                 && s.lines().any(counts_one_revoked)
         })
         .await;
+
+    drop_console_link(&namespace);
+    pane.wait_for("the reconnection in the header", |s| {
+        s.contains("broker up, 1 reconnect")
+    })
+    .await;
 
     pane.keys("2");
     let tokens = pane
