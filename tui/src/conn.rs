@@ -133,8 +133,8 @@ impl Feeder {
             if matches!(outcome, Err(ConnError::Stopped)) {
                 return;
             }
-            tracing::warn!(error = ?outcome.as_ref().err().map(ToString::to_string), "broker link lost");
             error = outcome.err().map(|e| e.to_string());
+            tracing::warn!(error = error.as_deref(), "broker link lost");
             attempt = if started.elapsed() > MAX_BACKOFF {
                 0
             } else {

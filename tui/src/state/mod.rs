@@ -1,8 +1,9 @@
 //! The console's model: what the operator sees, as a pure function of the
 //! messages fed to [`State::update`] and the actions fed to
-//! [`State::act`]. No terminal and no broker here; wire types are turned into
-//! the model's own types at this boundary (`From`), so views never see the
-//! wire.
+//! [`State::act`]. No terminal and no broker here; wire messages (events,
+//! stats, snapshot and listing replies) are turned into the model's own
+//! types at this boundary (`From`), so views never see a wire message; only
+//! the contract's small value enums (scope, state, error code) are shared.
 
 mod feed;
 mod tokens;
@@ -15,7 +16,7 @@ use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{ErrorCode, Scope, TokenState};
 
 pub use feed::{Lifecycle, Rejection};
-pub use tokens::{Column, Tokens};
+pub use tokens::{Column, FilterKey, Tokens};
 
 /// A worker is "alive" while its last `worker.stats` is younger than this.
 pub const ALIVE_WITHIN_MS: UnixMillis = 3_000;
@@ -605,8 +606,6 @@ impl State {
         self.counts.retain(|_, line| line.total() > 0);
     }
 }
-
-pub use tokens::FilterKey;
 
 #[cfg(test)]
 mod tests;
