@@ -95,3 +95,61 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use mmt_shared::console::{CodeCount, CountRow, WorkerStats};
+    use mmt_shared::events::EventKind;
+    use mmt_shared::wire::{ErrorCode, Operation, Scope};
+
+    use super::*;
+
+    #[test]
+    fn the_text_dump_has_totals_groups_codes_and_events() {
+        let mut rejected = Event::new(EventKind::RequestRejected, "2026-11-24T12:00:00Z".into());
+        rejected.token_id = Some("tok_1".into());
+        rejected.operation = Some(Operation::Write);
+        rejected.code = Some(ErrorCode::ScopeMismatch);
+        let snapshot = SnapshotReply {
+            ok: true,
+            at: "2026-11-24T12:00:01Z".into(),
+            counts: vec![
+                CountRow {
+                    state: TokenState::Active,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into(),
+                    count: 3,
+                },
+                CountRow {
+                    state: TokenState::Revoked,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into(),
+                    count: 1,
+                },
+            ],
+            recent_rejections: vec![rejected],
+            recent_lifecycle: Vec::new(),
+            stats: WorkerStats {
+                rejections: vec![CodeCount {
+                    code: ErrorCode::ScopeMismatch,
+                    count: 1,
+                }],
+                ..WorkerStats::default()
+            },
+        };
+        let text = text(&snapshot, "mmt");
+        for line in [
+            "mmt snapshot  namespace=mmt  at=2026-11-24T12:00:01Z",
+            "  active           3",
+            "  revoked          1",
+            "  coinbase             read   revoked          1",
+            "  scope_mismatch   1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from:\n{text}"
+            );
+        }
+        assert!(text.contains("op=write code=scope_mismatch"), "{text}");
+    }
+}
