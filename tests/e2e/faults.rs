@@ -350,7 +350,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_at_the_delivery_limit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_worker_with_exit_4_without_ack_and_nothing_is_lost_once_there_is_room()
  {
-    let mut w = TestWorker::start_idle("full-disk").await;
+    let w = TestWorker::start_idle("full-disk").await;
     let mount = w.data_dir();
     std::fs::create_dir_all(&mount).expect("mount point");
     let mounted = std::process::Command::new("mount")
