@@ -4,7 +4,7 @@
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
 use mmt_shared::config::Namespace;
-use mmt_shared::events::Event;
+use mmt_shared::events::{Event, EventKind};
 
 /// The publisher of events.
 #[derive(Clone)]
@@ -25,6 +25,23 @@ impl Events {
     /// Logs and publishes one event. Events are telemetry: a failure to
     /// publish is logged, never fatal to the message that caused it.
     pub async fn emit(&self, event: &Event) {
+        if matches!(event.kind, EventKind::TokenIssued | EventKind::TokenRotated) {
+            tracing::debug!(
+                event = event.kind.routing_key(),
+                token_id = event.token_id.as_deref(),
+                client_id = event.client_id.as_deref(),
+                broker_type = event.broker_type.as_deref(),
+                "event"
+            );
+        } else {
+            self.log(event);
+        }
+        self.publish(event).await;
+    }
+
+    /// Refusals, revocations, expiries and dead letters are worth a line at
+    /// `info`; issuing and rotating (the bulk of a busy day) only at `debug`.
+    fn log(&self, event: &Event) {
         tracing::info!(
             event = event.kind.routing_key(),
             token_id = event.token_id.as_deref(),
@@ -36,6 +53,9 @@ impl Events {
             reason = event.reason.as_deref(),
             "event"
         );
+    }
+
+    async fn publish(&self, event: &Event) {
         let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(error) => {
