@@ -10,6 +10,8 @@ mod bad_input;
 mod contract;
 mod durability;
 mod errors;
+mod faults;
+mod proxy;
 mod scenarios;
 mod topology;
 mod util;

@@ -54,6 +54,8 @@ pub struct TestWorker {
     pub ns: Namespace,
     pub dir: TempDir,
     pub queue_type: QueueType,
+    /// The URL the worker connects with (a proxy's, in fault tests).
+    pub worker_url: String,
     pub connection: Connection,
     worker: Option<Worker>,
     publisher: Publisher,
@@ -69,22 +71,8 @@ impl TestWorker {
 
     /// Starts a worker with the given queue type.
     pub async fn start_with(test: &str, queue_type: QueueType) -> Self {
-        let ns = namespace(test);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let connection = connect().await;
-        let events = events_tap(&connection, &ns).await;
-        let mut this = Self {
-            publisher: Publisher::new(&connection, &ns, PATIENCE, "t".into())
-                .await
-                .expect("publisher"),
-            ns,
-            dir,
-            queue_type,
-            connection,
-            worker: None,
-            events,
-            dead: None,
-        };
+        let mut this = Self::start_idle(test).await;
+        this.queue_type = queue_type;
         this.start_worker().await;
         this
     }
@@ -100,7 +88,7 @@ impl TestWorker {
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             broker: BrokerArgs {
-                amqp_url: amqp_url(),
+                amqp_url: self.worker_url.clone(),
                 namespace: self.ns.clone(),
             },
             data_dir: self.data_dir(),
@@ -111,6 +99,41 @@ impl TestWorker {
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
         }
+    }
+
+    /// Starts a worker that reaches the broker through `url` (the test's own
+    /// connections go straight to the broker).
+    pub async fn start_via(test: &str, url: String) -> Self {
+        let mut this = Self::start_idle(test).await;
+        this.worker_url = url;
+        this.start_worker().await;
+        this
+    }
+
+    /// The taps and the publisher, but no worker yet.
+    pub async fn start_idle(test: &str) -> Self {
+        let ns = namespace(test);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let connection = connect().await;
+        let events = events_tap(&connection, &ns).await;
+        Self {
+            publisher: Publisher::new(&connection, &ns, PATIENCE, "t".into())
+                .await
+                .expect("publisher"),
+            ns,
+            dir,
+            queue_type: QueueType::Quorum,
+            worker_url: amqp_url(),
+            connection,
+            worker: None,
+            events,
+            dead: None,
+        }
+    }
+
+    /// The running worker.
+    pub fn worker(&self) -> &Worker {
+        self.worker.as_ref().expect("worker running")
     }
 
     /// Starts the worker (again) on the same data directory and key.
@@ -396,4 +419,146 @@ pub fn worker_binary() -> PathBuf {
 /// The repository root (for fixtures).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Publishes many requests at once (confirms awaited together) and collects
+/// every reply by message id, duplicates included.
+pub struct Bulk {
+    channel: lapin::Channel,
+    exchange: String,
+    replies: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Value>>>>,
+    answered: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Bulk {
+    pub async fn new(connection: &Connection, ns: &Namespace) -> Self {
+        use lapin::options::ConfirmSelectOptions;
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        let mut consumer = channel
+            .basic_consume(
+                mmt_worker::fixtures::DIRECT_REPLY_TO.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("reply consumer");
+        let replies = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            Vec<Value>,
+        >::new()));
+        let (tell, answered) = tokio::sync::watch::channel(0usize);
+        let sink = replies.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let Some(id) = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(|c| c.to_string())
+                else {
+                    continue;
+                };
+                let reply: Value = serde_json::from_slice(&delivery.data).expect("reply is JSON");
+                let count = {
+                    let mut map = sink.lock().expect("replies lock");
+                    map.entry(id).or_default().push(reply);
+                    map.len()
+                };
+                tell.send_replace(count);
+            }
+        });
+        Self {
+            channel,
+            exchange: ns.inbound_exchange(),
+            replies,
+            answered,
+        }
+    }
+
+    /// Publishes every (routing key, message id, body) and waits for the
+    /// broker's confirms (not for the replies).
+    pub async fn publish(&self, messages: &[(&str, String, Value)]) {
+        use lapin::BasicProperties;
+        use lapin::options::BasicPublishOptions;
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (routing_key, id, body) in messages {
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2)
+                .with_message_id(id.as_str().into())
+                .with_correlation_id(id.as_str().into())
+                .with_reply_to(mmt_worker::fixtures::DIRECT_REPLY_TO.into());
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.exchange.as_str().into(),
+                    (*routing_key).into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    body.to_string().as_bytes(),
+                    properties,
+                )
+                .await
+                .expect("published");
+            confirms.push(confirm);
+        }
+        for confirm in futures::future::join_all(confirms).await {
+            let confirmation = confirm.expect("confirmed");
+            assert!(
+                matches!(confirmation, lapin::Confirmation::Ack(None)),
+                "{confirmation:?}"
+            );
+        }
+    }
+
+    /// How many distinct message ids have a reply.
+    pub fn answered(&self) -> usize {
+        *self.answered.borrow()
+    }
+
+    /// Waits until `n` distinct message ids have a reply.
+    pub async fn wait_answered(&self, n: usize, within: Duration) {
+        let mut answered = self.answered.clone();
+        let reached = tokio::time::timeout(within, answered.wait_for(|count| *count >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "only {} of {n} messages answered within {within:?}",
+            self.answered()
+        );
+    }
+
+    /// Every reply so far, by message id.
+    pub fn replies(&self) -> std::collections::HashMap<String, Vec<Value>> {
+        self.replies.lock().expect("replies lock").clone()
+    }
+}
+
+/// `n` connections of distinct identities: (routing key, message id, body).
+pub fn connections(prefix: &str, n: usize) -> Vec<(&'static str, String, Value)> {
+    (0..n)
+        .map(|i| {
+            (
+                "integration.connected",
+                format!("{prefix}-connect-{i}"),
+                connected(
+                    "acme",
+                    &format!("{prefix}-user-{i}"),
+                    "read",
+                    "coinbase",
+                    "cb-1",
+                    &format!("raw-{prefix}-{i}"),
+                ),
+            )
+        })
+        .collect()
 }

@@ -39,6 +39,34 @@ impl Events {
     /// Logs and publishes one event. Events are telemetry: a failure to
     /// publish is logged, never fatal to the message that caused it.
     pub async fn emit(&self, event: &Event) {
+        if matches!(event.kind, EventKind::TokenIssued | EventKind::TokenRotated) {
+            tracing::debug!(
+                event = event.kind.routing_key(),
+                token_id = event.token_id.as_deref(),
+                client_id = event.client_id.as_deref(),
+                broker_type = event.broker_type.as_deref(),
+                "event"
+            );
+        } else {
+            self.log(event);
+        }
+        if let Some(stats) = &self.observer {
+            stats.observe(event);
+        }
+        self.publish(event).await;
+    }
+
+    /// Publishes a `worker.stats` body (not logged: it comes every second).
+    pub async fn emit_stats(&self, stats: &WorkerStats) {
+        match serde_json::to_vec(stats) {
+            Ok(body) => self.send(EventKind::WorkerStats.routing_key(), &body).await,
+            Err(error) => tracing::error!(%error, "worker.stats did not serialize"),
+        }
+    }
+
+    /// Refusals, revocations, expiries and dead letters are worth a line at
+    /// `info`; issuing and rotating (the bulk of a busy day) only at `debug`.
+    fn log(&self, event: &Event) {
         tracing::info!(
             event = event.kind.routing_key(),
             token_id = event.token_id.as_deref(),
@@ -50,9 +78,9 @@ impl Events {
             reason = event.reason.as_deref(),
             "event"
         );
-        if let Some(stats) = &self.observer {
-            stats.observe(event);
-        }
+    }
+
+    async fn publish(&self, event: &Event) {
         let body = match serde_json::to_vec(event) {
             Ok(body) => body,
             Err(error) => {
@@ -60,21 +88,10 @@ impl Events {
                 return;
             }
         };
-        self.publish(event.kind.routing_key(), &body).await;
+        self.send(event.kind.routing_key(), &body).await;
     }
 
-    /// Publishes a `worker.stats` body.
-    pub async fn emit_stats(&self, stats: &WorkerStats) {
-        match serde_json::to_vec(stats) {
-            Ok(body) => {
-                self.publish(EventKind::WorkerStats.routing_key(), &body)
-                    .await
-            }
-            Err(error) => tracing::error!(%error, "worker.stats did not serialize"),
-        }
-    }
-
-    async fn publish(&self, routing_key: &str, body: &[u8]) {
+    async fn send(&self, routing_key: &str, body: &[u8]) {
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2);

@@ -57,10 +57,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("mmt-worker: {error:#}");
+            eprintln!("mmt-worker: {}", chain(&error));
             ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// The error and its causes on one line, each said once (some messages
+/// already quote their cause).
+fn chain(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {

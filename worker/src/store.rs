@@ -938,3 +938,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod corruption_tests {
+    use super::*;
+
+    #[test]
+    fn a_garbled_store_is_refused_with_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key_path = dir.path().join("k");
+        let data = dir.path().join("data");
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        drop(Store::open(&data, key).expect("opens"));
+        let conf = data.join("conf");
+        std::fs::write(&conf, b"garbage that is not a sled config").expect("garble");
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        let opened = std::panic::catch_unwind(|| Store::open(&data, key).map(|_| ()));
+        let result = opened.expect("opening a garbled store must not panic");
+        let error = result.expect_err("a garbled store must be refused");
+        assert!(
+            matches!(error, StoreError::Corrupt { .. } | StoreError::Open { .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(&data.display().to_string()),
+            "{error}"
+        );
+    }
+}

@@ -151,7 +151,11 @@ impl Worker {
             .await
             .map_err(WorkerError::from)
             .and_then(|r| r);
-        self.service.store().flush().await?;
+        // After an I/O error sled fails (or never answers) every later flush:
+        // stop without one; what was acknowledged is already on disk.
+        if !matches!(outcome, Err(WorkerError::Store(_))) {
+            self.service.store().flush().await?;
+        }
         outcome
     }
 
