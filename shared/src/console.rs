@@ -31,7 +31,7 @@ pub const RECENT_CAPACITY: usize = 200;
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotRequest {
     /// At most this many recent events of each list (default and cap:
-    /// [`RECENT_CAPACITY`]).
+    /// [`RECENT_CAPACITY`]; 0 asks for the counts and counters only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<usize>,
 }
@@ -164,8 +164,6 @@ pub struct WorkerStats {
     pub dead_depth: Option<u64>,
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
-    /// Token counts by (state, scope, integration), revoked included.
-    pub counts: Vec<CountRow>,
 }
 
 #[cfg(test)]

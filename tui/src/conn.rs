@@ -48,6 +48,8 @@ const QUEUE_MAX_LENGTH: i64 = 100_000;
 pub enum Ask {
     /// A snapshot.
     Snapshot,
+    /// A snapshot without the recent events: the token counts.
+    Counts,
     /// A page of the token listing.
     Tokens(TokensRequest),
 }
@@ -56,7 +58,7 @@ impl Ask {
     /// The listing request, when this is one.
     fn listing(&self) -> Option<TokensRequest> {
         match self {
-            Ask::Snapshot => None,
+            Ask::Snapshot | Ask::Counts => None,
             Ask::Tokens(request) => Some(request.clone()),
         }
     }
@@ -289,7 +291,7 @@ impl Feeder {
                         .collect();
                     for id in late {
                         if let Some((ask, _)) = pending.remove(&id) {
-                            let what = match ask { Ask::Snapshot => "snapshot", Ask::Tokens(_) => "token page" };
+                            let what = match ask { Ask::Snapshot | Ask::Counts => "snapshot", Ask::Tokens(_) => "token page" };
                             let why = format!("the worker did not answer the {what} request");
                             self.say(Msg::RequestFailed(ask.listing(), why)).await?;
                         }
@@ -316,6 +318,10 @@ async fn request(
         Ask::Snapshot => (
             SNAPSHOT_ROUTING_KEY,
             serde_json::to_vec(&SnapshotRequest::default()),
+        ),
+        Ask::Counts => (
+            SNAPSHOT_ROUTING_KEY,
+            serde_json::to_vec(&SnapshotRequest { recent: Some(0) }),
         ),
         Ask::Tokens(request) => (TOKENS_ROUTING_KEY, serde_json::to_vec(request)),
     };
@@ -359,7 +365,9 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
     }
     let listing = ask.listing();
     let parsed = match ask {
-        Ask::Snapshot => serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot),
+        Ask::Snapshot | Ask::Counts => {
+            serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot)
+        }
         Ask::Tokens(request) => {
             serde_json::from_slice::<TokensReply>(data).map(|reply| Msg::Tokens(request, reply))
         }

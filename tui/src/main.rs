@@ -194,6 +194,7 @@ fn carry_out(feed: &Feed, command: Command) -> bool {
     let ask = match command {
         Command::Quit => return false,
         Command::Snapshot => Ask::Snapshot,
+        Command::Counts => Ask::Counts,
         Command::Tokens(request) => Ask::Tokens(request),
     };
     feed.asks.send(ask).is_ok()

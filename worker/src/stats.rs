@@ -153,7 +153,6 @@ impl Stats {
         }
         now.dead_depth = last.dead_depth;
         now.store_bytes = last.store_bytes;
-        now.counts = last.counts;
         now
     }
 
@@ -198,7 +197,6 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dead_depth: depths.get(self.queues.len()).copied().flatten(),
             store_bytes: 0,
-            counts: Vec::new(),
         }
     }
 }
@@ -237,6 +235,11 @@ async fn depth(channel: &Channel, queue: &str) -> Option<u64> {
 
 /// Publishes `worker.stats` every [`STATS_INTERVAL`] until `shutdown`.
 /// `channel` is used for passive declarations that read queue depths.
+///
+/// Nothing here reads the store's records: a sled read waits behind a write
+/// that the disk cannot take, and a stats tick stuck there could not be
+/// stopped. Token counts are read on request instead (the console's
+/// snapshot). The store's size is file metadata, which takes no lock.
 pub async fn publish(
     stats: Arc<Stats>,
     service: Arc<Service>,
@@ -264,10 +267,6 @@ pub async fn publish(
         previous = stats.totals();
         since = Instant::now();
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
-        match count_rows(&service) {
-            Ok(rows) => body.counts = rows,
-            Err(error) => tracing::warn!(%error, "token counts unavailable"),
-        }
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
     }

@@ -155,6 +155,8 @@ pub enum Action {
 pub enum Command {
     /// Ask for a snapshot.
     Snapshot,
+    /// Ask for the token counts only (a snapshot without recent events).
+    Counts,
     /// Ask for a page of the token listing.
     Tokens(TokensRequest),
     /// Leave.
@@ -287,6 +289,10 @@ pub struct State {
     /// The last request that failed, for the status line.
     pub notice: Option<String>,
     last_rejection_total: Option<u64>,
+    /// Tokens changed since the counts were asked for.
+    counts_stale: bool,
+    /// A snapshot or counts request is in flight.
+    snapshot_pending: bool,
 }
 
 impl State {
@@ -317,6 +323,8 @@ impl State {
             tokens: Tokens::default(),
             notice: None,
             last_rejection_total: None,
+            counts_stale: false,
+            snapshot_pending: false,
         }
     }
 
@@ -383,6 +391,7 @@ impl State {
             }
             Msg::Snapshot(snapshot) => {
                 self.notice = None;
+                self.snapshot_pending = false;
                 self.set_counts(&snapshot.counts);
                 if !self.paused && !snapshot.recent_rejections.is_empty() {
                     self.rejections = snapshot
@@ -407,23 +416,32 @@ impl State {
                 Vec::new()
             }
             Msg::RequestFailed(request, why) => {
-                if let Some(request) = request {
-                    self.tokens.failed(&request);
+                match request {
+                    Some(request) => self.tokens.failed(&request),
+                    None => self.snapshot_pending = false,
                 }
                 self.notice = Some(why);
                 Vec::new()
             }
             Msg::Dropped(total) => {
+                if total > self.feed_dropped {
+                    self.counts_stale = true;
+                }
                 self.feed_dropped = total;
                 self.dropped = self.feed_dropped + self.held_dropped;
                 Vec::new()
             }
             Msg::Tick => {
-                if self.screen == Screen::Tokens && self.tokens.is_stale() {
-                    vec![Command::Tokens(self.tokens.reload())]
-                } else {
-                    Vec::new()
+                let mut commands = Vec::new();
+                if self.counts_stale && !self.snapshot_pending && self.worker_alive() {
+                    self.counts_stale = false;
+                    self.snapshot_pending = true;
+                    commands.push(Command::Counts);
                 }
+                if self.screen == Screen::Tokens && self.tokens.is_stale() {
+                    commands.push(Command::Tokens(self.tokens.reload()));
+                }
+                commands
             }
         }
     }
@@ -446,6 +464,7 @@ impl State {
             }
             Action::Pause => self.toggle_pause(),
             Action::Refresh => {
+                self.snapshot_pending = true;
                 let mut commands = vec![Command::Snapshot];
                 commands.push(Command::Tokens(self.tokens.reload()));
                 return commands;
@@ -520,6 +539,8 @@ impl State {
     }
 
     fn resync(&mut self) -> Vec<Command> {
+        self.snapshot_pending = true;
+        self.counts_stale = false;
         let mut commands = vec![Command::Snapshot];
         if !self.tokens.has_loaded() {
             commands.push(Command::Tokens(self.tokens.reload()));
@@ -548,6 +569,7 @@ impl State {
                     self.lifecycle.pop_front();
                 }
                 self.tokens.observe(&event);
+                self.counts_stale = true;
                 self.lifecycle.push_back(Lifecycle::from(event));
             }
             EventKind::MessageDeadLettered | EventKind::WorkerStats => {}
@@ -572,7 +594,6 @@ impl State {
         self.last_rejection_total = Some(total);
         self.rates.rejections.push(delta);
         self.rejection_counts = stats.rejections.iter().map(|c| (c.code, c.count)).collect();
-        self.set_counts(&stats.counts);
         self.worker = Some(WorkerView {
             seen_at: now,
             uptime_seconds: stats.uptime_seconds,

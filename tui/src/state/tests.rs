@@ -39,12 +39,7 @@ fn count(state: TokenState, scope: Scope, broker_type: &str, count: u64) -> Coun
     }
 }
 
-fn stats(
-    ns: &str,
-    resolves: f64,
-    rejections: &[(ErrorCode, u64)],
-    counts: Vec<CountRow>,
-) -> WorkerStats {
+fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStats {
     WorkerStats {
         at: "2026-11-18T12:00:00Z".into(),
         uptime_seconds: 61,
@@ -74,7 +69,17 @@ fn stats(
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
+    }
+}
+
+fn snapshot(counts: Vec<CountRow>) -> SnapshotReply {
+    SnapshotReply {
+        ok: true,
+        at: "2026-11-18T12:00:00Z".into(),
         counts,
+        recent_rejections: Vec::new(),
+        recent_lifecycle: Vec::new(),
+        stats: WorkerStats::default(),
     }
 }
 
@@ -115,7 +120,7 @@ fn a_lost_link_is_counted_and_its_return_resyncs() {
 fn worker_liveness_is_the_age_of_the_last_stats() {
     let mut state = connected();
     assert!(!state.worker_alive());
-    let commands = state.update(Msg::Stats(stats("mmt", 0.0, &[], Vec::new())), T0);
+    let commands = state.update(Msg::Stats(stats("mmt", 0.0, &[])), T0);
     assert_eq!(
         commands.first(),
         Some(&Command::Snapshot),
@@ -136,7 +141,7 @@ fn counts_come_per_state_integration_and_scope_with_revoked_included() {
         count(TokenState::ReauthRequired, Scope::Write, "binance", 1),
         count(TokenState::Active, Scope::Write, "kraken", 0),
     ];
-    state.update(Msg::Stats(stats("mmt", 0.0, &[], rows)), T0);
+    state.update(Msg::Snapshot(snapshot(rows)), T0);
     assert_eq!(state.totals(), [5, 1, 2]);
     assert_eq!(state.counts.len(), 2, "empty groups are not shown");
     assert_eq!(
@@ -152,7 +157,7 @@ fn counts_come_per_state_integration_and_scope_with_revoked_included() {
 fn rates_feed_the_sparklines_and_rejections_are_per_second_deltas() {
     let mut state = connected();
     state.update(
-        Msg::Stats(stats("mmt", 7.4, &[(ErrorCode::NotFound, 3)], Vec::new())),
+        Msg::Stats(stats("mmt", 7.4, &[(ErrorCode::NotFound, 3)])),
         T0,
     );
     state.update(
@@ -160,7 +165,6 @@ fn rates_feed_the_sparklines_and_rejections_are_per_second_deltas() {
             "mmt",
             9.0,
             &[(ErrorCode::NotFound, 4), (ErrorCode::ScopeMismatch, 2)],
-            Vec::new(),
         )),
         T0 + 1000,
     );
@@ -425,4 +429,35 @@ fn a_refused_revocation_reads_as_revoke() {
     state.update(Msg::Event(rejection(ErrorCode::ScopeMismatch, "tok_y")), T0);
     let asked: Vec<_> = state.rejections.iter().map(Rejection::asked).collect();
     assert_eq!(asked, ["revoke", "write"]);
+}
+
+#[test]
+fn counts_are_asked_again_once_a_second_at_most_after_tokens_changed() {
+    let mut state = connected();
+    state.update(Msg::Stats(stats("mmt", 0.0, &[])), T0);
+    state.update(Msg::Snapshot(snapshot(Vec::new())), T0);
+    assert!(state.update(Msg::Tick, T0).is_empty(), "nothing changed");
+    state.update(Msg::Event(lifecycle(EventKind::TokenIssued, "tok_a")), T0);
+    state.update(Msg::Event(lifecycle(EventKind::TokenIssued, "tok_b")), T0);
+    assert_eq!(state.update(Msg::Tick, T0), vec![Command::Counts]);
+    state.update(Msg::Event(lifecycle(EventKind::TokenRevoked, "tok_a")), T0);
+    assert!(
+        state.update(Msg::Tick, T0).is_empty(),
+        "one request in flight"
+    );
+    state.update(
+        Msg::Snapshot(snapshot(vec![count(
+            TokenState::Active,
+            Scope::Read,
+            "coinbase",
+            2,
+        )])),
+        T0,
+    );
+    assert_eq!(state.totals(), [2, 0, 0]);
+    assert_eq!(
+        state.update(Msg::Tick, T0),
+        vec![Command::Counts],
+        "the revocation is still to count"
+    );
 }

@@ -3,7 +3,7 @@
 //! the current time); the snapshots filter ids and times out.
 
 use mmt_shared::console::{
-    CodeCount, CountRow, QueueStats, TokenRow as WireRow, TokensReply, WorkerStats,
+    CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
@@ -45,12 +45,6 @@ fn queue(name: &str, rate: f64, depth: u64) -> QueueStats {
 }
 
 fn stats(rejections: u64) -> WorkerStats {
-    let count = |state, scope, broker_type: &str, count| CountRow {
-        state,
-        scope,
-        broker_type: broker_type.into(),
-        count,
-    };
     WorkerStats {
         at: String::new(),
         uptime_seconds: 3725,
@@ -73,6 +67,19 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+    }
+}
+
+fn snapshot() -> SnapshotReply {
+    let count = |state, scope, broker_type: &str, count| CountRow {
+        state,
+        scope,
+        broker_type: broker_type.into(),
+        count,
+    };
+    SnapshotReply {
+        ok: true,
+        at: String::new(),
         counts: vec![
             count(TokenState::Active, Scope::Read, "coinbase", 812_344),
             count(TokenState::Active, Scope::Write, "coinbase", 120_001),
@@ -80,6 +87,9 @@ fn stats(rejections: u64) -> WorkerStats {
             count(TokenState::Active, Scope::Read, "binance", 61_002),
             count(TokenState::Revoked, Scope::Read, "coinbase", 1_443),
         ],
+        recent_rejections: Vec::new(),
+        recent_lifecycle: Vec::new(),
+        stats: WorkerStats::default(),
     }
 }
 
@@ -91,6 +101,7 @@ fn busy_state() -> State {
     let mut token_id = token_ids();
     let mut state = State::new("mmt", now);
     state.update(Msg::Link(Link::Up), now);
+    state.update(Msg::Snapshot(snapshot()), now);
     for (i, rejections) in [0, 1, 3, 3, 6].into_iter().enumerate() {
         state.update(Msg::Stats(stats(rejections)), now + (i as i64) * 1000);
     }
