@@ -227,6 +227,32 @@ impl Session {
         let dead = DeadLetters::new(dead_channel, namespace);
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        // The console's servers and the stats come before the consumers: once
+        // a consumer is registered, the session is serving, and nothing may
+        // fail between that and the session being counted as open.
+        for request in Request::ALL {
+            let server = ConsoleServer::start(
+                &connection,
+                namespace,
+                request,
+                service.clone(),
+                stats.clone(),
+            )
+            .await?;
+            tasks.spawn(server.run(stop.clone()));
+        }
+        let publish_stats = stats::publish(
+            stats.clone(),
+            service.clone(),
+            events.clone(),
+            connection.create_channel().await?,
+            namespace.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            publish_stats.await;
+            Ok(())
+        });
         for kind in MessageKind::ALL {
             let channel = connection.create_channel().await?;
             channel
@@ -259,29 +285,6 @@ impl Session {
             };
             tasks.spawn(queue_consumer.run(stop.clone()));
         }
-        for request in Request::ALL {
-            let server = ConsoleServer::start(
-                &connection,
-                namespace,
-                request,
-                service.clone(),
-                stats.clone(),
-            )
-            .await?;
-            tasks.spawn(server.run(stop.clone()));
-        }
-        let publish_stats = stats::publish(
-            stats.clone(),
-            service.clone(),
-            events.clone(),
-            connection.create_channel().await?,
-            namespace.clone(),
-            stop.clone(),
-        );
-        tasks.spawn(async move {
-            publish_stats.await;
-            Ok(())
-        });
         tasks.spawn(sweep(
             service.clone(),
             events,
