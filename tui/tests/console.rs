@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
+use mmt_shared::wire::MessageKind;
 use mmt_worker::fixtures::{Publisher, Step};
 use mmt_worker::topology::QueueType;
 use mmt_worker::{Worker, WorkerConfig};
@@ -65,9 +67,37 @@ impl RunningWorker {
         }
     }
 
-    async fn stop(self) {
+    /// Stops the worker and deletes the namespace's queues and exchanges.
+    async fn stop(self, namespace: &str) {
         self.shutdown.cancel();
         self.task.await.expect("worker task");
+        let ns = Namespace::new(namespace).expect("valid namespace");
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("broker reachable");
+        let channel = connection.create_channel().await.expect("channel");
+        let queues = MessageKind::ALL
+            .iter()
+            .map(|kind| ns.queue(*kind))
+            .chain([ns.dead_queue()])
+            .chain(["console.snapshot", "console.tokens"].map(|q| format!("{namespace}.{q}")));
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("queue deleted");
+        }
+        for exchange in [
+            ns.inbound_exchange(),
+            ns.events_exchange(),
+            ns.dead_exchange(),
+        ] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .expect("exchange deleted");
+        }
+        let _ = connection.close(200, "test done".into()).await;
     }
 }
 
@@ -380,7 +410,7 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
         assert!(Instant::now() < deadline, "q did not quit the console");
     }
     let _ = connection.close(200, "done".into()).await;
-    worker.stop().await;
+    worker.stop(&namespace).await;
 }
 
 /// Everything the console can receive, captured the way the console does:
@@ -588,7 +618,7 @@ async fn no_raw_token_ever_reaches_the_console() {
         "the console does see tokenIds"
     );
     let _ = connection.close(200, "done".into()).await;
-    worker.stop().await;
+    worker.stop(&name).await;
 }
 
 #[test]
