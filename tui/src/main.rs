@@ -120,6 +120,8 @@ async fn console(args: &Args) -> anyhow::Result<()> {
     let styles = Styles::new(colour_wanted(args));
     let mut guard = term::TerminalGuard::enter().context("cannot set up the terminal")?;
     let mut keys = EventStream::new();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut dirty = true;
     loop {
@@ -131,6 +133,7 @@ async fn console(args: &Args) -> anyhow::Result<()> {
         }
         let commands = tokio::select! {
             biased;
+            _ = terminate.recv() => vec![Command::Quit],
             key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(key))) => {
                     dirty = true;
