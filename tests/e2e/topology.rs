@@ -67,6 +67,8 @@ async fn state_changing_queues_are_quorum_with_a_delivery_limit_and_dead_letteri
         names,
         [
             "connection.removed",
+            "console.snapshot",
+            "console.tokens",
             "dead",
             "integration.connected",
             "link.access_tokens",
@@ -87,6 +89,12 @@ async fn state_changing_queues_are_quorum_with_a_delivery_limit_and_dead_letteri
             );
         } else if name.ends_with(".dead") {
             assert_eq!(kind, "quorum", "{name}");
+        } else if name.contains(".console.") {
+            assert_eq!(kind, "classic", "{name}");
+            assert_eq!(
+                args["x-message-ttl"], 10_000,
+                "{name}: a stale console request expires"
+            );
         } else {
             assert_eq!(kind, "classic", "{name}: reads need no quorum durability");
             assert_eq!(

@@ -271,9 +271,16 @@ impl TestWorker {
                 .queue_delete(self.ns.queue(kind).into(), QueueDeleteOptions::default())
                 .await;
         }
-        let _ = channel
-            .queue_delete(self.ns.dead_queue().into(), QueueDeleteOptions::default())
-            .await;
+        let console = [
+            mmt_shared::console::SNAPSHOT_ROUTING_KEY,
+            mmt_shared::console::TOKENS_ROUTING_KEY,
+        ]
+        .map(|key| format!("{}.{key}", self.ns));
+        for queue in console.into_iter().chain([self.ns.dead_queue()]) {
+            let _ = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
         for exchange in [
             self.ns.inbound_exchange(),
             self.ns.events_exchange(),
