@@ -153,7 +153,11 @@ impl Worker {
             .and_then(|r| r);
         // After an I/O error sled fails (or never answers) every later flush:
         // stop without one; what was acknowledged is already on disk.
-        if !matches!(outcome, Err(WorkerError::Store(_))) {
+        if matches!(outcome, Err(WorkerError::Store(_))) {
+            // sled's own drop flushes too, and after an I/O error that flush
+            // waits forever: keep the store alive so the process can exit.
+            std::mem::forget(self.service.clone());
+        } else {
             self.service.store().flush().await?;
         }
         outcome
