@@ -95,7 +95,9 @@ impl NoopResponder {
                 acknowledged += batch.len() as u64;
             }
         }
-        self.channel.close(200, "no-op consumer done".into()).await?;
+        self.channel
+            .close(200, "no-op consumer done".into())
+            .await?;
         Ok(acknowledged)
     }
 }

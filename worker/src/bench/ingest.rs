@@ -22,6 +22,7 @@ use mmt_shared::config::{BrokerArgs, Namespace};
 use mmt_shared::wire::{MessageKind, TokenState};
 
 use super::{BenchConfig, BenchError, PATIENCE, ceiling, mix};
+use crate::crypto::MasterKey;
 use crate::topology::{self, QueueType, TopologyConfig};
 use crate::worker::{Worker, WorkerConfig};
 
@@ -299,11 +300,17 @@ pub async fn ceiling_and_ingest(
     let mut ceiling = 0.0;
     let mut ingest = 0.0;
     for step in 0..2 {
-        if (step + run) % 2 == 0 {
+        if (step + run).is_multiple_of(2) {
             preload(connection, ns, &messages, replies.queue()).await?;
-            ceiling = ceiling::drain(connection, ns, config.prefetch, &mut replies, messages.len())
-                .await?
-                .rate();
+            ceiling = ceiling::drain(
+                connection,
+                ns,
+                config.prefetch,
+                &mut replies,
+                messages.len(),
+            )
+            .await?
+            .rate();
         } else {
             let dir = root.join(format!("ingest-{}-{run}", ns.as_str()));
             preload(connection, ns, &messages, replies.queue()).await?;
@@ -326,12 +333,14 @@ async fn drain_worker(
     replies: &mut Replies,
     expected: usize,
 ) -> Result<Drain, BenchError> {
+    let key_file = dir.join("mmt.key");
+    MasterKey::load_or_create(&key_file)?;
     let worker = Worker::start(&worker_config(
         config,
         ns,
         queue_type,
         &dir.join("data"),
-        &dir.join("mmt.key"),
+        &key_file,
     ))
     .await?;
     let drained = replies.collect("ingest", expected).await;

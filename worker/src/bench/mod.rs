@@ -69,7 +69,12 @@ pub struct BenchConfig {
 
 impl BenchConfig {
     /// The full run, or the quick one, with the given broker and binary.
-    pub fn new(amqp_url: String, namespace: Namespace, worker_binary: PathBuf, quick: bool) -> Self {
+    pub fn new(
+        amqp_url: String,
+        namespace: Namespace,
+        worker_binary: PathBuf,
+        quick: bool,
+    ) -> Self {
         Self {
             amqp_url,
             namespace,
@@ -236,10 +241,13 @@ pub async fn connect(amqp_url: &str, name: &str) -> Result<Connection, lapin::Er
 pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let connection = connect(&config.amqp_url, "mmt-worker bench").await?;
     let mut namespaces = Namespaces::new(&config.namespace);
+    eprintln!("bench: namespaces {}-*", namespaces.base);
     let root = tempfile::Builder::new()
         .prefix("mmt-bench-")
         .tempdir()
-        .map_err(BenchError::io("cannot create the bench's temporary directory"))?;
+        .map_err(BenchError::io(
+            "cannot create the bench's temporary directory",
+        ))?;
     let machine = report::Machine::read();
     let outcome = phases(config, &connection, &mut namespaces, root.path()).await;
     let cleanup = namespaces.delete_all(&connection).await;
@@ -247,7 +255,9 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let removed = root.close();
     let (runs, scale_notes) = outcome?;
     cleanup?;
-    removed.map_err(BenchError::io("cannot remove the bench's temporary directory"))?;
+    removed.map_err(BenchError::io(
+        "cannot remove the bench's temporary directory",
+    ))?;
     Ok(Report::new(config, machine.finish(), &runs, scale_notes))
 }
 

@@ -78,7 +78,12 @@ pub struct Machine {
 
 fn load_average() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 impl Machine {
@@ -294,9 +299,7 @@ impl Report {
         for (name, spread) in &self.figures {
             object.insert(name.clone(), number(spread.median));
         }
-        object
-            .entry("console_frame_ms_1m")
-            .or_insert(Value::Null);
+        object.entry("console_frame_ms_1m").or_insert(Value::Null);
         let spread: Map<String, Value> = self
             .figures
             .iter()

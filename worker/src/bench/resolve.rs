@@ -282,7 +282,7 @@ async fn levels(
         let mut worker = None;
         let mut echo = None;
         for step in 0..2 {
-            let (ns, slot) = if (step + run) % 2 == 0 {
+            let (ns, slot) = if (step + run).is_multiple_of(2) {
                 (worker_ns, &mut worker)
             } else {
                 (echo_ns, &mut echo)

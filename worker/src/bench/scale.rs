@@ -96,9 +96,8 @@ impl Preloaded {
                 handles
                     .into_iter()
                     .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(BenchError::Panicked("a preload thread"))
-                        })
+                        h.join()
+                            .unwrap_or_else(|_| Err(BenchError::Panicked("a preload thread")))
                     })
                     .collect::<Result<Vec<()>, BenchError>>()
             })
@@ -221,8 +220,10 @@ pub async fn measure(
     let log_path = store
         .data_dir
         .with_file_name(format!("worker-{point}-{}.log", now_millis()));
-    let log = std::fs::File::create(&log_path)
-        .map_err(BenchError::io(format!("cannot create {}", log_path.display())))?;
+    let log = std::fs::File::create(&log_path).map_err(BenchError::io(format!(
+        "cannot create {}",
+        log_path.display()
+    )))?;
     let spawned = Instant::now();
     let mut child = tokio::process::Command::new(&config.worker_binary)
         .arg("run")
@@ -309,7 +310,13 @@ fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
         status
             .lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .map(|kib| kib / 1024.0)
             .ok_or_else(|| BenchError::Child(format!("no {name} in {path}")))
     };
@@ -341,7 +348,9 @@ async fn stop(
         Ok(Err(error)) => Err(BenchError::io("cannot wait for the worker")(error)),
         Err(_) => {
             let _ = child.kill().await;
-            Err(BenchError::Child("did not stop within 30 s of SIGTERM".into()))
+            Err(BenchError::Child(
+                "did not stop within 30 s of SIGTERM".into(),
+            ))
         }
     }
 }
@@ -362,9 +371,10 @@ pub fn bytes_under(dir: &Path) -> Result<u64, BenchError> {
             .map_err(BenchError::io(format!("cannot list {}", path.display())))?;
         for entry in entries {
             let entry = entry.map_err(BenchError::io(format!("cannot list {}", path.display())))?;
-            let meta = entry
-                .metadata()
-                .map_err(BenchError::io(format!("cannot stat {}", entry.path().display())))?;
+            let meta = entry.metadata().map_err(BenchError::io(format!(
+                "cannot stat {}",
+                entry.path().display()
+            )))?;
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
