@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, future};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
@@ -196,36 +196,37 @@ impl QueueConsumer {
             return Ok(0);
         }
         let mut finished: usize = 0;
-        for (delivery, outcome) in batch.iter().zip(&outcomes) {
-            match outcome {
-                Outcome::Done { reply, events, .. } => {
-                    self.reply(delivery, reply).await?;
-                    for event in events {
-                        self.events.emit(event).await;
-                    }
+        let mut unanswered = 0;
+        for (index, (delivery, outcome)) in batch.iter().zip(&outcomes).enumerate() {
+            if let Outcome::Invalid { code, reason } = outcome {
+                self.answer(&batch[unanswered..index], &outcomes[unanswered..index])
+                    .await?;
+                unanswered = index;
+                if !self.dead.send(delivery, &self.queue, reason).await? {
+                    tracing::error!(queue = %self.queue, "dead letter not confirmed by the broker");
+                    break;
                 }
-                Outcome::Invalid { code, reason } => {
-                    if !self.dead.send(delivery, &self.queue, reason).await? {
-                        tracing::error!(queue = %self.queue, "dead letter not confirmed by the broker");
-                        break;
-                    }
-                    self.reply(delivery, &Outcome::error_reply(*code, reason))
-                        .await?;
-                    let mut event =
-                        Event::new(EventKind::MessageDeadLettered, rfc3339(received_at));
-                    event.queue = Some(self.queue.clone());
-                    event.reason = Some(reason.clone());
-                    event.code = Some(*code);
-                    event.message_id = delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|m| m.to_string());
-                    self.events.emit(&event).await;
-                }
+                self.reply(delivery, &Outcome::error_reply(*code, reason))
+                    .await?;
+                let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(received_at));
+                event.queue = Some(self.queue.clone());
+                event.reason = Some(reason.clone());
+                event.code = Some(*code);
+                event.message_id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|m| m.to_string());
+                self.events.emit(&event).await;
+                unanswered = index + 1;
             }
             finished += 1;
         }
+        self.answer(
+            &batch[unanswered..finished],
+            &outcomes[unanswered..finished],
+        )
+        .await?;
         if let Some(last) = finished.checked_sub(1).and_then(|i| batch.get(i)) {
             let taken = last.acker.ack(BasicAckOptions { multiple: true }).await?;
             if !taken {
@@ -235,6 +236,33 @@ impl QueueConsumer {
             }
         }
         Ok(finished)
+    }
+
+    /// Sends the replies, then the events, of consecutive answered
+    /// deliveries, each group in flight at once and in order: a publish
+    /// resolves only once lapin's I/O thread has written it, so awaiting them
+    /// one by one costs a thread hand-off per message.
+    async fn answer(
+        &self,
+        deliveries: &[Delivery],
+        outcomes: &[Outcome],
+    ) -> Result<(), lapin::Error> {
+        let mut replies = Vec::with_capacity(deliveries.len());
+        let mut events = Vec::new();
+        for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+            if let Outcome::Done {
+                reply,
+                events: emitted,
+                ..
+            } = outcome
+            {
+                replies.push(self.reply(delivery, reply));
+                events.extend(emitted.iter().map(|event| self.events.emit(event)));
+            }
+        }
+        future::try_join_all(replies).await?;
+        future::join_all(events).await;
+        Ok(())
     }
 
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
