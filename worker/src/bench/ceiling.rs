@@ -2,11 +2,12 @@
 //! consumer does on the AMQP side and nothing else. It takes a batch of up to
 //! `prefetch` deliveries (the first awaited, the rest already at hand),
 //! publishes a canned reply of the real reply's size to each `reply_to` on
-//! the consuming channel, and acknowledges the batch with one `multiple` ack.
+//! the consuming channel (all of a batch's replies in flight at once, as the
+//! worker sends them), and acknowledges the batch with one `multiple` ack.
 //! The same responder, with a resolve-sized reply, is the echo of
 //! [`super::resolve`].
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, future};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
@@ -71,6 +72,7 @@ impl NoopResponder {
                     _ => break,
                 }
             }
+            let mut replies = Vec::with_capacity(batch.len());
             for delivery in &batch {
                 let Some(reply_to) = delivery.properties.reply_to() else {
                     continue;
@@ -80,16 +82,15 @@ impl NoopResponder {
                 if let Some(correlation_id) = delivery.properties.correlation_id() {
                     properties = properties.with_correlation_id(correlation_id.clone());
                 }
-                self.channel
-                    .basic_publish(
-                        "".into(),
-                        reply_to.clone(),
-                        BasicPublishOptions::default(),
-                        &self.reply,
-                        properties,
-                    )
-                    .await?;
+                replies.push(self.channel.basic_publish(
+                    "".into(),
+                    reply_to.clone(),
+                    BasicPublishOptions::default(),
+                    &self.reply,
+                    properties,
+                ));
             }
+            future::try_join_all(replies).await?;
             if let Some(last) = batch.last() {
                 last.acker.ack(BasicAckOptions { multiple: true }).await?;
                 acknowledged += batch.len() as u64;
