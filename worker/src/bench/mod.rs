@@ -190,30 +190,46 @@ impl Namespaces {
         Ok(namespace)
     }
 
-    /// Deletes every queue and exchange of every namespace handed out.
+    /// Deletes every queue and exchange of every namespace handed out. A
+    /// failed deletion (which closes its channel) does not stop the others;
+    /// the first error is returned.
     pub async fn delete_all(&self, connection: &Connection) -> Result<(), lapin::Error> {
-        let channel = connection.create_channel().await?;
+        let mut first_error = None;
         for ns in &self.made {
             let queues = MessageKind::ALL
                 .iter()
                 .map(|kind| ns.queue(*kind))
                 .chain([ns.dead_queue()]);
             for queue in queues {
-                channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await?;
+                let deleted = async {
+                    let channel = connection.create_channel().await?;
+                    channel
+                        .queue_delete(queue.into(), QueueDeleteOptions::default())
+                        .await?;
+                    channel.close(200, "deleted".into()).await
+                };
+                if let Err(error) = deleted.await {
+                    first_error.get_or_insert(error);
+                }
             }
             for exchange in [
                 ns.inbound_exchange(),
                 ns.events_exchange(),
                 ns.dead_exchange(),
             ] {
-                channel
-                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                    .await?;
+                let deleted = async {
+                    let channel = connection.create_channel().await?;
+                    channel
+                        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                        .await?;
+                    channel.close(200, "deleted".into()).await
+                };
+                if let Err(error) = deleted.await {
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        channel.close(200, "bench cleaned up".into()).await
+        first_error.map_or(Ok(()), Err)
     }
 }
 
