@@ -4,9 +4,11 @@
 //! tests run in parallel on one broker. The modules read like the contract:
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
-//! promises of §7, `topology` §3, and `scenarios` replays the fixtures.
+//! promises of §7, `topology` §3, `scenarios` replays the fixtures, and
+//! `bench` runs the benchmark harness in its quick form.
 
 mod bad_input;
+mod bench;
 mod contract;
 mod durability;
 mod errors;

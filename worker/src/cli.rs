@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::BrokerArgs;
 
+use crate::bench::BenchConfig;
 use crate::topology::QueueType;
 use crate::worker::WorkerConfig;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Publish fixture files (messages or scenarios) with publisher confirms,
     /// print the replies and check the expectations.
     Publish(PublishArgs),
+    /// Measure the worker against the broker's own ceiling, in namespaces
+    /// of its own that it deletes afterwards (build with --release).
+    Bench(BenchArgs),
 }
 
 /// Options of `mmt-worker run`.
@@ -105,4 +109,56 @@ pub struct PublishArgs {
     /// Fixture files: one message or one scenario each.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// Options of `mmt-worker bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Broker connection; the bench's namespaces are
+    /// `<namespace>-bench-<id>-<part>`, never the namespace itself.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// A small run (about half a minute) that shows the harness works.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write every figure as one JSON object to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Messages per ceiling and ingest measurement [default: 20000, quick 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub messages: Option<u64>,
+    /// Repetitions of every measurement; medians are reported [default: 5, quick 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: Option<u64>,
+    /// Tokens of the large store of the scale phase [default: 1000000, quick 20000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub scale_tokens: Option<u64>,
+    /// Prefetch of the worker and of the no-op consumers.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+}
+
+impl BenchArgs {
+    /// The bench configuration these options describe; `worker_binary` is
+    /// the `mmt-worker` the scale phase runs as a child process.
+    pub fn config(&self, worker_binary: PathBuf) -> BenchConfig {
+        let mut config = BenchConfig::new(
+            self.broker.amqp_url.clone(),
+            self.broker.namespace.clone(),
+            worker_binary,
+            self.quick,
+        );
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        if let Some(messages) = self.messages {
+            config.messages = count(messages);
+        }
+        if let Some(runs) = self.runs {
+            config.runs = count(runs);
+        }
+        if let Some(tokens) = self.scale_tokens {
+            config.scale_tokens = count(tokens);
+        }
+        config.prefetch = self.prefetch;
+        config
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, future};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
@@ -215,21 +215,19 @@ impl QueueConsumer {
                 .map_err(ConsumerError::Store)?;
         }
         let mut requeue = Vec::new();
-        for (index, (delivery, handled)) in batch.iter().zip(&handled).enumerate() {
-            match handled {
-                Handled::Answered(Outcome::Done { reply, events, .. }) => {
-                    self.reply(delivery, reply).await?;
-                    for event in events {
-                        self.events.emit(event).await;
-                    }
-                }
+        let mut unanswered = Vec::new();
+        for (index, (delivery, this)) in batch.iter().zip(&handled).enumerate() {
+            match this {
+                Handled::Answered(Outcome::Done { .. }) => unanswered.push(index),
                 Handled::Answered(Outcome::Invalid { code, reason }) => {
+                    self.answer(batch, &handled, &mut unanswered).await?;
                     self.dead_letter(delivery, reason, Some(*code), received_at)
                         .await?;
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
                         .await?;
                 }
                 Handled::Failed(reason) => {
+                    self.answer(batch, &handled, &mut unanswered).await?;
                     if self.exhausted(delivery) {
                         let reason = format!("processing failed on every delivery: {reason}");
                         self.dead_letter(delivery, &reason, None, received_at)
@@ -240,8 +238,41 @@ impl QueueConsumer {
                 }
             }
         }
+        self.answer(batch, &handled, &mut unanswered).await?;
         self.acknowledge(batch, &requeue).await?;
         self.counters.acked(batch.len() - requeue.len());
+        Ok(())
+    }
+
+    /// Sends the replies, then the events, of the answered deliveries at
+    /// `indices`, all in flight at once and in order: a publish resolves only
+    /// once lapin's I/O thread has written it, so awaiting them one by one
+    /// costs a thread hand-off per message.
+    async fn answer(
+        &self,
+        batch: &[Delivery],
+        handled: &[Handled],
+        indices: &mut Vec<usize>,
+    ) -> Result<(), lapin::Error> {
+        let mut replies = Vec::with_capacity(indices.len());
+        let mut events = Vec::new();
+        for &index in indices.iter() {
+            if let (
+                Some(delivery),
+                Some(Handled::Answered(Outcome::Done {
+                    reply,
+                    events: emitted,
+                    ..
+                })),
+            ) = (batch.get(index), handled.get(index))
+            {
+                replies.push(self.reply(delivery, reply));
+                events.extend(emitted.iter().map(|event| self.events.emit(event)));
+            }
+        }
+        indices.clear();
+        future::try_join_all(replies).await?;
+        future::join_all(events).await;
         Ok(())
     }
 

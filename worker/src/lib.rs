@@ -11,10 +11,12 @@
 //!   requests;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
+//! - [`bench`]: `mmt-worker bench`, the performance harness;
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bench;
 pub mod cli;
 pub mod console;
 pub mod consumer;

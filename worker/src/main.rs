@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use lapin::{Connection, ConnectionProperties};
-use mmt_worker::cli::{Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::cli::{BenchArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
 use mmt_worker::crypto::CryptoError;
 use mmt_worker::fixtures::{self, Publisher};
 use mmt_worker::store::StoreError;
@@ -23,9 +23,9 @@ mod exit {
     pub const EXPECTATION: u8 = 6;
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new("info,lapin=warn"));
+        EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -37,7 +37,13 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // The bench runs workers in process: their per-message log lines would
+    // bury its output (and cost it time), so it logs warnings only by default.
+    let default_filter = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info,lapin=warn",
+    };
+    init_logs(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Publish(args) => publish(args).await,
+            Command::Bench(args) => bench(args).await,
         }
     });
     match result {
@@ -163,6 +170,24 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     if failed > 0 {
         eprintln!("mmt-worker: {failed} step(s) did not get the expected reply");
         return Ok(ExitCode::from(exit::EXPECTATION));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "mmt-worker bench: this is a debug build; its figures say nothing about the release build"
+        );
+    }
+    let binary = std::env::current_exe().context("cannot find the mmt-worker binary")?;
+    let report = mmt_worker::bench::run(&args.config(binary)).await?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report.to_json())?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

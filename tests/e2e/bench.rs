@@ -1,0 +1,121 @@
+//! `mmt-worker bench --quick`, the way CI runs it: it must run against the
+//! real broker, write one JSON object holding every figure of issue #4, and
+//! leave no namespace behind. Only the presence of the figures is checked,
+//! never their values (a debug build on a busy machine says nothing about
+//! speed).
+
+use std::process::Command;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use mmt_shared::config::Namespace;
+use mmt_shared::wire::MessageKind;
+use serde_json::Value;
+
+use crate::util;
+
+/// The figures the JSON object must hold (medians at the top level).
+const FIGURES: [&str; 30] = [
+    "ceiling_msgs_per_s",
+    "ingest_msgs_per_s",
+    "ingest_ratio",
+    "classic_ceiling_msgs_per_s",
+    "classic_ingest_msgs_per_s",
+    "classic_ingest_ratio",
+    "resolve_p50_ms",
+    "resolve_p95_ms",
+    "resolve_p99_ms",
+    "resolve_msgs_per_s",
+    "echo_p50_ms",
+    "echo_p95_ms",
+    "echo_p99_ms",
+    "echo_msgs_per_s",
+    "resolve_throughput_ratio",
+    "resolve_p99_ratio",
+    "resolve_1k_p99_ms",
+    "resolve_1m_p50_ms",
+    "resolve_1m_p99_ms",
+    "resolve_1m_msgs_per_s",
+    "resolve_p99_ratio_1m",
+    "start_ms_1k",
+    "start_ms_1m",
+    "rss_mb_1k",
+    "rss_mb_1m",
+    "rss_peak_mb_1m",
+    "disk_mb_1k",
+    "disk_mb_1m",
+    "preload_tokens_per_s",
+    "console_frame_ms_1m",
+];
+
+#[tokio::test]
+async fn quick_bench_writes_every_figure_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json_path = dir.path().join("bench.json");
+    let namespace = util::namespace("bench");
+    let output = Command::new(util::worker_binary())
+        .args([
+            "bench",
+            "--quick",
+            "--messages",
+            "500",
+            "--scale-tokens",
+            "5000",
+        ])
+        .arg("--namespace")
+        .arg(namespace.as_str())
+        .arg("--json")
+        .arg(&json_path)
+        .env("MMT_AMQP_URL", util::amqp_url())
+        .output()
+        .expect("mmt-worker bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("Goals"), "no goals in the table:\n{table}");
+
+    let text = std::fs::read_to_string(&json_path).expect("JSON written");
+    let report: Value = serde_json::from_str(&text).expect("one JSON object");
+    let object = report.as_object().expect("a JSON object");
+    for figure in FIGURES {
+        assert!(object.contains_key(figure), "{figure} missing from {text}");
+    }
+    assert!(
+        report["console_frame_ms_1m"].is_null(),
+        "the console is not measured yet: the figure must be null"
+    );
+    for section in ["spread", "goals", "config", "machine", "notes"] {
+        assert!(
+            object.contains_key(section),
+            "{section} missing from {text}"
+        );
+    }
+    assert_eq!(report["goals"].as_array().map(Vec::len), Some(8));
+    assert_eq!(report["config"]["quick"], true);
+
+    let base = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("bench: namespaces "))
+        .and_then(|rest| rest.strip_suffix("-*"))
+        .unwrap_or_else(|| panic!("the bench did not name its namespaces:\n{stderr}"));
+    assert!(base.starts_with(namespace.as_str()), "{base}");
+    let connection = util::connect().await;
+    for part in ["quorum", "classic", "resolve", "echo", "scale"] {
+        let ns = Namespace::new(&format!("{base}-{part}")).expect("valid namespace");
+        for kind in MessageKind::ALL {
+            let channel = connection.create_channel().await.expect("channel");
+            let declared = channel
+                .queue_declare(
+                    ns.queue(kind).into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            assert!(declared.is_err(), "{} left behind", ns.queue(kind));
+        }
+    }
+    let _ = connection.close(200, "test done".into()).await;
+}

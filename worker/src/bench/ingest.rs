@@ -1,0 +1,364 @@
+//! Ceiling and ingest on the same N `integration.connected` messages.
+//!
+//! Each measurement preloads the N messages into `NS.integration.connected`
+//! (publisher confirms; persistent; `reply_to` a reply queue of the bench),
+//! then lets a consumer drain the backlog: the no-op consumer of
+//! [`super::ceiling`], or the real worker (decode, rules, encrypt, store,
+//! durable flush, reply, events, multiple-ack). The rate is taken between the
+//! first and the last reply the bench receives, so connection and start-up
+//! costs count for neither.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
+use mmt_shared::config::{BrokerArgs, Namespace};
+use mmt_shared::wire::{MessageKind, TokenState};
+
+use super::{BenchConfig, BenchError, PATIENCE, ceiling, mix};
+use crate::crypto::MasterKey;
+use crate::topology::{self, QueueType, TopologyConfig};
+use crate::worker::{Worker, WorkerConfig};
+
+/// Publishes outstanding before the bench waits for confirms.
+const CONFIRM_WINDOW: usize = 1024;
+
+/// One message of the workload.
+pub struct Message {
+    /// Its `message_id`.
+    pub id: String,
+    /// Its JSON body.
+    pub body: Vec<u8>,
+}
+
+/// N `integration.connected` messages shaped like the Link SDK's payload
+/// (brand info, fund and cash fields, a refresh token): each a new end user,
+/// so each mints a token.
+pub fn connected_messages(tag: &str, count: usize) -> Vec<Message> {
+    (0..count)
+        .map(|i| {
+            let seed = mix(i as u64 ^ mix(tag.len() as u64));
+            let body = serde_json::json!({
+                "clientId": "bench-client",
+                "endUserId": format!("user-{tag}-{i}"),
+                "scope": if i % 4 == 0 { "write" } else { "read" },
+                "accessToken": {
+                    "brokerType": "coinbase",
+                    "brokerName": "Coinbase",
+                    "brokerBrandInfo": { "brokerLogo": "https://example.invalid/coinbase.svg" },
+                    "accountTokens": [{
+                        "account": {
+                            "accountId": format!("cb-{seed:016x}"),
+                            "accountName": "Coinbase Main",
+                            "fund": 1520.44,
+                            "cash": 310.0,
+                            "isReconnected": false,
+                            "meshAccountId": format!("{:016x}-{:016x}", mix(seed), mix(seed ^ 1)),
+                        },
+                        "accessToken": format!("cbat_{:016x}{:016x}{:016x}", mix(seed ^ 2), mix(seed ^ 3), mix(seed ^ 4)),
+                        "refreshToken": format!("cbrt_{:016x}{:016x}{:016x}", mix(seed ^ 5), mix(seed ^ 6), mix(seed ^ 7)),
+                    }],
+                    "expiresInSeconds": 7200,
+                    "refreshTokenExpiresInSeconds": 7_776_000,
+                },
+            });
+            Message {
+                id: format!("bench-{tag}-{i}"),
+                body: body.to_string().into_bytes(),
+            }
+        })
+        .collect()
+}
+
+/// Publishes `messages` to `NS.in` as `integration.connected`, with
+/// confirms, replies going to `reply_to`.
+pub async fn preload(
+    connection: &Connection,
+    ns: &Namespace,
+    messages: &[Message],
+    reply_to: &str,
+) -> Result<(), BenchError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let exchange = ns.inbound_exchange();
+    let mut pending = VecDeque::with_capacity(CONFIRM_WINDOW);
+    for (i, message) in messages.iter().enumerate() {
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(message.id.as_str().into())
+            .with_correlation_id(i.to_string().into())
+            .with_reply_to(reply_to.into());
+        let confirm = channel
+            .basic_publish(
+                exchange.as_str().into(),
+                MessageKind::IntegrationConnected.routing_key().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &message.body,
+                properties,
+            )
+            .await?;
+        pending.push_back(confirm);
+        if pending.len() >= CONFIRM_WINDOW
+            && let Some(oldest) = pending.pop_front()
+        {
+            confirmed(oldest.await?)?;
+        }
+    }
+    for confirm in pending {
+        confirmed(confirm.await?)?;
+    }
+    channel.close(200, "preloaded".into()).await?;
+    Ok(())
+}
+
+fn confirmed(confirmation: Confirmation) -> Result<(), BenchError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        other => Err(BenchError::Unconfirmed {
+            phase: "preload",
+            detail: format!("{other:?}"),
+        }),
+    }
+}
+
+/// The bench's reply queue (server-named, exclusive, auto-delete).
+pub struct Replies {
+    channel: Channel,
+    consumer: Consumer,
+    queue: String,
+}
+
+/// When the replies of one drain arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    first: Instant,
+    last: Instant,
+    count: usize,
+}
+
+impl Drain {
+    /// Messages per second between the first and the last reply.
+    pub fn rate(&self) -> f64 {
+        let span = self.last.duration_since(self.first).as_secs_f64();
+        if span > 0.0 {
+            (self.count.saturating_sub(1)) as f64 / span
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Replies {
+    /// Declares the reply queue and consumes it.
+    pub async fn new(connection: &Connection) -> Result<Self, BenchError> {
+        let channel = connection.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "mmt-bench-replies".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            channel,
+            queue: queue.name().to_string(),
+            consumer,
+        })
+    }
+
+    /// The queue's name, for `reply_to`.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Waits for `expected` replies; every one must be `{"ok":true,...}`.
+    pub async fn collect(
+        &mut self,
+        phase: &'static str,
+        expected: usize,
+    ) -> Result<Drain, BenchError> {
+        let mut first = None;
+        let mut last = Instant::now();
+        let mut count = 0;
+        while count < expected {
+            let delivery = match tokio::time::timeout(PATIENCE, self.consumer.next()).await {
+                Ok(Some(delivery)) => delivery?,
+                Ok(None) | Err(_) => {
+                    return Err(BenchError::Timeout {
+                        phase,
+                        done: count,
+                        expected,
+                    });
+                }
+            };
+            last = Instant::now();
+            first.get_or_insert(last);
+            if !delivery.data.starts_with(br#"{"ok":true"#) {
+                return Err(BenchError::Failed {
+                    phase,
+                    reply: String::from_utf8_lossy(&delivery.data).into_owned(),
+                });
+            }
+            count += 1;
+        }
+        Ok(Drain {
+            first: first.unwrap_or(last),
+            last,
+            count,
+        })
+    }
+
+    /// Closes the queue's channel (the queue goes with it).
+    pub async fn close(self) -> Result<(), BenchError> {
+        self.channel.close(200, "replies done".into()).await?;
+        Ok(())
+    }
+}
+
+/// Ceiling and ingest rates, in messages per second.
+#[derive(Clone, Copy, Debug)]
+pub struct Drained {
+    /// The no-op consumer.
+    pub ceiling: f64,
+    /// The worker.
+    pub ingest: f64,
+}
+
+/// The worker configuration of the bench's in-process workers.
+pub fn worker_config(
+    config: &BenchConfig,
+    ns: &Namespace,
+    queue_type: QueueType,
+    data_dir: &Path,
+    key_file: &Path,
+) -> WorkerConfig {
+    WorkerConfig {
+        broker: BrokerArgs {
+            amqp_url: config.amqp_url.clone(),
+            namespace: ns.clone(),
+        },
+        data_dir: data_dir.to_owned(),
+        key_file: key_file.to_owned(),
+        queue_type,
+        delivery_limit: 5,
+        prefetch: config.prefetch,
+        wallet_types: Vec::new(),
+        sweep_interval: Duration::from_secs(1),
+    }
+}
+
+/// Measures the ceiling and the ingest rate of `queue_type` on the same
+/// messages, in an order that alternates between runs.
+pub async fn ceiling_and_ingest(
+    config: &BenchConfig,
+    connection: &Connection,
+    ns: &Namespace,
+    queue_type: QueueType,
+    run: usize,
+    root: &Path,
+) -> Result<Drained, BenchError> {
+    let setup = connection.create_channel().await?;
+    topology::declare(
+        &setup,
+        &TopologyConfig {
+            namespace: ns.clone(),
+            queue_type,
+            delivery_limit: 5,
+        },
+    )
+    .await?;
+    setup.close(200, "declared".into()).await?;
+    let messages = connected_messages(&format!("{}-{run}", ns.as_str()), config.messages);
+    let mut replies = Replies::new(connection).await?;
+    let mut ceiling = 0.0;
+    let mut ingest = 0.0;
+    for step in 0..2 {
+        if (step + run).is_multiple_of(2) {
+            preload(connection, ns, &messages, replies.queue()).await?;
+            ceiling = ceiling::drain(
+                connection,
+                ns,
+                config.prefetch,
+                &mut replies,
+                messages.len(),
+            )
+            .await?
+            .rate();
+        } else {
+            let dir = root.join(format!("ingest-{}-{run}", ns.as_str()));
+            preload(connection, ns, &messages, replies.queue()).await?;
+            ingest = drain_worker(config, ns, queue_type, &dir, &mut replies, messages.len())
+                .await?
+                .rate();
+            std::fs::remove_dir_all(&dir)
+                .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
+        }
+    }
+    replies.close().await?;
+    Ok(Drained { ceiling, ingest })
+}
+
+async fn drain_worker(
+    config: &BenchConfig,
+    ns: &Namespace,
+    queue_type: QueueType,
+    dir: &Path,
+    replies: &mut Replies,
+    expected: usize,
+) -> Result<Drain, BenchError> {
+    let key_file = dir.join("mmt.key");
+    MasterKey::load_or_create(&key_file)?;
+    let worker = Worker::start(&worker_config(
+        config,
+        ns,
+        queue_type,
+        &dir.join("data"),
+        &key_file,
+    ))
+    .await?;
+    let drained = replies.collect("ingest", expected).await;
+    let stored = worker.service().store().counts().map(|counts| {
+        counts
+            .iter()
+            .filter(|(key, _)| key.state == TokenState::Active)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    });
+    worker.stop().await?;
+    let drained = drained?;
+    let stored = stored?;
+    if stored != expected as u64 {
+        return Err(BenchError::Failed {
+            phase: "ingest",
+            reply: format!("{stored} tokens stored for {expected} messages"),
+        });
+    }
+    Ok(drained)
+}

@@ -1,0 +1,489 @@
+//! The bench's figures: per-run values, their medians and spread, the goals
+//! of issue #4, a table for people and one JSON object for machines.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use super::BenchConfig;
+use super::resolve::HEADLINE_CONCURRENCY;
+
+/// The figures of one run, by name.
+#[derive(Clone, Debug, Default)]
+pub struct RunFigures(BTreeMap<String, f64>);
+
+impl RunFigures {
+    /// Sets a figure.
+    pub fn set(&mut self, name: &str, value: f64) {
+        self.0.insert(name.to_owned(), value);
+    }
+
+    /// A figure, if it was measured.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.get(name).copied()
+    }
+}
+
+/// The `p`-th quantile (0..=1) of sorted values, nearest rank; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One figure over the runs.
+#[derive(Clone, Debug)]
+pub struct Spread {
+    /// The median of the runs.
+    pub median: f64,
+    /// The smallest run.
+    pub min: f64,
+    /// The largest run.
+    pub max: f64,
+    /// Every run, in order.
+    pub runs: Vec<f64>,
+}
+
+impl Spread {
+    fn of(runs: Vec<f64>) -> Self {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        Self {
+            median,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+            runs,
+        }
+    }
+}
+
+/// The machine the bench ran on.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    cpus: usize,
+    cpu_model: Option<String>,
+    mem_total_mb: Option<f64>,
+    load_before: Option<String>,
+    load_after: Option<String>,
+}
+
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+impl Machine {
+    /// Reads the CPU, memory and load average (before the run).
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned()),
+            mem_total_mb: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map(|kib| (kib / 1024.0).round()),
+            load_before: load_average(),
+            load_after: None,
+        }
+    }
+
+    /// Reads the load average after the run.
+    pub fn finish(mut self) -> Self {
+        self.load_after = load_average();
+        self
+    }
+}
+
+/// How a goal compares its figure with its target.
+#[derive(Clone, Copy, Debug)]
+enum Bound {
+    AtLeast,
+    AtMost,
+}
+
+/// One goal of issue #4.
+#[derive(Clone, Debug)]
+pub struct Goal {
+    /// What it says.
+    pub text: &'static str,
+    /// The figure it is about.
+    pub figure: &'static str,
+    /// The target.
+    pub target: f64,
+    bound: Bound,
+    /// The figure's median, if measured.
+    pub value: Option<f64>,
+}
+
+impl Goal {
+    /// Whether the goal is met; `None` when its figure was not measured.
+    pub fn met(&self) -> Option<bool> {
+        let value = self.value.filter(|v| v.is_finite())?;
+        Some(match self.bound {
+            Bound::AtLeast => value >= self.target,
+            Bound::AtMost => value <= self.target,
+        })
+    }
+
+    /// How far inside (positive) or outside (negative) the target the figure
+    /// is, as a fraction of the target.
+    pub fn margin(&self) -> Option<f64> {
+        let value = self.value.filter(|v| v.is_finite())?;
+        Some(match self.bound {
+            Bound::AtLeast => value / self.target - 1.0,
+            Bound::AtMost => 1.0 - value / self.target,
+        })
+    }
+}
+
+const GOALS: [(&str, &str, f64, Bound); 8] = [
+    (
+        "ingest >= 0.85x the ceiling, quorum queues",
+        "ingest_ratio",
+        0.85,
+        Bound::AtLeast,
+    ),
+    (
+        "ingest >= 0.85x the ceiling, classic queues",
+        "classic_ingest_ratio",
+        0.85,
+        Bound::AtLeast,
+    ),
+    (
+        "resolve throughput at concurrency 4 >= 0.8x the echo",
+        "resolve_throughput_ratio",
+        0.8,
+        Bound::AtLeast,
+    ),
+    (
+        "resolve p99 at concurrency 4 <= 1.25x the echo's p99",
+        "resolve_p99_ratio",
+        1.25,
+        Bound::AtMost,
+    ),
+    (
+        "resolve p99 at the large store <= 1.2x the figure at 1k tokens",
+        "resolve_p99_ratio_1m",
+        1.2,
+        Bound::AtMost,
+    ),
+    (
+        "worker start over the large store < 2000 ms",
+        "start_ms_1m",
+        2000.0,
+        Bound::AtMost,
+    ),
+    (
+        "worker RSS over the large store < 300 MB",
+        "rss_mb_1m",
+        300.0,
+        Bound::AtMost,
+    ),
+    (
+        "console frame time, heaviest screen, at the large store < 16 ms",
+        "console_frame_ms_1m",
+        16.0,
+        Bound::AtMost,
+    ),
+];
+
+/// Why `console_frame_ms_1m` is null.
+pub const CONSOLE_NOTE: &str = "console_frame_ms_1m is not measured: the console (mmt-tui) is not yet part of this build; the figure is null, not zero";
+
+/// The outcome of a bench run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Every measured figure over the runs.
+    pub figures: BTreeMap<String, Spread>,
+    /// The goals, evaluated on the medians.
+    pub goals: Vec<Goal>,
+    machine: Machine,
+    quick: bool,
+    messages: usize,
+    runs: usize,
+    prefetch: u16,
+    concurrencies: Vec<usize>,
+    small_tokens: usize,
+    scale_tokens: usize,
+    resolve_secs: f64,
+    notes: Vec<String>,
+}
+
+impl Report {
+    /// Medians and spreads of `runs`, and the goals.
+    pub fn new(
+        config: &BenchConfig,
+        machine: Machine,
+        runs: &[RunFigures],
+        mut notes: Vec<String>,
+    ) -> Self {
+        let mut by_name: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for run in runs {
+            let mut run = run.clone();
+            if let (Some(large), Some(small)) =
+                (run.get("resolve_1m_p99_ms"), run.get("resolve_1k_p99_ms"))
+            {
+                run.set("resolve_p99_ratio_1m", large / small);
+            }
+            for (name, value) in run.0 {
+                by_name.entry(name).or_default().push(value);
+            }
+        }
+        let figures: BTreeMap<String, Spread> = by_name
+            .into_iter()
+            .map(|(name, values)| (name, Spread::of(values)))
+            .collect();
+        let goals = GOALS
+            .iter()
+            .map(|&(text, figure, target, bound)| Goal {
+                text,
+                figure,
+                target,
+                bound,
+                value: figures.get(figure).map(|s| s.median),
+            })
+            .collect();
+        notes.push(CONSOLE_NOTE.to_owned());
+        if config.quick {
+            notes.push(format!(
+                "quick run: the *_1m figures are at {} tokens, and the figures only show that the harness works",
+                config.scale_tokens
+            ));
+        }
+        Self {
+            figures,
+            goals,
+            machine,
+            quick: config.quick,
+            messages: config.messages,
+            runs: config.runs,
+            prefetch: config.prefetch,
+            concurrencies: config.concurrencies.clone(),
+            small_tokens: config.small_tokens,
+            scale_tokens: config.scale_tokens,
+            resolve_secs: config.resolve_time.as_secs_f64(),
+            notes,
+        }
+    }
+
+    fn median(&self, name: &str) -> Option<f64> {
+        self.figures.get(name).map(|s| s.median)
+    }
+
+    /// One JSON object: every figure's median at the top level (and
+    /// `console_frame_ms_1m`, null until measured), then `spread`, `goals`,
+    /// `config`, `machine` and `notes`.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        for (name, spread) in &self.figures {
+            object.insert(name.clone(), number(spread.median));
+        }
+        object.entry("console_frame_ms_1m").or_insert(Value::Null);
+        let spread: Map<String, Value> = self
+            .figures
+            .iter()
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    json!({
+                        "median": number(s.median),
+                        "min": number(s.min),
+                        "max": number(s.max),
+                        "runs": s.runs.iter().map(|v| number(*v)).collect::<Vec<_>>(),
+                    }),
+                )
+            })
+            .collect();
+        object.insert("spread".into(), Value::Object(spread));
+        let goals: Vec<Value> = self
+            .goals
+            .iter()
+            .map(|g| {
+                json!({
+                    "goal": g.text,
+                    "figure": g.figure,
+                    "target": g.target,
+                    "value": g.value.map_or(Value::Null, number),
+                    "met": g.met(),
+                    "margin": g.margin().map_or(Value::Null, number),
+                })
+            })
+            .collect();
+        object.insert("goals".into(), Value::Array(goals));
+        object.insert(
+            "config".into(),
+            json!({
+                "quick": self.quick,
+                "messages": self.messages,
+                "runs": self.runs,
+                "prefetch": self.prefetch,
+                "concurrencies": self.concurrencies,
+                "headline_concurrency": HEADLINE_CONCURRENCY,
+                "resolve_window_s": self.resolve_secs,
+                "small_tokens": self.small_tokens,
+                "scale_tokens": self.scale_tokens,
+            }),
+        );
+        object.insert(
+            "machine".into(),
+            json!({
+                "cpus": self.machine.cpus,
+                "cpu_model": self.machine.cpu_model,
+                "mem_total_mb": self.machine.mem_total_mb,
+                "load_average_before": self.machine.load_before,
+                "load_average_after": self.machine.load_after,
+            }),
+        );
+        object.insert("notes".into(), json!(self.notes));
+        Value::Object(object)
+    }
+
+    fn cell(&self, name: &str, decimals: usize) -> String {
+        match self.figures.get(name) {
+            Some(s) if self.runs > 1 => format!(
+                "{:.*} ({:.*}-{:.*})",
+                decimals, s.median, decimals, s.min, decimals, s.max
+            ),
+            Some(s) => format!("{:.*}", decimals, s.median),
+            None => "-".to_owned(),
+        }
+    }
+
+    /// The table for people.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let spread = if self.runs > 1 {
+            format!("median (min-max) of {} runs", self.runs)
+        } else {
+            "1 run".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "mmt-worker bench{}: {spread}; {} cpus, {}; load average {} -> {}",
+            if self.quick { " --quick" } else { "" },
+            self.machine.cpus,
+            self.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            self.machine.load_before.as_deref().unwrap_or("?"),
+            self.machine.load_after.as_deref().unwrap_or("?"),
+        );
+        let _ = writeln!(
+            out,
+            "\nIngest: {} integration.connected messages drained from a backlog, prefetch {}",
+            self.messages, self.prefetch
+        );
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>26} {:>26} {:>20}",
+            "queue", "ceiling msg/s", "worker msg/s", "ratio"
+        );
+        for (label, prefix) in [("quorum", ""), ("classic", "classic_")] {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:>26} {:>26} {:>20}",
+                label,
+                self.cell(&format!("{prefix}ceiling_msgs_per_s"), 0),
+                self.cell(&format!("{prefix}ingest_msgs_per_s"), 0),
+                self.cell(&format!("{prefix}ingest_ratio"), 2),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nResolve: closed loop, {:.0} s per level, {} tokens; latencies in ms",
+            self.resolve_secs, self.small_tokens
+        );
+        let _ = writeln!(
+            out,
+            "  {:>4} {:<7} {:>22} {:>20} {:>20} {:>20}",
+            "conc", "", "msg/s", "p50", "p95", "p99"
+        );
+        for c in &self.concurrencies {
+            for (label, prefix) in [("worker", "resolve"), ("echo", "echo")] {
+                let _ = writeln!(
+                    out,
+                    "  {:>4} {:<7} {:>22} {:>20} {:>20} {:>20}",
+                    c,
+                    label,
+                    self.cell(&format!("{prefix}_c{c}_msgs_per_s"), 0),
+                    self.cell(&format!("{prefix}_c{c}_p50_ms"), 2),
+                    self.cell(&format!("{prefix}_c{c}_p95_ms"), 2),
+                    self.cell(&format!("{prefix}_c{c}_p99_ms"), 2),
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  at concurrency {HEADLINE_CONCURRENCY}: throughput {} of the echo, p99 {} of the echo's",
+            self.cell("resolve_throughput_ratio", 2),
+            self.cell("resolve_p99_ratio", 2),
+        );
+        let _ = writeln!(
+            out,
+            "\nScale: worker as a child process over a directly loaded store; resolve at concurrency {HEADLINE_CONCURRENCY}"
+        );
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>20} {:>20} {:>20} {:>20} {:>20} {:>22}",
+            "tokens", "start ms", "RSS MB", "peak RSS MB", "disk MB", "p99 ms", "msg/s"
+        );
+        for (point, tokens) in [("1k", self.small_tokens), ("1m", self.scale_tokens)] {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>20} {:>20} {:>20} {:>20} {:>20} {:>22}",
+                tokens,
+                self.cell(&format!("start_ms_{point}"), 0),
+                self.cell(&format!("rss_mb_{point}"), 0),
+                self.cell(&format!("rss_peak_mb_{point}"), 0),
+                self.cell(&format!("disk_mb_{point}"), 0),
+                self.cell(&format!("resolve_{point}_p99_ms"), 2),
+                self.cell(&format!("resolve_{point}_msgs_per_s"), 0),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  p99 ratio large/small {}; direct load {} tokens/s; console frame: not measured",
+            self.cell("resolve_p99_ratio_1m", 2),
+            self.cell("preload_tokens_per_s", 0),
+        );
+        let _ = writeln!(out, "\nGoals (on the medians):");
+        for goal in &self.goals {
+            let verdict = match (goal.met(), goal.margin()) {
+                (Some(true), Some(m)) => format!("met, {:.0}% inside", m * 100.0),
+                (Some(false), Some(m)) => format!("MISSED by {:.0}%", -m * 100.0),
+                _ => "not measured".to_owned(),
+            };
+            let value = self
+                .median(goal.figure)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+            let _ = writeln!(out, "  {:<66} {:>10}  {verdict}", goal.text, value);
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "\nNote: {note}");
+        }
+        out
+    }
+}
+
+fn number(value: f64) -> Value {
+    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+}

@@ -1,0 +1,386 @@
+//! Scale: a store loaded directly with many tokens, served by the worker as
+//! a child process (so that its memory and start time are its own).
+//!
+//! The load goes through the store's only write path
+//! ([`Store::change`], [`Change::put_token`](crate::store::Change::put_token),
+//! [`Change::processed`](crate::store::Change::processed), commit), 1,000
+//! tokens per commit on two threads, with the records one
+//! `integration.connected` message would leave: the sealed token, its
+//! wrapped data key, the identity index, the counts and the processed-message
+//! reply. It does not go through the broker.
+//!
+//! Per point: the time from spawning `mmt-worker run` to the reply to a
+//! resolve request that was queued before the spawn; closed-loop resolve at
+//! the headline concurrency; `VmRSS` and `VmHWM` of the child after that
+//! load; the bytes of the data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use mmt_shared::config::Namespace;
+use mmt_shared::time_fmt::now_millis;
+use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAccessToken};
+
+use super::report::RunFigures;
+use super::resolve::{HEADLINE_CONCURRENCY, closed_loop, request};
+use super::{BenchConfig, BenchError, PATIENCE, mix};
+use crate::crypto::MasterKey;
+use crate::fixtures::DIRECT_REPLY_TO;
+use crate::lifecycle::{self, ConnectInput};
+use crate::store::{Store, TokenSecrets};
+use crate::topology::{self, QueueType, TopologyConfig};
+
+/// The client every preloaded token belongs to.
+pub const CLIENT_ID: &str = "bench-client";
+
+/// Tokens per commit of the direct load.
+const CHUNK: usize = 1_000;
+
+/// The tokenId of the `index`-th preloaded token: random-looking (so that
+/// the keys spread over the tree as uuids do), unique, and computable
+/// without keeping a million ids in memory.
+pub fn token_id(index: u64) -> String {
+    format!(
+        "tok_{:016x}{:016x}",
+        mix(index),
+        mix(index ^ 0x5555_5555_5555_5555)
+    )
+}
+
+/// A raw-looking token of the `index`-th preloaded token.
+pub fn secret(prefix: &str, index: u64) -> String {
+    format!(
+        "{prefix}_{:016x}{:016x}{:016x}",
+        mix(index ^ 1),
+        mix(index ^ 2),
+        mix(index ^ 3)
+    )
+}
+
+/// A data directory and key file loaded with `tokens` tokens.
+pub struct Preloaded {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The master key file.
+    pub key_file: PathBuf,
+    /// How many tokens it holds.
+    pub tokens: usize,
+    /// How long the load took, in seconds.
+    pub load_secs: f64,
+}
+
+impl Preloaded {
+    /// Loads `tokens` tokens into `root/name`.
+    pub async fn load(root: &Path, name: &str, tokens: usize) -> Result<Self, BenchError> {
+        let data_dir = root.join(name).join("data");
+        let key_file = root.join(name).join("mmt.key");
+        let (key, _) = MasterKey::load_or_create(&key_file)?;
+        let store = Arc::new(Store::open(&data_dir, key)?);
+        let started = Instant::now();
+        let filling = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let workers = 2;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|worker| {
+                        let store = &*filling;
+                        scope.spawn(move || fill(store, tokens, worker, workers))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(BenchError::Panicked("a preload thread")))
+                    })
+                    .collect::<Result<Vec<()>, BenchError>>()
+            })
+        })
+        .await??;
+        store.flush().await?;
+        let load_secs = started.elapsed().as_secs_f64();
+        drop(store);
+        Ok(Self {
+            data_dir,
+            key_file,
+            tokens,
+            load_secs,
+        })
+    }
+
+    /// Tokens loaded per second.
+    pub fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.load_secs.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Loads every `workers`-th chunk of tokens, starting at chunk `worker`.
+fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(), BenchError> {
+    let now = now_millis();
+    for chunk in (worker..tokens.div_ceil(CHUNK)).step_by(workers) {
+        let mut change = store.change();
+        for index in chunk * CHUNK..((chunk + 1) * CHUNK).min(tokens) {
+            let index = index as u64;
+            let token_id = token_id(index);
+            let end_user_id = format!("user-{index}");
+            let account_id = format!("acct-{index}");
+            let input = ConnectInput {
+                client_id: CLIENT_ID,
+                end_user_id: &end_user_id,
+                broker_type: "coinbase",
+                broker_name: "Coinbase",
+                account_id: &account_id,
+                account_name: "Coinbase Main",
+                scope: Scope::Read,
+                expires_in_seconds: None,
+                refresh_expires_in_seconds: None,
+                has_refresh_token: true,
+                at: now,
+            };
+            let plan = lifecycle::connect(None, &input, now);
+            let secrets = TokenSecrets {
+                access_token: secret("cbat", index),
+                refresh_token: Some(secret("cbrt", index)),
+            };
+            change.put_token(&token_id, plan.meta(), None, &secrets)?;
+            let reply = ConnectedReply {
+                ok: true,
+                broker_type: "coinbase".into(),
+                scope: Scope::Read,
+                tokens: vec![IssuedToken {
+                    token_id: token_id.clone(),
+                    account_id: account_id.clone(),
+                    created: true,
+                }],
+                access_tokens: vec![SdkAccessToken::new(&token_id, "coinbase")],
+                wallet: false,
+            };
+            change.processed(
+                MessageKind::IntegrationConnected,
+                &format!("bench-load-{index}"),
+                &serde_json::to_vec(&reply)?,
+            );
+        }
+        let lock = store.lock();
+        change.commit(&lock)?;
+    }
+    Ok(())
+}
+
+/// Measures the worker child over `store`; records `<figure>_<point>`.
+pub async fn measure(
+    config: &BenchConfig,
+    connection: &Connection,
+    ns: &Namespace,
+    store: &Preloaded,
+    point: &str,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    let setup = connection.create_channel().await?;
+    topology::declare(
+        &setup,
+        &TopologyConfig {
+            namespace: ns.clone(),
+            queue_type: QueueType::Quorum,
+            delivery_limit: 5,
+        },
+    )
+    .await?;
+    setup.close(200, "declared".into()).await?;
+    let probe = connection.create_channel().await?;
+    let mut probe_replies = probe
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    probe
+        .basic_publish(
+            ns.inbound_exchange().into(),
+            MessageKind::TokenResolve.routing_key().into(),
+            BasicPublishOptions::default(),
+            &request(store.tokens, 0),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_reply_to(DIRECT_REPLY_TO.into())
+                .with_correlation_id("ready".into()),
+        )
+        .await?;
+    let log_path = store
+        .data_dir
+        .with_file_name(format!("worker-{point}-{}.log", now_millis()));
+    let log = std::fs::File::create(&log_path).map_err(BenchError::io(format!(
+        "cannot create {}",
+        log_path.display()
+    )))?;
+    let spawned = Instant::now();
+    let mut child = tokio::process::Command::new(&config.worker_binary)
+        .arg("run")
+        .arg("--namespace")
+        .arg(ns.as_str())
+        .arg("--data-dir")
+        .arg(&store.data_dir)
+        .arg("--key-file")
+        .arg(&store.key_file)
+        .arg("--prefetch")
+        .arg(config.prefetch.to_string())
+        .env("MMT_AMQP_URL", &config.amqp_url)
+        .env("MMT_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(BenchError::io(format!(
+            "cannot start {}",
+            config.worker_binary.display()
+        )))?;
+    let ready = tokio::select! {
+        reply = tokio::time::timeout(PATIENCE, probe_replies.next()) => reply,
+        status = child.wait() => {
+            return Err(BenchError::Child(format!(
+                "exited before answering ({}): {}",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                tail(&log_path)
+            )));
+        }
+    };
+    match ready {
+        Ok(Some(Ok(delivery))) if delivery.data.starts_with(br#"{"ok":true"#) => {}
+        Ok(Some(Ok(delivery))) => {
+            return Err(BenchError::Failed {
+                phase: "scale",
+                reply: String::from_utf8_lossy(&delivery.data).into_owned(),
+            });
+        }
+        Ok(Some(Err(error))) => return Err(error.into()),
+        Ok(None) | Err(_) => {
+            return Err(BenchError::Child(format!(
+                "no answer within {PATIENCE:?}: {}",
+                tail(&log_path)
+            )));
+        }
+    }
+    figures.set(
+        &format!("start_ms_{point}"),
+        spawned.elapsed().as_secs_f64() * 1000.0,
+    );
+    probe.close(200, "ready".into()).await?;
+    let pid = child
+        .id()
+        .ok_or_else(|| BenchError::Child("exited after answering".into()))?;
+    let level = closed_loop(
+        connection,
+        ns,
+        store.tokens,
+        HEADLINE_CONCURRENCY,
+        config.warmup,
+        config.resolve_time,
+    )
+    .await?;
+    level.record(figures, &format!("resolve_{point}"));
+    let (rss, peak) = memory(pid)?;
+    figures.set(&format!("rss_mb_{point}"), rss);
+    figures.set(&format!("rss_peak_mb_{point}"), peak);
+    stop(&mut child, pid, &log_path).await?;
+    figures.set(
+        &format!("disk_mb_{point}"),
+        bytes_under(&store.data_dir)? as f64 / (1024.0 * 1024.0),
+    );
+    Ok(())
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
+    let path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&path).map_err(BenchError::io(format!("cannot read {path}")))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|kib| kib / 1024.0)
+            .ok_or_else(|| BenchError::Child(format!("no {name} in {path}")))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Stops the child with SIGTERM (as an operator would) and checks that it
+/// exits cleanly.
+async fn stop(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    log_path: &Path,
+) -> Result<(), BenchError> {
+    let sent = tokio::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await
+        .map_err(BenchError::io("cannot run kill"))?;
+    if !sent.success() {
+        return Err(BenchError::Child(format!("kill -TERM {pid} failed")));
+    }
+    match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(BenchError::Child(format!(
+            "stopped with {status}: {}",
+            tail(log_path)
+        ))),
+        Ok(Err(error)) => Err(BenchError::io("cannot wait for the worker")(error)),
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(BenchError::Child(
+                "did not stop within 30 s of SIGTERM".into(),
+            ))
+        }
+    }
+}
+
+/// The last lines of the child's log, for an error message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// The bytes of every file under `dir`.
+pub fn bytes_under(dir: &Path) -> Result<u64, BenchError> {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        let entries = std::fs::read_dir(&path)
+            .map_err(BenchError::io(format!("cannot list {}", path.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(BenchError::io(format!("cannot list {}", path.display())))?;
+            let meta = entry.metadata().map_err(BenchError::io(format!(
+                "cannot stat {}",
+                entry.path().display()
+            )))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
