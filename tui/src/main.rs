@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod conn;
+mod frames;
 mod input;
 mod state;
 mod term;
@@ -48,6 +49,10 @@ struct Args {
     /// With --dump: seconds to wait for the worker's answer.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
+    /// Draw every screen this many times off screen with the worker's live
+    /// data, print the frame times as JSON and exit (for `mmt-worker bench`).
+    #[arg(long, value_name = "FRAMES", conflicts_with = "dump")]
+    frame_bench: Option<u32>,
     /// Write logs to this file (the console never logs to its terminal).
     #[arg(long, env = "MMT_TUI_LOG")]
     log_file: Option<PathBuf>,
@@ -81,6 +86,7 @@ async fn main() -> ExitCode {
     };
     let result = match result {
         Ok(()) if args.dump => dump(&args).await,
+        Ok(()) if args.frame_bench.is_some() => frame_bench(&args).await,
         Ok(()) => console(&args).await,
         Err(error) => Err(error),
     };
@@ -106,6 +112,18 @@ async fn dump(args: &Args) -> anyhow::Result<()> {
     } else {
         print!("{}", view::dump::text(&snapshot, namespace.as_str()));
     }
+    Ok(())
+}
+
+async fn frame_bench(args: &Args) -> anyhow::Result<()> {
+    let figures = frames::run(
+        args.broker.amqp_url.clone(),
+        args.broker.namespace.clone(),
+        args.frame_bench.unwrap_or(1),
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
+    println!("{figures}");
     Ok(())
 }
 

@@ -290,6 +290,10 @@ pub async fn measure(
     )
     .await?;
     level.record(figures, &format!("resolve_{point}"));
+    figures.set(
+        &format!("console_frame_ms_{point}"),
+        console_frame_ms(config, ns).await?,
+    );
     let (rss, peak) = memory(pid)?;
     figures.set(&format!("rss_mb_{point}"), rss);
     figures.set(&format!("rss_peak_mb_{point}"), peak);
@@ -299,6 +303,31 @@ pub async fn measure(
         bytes_under(&store.data_dir)? as f64 / (1024.0 * 1024.0),
     );
     Ok(())
+}
+
+/// The console's p99 frame time on its heaviest screen against the running
+/// worker: `mmt-tui --frame-bench`, the binary beside `mmt-worker`.
+async fn console_frame_ms(config: &BenchConfig, ns: &Namespace) -> Result<f64, BenchError> {
+    let console = config.worker_binary.with_file_name("mmt-tui");
+    let output = tokio::process::Command::new(&console)
+        .args(["--frame-bench", "200", "--namespace", ns.as_str()])
+        .env("MMT_AMQP_URL", &config.amqp_url)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(BenchError::io(format!(
+            "cannot run {} (build it with `cargo build --release -p mmt-tui`)",
+            console.display()
+        )))?;
+    let figures: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|_| {
+        BenchError::Child(format!(
+            "mmt-tui --frame-bench failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    })?;
+    figures["heaviest_p99_ms"]
+        .as_f64()
+        .ok_or_else(|| BenchError::Child(format!("mmt-tui --frame-bench said {figures}")))
 }
 
 /// `VmRSS` and `VmHWM` of a process, in MiB.
