@@ -460,9 +460,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "  p99 ratio large/small {}; direct load {} tokens/s; console frame: not measured",
+            "  p99 ratio large/small {}; direct load {} tokens/s; console frame p99 {} ms (small) / {} ms (large)",
             self.cell("resolve_p99_ratio_1m", 2),
             self.cell("preload_tokens_per_s", 0),
+            self.cell("console_frame_ms_1k", 2),
+            self.cell("console_frame_ms_1m", 2),
         );
         let _ = writeln!(out, "\nGoals (on the medians):");
         for goal in &self.goals {
