@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     MAX_PAGE, MAX_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest,
@@ -135,24 +135,7 @@ impl ConsoleServer {
     }
 
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
-        let Some(reply_to) = delivery.properties.reply_to() else {
-            return Ok(());
-        };
-        let mut properties =
-            BasicProperties::default().with_content_type("application/json".into());
-        if let Some(correlation_id) = delivery.properties.correlation_id() {
-            properties = properties.with_correlation_id(correlation_id.clone());
-        }
-        self.channel
-            .basic_publish(
-                "".into(),
-                reply_to.clone(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await?;
-        Ok(())
+        crate::rpc::answer(&self.channel, delivery, body).await
     }
 }
 

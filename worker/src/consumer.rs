@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt, future};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
-use lapin::{BasicProperties, Channel, Confirmation, Consumer};
+use lapin::{Channel, Confirmation, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
@@ -359,24 +359,7 @@ impl QueueConsumer {
     }
 
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
-        let Some(reply_to) = delivery.properties.reply_to() else {
-            return Ok(());
-        };
-        let mut properties =
-            BasicProperties::default().with_content_type("application/json".into());
-        if let Some(correlation_id) = delivery.properties.correlation_id() {
-            properties = properties.with_correlation_id(correlation_id.clone());
-        }
-        self.channel
-            .basic_publish(
-                "".into(),
-                reply_to.clone(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await?;
-        Ok(())
+        crate::rpc::answer(&self.channel, delivery, body).await
     }
 }
 

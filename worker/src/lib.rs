@@ -6,7 +6,7 @@
 //! - [`crypto`]: the master key and envelope encryption;
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
-//! - [`topology`], [`consumer`], [`events`]: the AMQP edges;
+//! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
 //! - [`stats`], [`console`]: counters, `worker.stats` and the console's
 //!   requests;
 //! - [`worker`]: a running worker assembled from the above;
@@ -24,6 +24,7 @@ pub mod crypto;
 pub mod events;
 pub mod fixtures;
 pub mod lifecycle;
+pub mod rpc;
 pub mod service;
 pub mod stats;
 pub mod store;
