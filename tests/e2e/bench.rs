@@ -9,7 +9,6 @@ use std::process::Command;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
-use mmt_shared::wire::MessageKind;
 use serde_json::Value;
 
 use crate::util;
@@ -105,11 +104,11 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
     let connection = util::connect().await;
     for part in ["quorum", "classic", "resolve", "echo", "scale"] {
         let ns = Namespace::new(&format!("{base}-{part}")).expect("valid namespace");
-        for kind in MessageKind::ALL {
+        for queue in mmt_worker::topology::queues(&ns) {
             let channel = connection.create_channel().await.expect("channel");
             let declared = channel
                 .queue_declare(
-                    ns.queue(kind).into(),
+                    queue.as_str().into(),
                     QueueDeclareOptions {
                         passive: true,
                         ..QueueDeclareOptions::default()
@@ -117,7 +116,7 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
                     FieldTable::default(),
                 )
                 .await;
-            assert!(declared.is_err(), "{} left behind", ns.queue(kind));
+            assert!(declared.is_err(), "{queue} left behind");
         }
     }
     let _ = connection.close(200, "test done".into()).await;

@@ -14,7 +14,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
-use mmt_shared::wire::MessageKind;
 use mmt_worker::fixtures::{Publisher, Step};
 use mmt_worker::topology::QueueType;
 use mmt_worker::{Worker, WorkerConfig};
@@ -266,26 +265,12 @@ impl TestWorker {
     pub async fn finish(mut self) {
         self.stop_worker().await;
         let channel = self.connection.create_channel().await.expect("channel");
-        for kind in MessageKind::ALL {
-            let _ = channel
-                .queue_delete(self.ns.queue(kind).into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let console = [
-            mmt_shared::console::SNAPSHOT_ROUTING_KEY,
-            mmt_shared::console::TOKENS_ROUTING_KEY,
-        ]
-        .map(|key| format!("{}.{key}", self.ns));
-        for queue in console.into_iter().chain([self.ns.dead_queue()]) {
+        for queue in mmt_worker::topology::queues(&self.ns) {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await;
         }
-        for exchange in [
-            self.ns.inbound_exchange(),
-            self.ns.events_exchange(),
-            self.ns.dead_exchange(),
-        ] {
+        for exchange in mmt_worker::topology::exchanges(&self.ns) {
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                 .await;

@@ -143,6 +143,30 @@ pub async fn declare(channel: &Channel, config: &TopologyConfig) -> Result<(), l
     declare_console(channel, config).await
 }
 
+/// Every queue the worker declares in `ns` (for tools and tests that clean
+/// a namespace up).
+pub fn queues(ns: &Namespace) -> Vec<String> {
+    MessageKind::ALL
+        .iter()
+        .map(|kind| ns.queue(*kind))
+        .chain(
+            [SNAPSHOT_ROUTING_KEY, TOKENS_ROUTING_KEY]
+                .iter()
+                .map(|key| crate::console::queue_name(ns, key)),
+        )
+        .chain([ns.dead_queue()])
+        .collect()
+}
+
+/// Every exchange the worker declares in `ns`.
+pub fn exchanges(ns: &Namespace) -> [String; 3] {
+    [
+        ns.inbound_exchange(),
+        ns.events_exchange(),
+        ns.dead_exchange(),
+    ]
+}
+
 /// The console's request queues: classic, bound to `NS.in`; a request nobody
 /// took within 10 s expires (its asker has given up). Durable like every
 /// queue of the namespace, though they are never worth keeping full.

@@ -26,7 +26,6 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use mmt_shared::config::{BadNamespace, Namespace};
-use mmt_shared::wire::MessageKind;
 
 use crate::crypto::CryptoError;
 use crate::store::StoreError;
@@ -196,11 +195,7 @@ impl Namespaces {
     pub async fn delete_all(&self, connection: &Connection) -> Result<(), lapin::Error> {
         let mut first_error = None;
         for ns in &self.made {
-            let queues = MessageKind::ALL
-                .iter()
-                .map(|kind| ns.queue(*kind))
-                .chain([ns.dead_queue()]);
-            for queue in queues {
+            for queue in crate::topology::queues(ns) {
                 let deleted = async {
                     let channel = connection.create_channel().await?;
                     channel
@@ -212,11 +207,7 @@ impl Namespaces {
                     first_error.get_or_insert(error);
                 }
             }
-            for exchange in [
-                ns.inbound_exchange(),
-                ns.events_exchange(),
-                ns.dead_exchange(),
-            ] {
+            for exchange in crate::topology::exchanges(ns) {
                 let deleted = async {
                     let channel = connection.create_channel().await?;
                     channel
