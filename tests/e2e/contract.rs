@@ -42,14 +42,12 @@ async fn same_identity_connecting_again_keeps_the_token_id_replaces_the_raw_toke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_different_end_user_on_the_same_integration_gets_a_new_token_id() {
     let mut w = TestWorker::start("other-user").await;
-    let a = token_id(
-        &w.connect(connected("acme", "u1", "read", "coinbase", "cb-1", "raw-a"))
-            .await,
-    );
-    let b = token_id(
-        &w.connect(connected("acme", "u2", "read", "coinbase", "cb-1", "raw-b"))
-            .await,
-    );
+    let a = w
+        .issue("acme", "u1", "read", "coinbase", "cb-1", "raw-a")
+        .await;
+    let b = w
+        .issue("acme", "u2", "read", "coinbase", "cb-1", "raw-b")
+        .await;
     assert_ne!(a, b);
     assert_eq!(w.resolve("acme", &a, "read").await["accessToken"], "raw-a");
     assert_eq!(w.resolve("acme", &b, "read").await["accessToken"], "raw-b");
@@ -59,16 +57,12 @@ async fn a_different_end_user_on_the_same_integration_gets_a_new_token_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_user_gets_a_distinct_token_id_per_scope() {
     let mut w = TestWorker::start("per-scope").await;
-    let read = token_id(
-        &w.connect(connected("acme", "u1", "read", "coinbase", "cb-1", "raw-r"))
-            .await,
-    );
-    let write = token_id(
-        &w.connect(connected(
-            "acme", "u1", "write", "coinbase", "cb-1", "raw-w",
-        ))
-        .await,
-    );
+    let read = w
+        .issue("acme", "u1", "read", "coinbase", "cb-1", "raw-r")
+        .await;
+    let write = w
+        .issue("acme", "u1", "write", "coinbase", "cb-1", "raw-w")
+        .await;
     assert_ne!(read, write);
     assert_eq!(w.resolve("acme", &read, "read").await["scope"], "read");
     assert_eq!(w.resolve("acme", &write, "read").await["scope"], "write");
@@ -78,12 +72,9 @@ async fn the_same_user_gets_a_distinct_token_id_per_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_user_and_integration_under_another_client_shares_nothing() {
     let mut w = TestWorker::start("per-client").await;
-    let acme = token_id(
-        &w.connect(connected(
-            "acme", "u1", "read", "coinbase", "cb-1", "raw-acme",
-        ))
-        .await,
-    );
+    let acme = w
+        .issue("acme", "u1", "read", "coinbase", "cb-1", "raw-acme")
+        .await;
     let globex = w
         .connect(connected(
             "globex",
@@ -116,10 +107,9 @@ async fn the_same_user_and_integration_under_another_client_shares_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_on_a_read_token_is_scope_mismatch_and_a_request_rejected_event() {
     let mut w = TestWorker::start("scope-mismatch").await;
-    let id = token_id(
-        &w.connect(connected("acme", "u1", "read", "coinbase", "cb-1", "raw-r"))
-            .await,
-    );
+    let id = w
+        .issue("acme", "u1", "read", "coinbase", "cb-1", "raw-r")
+        .await;
     let reply = w.resolve("acme", &id, "write").await;
     assert_eq!(code(&reply), "scope_mismatch");
     let event = w.event("request.rejected").await;
@@ -139,12 +129,9 @@ async fn write_on_a_read_token_is_scope_mismatch_and_a_request_rejected_event() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_on_a_write_token_is_allowed() {
     let mut w = TestWorker::start("write-includes-read").await;
-    let id = token_id(
-        &w.connect(connected(
-            "acme", "u1", "write", "coinbase", "cb-1", "raw-w",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u1", "write", "coinbase", "cb-1", "raw-w")
+        .await;
     let reply = w.resolve("acme", &id, "read").await;
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(reply["accessToken"], "raw-w");
@@ -155,17 +142,9 @@ async fn read_on_a_write_token_is_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_gone_for_good_and_its_identity_later_gets_a_new_token_id() {
     let mut w = TestWorker::start("revoked").await;
-    let id = token_id(
-        &w.connect(connected(
-            "acme",
-            "u1",
-            "read",
-            "coinbase",
-            "cb-1",
-            "raw-doomed",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u1", "read", "coinbase", "cb-1", "raw-doomed")
+        .await;
     assert_eq!(
         w.revoke("acme", &id).await,
         json!({"ok": true, "revoked": true})
@@ -311,12 +290,9 @@ async fn a_self_custody_wallet_is_acknowledged_with_nothing_stored_and_no_token_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_clients_token_id_is_not_found_for_resolve_and_revoke_and_nothing_changes() {
     let mut w = TestWorker::start("isolation").await;
-    let id = token_id(
-        &w.connect(connected(
-            "acme", "u1", "write", "coinbase", "cb-1", "raw-acme",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u1", "write", "coinbase", "cb-1", "raw-acme")
+        .await;
     let never = "tok_0123456789abcdef0123456789abcdef";
     for token in [id.as_str(), never] {
         let foreign = w.resolve("globex", token, "read").await;

@@ -93,23 +93,12 @@ async fn a_revoked_token_is_never_resurrected_by_redelivery_of_its_connection() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_on_the_same_data_dir_keeps_everything() {
     let mut w = TestWorker::start("restart").await;
-    let kept = token_id(
-        &w.connect(connected(
-            "acme", "u", "write", "kraken", "kr-1", "raw-kept",
-        ))
-        .await,
-    );
-    let revoked = token_id(
-        &w.connect(connected(
-            "acme",
-            "u",
-            "read",
-            "kraken",
-            "kr-1",
-            "raw-revoked",
-        ))
-        .await,
-    );
+    let kept = w
+        .issue("acme", "u", "write", "kraken", "kr-1", "raw-kept")
+        .await;
+    let revoked = w
+        .issue("acme", "u", "read", "kraken", "kr-1", "raw-revoked")
+        .await;
     w.revoke("acme", &revoked).await;
     w.restart().await;
     let resolved = w.resolve("acme", &kept, "write").await;
@@ -151,17 +140,9 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, usize, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
     let mut w = TestWorker::start("wrong-key").await;
-    let id = token_id(
-        &w.connect(connected(
-            "acme",
-            "u",
-            "read",
-            "coinbase",
-            "cb-1",
-            "raw-locked",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u", "read", "coinbase", "cb-1", "raw-locked")
+        .await;
     w.stop_worker().await;
     let before = fingerprint(&w.data_dir());
     let wrong_key = w.dir.path().join("wrong.key");

@@ -18,10 +18,7 @@ fn assert_envelope(reply: &Value, expected: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_scope_mismatch() {
     let mut w = TestWorker::start("code-scope-mismatch").await;
-    let id = token_id(
-        &w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw"))
-            .await,
-    );
+    let id = w.issue("acme", "u", "read", "uphold", "up-1", "raw").await;
     assert_envelope(&w.resolve("acme", &id, "write").await, "scope_mismatch");
     w.finish().await;
 }
@@ -37,10 +34,7 @@ async fn code_not_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_revoked() {
     let mut w = TestWorker::start("code-revoked").await;
-    let id = token_id(
-        &w.connect(connected("acme", "u", "read", "uphold", "up-1", "raw"))
-            .await,
-    );
+    let id = w.issue("acme", "u", "read", "uphold", "up-1", "raw").await;
     w.revoke("acme", &id).await;
     assert_envelope(&w.resolve("acme", &id, "read").await, "revoked");
     let event = w.event("request.rejected").await;

@@ -292,17 +292,9 @@ async fn kill_9_rounds_during_ingest_and_revocation_balance_the_books() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_dead_lettered_with_its_reason_at_the_delivery_limit() {
     let mut w = TestWorker::start("poison").await;
-    let id = token_id(
-        &w.connect(connected(
-            "acme",
-            "u",
-            "read",
-            "coinbase",
-            "cb-1",
-            "raw-poison",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u", "read", "coinbase", "cb-1", "raw-poison")
+        .await;
     w.stop_worker().await;
     {
         let db = sled::open(w.data_dir()).expect("store opens");
@@ -334,12 +326,9 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_at_the_delivery_limit
     assert!(reason.contains("does not decode"), "{reason}");
     let event = w.event("message.dead_lettered").await;
     assert_eq!(event["messageId"], "poison-1");
-    let other = token_id(
-        &w.connect(connected(
-            "acme", "u2", "read", "coinbase", "cb-1", "raw-fine",
-        ))
-        .await,
-    );
+    let other = w
+        .issue("acme", "u2", "read", "coinbase", "cb-1", "raw-fine")
+        .await;
     assert_eq!(
         w.resolve("acme", &other, "read").await["accessToken"],
         "raw-fine"

@@ -3,7 +3,7 @@
 use mmt_worker::topology::QueueType;
 use serde_json::Value;
 
-use crate::util::{TestWorker, connected, token_id};
+use crate::util::TestWorker;
 
 /// `rabbitmqctl list_queues` for the namespace: name -> (type, arguments).
 fn queues(ns: &str) -> Vec<(String, String, Value)> {
@@ -116,17 +116,9 @@ async fn declaring_twice_is_idempotent_and_classic_queues_work_end_to_end() {
         found.iter().all(|(_, kind, _)| kind == "classic"),
         "{found:?}"
     );
-    let id = token_id(
-        &w.connect(connected(
-            "acme",
-            "u",
-            "read",
-            "coinbase",
-            "cb-1",
-            "raw-classic",
-        ))
-        .await,
-    );
+    let id = w
+        .issue("acme", "u", "read", "coinbase", "cb-1", "raw-classic")
+        .await;
     assert_eq!(
         w.resolve("acme", &id, "read").await["accessToken"],
         "raw-classic"

@@ -181,6 +181,23 @@ impl TestWorker {
         self.request("integration.connected", body).await
     }
 
+    /// Connects one account and returns its tokenId.
+    pub async fn issue(
+        &mut self,
+        client: &str,
+        user: &str,
+        scope: &str,
+        broker_type: &str,
+        account: &str,
+        raw: &str,
+    ) -> String {
+        token_id(
+            &self
+                .connect(connected(client, user, scope, broker_type, account, raw))
+                .await,
+        )
+    }
+
     pub async fn resolve(&mut self, client: &str, token_id: &str, operation: &str) -> Value {
         self.request(
             "token.resolve",
