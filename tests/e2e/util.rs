@@ -256,18 +256,7 @@ impl TestWorker {
     pub async fn dead_letter(&mut self) -> Delivery {
         if self.dead.is_none() {
             let channel = self.connection.create_channel().await.expect("channel");
-            let consumer = channel
-                .basic_consume(
-                    self.ns.dead_queue().into(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .expect("consume NS.dead");
+            let consumer = consume(&channel, self.ns.dead_queue(), "consume NS.dead").await;
             self.dead = Some(consumer);
         }
         let dead = self.dead.as_mut().expect("dead tap");
@@ -334,18 +323,7 @@ async fn events_tap(connection: &Connection, ns: &Namespace) -> Consumer {
         )
         .await
         .expect("tap binding");
-    channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("tap consumer")
+    consume(&channel, queue.name().clone(), "tap consumer").await
 }
 
 /// A one-account `integration.connected` body.
@@ -447,18 +425,12 @@ impl Bulk {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .expect("confirms");
-        let mut consumer = channel
-            .basic_consume(
-                mmt_worker::fixtures::DIRECT_REPLY_TO.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("reply consumer");
+        let mut consumer = consume(
+            &channel,
+            mmt_worker::fixtures::DIRECT_REPLY_TO,
+            "reply consumer",
+        )
+        .await;
         let replies = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
             String,
             Vec<Value>,
@@ -570,4 +542,25 @@ pub fn connections(prefix: &str, n: usize) -> Vec<(&'static str, String, Value)>
             )
         })
         .collect()
+}
+
+/// Consumes `queue` on `channel` with automatic acknowledgement (taps and
+/// reply queues, where the test only reads).
+async fn consume(
+    channel: &lapin::Channel,
+    queue: impl Into<lapin::types::ShortString>,
+    what: &str,
+) -> Consumer {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"))
 }
