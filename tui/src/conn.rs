@@ -17,6 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use mmt_shared::backoff::Backoff;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply,
@@ -114,9 +115,7 @@ struct Feeder {
     dropped: Arc<AtomicU64>,
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64 << attempt.min(5)).min(MAX_BACKOFF)
-}
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
 
 impl Feeder {
     async fn run(self, mut asks: mpsc::UnboundedReceiver<Ask>) {
@@ -142,7 +141,7 @@ impl Feeder {
             } else {
                 attempt.saturating_add(1)
             };
-            let wait = tokio::time::sleep(backoff(attempt));
+            let wait = tokio::time::sleep(BACKOFF.delay(attempt));
             tokio::pin!(wait);
             loop {
                 tokio::select! {

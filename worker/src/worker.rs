@@ -11,6 +11,7 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions}
 use lapin::types::FieldTable;
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
+use mmt_shared::backoff::Backoff;
 use mmt_shared::config::BrokerArgs;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::wire::MessageKind;
@@ -346,8 +347,11 @@ impl Session {
     }
 }
 
+/// Reconnects wait 100 ms doubling up to 5 s, jittered.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
 /// Runs sessions until shutdown: when one loses its link, a new one is opened
-/// with exponential backoff (100 ms doubling up to 5 s) and full jitter.
+/// with exponential backoff ([`RECONNECT`]).
 async fn supervise(
     config: WorkerConfig,
     service: Arc<Service>,
@@ -374,8 +378,7 @@ async fn supervise(
         session.close().await;
         let mut attempt: u32 = 0;
         session = loop {
-            let cap = Duration::from_millis(100u64 << attempt.min(6)).min(Duration::from_secs(5));
-            let wait = cap.mul_f64(jitter());
+            let wait = RECONNECT.delay(attempt);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
@@ -397,13 +400,6 @@ async fn supervise(
             "broker link recovered; consuming again"
         );
     }
-}
-
-/// A factor in [0.5, 1.0): half fixed, half random, so reconnecting workers
-/// spread out without ever retrying at once.
-fn jitter() -> f64 {
-    let random = uuid::Uuid::new_v4().as_u128() as u64;
-    0.5 + (random as f64 / u64::MAX as f64) * 0.5
 }
 
 async fn sweep(
