@@ -22,4 +22,5 @@ pub mod console;
 pub mod events;
 pub mod secret;
 pub mod time_fmt;
+pub mod tomlfile;
 pub mod wire;
