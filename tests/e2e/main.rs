@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod bench;
+mod consistency;
 mod contract;
 mod durability;
 mod errors;

@@ -4,7 +4,9 @@
 //! key is sealed (wrapped) under the master key. Both seals bind the tokenId as
 //! associated data, so neither a sealed record nor a wrapped key can be moved
 //! onto another tokenId. A key check value, sealed under the master key, lets
-//! the store refuse a wrong key before anything is read or written.
+//! the store refuse a wrong key before anything is read or written. A record
+//! tag (keyed BLAKE2b under a key derived from the master key) authenticates
+//! each stored record whole, metadata and tombstones included.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -12,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use orion::hazardous::aead::xchacha20poly1305::{Nonce, SecretKey, XChaCha20Poly1305};
+use orion::hazardous::kdf::hkdf::{Hkdf, SHA256};
 use orion::hazardous::mac::poly1305::POLY1305_OUTSIZE;
 use orion::hazardous::stream::xchacha20::XCHACHA_NONCESIZE;
 use zeroize::Zeroizing;
@@ -21,6 +24,11 @@ pub const KEY_BYTES: usize = 32;
 
 const KCV_PLAINTEXT: &[u8] = b"mmt key check value v1";
 const KCV_AD: &[u8] = b"mmt-kcv-v1";
+const RECORD_MAC_SALT: &[u8] = b"mmt-record-mac";
+const RECORD_MAC_INFO: &[u8] = b"v2";
+
+/// Length of a record tag in bytes.
+pub const TAG_BYTES: usize = 32;
 
 /// What can go wrong with keys and seals.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +57,13 @@ pub enum CryptoError {
 }
 
 /// The master key. It never leaves this module in plain form and is wiped on
-/// drop.
-pub struct MasterKey(SecretKey);
+/// drop. Beside it, the key that authenticates the store's records, derived
+/// from it (HKDF-SHA256), so that no metadata on disk can be changed without
+/// the key.
+pub struct MasterKey {
+    key: SecretKey,
+    record_mac: orion::auth::SecretKey,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +100,7 @@ impl MasterKey {
                     .and_then(|()| file.write_all(b"\n"))
                     .and_then(|()| file.sync_all())
                     .map_err(key_file_error)?;
-                Ok((Self(key), true))
+                Ok((Self::from_key(key)?, true))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let mut text = Zeroizing::new(String::new());
@@ -105,7 +118,7 @@ impl MasterKey {
                     SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
                         path: path.to_owned(),
                     })?;
-                Ok((Self(key), false))
+                Ok((Self::from_key(key)?, false))
             }
             Err(e) => Err(key_file_error(e)),
         }
@@ -113,19 +126,54 @@ impl MasterKey {
 
     /// A fresh random key (for tests and benchmarks).
     pub fn generate() -> Result<Self, CryptoError> {
-        SecretKey::generate()
-            .map(Self)
+        Self::from_key(SecretKey::generate().map_err(|_| CryptoError::Cipher)?)
+    }
+
+    fn from_key(key: SecretKey) -> Result<Self, CryptoError> {
+        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<SHA256>::derive_key(
+            RECORD_MAC_SALT,
+            key_bytes(&key),
+            Some(RECORD_MAC_INFO),
+            &mut derived[..],
+        )
+        .map_err(|_| CryptoError::Cipher)?;
+        let record_mac =
+            orion::auth::SecretKey::try_from(&derived[..]).map_err(|_| CryptoError::Cipher)?;
+        Ok(Self { key, record_mac })
+    }
+
+    /// The tag that authenticates a stored record of `token_id`.
+    pub fn record_tag(&self, token_id: &str, record: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        orion::auth::authenticate(&self.record_mac, &record_mac_input(token_id, record))
+            .map(|tag| tag.unprotected_as_ref::<[u8]>().to_vec())
             .map_err(|_| CryptoError::Cipher)
+    }
+
+    /// Checks a tag made by [`MasterKey::record_tag`].
+    pub fn verify_record_tag(
+        &self,
+        token_id: &str,
+        record: &[u8],
+        tag: &[u8],
+    ) -> Result<(), CryptoError> {
+        let tag = orion::auth::Tag::try_from(tag).map_err(|_| CryptoError::Unseal)?;
+        orion::auth::authenticate_verify(
+            &tag,
+            &self.record_mac,
+            &record_mac_input(token_id, record),
+        )
+        .map_err(|_| CryptoError::Unseal)
     }
 
     /// The key check value to store beside the data.
     pub fn check_value(&self) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.0, KCV_PLAINTEXT, KCV_AD)
+        seal(&self.key, KCV_PLAINTEXT, KCV_AD)
     }
 
     /// Whether `kcv` was made by this key.
     pub fn verify_check_value(&self, kcv: &[u8]) -> bool {
-        matches!(open(&self.0, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
+        matches!(open(&self.key, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
     }
 
     /// Seals `secrets` for `token_id` under a fresh data key. `binding` (the
@@ -139,7 +187,7 @@ impl MasterKey {
     ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
         let data_key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
         let sealed = seal(&data_key, secrets, &record_ad(token_id, binding))?;
-        let wrapped = seal(&self.0, key_bytes(&data_key), &wrap_ad(token_id))?;
+        let wrapped = seal(&self.key, key_bytes(&data_key), &wrap_ad(token_id))?;
         Ok((sealed, wrapped))
     }
 
@@ -151,11 +199,20 @@ impl MasterKey {
         sealed: &[u8],
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let data_key_bytes = open(&self.0, wrapped, &wrap_ad(token_id))?;
+        let data_key_bytes = open(&self.key, wrapped, &wrap_ad(token_id))?;
         let data_key =
             SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
         open(&data_key, sealed, &record_ad(token_id, binding))
     }
+}
+
+fn record_mac_input(token_id: &str, record: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(16 + token_id.len() + record.len());
+    input.extend_from_slice(b"mmt-record-v2\0");
+    input.extend_from_slice(&(token_id.len() as u32).to_be_bytes());
+    input.extend_from_slice(token_id.as_bytes());
+    input.extend_from_slice(record);
+    input
 }
 
 fn key_bytes(key: &SecretKey) -> &[u8] {
@@ -242,6 +299,22 @@ mod tests {
         assert!(!other.verify_check_value(&kcv));
         let (sealed, wrapped) = key.seal_token("t", b"", b"x").expect("seals");
         assert!(other.open_token("t", b"", &sealed, &wrapped).is_err());
+    }
+
+    #[test]
+    fn record_tags_bind_the_token_id_the_bytes_and_the_key() {
+        let key = MasterKey::generate().expect("random key");
+        let other = MasterKey::generate().expect("random key");
+        let tag = key.record_tag("tok_a", b"record").expect("tags");
+        assert_eq!(tag.len(), TAG_BYTES);
+        assert!(key.verify_record_tag("tok_a", b"record", &tag).is_ok());
+        assert!(key.verify_record_tag("tok_b", b"record", &tag).is_err());
+        assert!(key.verify_record_tag("tok_a", b"recorD", &tag).is_err());
+        assert!(other.verify_record_tag("tok_a", b"record", &tag).is_err());
+        assert!(
+            key.verify_record_tag("tok_a", b"record", &tag[1..])
+                .is_err()
+        );
     }
 
     #[test]

@@ -522,11 +522,16 @@ impl Service {
         let stamp = rfc3339(now);
         let mut events = Vec::new();
         for token_id in due {
-            let Found::Live { meta, sealed, .. } = self.store.find(&token_id)? else {
+            let Found::Live {
+                meta,
+                sealed,
+                wrapped,
+            } = self.store.find(&token_id)?
+            else {
                 continue;
             };
             if lifecycle::expires_now(&meta, now) {
-                let next = change.expire(&token_id, &meta, sealed, now)?;
+                let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
                 events.push(token_event(
                     EventKind::TokenExpired,
                     &stamp,

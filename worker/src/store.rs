@@ -1,14 +1,18 @@
 //! The embedded sled store: one tree, keys prefixed by what they hold.
 //!
+//! Format v2 (the `v` key holds the format byte):
+//!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `i` | identity (client, end user, integration, scope, account) | tokenId |
-//! | `t` | tokenId | [`TokenMeta`] and the sealed secrets |
-//! | `k` | tokenId | the token's data key, wrapped by the master key |
-//! | `x` | tokenId | [`Tombstone`] of a revoked token (no secret) |
+//! | `t` | tokenId | the token's one [`record`]: live ([`TokenMeta`], wrapped data key, sealed secrets) or revoked ([`Tombstone`]), authenticated whole |
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
+//! | `v` | | the format version |
+//!
+//! A v1 directory (wrapped keys under `k`, tombstones under `x`) is migrated
+//! when it opens ([`migrate`]).
 //!
 //! Beside sled's files, `key-check` holds the key check value: it is read
 //! before sled opens, so a wrong key is refused before anything is written.
@@ -29,9 +33,22 @@ use zeroize::Zeroizing;
 use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 
+mod migrate;
+#[cfg(test)]
+mod migrate_tests;
+#[cfg(test)]
+mod race_tests;
+mod record;
+#[cfg(test)]
+mod testing;
+
+use record::{Record, RecordRef};
+
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
+/// v1 only: a token's wrapped data key.
 const DATA_KEY: u8 = b'k';
+/// v1 only: a revoked token's tombstone.
 const TOMBSTONE: u8 = b'x';
 const PROCESSED: u8 = b'p';
 const EXPIRY: u8 = b'e';
@@ -74,6 +91,16 @@ pub enum StoreError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The store was written in a format this worker does not know (by a
+    /// newer mmt).
+    #[error(
+        "the store's format is {found}, this worker knows format {}: run the mmt version that wrote it",
+        migrate::FORMAT
+    )]
+    Format {
+        /// The format byte found.
+        found: u8,
     },
     /// The store holds tokens but no key check value.
     #[error(
@@ -118,12 +145,6 @@ impl Drop for TokenSecrets {
             r.zeroize();
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredToken {
-    meta: TokenMeta,
-    sealed: Vec<u8>,
 }
 
 /// The identity of a token: (client, end user, integration, scope, account).
@@ -288,6 +309,7 @@ impl Store {
                     source: other,
                 },
             })?;
+        migrate::to_current(&db, &key, usize::MAX)?;
         Ok(Self {
             db,
             key,
@@ -321,25 +343,24 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// What is stored under `token_id`.
+    /// What is stored under `token_id`: one read of one value, so it is
+    /// consistent even while a writer replaces the same token.
     pub fn find(&self, token_id: &str) -> Result<Found, StoreError> {
-        if let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? {
-            let stored: StoredToken = postcard::from_bytes(&bytes)?;
-            let wrapped = self
-                .db
-                .get(prefixed(DATA_KEY, token_id.as_bytes()))?
-                .map(|v| v.to_vec())
-                .unwrap_or_default();
-            return Ok(Found::Live {
-                meta: stored.meta,
-                sealed: stored.sealed,
+        let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? else {
+            return Ok(Found::Missing);
+        };
+        Ok(match record::decode(&self.key, token_id, &bytes)? {
+            Record::Live {
+                meta,
                 wrapped,
-            });
-        }
-        if let Some(bytes) = self.db.get(prefixed(TOMBSTONE, token_id.as_bytes()))? {
-            return Ok(Found::Revoked(postcard::from_bytes(&bytes)?));
-        }
-        Ok(Found::Missing)
+                sealed,
+            } => Found::Live {
+                meta,
+                sealed,
+                wrapped,
+            },
+            Record::Revoked(tomb) => Found::Revoked(tomb),
+        })
     }
 
     /// Opens a live token's secrets.
@@ -439,28 +460,11 @@ pub struct TokenPage {
     pub scanned: usize,
 }
 
-type Head = Option<(sled::IVec, sled::IVec)>;
-
-fn next_entry(iter: &mut sled::Iter) -> Result<Head, StoreError> {
-    Ok(iter.next().transpose()?)
-}
-
 impl Store {
-    fn scan_after(&self, prefix: u8, after: Option<&str>) -> sled::Iter {
-        use std::ops::Bound;
-        let start = match after {
-            Some(after) => Bound::Excluded(prefixed(prefix, after.as_bytes())),
-            None => Bound::Included(vec![prefix]),
-        };
-        self.db
-            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![prefix + 1])))
-    }
-
     /// A page of the tokens, live and revoked, ordered by tokenId, starting
     /// after `after`: at most `limit` tokens for which `keep` holds, after
-    /// examining at most `max_scan` records. Two range scans (live records
-    /// and tombstones) are merged as they go; only metadata is decoded, the
-    /// sealed secrets are never read.
+    /// examining at most `max_scan` records. Only metadata is kept; the
+    /// sealed secrets are never opened.
     pub fn list_tokens(
         &self,
         after: Option<&str>,
@@ -468,44 +472,36 @@ impl Store {
         max_scan: usize,
         keep: &dyn Fn(&str, &Listed) -> bool,
     ) -> Result<TokenPage, StoreError> {
-        let mut live = self.scan_after(TOKEN, after);
-        let mut dead = self.scan_after(TOMBSTONE, after);
-        let mut live_head = next_entry(&mut live)?;
-        let mut dead_head = next_entry(&mut dead)?;
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(prefixed(TOKEN, after.as_bytes())),
+            None => Bound::Included(vec![TOKEN]),
+        };
+        let mut records = self
+            .db
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![TOKEN + 1])));
         let mut page = TokenPage {
             tokens: Vec::new(),
             next_after: None,
             scanned: 0,
         };
         while page.tokens.len() < limit && page.scanned < max_scan {
-            let from_live = match (&live_head, &dead_head) {
-                (None, None) => break,
-                (Some((l, _)), Some((d, _))) => l.get(1..) <= d.get(1..),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            let entry = if from_live {
-                std::mem::replace(&mut live_head, next_entry(&mut live)?)
-            } else {
-                std::mem::replace(&mut dead_head, next_entry(&mut dead)?)
-            };
-            let Some((key, value)) = entry else {
-                break;
+            let Some((key, value)) = records.next().transpose()? else {
+                page.next_after = None;
+                return Ok(page);
             };
             page.scanned += 1;
             let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
-            let listed = if from_live {
-                let (meta, _sealed) = postcard::take_from_bytes::<TokenMeta>(&value)?;
-                Listed::Live(meta)
-            } else {
-                Listed::Revoked(postcard::from_bytes(&value)?)
+            let listed = match record::decode(&self.key, &token_id, &value)? {
+                Record::Live { meta, .. } => Listed::Live(meta),
+                Record::Revoked(tomb) => Listed::Revoked(tomb),
             };
             if keep(&token_id, &listed) {
                 page.tokens.push((token_id.clone(), listed));
             }
             page.next_after = Some(token_id);
         }
-        if live_head.is_none() && dead_head.is_none() {
+        if records.next().is_none() {
             page.next_after = None;
         }
         Ok(page)
@@ -607,16 +603,14 @@ impl Change<'_> {
         }
         self.count(meta.state, meta.scope, &meta.broker_type, 1);
         self.batch.insert(identity.key(), token_id.as_bytes());
-        let stored = StoredToken {
-            meta: meta.clone(),
-            sealed,
-        };
-        self.batch.insert(
-            prefixed(TOKEN, token_id.as_bytes()),
-            postcard::to_stdvec(&stored)?,
-        );
-        self.batch
-            .insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
+        self.record(
+            token_id,
+            &RecordRef::Live {
+                meta,
+                wrapped: &wrapped,
+                sealed: &sealed,
+            },
+        )?;
         if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
             self.batch.insert(expiry_key(at, token_id), &[]);
         }
@@ -629,7 +623,8 @@ impl Change<'_> {
         &mut self,
         token_id: &str,
         meta: &TokenMeta,
-        sealed: Vec<u8>,
+        wrapped: &[u8],
+        sealed: &[u8],
         now: UnixMillis,
     ) -> Result<TokenMeta, StoreError> {
         let mut next = meta.clone();
@@ -640,20 +635,20 @@ impl Change<'_> {
         }
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(next.state, next.scope, &next.broker_type, 1);
-        let stored = StoredToken {
-            meta: next.clone(),
-            sealed,
-        };
-        self.batch.insert(
-            prefixed(TOKEN, token_id.as_bytes()),
-            postcard::to_stdvec(&stored)?,
-        );
+        self.record(
+            token_id,
+            &RecordRef::Live {
+                meta: &next,
+                wrapped,
+                sealed,
+            },
+        )?;
         Ok(next)
     }
 
-    /// Revokes a live token: its record, its data key, its identity entry and
-    /// its expiry entry go in the same batch; a tombstone without secrets
-    /// stays.
+    /// Revokes a live token: its record (data key and secrets with it) is
+    /// replaced by a tombstone without secrets, and its identity entry and
+    /// expiry entry go, in the same batch.
     pub fn revoke(
         &mut self,
         token_id: &str,
@@ -668,8 +663,6 @@ impl Change<'_> {
             account_id: &meta.account_id,
         };
         self.batch.remove(identity.key());
-        self.batch.remove(prefixed(TOKEN, token_id.as_bytes()));
-        self.batch.remove(prefixed(DATA_KEY, token_id.as_bytes()));
         if let Some(at) = meta.expires_at {
             self.batch.remove(expiry_key(at, token_id));
         }
@@ -679,12 +672,16 @@ impl Change<'_> {
             scope: meta.scope,
             revoked_at: now,
         };
-        self.batch.insert(
-            prefixed(TOMBSTONE, token_id.as_bytes()),
-            postcard::to_stdvec(&tomb)?,
-        );
+        self.record(token_id, &RecordRef::Revoked(&tomb))?;
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
+        Ok(())
+    }
+
+    fn record(&mut self, token_id: &str, record: &RecordRef<'_>) -> Result<(), StoreError> {
+        let value = record::encode(&self.store.key, token_id, record)?;
+        self.batch
+            .insert(prefixed(TOKEN, token_id.as_bytes()), value);
         Ok(())
     }
 
@@ -712,32 +709,8 @@ impl Change<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{meta, secrets};
     use super::*;
-    use crate::lifecycle::{self, ConnectInput};
-
-    fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
-        let input = ConnectInput {
-            client_id: client,
-            end_user_id: user,
-            broker_type: "coinbase",
-            broker_name: "Coinbase",
-            account_id: "cb-1",
-            account_name: "Main",
-            scope,
-            expires_in_seconds: Some(60),
-            refresh_expires_in_seconds: None,
-            has_refresh_token: false,
-            at: 1_000,
-        };
-        lifecycle::connect(None, &input, 1_000).meta().clone()
-    }
-
-    fn secrets() -> TokenSecrets {
-        TokenSecrets {
-            access_token: "raw-access".into(),
-            refresh_token: Some("raw-refresh".into()),
-        }
-    }
 
     #[test]
     fn identities_differ_by_every_part_and_users_are_prefixes() {
