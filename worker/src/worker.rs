@@ -281,7 +281,12 @@ impl Session {
                 dead: dead.clone(),
                 events: events.clone(),
                 service: service.clone(),
-                max_batch: usize::from(config.prefetch.max(1)),
+                // A pipelined queue has two batches unacknowledged at once.
+                max_batch: if kind.mutates() {
+                    usize::from(config.prefetch / 2).max(1)
+                } else {
+                    usize::from(config.prefetch.max(1))
+                },
                 delivery_limit: match config.queue_type {
                     QueueType::Quorum if kind.mutates() => Some(config.delivery_limit),
                     _ => None,
