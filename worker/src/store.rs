@@ -284,7 +284,13 @@ pub struct Store {
     db: sled::Db,
     key: MasterKey,
     writer: Mutex<()>,
+    /// The token counts: a copy in memory of the `c` keys, so that a commit
+    /// writes the new counts without reading them first and the console's
+    /// counts read no record.
+    counts: Mutex<Counts>,
 }
+
+type Counts = BTreeMap<Vec<u8>, u64>;
 
 /// Proof that the caller holds the writer lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
@@ -310,10 +316,18 @@ impl Store {
                 },
             })?;
         migrate::to_current(&db, &key, usize::MAX)?;
+        let mut counts = Counts::new();
+        for entry in db.scan_prefix([COUNT]) {
+            let (key, value) = entry?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) {
+                counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
+            }
+        }
         Ok(Self {
             db,
             key,
             writer: Mutex::new(()),
+            counts: Mutex::new(counts),
         })
     }
 
@@ -406,18 +420,16 @@ impl Store {
         Ok(out)
     }
 
-    /// The token counts by (state, scope, integration), revoked included.
+    /// The token counts by (state, scope, integration), revoked included
+    /// (from memory: no read of the store).
     pub fn counts(&self) -> Result<Vec<(CountKey, u64)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.db.scan_prefix([COUNT]) {
-            let (key, value) = entry?;
-            if let (Some(key), Ok(bytes)) =
-                (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..]))
-            {
-                out.push((key, u64::from_be_bytes(bytes)));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(key, n)| Some((CountKey::decode(key)?, *n)))
+            .collect())
     }
 
     /// Starts the atomic change of one message.
@@ -690,19 +702,23 @@ impl Change<'_> {
         self.batch.insert(processed_key(kind, message_id), reply);
     }
 
-    /// Applies every write atomically. The caller holds the writer lock.
+    /// Applies every write atomically. The caller holds the writer lock; the
+    /// counts in memory follow the store once the batch is applied.
     pub fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
-        for (key, delta) in std::mem::take(&mut self.counts) {
-            let current = self
-                .store
-                .db
-                .get(&key)?
-                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-                .map_or(0, u64::from_be_bytes);
-            let next = current.saturating_add_signed(delta);
-            self.batch.insert(key, &next.to_be_bytes());
+        let mut current = self.store.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = std::mem::take(&mut self.counts);
+        let next: Vec<(Vec<u8>, u64)> = counts
+            .into_iter()
+            .map(|(key, delta)| {
+                let n = current.get(&key).copied().unwrap_or(0);
+                (key, n.saturating_add_signed(delta))
+            })
+            .collect();
+        for (key, n) in &next {
+            self.batch.insert(key.as_slice(), &n.to_be_bytes());
         }
         self.store.db.apply_batch(self.batch)?;
+        current.extend(next);
         Ok(())
     }
 }
