@@ -21,6 +21,7 @@ mod exit {
     pub const STORE: u8 = 4;
     pub const BROKER: u8 = 5;
     pub const EXPECTATION: u8 = 6;
+    pub const KEY_FILE_MODE: u8 = 7;
 }
 
 fn init_logs(format: LogFormat, default_filter: &str) {
@@ -86,6 +87,7 @@ fn chain(error: &anyhow::Error) -> String {
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<WorkerError>() {
+        Some(WorkerError::Key(CryptoError::KeyFileMode { .. })) => exit::KEY_FILE_MODE,
         Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => {
             exit::KEY
         }

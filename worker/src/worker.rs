@@ -100,7 +100,13 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let (key, created) = MasterKey::load_or_create(&config.key_file)?;
+        // A store that exists never gets a freshly minted key: a mistyped
+        // --key-file must not leave a new key behind.
+        let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
+            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
+        } else {
+            MasterKey::load_or_create(&config.key_file)?
+        };
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
