@@ -24,11 +24,15 @@ mod exit {
     pub const KEY_FILE_MODE: u8 = 7;
 }
 
+/// Logs on stderr: text (coloured only when stderr is a terminal, so a log
+/// file holds no escape codes) or one JSON object per line.
 fn init_logs(format: LogFormat, default_filter: &str) {
+    use std::io::IsTerminal;
     let filter =
         EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
