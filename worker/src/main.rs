@@ -2,6 +2,7 @@
 //! `mmt_worker` library; errors are printed once, with their causes, and
 //! mapped to exit codes that say what kind of problem it is.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -68,6 +69,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // `mmt-worker publish ... | head`: a closed stdout is a normal end.
+        Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mmt-worker: {}", chain(&error));
             ExitCode::from(exit_code(&error))
@@ -87,6 +90,15 @@ fn chain(error: &anyhow::Error) -> String {
         }
     }
     out
+}
+
+/// Whether `error` is a write to a stdout whose reader has gone.
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
@@ -153,25 +165,32 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let mut failed = 0usize;
+    let mut out = std::io::stdout().lock();
     for (path, scenario) in args.files.iter().zip(&scenarios) {
-        println!("# {}: {}", path.display(), scenario.description);
+        writeln!(out, "# {}: {}", path.display(), scenario.description)?;
         for report in publisher.run(scenario).await? {
             let reply = report.reply.as_ref().map_or_else(
                 || "(no reply asked)".to_owned(),
                 |r| fixtures::redacted(&report.routing_key, r).to_string(),
             );
             match &report.mismatch {
-                None => println!("  ok   {} {} -> {reply}", report.name, report.routing_key),
+                None => writeln!(
+                    out,
+                    "  ok   {} {} -> {reply}",
+                    report.name, report.routing_key
+                )?,
                 Some(why) => {
                     failed += 1;
-                    println!(
+                    writeln!(
+                        out,
                         "  FAIL {} {} -> {reply}\n       {why}",
                         report.name, report.routing_key
-                    );
+                    )?;
                 }
             }
         }
     }
+    out.flush()?;
     let _ = connection.close(200, "done".into()).await;
     if failed > 0 {
         eprintln!("mmt-worker: {failed} step(s) did not get the expected reply");
@@ -189,7 +208,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let binary = std::env::current_exe().context("cannot find the mmt-worker binary")?;
     let report = mmt_worker::bench::run(&args.config(binary)).await?;
-    print!("{}", report.table());
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", report.table())?;
+    out.flush()?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report.to_json())?;
         std::fs::write(path, json + "\n")
