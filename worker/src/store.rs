@@ -84,13 +84,13 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A read or write failed (disk full, I/O error): worth retrying.
-    #[error("store I/O: {0}")]
+    #[error("store I/O")]
     Io(#[from] sled::Error),
     /// A record did not decode.
-    #[error("store record does not decode: {0}")]
+    #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
     /// A seal did not open or could not be made.
-    #[error("store crypto: {0}")]
+    #[error("store crypto")]
     Crypto(#[from] CryptoError),
 }
 
