@@ -62,7 +62,7 @@ pub enum FixtureError {
         reference: String,
     },
     /// The broker link.
-    #[error("broker: {0}")]
+    #[error("broker")]
     Amqp(#[from] lapin::Error),
     /// The broker could not route the message.
     #[error(

@@ -72,24 +72,10 @@ fn main() -> ExitCode {
         // `mmt-worker publish ... | head`: a closed stdout is a normal end.
         Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("mmt-worker: {}", chain(&error));
+            eprintln!("mmt-worker: {error:#}");
             ExitCode::from(exit_code(&error))
         }
     }
-}
-
-/// The error and its causes on one line, each said once (some messages
-/// already quote their cause).
-fn chain(error: &anyhow::Error) -> String {
-    let mut out = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }
 
 /// Whether `error` is a write to a stdout whose reader has gone.
