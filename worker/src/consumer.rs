@@ -28,7 +28,7 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     /// The broker link failed.
-    #[error("AMQP: {0}")]
+    #[error("AMQP")]
     Amqp(#[from] lapin::Error),
     /// The broker did not take an acknowledgement: the channel is gone.
     #[error("the broker did not take the acknowledgement of {queue}: channel lost")]
@@ -53,8 +53,8 @@ pub enum ConsumerError {
     Ended,
     /// The store failed to read or write (disk full, I/O error): sled keeps
     /// failing after that, so the worker stops without acknowledging.
-    #[error("store: {0}")]
-    Store(StoreError),
+    #[error("store")]
+    Store(#[source] StoreError),
 }
 
 /// Publishes dead letters to `NS.dead` on a channel in confirm mode.
@@ -248,7 +248,7 @@ impl QueueConsumer {
                     Ok(outcome) => handled.push(Handled::Answered(outcome)),
                     Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
                     Err(error) => {
-                        tracing::error!(%queue, %error, "processing failed");
+                        tracing::error!(%queue, error = &error as &dyn std::error::Error, "processing failed");
                         handled.push(Handled::Failed(error.to_string()));
                     }
                 }

@@ -51,6 +51,27 @@ pub enum CryptoError {
     /// moved onto another token.
     #[error("authentication failed: wrong key or tampered data")]
     Unseal,
+    /// The key file is readable or writable by group or others.
+    #[error(
+        "key file {path} has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
+    )]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file is absent but the data directory already holds a store:
+    /// a new key could never open it.
+    #[error(
+        "key file {path} does not exist but {data_dir} already holds a store: refusing to create a new key for it (is --key-file right?)"
+    )]
+    NoKeyForStore {
+        /// The key file.
+        path: PathBuf,
+        /// The data directory.
+        data_dir: PathBuf,
+    },
     /// The operating system's random source failed.
     #[error("random source or cipher failure")]
     Cipher,
@@ -103,25 +124,55 @@ impl MasterKey {
                 Ok((Self::from_key(key)?, true))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mut text = Zeroizing::new(String::new());
-                OpenOptions::new()
-                    .read(true)
-                    .open(path)
-                    .and_then(|mut f| f.read_to_string(&mut text))
-                    .map_err(key_file_error)?;
-                let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-                    CryptoError::KeyFormat {
-                        path: path.to_owned(),
-                    }
-                })?);
-                let key =
-                    SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
-                        path: path.to_owned(),
-                    })?;
-                Ok((Self::from_key(key)?, false))
+                Ok((Self::read(path)?, false))
             }
             Err(e) => Err(key_file_error(e)),
         }
+    }
+
+    /// Loads the key of the store in `data_dir` from `path`; an absent file
+    /// is an error, never a new key.
+    pub fn load(path: &Path, data_dir: &Path) -> Result<Self, CryptoError> {
+        if !path.exists() {
+            return Err(CryptoError::NoKeyForStore {
+                path: path.to_owned(),
+                data_dir: data_dir.to_owned(),
+            });
+        }
+        Self::read(path)
+    }
+
+    /// Reads the key file, refusing one that group or others can access.
+    fn read(path: &Path) -> Result<Self, CryptoError> {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file_error = |source| CryptoError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .open(path)
+            .map_err(key_file_error)?;
+        let mode = file
+            .metadata()
+            .map_err(key_file_error)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::KeyFileMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(key_file_error)?;
+        let format_error = || CryptoError::KeyFormat {
+            path: path.to_owned(),
+        };
+        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| format_error())?);
+        let key = SecretKey::try_from(bytes.as_slice()).map_err(|_| format_error())?;
+        Self::from_key(key)
     }
 
     /// A fresh random key (for tests and benchmarks).
@@ -334,10 +385,42 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_readable_by_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mmt.key");
+        MasterKey::load_or_create(&path).expect("creates");
+        for mode in [0o640, 0o604, 0o660, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            match MasterKey::load_or_create(&path) {
+                Err(error @ CryptoError::KeyFileMode { .. }) => {
+                    let text = error.to_string();
+                    assert!(text.contains(&path.display().to_string()), "{text}");
+                    assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                }
+                other => panic!("mode {mode:o}: {other:?}"),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        assert!(MasterKey::load_or_create(&path).is_ok());
+    }
+
+    #[test]
+    fn an_absent_key_file_for_an_existing_store_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("typo.key");
+        assert!(matches!(
+            MasterKey::load(&path, dir.path()),
+            Err(CryptoError::NoKeyForStore { .. })
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_key_file_without_a_key_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mmt.key");
         std::fs::write(&path, "not hex").expect("writes");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(matches!(
             MasterKey::load_or_create(&path),
             Err(CryptoError::KeyFormat { .. })

@@ -111,13 +111,13 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A read or write failed (disk full, I/O error): worth retrying.
-    #[error("store I/O: {0}")]
+    #[error("store I/O")]
     Io(#[from] sled::Error),
     /// A record did not decode.
-    #[error("store record does not decode: {0}")]
+    #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
     /// A seal did not open or could not be made.
-    #[error("store crypto: {0}")]
+    #[error("store crypto")]
     Crypto(#[from] CryptoError),
 }
 
@@ -520,9 +520,23 @@ impl Store {
     }
 }
 
+/// Whether `dir` already holds a store: anything in it but the temporary
+/// file of a first start that crashed before its key check was in place.
+pub fn holds_a_store(dir: &Path) -> bool {
+    let tmp = std::ffi::OsString::from(format!("{KEY_CHECK_FILE}.tmp"));
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name() != tmp)
+    })
+}
+
 /// Verifies `key` against the data directory's key check file, or creates
-/// the file for a new, empty data directory.
+/// the file (and the directory, mode 0700) for a new, empty data directory.
+/// A `key-check.tmp` alone is what a first start that crashed leaves: it is
+/// replaced.
 fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
     let path = dir.join(KEY_CHECK_FILE);
     let io_error = |source| StoreError::KeyCheck {
         path: path.clone(),
@@ -534,15 +548,16 @@ fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
             path: dir.to_owned(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let occupied = std::fs::read_dir(dir)
-                .map(|mut entries| entries.next().is_some())
-                .unwrap_or(false);
-            if occupied {
+            if holds_a_store(dir) {
                 return Err(StoreError::MissingKeyCheck {
                     path: dir.to_owned(),
                 });
             }
-            std::fs::create_dir_all(dir).map_err(io_error)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error)?;
             let tmp = dir.join(format!("{KEY_CHECK_FILE}.tmp"));
             let write = || -> std::io::Result<()> {
                 let mut file = std::fs::File::create(&tmp)?;
@@ -898,6 +913,49 @@ mod tests {
         ));
         let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
         assert!(Store::open(&data, key).is_ok());
+    }
+
+    #[test]
+    fn a_leftover_key_check_tmp_from_a_crashed_first_start_does_not_lock_out_an_empty_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        std::fs::write(data.join("key-check.tmp"), b"half written").expect("write");
+        assert!(!holds_a_store(&data));
+        let key_path = dir.path().join("k");
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        drop(Store::open(&data, key).expect("an empty store with a leftover tmp opens"));
+        assert!(!data.join("key-check.tmp").exists());
+        assert!(holds_a_store(&data));
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        assert!(
+            Store::open(&data, key).is_ok(),
+            "its key check is the key's"
+        );
+    }
+
+    #[test]
+    fn a_key_check_tmp_beside_data_still_refuses_to_guess_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("key-check.tmp"), b"x").expect("write");
+        std::fs::write(dir.path().join("conf"), b"sled").expect("write");
+        assert!(matches!(
+            Store::open(dir.path(), MasterKey::generate().expect("random key")),
+            Err(StoreError::MissingKeyCheck { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_data_directory_is_created_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("a").join("data");
+        drop(Store::open(&data, MasterKey::generate().expect("random key")).expect("opens"));
+        let mode = std::fs::metadata(&data)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]
