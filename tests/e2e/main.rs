@@ -7,6 +7,7 @@
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures, `pipes` runs the command-line tools
 //! into a closed pipe, and
 //! `bench` runs the benchmark harness in its quick form.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
 mod bench;
