@@ -1,50 +1,77 @@
 // Connect a user's exchange account, then resolve its tokenId (amqplib >= 0.10).
+//
+// Each call waits TIMEOUT_MS at most, and its message expires in the queue
+// after as long: when no worker answers, the call says so and the message is
+// never applied by a worker that starts later. Retrying with the same
+// messageId is safe (it is the idempotency key).
 const amqp = require("amqplib");
 const { randomUUID } = require("crypto");
 
-const NS = "mmt";
+const URL = process.env.MMT_AMQP_URL || "amqp://guest:guest@127.0.0.1:5672/%2f";
+const NS = process.env.MMT_NAMESPACE || "mmt";
+const TIMEOUT_MS = 5000;
 
 async function main() {
-  const connection = await amqp.connect("amqp://guest:guest@127.0.0.1:5672/%2f");
-  const channel = await connection.createConfirmChannel();
-  const pending = new Map();
-  await channel.consume("amq.rabbitmq.reply-to", (msg) => {
-    const resolve = pending.get(msg.properties.correlationId);
-    if (resolve) resolve(JSON.parse(msg.content.toString()));
-  }, { noAck: true });
+  const connection = await amqp.connect(URL);
+  try {
+    const channel = await connection.createConfirmChannel();
+    const pending = new Map();
+    await channel.consume("amq.rabbitmq.reply-to", (msg) => {
+      const answer = pending.get(msg.properties.correlationId);
+      if (answer) answer(JSON.parse(msg.content.toString()));
+    }, { noAck: true });
 
-  const call = (routingKey, body, messageId = randomUUID()) => new Promise((resolve, reject) => {
-    const correlationId = randomUUID();
-    pending.set(correlationId, resolve);
-    channel.publish(`${NS}.in`, routingKey, Buffer.from(JSON.stringify(body)), {
-      contentType: "application/json",
-      persistent: true,
-      messageId,
-      replyTo: "amq.rabbitmq.reply-to",
-      correlationId,
-      mandatory: true,
-    }, (err) => { if (err) reject(err); });
-  });
+    const call = (routingKey, body, messageId = randomUUID()) => new Promise((resolve, reject) => {
+      const correlationId = randomUUID();
+      const timer = setTimeout(() => {
+        pending.delete(correlationId);
+        reject(new Error(`no answer to ${routingKey} within ${TIMEOUT_MS / 1000} s: is mmt-worker running?`));
+      }, TIMEOUT_MS);
+      pending.set(correlationId, (reply) => {
+        clearTimeout(timer);
+        pending.delete(correlationId);
+        resolve(reply);
+      });
+      channel.publish(`${NS}.in`, routingKey, Buffer.from(JSON.stringify(body)), {
+        contentType: "application/json",
+        persistent: true,
+        messageId,
+        replyTo: "amq.rabbitmq.reply-to",
+        correlationId,
+        mandatory: true,
+        expiration: String(TIMEOUT_MS), // not left queued for a later worker
+      }, (err) => {
+        if (err) {
+          clearTimeout(timer);
+          reject(err);
+        }
+      });
+    });
 
-  const connected = await call("integration.connected", {
-    clientId: "acme",
-    endUserId: "user-42",
-    scope: "read",
-    accessToken: {
-      brokerType: "coinbase",
-      brokerName: "Coinbase",
-      accountTokens: [{
-        account: { accountId: "cb-1", accountName: "Main" },
-        accessToken: "raw-exchange-access-token",
-        refreshToken: "raw-exchange-refresh-token",
-      }],
-    },
-  });
-  const tokenId = connected.tokens[0].tokenId;
-  console.log("tokenId:", tokenId);
-  const resolved = await call("token.resolve", { clientId: "acme", tokenId, operation: "write" });
-  console.log("write with a read token:", resolved.error.code);
-  await connection.close();
+    const connected = await call("integration.connected", {
+      clientId: "acme",
+      endUserId: "user-42",
+      scope: "read",
+      accessToken: {
+        brokerType: "coinbase",
+        brokerName: "Coinbase",
+        accountTokens: [{
+          account: { accountId: "cb-1", accountName: "Main" },
+          accessToken: "raw-exchange-access-token",
+          refreshToken: "raw-exchange-refresh-token",
+        }],
+      },
+    });
+    const tokenId = connected.tokens[0].tokenId;
+    console.log("tokenId:", tokenId);
+    const resolved = await call("token.resolve", { clientId: "acme", tokenId, operation: "write" });
+    console.log("write with a read token:", resolved.error.code);
+  } finally {
+    await connection.close();
+  }
 }
 
-main().catch((err) => { console.error(err); process.exit(1); });
+main().catch((err) => {
+  console.error(`publish.js: ${err.message}`);
+  process.exit(1);
+});

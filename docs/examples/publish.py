@@ -1,11 +1,23 @@
-"""Connect a user's exchange account, then resolve its tokenId (pika >= 1.3)."""
+"""Connect a user's exchange account, then resolve its tokenId (pika >= 1.3).
+
+Each call waits TIMEOUT seconds at most, and its message expires in the queue
+after as long: when no worker answers, the call says so and the message is
+never applied by a worker that starts later. Retrying with the same
+message_id is safe (it is the idempotency key).
+"""
 import json
+import os
+import sys
+import time
 import uuid
 
 import pika
 
-NS = "mmt"
-connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f"))
+URL = os.environ.get("MMT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+NS = os.environ.get("MMT_NAMESPACE", "mmt")
+TIMEOUT = 5  # seconds
+
+connection = pika.BlockingConnection(pika.URLParameters(URL))
 channel = connection.channel()
 channel.confirm_delivery()
 replies = {}
@@ -14,6 +26,10 @@ channel.basic_consume(
     lambda ch, method, props, body: replies.__setitem__(props.correlation_id, json.loads(body)),
     auto_ack=True,
 )
+
+
+class NoAnswer(Exception):
+    """No worker answered in time; the message expires unapplied."""
 
 
 def call(routing_key, body, message_id=None):
@@ -28,30 +44,39 @@ def call(routing_key, body, message_id=None):
             message_id=message_id or str(uuid.uuid4()),
             reply_to="amq.rabbitmq.reply-to",
             correlation_id=correlation_id,
+            expiration=str(TIMEOUT * 1000),  # ms: not left queued for a later worker
         ),
         mandatory=True,
     )
+    deadline = time.monotonic() + TIMEOUT
     while correlation_id not in replies:
-        connection.process_data_events(time_limit=1)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoAnswer(f"no answer to {routing_key} within {TIMEOUT} s: is mmt-worker running?")
+        connection.process_data_events(time_limit=min(left, 1))
     return replies.pop(correlation_id)
 
 
-connected = call("integration.connected", {
-    "clientId": "acme",
-    "endUserId": "user-42",
-    "scope": "read",
-    "accessToken": {
-        "brokerType": "coinbase",
-        "brokerName": "Coinbase",
-        "accountTokens": [{
-            "account": {"accountId": "cb-1", "accountName": "Main"},
-            "accessToken": "raw-exchange-access-token",
-            "refreshToken": "raw-exchange-refresh-token",
-        }],
-    },
-})
-token_id = connected["tokens"][0]["tokenId"]
-print("tokenId:", token_id)
-resolved = call("token.resolve", {"clientId": "acme", "tokenId": token_id, "operation": "write"})
-print("write with a read token:", resolved["error"]["code"])
-connection.close()
+try:
+    connected = call("integration.connected", {
+        "clientId": "acme",
+        "endUserId": "user-42",
+        "scope": "read",
+        "accessToken": {
+            "brokerType": "coinbase",
+            "brokerName": "Coinbase",
+            "accountTokens": [{
+                "account": {"accountId": "cb-1", "accountName": "Main"},
+                "accessToken": "raw-exchange-access-token",
+                "refreshToken": "raw-exchange-refresh-token",
+            }],
+        },
+    })
+    token_id = connected["tokens"][0]["tokenId"]
+    print("tokenId:", token_id)
+    resolved = call("token.resolve", {"clientId": "acme", "tokenId": token_id, "operation": "write"})
+    print("write with a read token:", resolved["error"]["code"])
+except NoAnswer as error:
+    sys.exit(f"publish.py: {error}")
+finally:
+    connection.close()

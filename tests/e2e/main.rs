@@ -4,9 +4,11 @@
 //! tests run in parallel on one broker. The modules read like the contract:
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
-//! promises of §7, `topology` §3, `scenarios` replays the fixtures, `pipes` runs the command-line tools
-//! into a closed pipe, and
-//! `bench` runs the benchmark harness in its quick form.
+//! promises of §7, `topology` §3, `scenarios` replays the fixtures,
+//! `examples` runs the README's publisher examples, `pipes` runs the
+//! command-line tools into a closed pipe, and `bench` runs the benchmark
+//! harness in its quick form.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
 mod bench;
@@ -14,6 +16,7 @@ mod consistency;
 mod contract;
 mod durability;
 mod errors;
+mod examples;
 mod faults;
 mod pipes;
 mod proxy;

@@ -2,6 +2,7 @@
 //! pseudo-terminal (a detached tmux pane, which is also the VT parser we read
 //! the screen from) next to a real worker. Each test has its own namespace.
 //! Without a reachable broker these tests fail; they never skip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -15,8 +15,8 @@
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
 //! - [`cli`]: the command line.
-#![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bench;
 pub mod cli;

@@ -259,7 +259,9 @@ pub enum Found {
     Live {
         /// The record.
         meta: TokenMeta,
+        /// The secrets, sealed under the data key.
         sealed: Vec<u8>,
+        /// The data key, wrapped by the master key.
         wrapped: Vec<u8>,
     },
     /// A revoked token.

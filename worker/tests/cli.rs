@@ -1,6 +1,7 @@
 //! The `mmt-worker` command line, run as a process: help and usage errors.
 //! (This file also makes `cargo test --workspace` build the binary that the
 //! end-to-end tests in the top-level `tests/` run.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 
