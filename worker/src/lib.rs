@@ -7,8 +7,8 @@
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
-//! - [`stats`], [`console`]: counters, `worker.stats` and the console's
-//!   requests;
+//! - [`stats`], [`console`], [`console_query`]: counters, `worker.stats`
+//!   and the console's requests and token search;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod cli;
 pub mod console;
+pub mod console_query;
 pub mod consumer;
 pub mod crypto;
 pub mod events;
