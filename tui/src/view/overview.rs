@@ -26,8 +26,37 @@ fn count_cell(n: u64) -> Cell<'static> {
     Cell::from(Line::from(n.to_string()).right_aligned())
 }
 
+/// What the counts block says about its data: current, stale (the worker
+/// fell silent: the last counts, greyed, with their age), or none yet.
+fn counts_title(state: &State) -> (String, bool) {
+    match state.worker_age() {
+        _ if state.counts.is_empty() && state.worker.is_none() => {
+            (" Tokens by state: no data yet ".to_owned(), true)
+        }
+        Some(age) if !state.worker_alive() => (
+            format!(
+                " Tokens by state: STALE, {} old ",
+                duration(u64::try_from(age / 1000).unwrap_or(0))
+            ),
+            true,
+        ),
+        _ => (" Tokens by state ".to_owned(), false),
+    }
+}
+
 fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let [active, reauth, revoked] = state.totals();
+    let (title, stale) = counts_title(state);
+    if stale && state.counts.is_empty() {
+        let block = Block::default().borders(Borders::ALL).title(title);
+        frame.render_widget(
+            Paragraph::new(" no worker has answered: no counts to show")
+                .style(styles.dim())
+                .block(block),
+            area,
+        );
+        return;
+    }
     let mut rows = vec![
         Row::new([
             Cell::from("all"),
@@ -79,11 +108,12 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" Tokens by state "),
-        );
+        .block(Block::default().borders(Borders::ALL).title(title));
+    let table = if stale {
+        table.style(styles.dim())
+    } else {
+        table
+    };
     frame.render_widget(table, area);
 }
 
@@ -228,7 +258,7 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
         )
     };
     let title = Line::from(vec![
-        Span::raw(" Lifecycle events, newest first "),
+        Span::raw(format!(" Lifecycle events, newest first: {len} kept ")),
         Span::styled(if state.paused { "(PAUSED) " } else { "" }, styles.warn()),
     ]);
     table::render(
@@ -239,7 +269,7 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
             title,
             columns: &columns,
             len,
-            selected: None,
+            selected: (len > 0).then_some(state.lifecycle_selected),
             row: &row,
             empty: "no lifecycle event yet",
         },
