@@ -151,4 +151,6 @@ fn footer_line(screen: Screen, styles: Styles) -> Line<'static> {
 }
 
 #[cfg(test)]
+mod captures;
+#[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::state::{Series, State};
 
 /// Draws the overview in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [top, bottom] = Layout::vertical([Constraint::Length(11), Constraint::Min(3)]).areas(area);
+    let [top, bottom] = Layout::vertical([Constraint::Length(12), Constraint::Min(3)]).areas(area);
     let [counts, worker] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
     draw_counts(frame, counts, state, styles);
@@ -139,6 +139,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The width of a sparkline's `max N` label.
+const MAX_WIDTH: u16 = 8;
+
 fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let title = match &state.worker {
         Some(w) => format!(
@@ -151,8 +154,21 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [rates, queues] =
-        Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let [scale, rates, queues] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    let spark_width = inner.width.saturating_sub(16 + MAX_WIDTH);
+    let window = usize::from(spark_width).min(crate::state::HISTORY);
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(format!("{:<9}{:>6}", "per s", "now"), styles.title()),
+            Span::styled(format!(" last {window}s"), styles.dim()),
+        ])),
+        scale,
+    );
     let series: [(&str, &Series, Style); 3] = [
         ("ingest", &state.rates.ingest, styles.spark()),
         ("resolves", &state.rates.resolves, styles.spark()),
@@ -167,19 +183,31 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         if row.y >= rates.bottom() {
             break;
         }
-        let [text, spark] =
-            Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(row);
+        let [text, spark, top] = Layout::horizontal([
+            Constraint::Length(16),
+            Constraint::Min(0),
+            Constraint::Length(MAX_WIDTH),
+        ])
+        .areas(row);
         frame.render_widget(
             Paragraph::new(format!("{label:<9}{:>4}/s", series.last())),
             text,
         );
         let samples = series.samples();
-        let tail = samples.len().saturating_sub(usize::from(spark.width));
+        let shown = samples
+            .get(samples.len().saturating_sub(usize::from(spark.width))..)
+            .unwrap_or_default();
+        let max = shown.iter().copied().max().unwrap_or(0);
         frame.render_widget(
             Sparkline::default()
-                .data(samples.get(tail..).unwrap_or_default())
+                .data(shown)
+                .max(max.max(1))
                 .style(style),
             spark,
+        );
+        frame.render_widget(
+            Paragraph::new(Line::from(format!("max {max}")).right_aligned()).style(styles.dim()),
+            top,
         );
     }
     let mut rows: Vec<Row<'_>> = Vec::new();
@@ -198,8 +226,8 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         };
         rows.push(
             Row::new([
-                Cell::from("dead"),
-                Cell::from(Line::from(format!("{} total", worker.dead_lettered)).right_aligned()),
+                Cell::from(format!("dead +{}", worker.dead_lettered)),
+                Cell::from(Line::from("-").right_aligned()),
                 Cell::from(Line::from(depth_text(worker.dead_depth)).right_aligned()),
             ])
             .style(dead_style),
