@@ -34,6 +34,10 @@ pub struct SnapshotRequest {
     /// [`RECENT_CAPACITY`]; 0 asks for the counts and counters only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<usize>,
+    /// At most this many recent dead letters (default: as `recent`; cap
+    /// [`RECENT_CAPACITY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<usize>,
 }
 
 /// How many tokens are in one (state, scope, integration) group.
@@ -67,9 +71,44 @@ pub struct SnapshotReply {
     pub recent_lifecycle: Vec<Event>,
     /// The latest counters, as in `worker.stats`.
     pub stats: WorkerStats,
+    /// The latest dead letters, oldest first.
+    #[serde(default)]
+    pub recent_dead_letters: Vec<DeadLetterRow>,
+    /// Dead letters by reason since the worker started, most first.
+    #[serde(default)]
+    pub dead_by_reason: Vec<ReasonCount>,
 }
 
-/// `console.tokens`: one page of the token listing, ordered by tokenId.
+/// The most records a sorted or counted listing examines (a search over
+/// every token of a large store).
+pub const MAX_SEARCH_SCAN: u32 = 2_000_000;
+
+/// What a listing can be ordered by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SortBy {
+    /// The tokenId (the store's own order: pages by cursor, cheapest).
+    #[default]
+    TokenId,
+    /// The owning client.
+    ClientId,
+    /// The end user.
+    EndUserId,
+    /// The integration.
+    BrokerType,
+    /// The scope.
+    Scope,
+    /// The state.
+    State,
+    /// The access token's expiry (no expiry sorts last).
+    ExpiresAt,
+    /// The last change.
+    UpdatedAt,
+}
+
+/// `console.tokens`: one page of the token listing, ordered by tokenId (by
+/// cursor), or searched and sorted over every token (by offset, with a
+/// total).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokensRequest {
@@ -79,10 +118,28 @@ pub struct TokensRequest {
     /// At most this many rows (default 100, cap [`MAX_PAGE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
-    /// Keep rows whose tokenId, clientId, brokerType or state contains this
-    /// text (case-insensitive).
+    /// Search terms separated by spaces, all of which must match
+    /// (case-insensitive). A bare term matches any of tokenId, clientId,
+    /// endUserId, accountId, brokerType, scope and state; `client:`,
+    /// `user:`, `account:`, `integration:`, `scope:`, `state:` and `id:`
+    /// narrow a term to one field, and `expires:none` or `expires:<time>`
+    /// keep tokens without expiry or expiring before that RFC 3339 time
+    /// (or its prefix, e.g. `2026-12-02`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Order by this field over every matching token; the reply then has a
+    /// `total` and pages by `offset` instead of `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<SortBy>,
+    /// With `sort`: largest first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub descending: bool,
+    /// With `sort`: skip this many matching rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+    /// Exactly this token (the detail pane): the reply holds it or nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 /// One token as the console sees it: metadata only.
@@ -104,6 +161,16 @@ pub struct TokenRow {
     /// When the record last changed (the revocation time for a revoked
     /// token), RFC 3339 UTC.
     pub updated_at: String,
+    /// The end user (absent for a revoked token: the tombstone keeps none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user_id: Option<String>,
+    /// The exchange account (absent for a revoked token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// When the tokenId was minted, RFC 3339 UTC (absent for a revoked
+    /// token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 /// The reply to `console.tokens`.
@@ -118,6 +185,45 @@ pub struct TokensReply {
     pub next_after: Option<String>,
     /// How many records this request examined.
     pub scanned: u64,
+    /// With `sort` (or `tokenId`): how many tokens match in all, when every
+    /// record was examined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// With `sort`: pass as `offset` for the next page; absent at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u32>,
+}
+
+/// One message the worker dead-lettered: where from, why, which and how
+/// big; never its body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterRow {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// The queue it came from (full name).
+    pub queue: String,
+    /// Why (the `x-mmt-error` header).
+    pub reason: String,
+    /// The error code answered, when it was bad input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    /// Its `message_id`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The body's size in bytes.
+    pub size: u64,
+}
+
+/// How many dead letters of one kind of reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReasonCount {
+    /// The reason, without the position and field details that vary from
+    /// message to message (the text before the first `:`).
+    pub reason: String,
+    /// How many since the worker started.
+    pub count: u64,
 }
 
 /// The counters of one consumed queue.
@@ -164,6 +270,20 @@ pub struct WorkerStats {
     pub dead_depth: Option<u64>,
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
+    /// Refusals by client since the worker started, most first (the top
+    /// few).
+    #[serde(default)]
+    pub rejections_by_client: Vec<ClientCount>,
+}
+
+/// How many refusals one client had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCount {
+    /// The client.
+    pub client_id: String,
+    /// How many.
+    pub count: u64,
 }
 
 #[cfg(test)]
@@ -192,6 +312,9 @@ mod tests {
             state: TokenState::ReauthRequired,
             expires_at: None,
             updated_at: "2026-11-24T00:00:00Z".into(),
+            end_user_id: None,
+            account_id: None,
+            created_at: None,
         };
         let json = serde_json::to_string(&row).expect("serializes");
         assert_eq!(

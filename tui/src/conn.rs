@@ -3,6 +3,10 @@
 //! snapshots and token pages through direct reply-to. It never opens the
 //! store and never holds a key. When the link drops it says so and comes
 //! back by itself, with backoff.
+//!
+//! Its events queue is capped at the broker; what the broker drops there is
+//! dead-lettered to a second exclusive queue and counted, so "dropped" in
+//! the header counts every event the console did not see.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +24,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use mmt_shared::backoff::Backoff;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply,
-    TokensRequest, WorkerStats,
+    RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY,
+    TokensReply, TokensRequest, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::ErrorReply;
@@ -34,6 +38,10 @@ const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// How long a request waits for the worker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a search over every token waits for the worker (it scans the
+/// whole table).
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -51,15 +59,25 @@ pub enum Ask {
     Snapshot,
     /// A snapshot without the recent events: the token counts.
     Counts,
+    /// The token counts and the recent dead letters.
+    DeadLetters,
     /// A page of the token listing.
     Tokens(TokensRequest),
 }
 
 impl Ask {
+    /// How long the worker may take to answer.
+    fn timeout(&self) -> Duration {
+        match self {
+            Ask::Tokens(request) if request.sort.is_some() => SEARCH_TIMEOUT,
+            _ => REQUEST_TIMEOUT,
+        }
+    }
+
     /// The listing request, when this is one.
     fn listing(&self) -> Option<TokensRequest> {
         match self {
-            Ask::Snapshot | Ask::Counts => None,
+            Ask::Snapshot | Ask::Counts | Ask::DeadLetters => None,
             Ask::Tokens(request) => Some(request.clone()),
         }
     }
@@ -209,39 +227,23 @@ impl Feeder {
                 )
                 .await?;
         }
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-max-length".into(),
-            AMQPValue::LongLongInt(QUEUE_MAX_LENGTH),
-        );
-        let queue = events_channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                args,
-            )
-            .await?;
-        events_channel
-            .queue_bind(
-                queue.name().clone(),
-                ns.events_exchange().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let queues = subscribe(&events_channel, ns, QUEUE_MAX_LENGTH).await?;
         let no_ack = BasicConsumeOptions {
             no_ack: true,
             ..BasicConsumeOptions::default()
         };
         let mut events = events_channel
             .basic_consume(
-                queue.name().clone(),
+                queues.events.as_str().into(),
                 "mmt-tui.events".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await?;
+        let mut overflow = events_channel
+            .basic_consume(
+                queues.overflow.as_str().into(),
+                "mmt-tui.overflow".into(),
                 no_ack,
                 FieldTable::default(),
             )
@@ -285,16 +287,20 @@ impl Feeder {
                 _ = sweep.tick() => {
                     let late: Vec<String> = pending
                         .iter()
-                        .filter(|(_, (_, sent))| sent.elapsed() > REQUEST_TIMEOUT)
+                        .filter(|(_, (ask, sent))| sent.elapsed() > ask.timeout())
                         .map(|(id, _)| id.clone())
                         .collect();
                     for id in late {
                         if let Some((ask, _)) = pending.remove(&id) {
-                            let what = match ask { Ask::Snapshot | Ask::Counts => "snapshot", Ask::Tokens(_) => "token page" };
+                            let what = match ask { Ask::Snapshot | Ask::Counts | Ask::DeadLetters => "snapshot", Ask::Tokens(_) => "token page" };
                             let why = format!("the worker did not answer the {what} request");
                             self.say(Msg::RequestFailed(ask.listing(), why)).await?;
                         }
                     }
+                }
+                delivery = overflow.next() => {
+                    delivery.ok_or(ConnError::Closed("overflow"))??;
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 delivery = events.next() => {
                     let delivery = delivery.ok_or(ConnError::Closed("events"))??;
@@ -305,6 +311,60 @@ impl Feeder {
             }
         }
     }
+}
+
+/// The console's two exclusive queues.
+struct Subscription {
+    /// Bound to every event; at most `max_length` waiting.
+    events: String,
+    /// Where the broker dead-letters what the cap drops (drop-head), to be
+    /// counted.
+    overflow: String,
+}
+
+/// Declares the events queue, capped at `max_length` with its overflow
+/// dead-lettered (through the default exchange) to a queue of its own.
+async fn subscribe(
+    channel: &Channel,
+    ns: &Namespace,
+    max_length: i64,
+) -> Result<Subscription, lapin::Error> {
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let overflow = channel
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await?;
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(overflow.name().as_str().into()),
+    );
+    let events = channel.queue_declare("".into(), exclusive, args).await?;
+    channel
+        .queue_bind(
+            events.name().clone(),
+            ns.events_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(Subscription {
+        events: events.name().as_str().to_owned(),
+        overflow: overflow.name().as_str().to_owned(),
+    })
 }
 
 async fn request(
@@ -320,7 +380,17 @@ async fn request(
         ),
         Ask::Counts => (
             SNAPSHOT_ROUTING_KEY,
-            serde_json::to_vec(&SnapshotRequest { recent: Some(0) }),
+            serde_json::to_vec(&SnapshotRequest {
+                recent: Some(0),
+                dead_letters: Some(0),
+            }),
+        ),
+        Ask::DeadLetters => (
+            SNAPSHOT_ROUTING_KEY,
+            serde_json::to_vec(&SnapshotRequest {
+                recent: Some(0),
+                dead_letters: Some(RECENT_CAPACITY),
+            }),
         ),
         Ask::Tokens(request) => (TOKENS_ROUTING_KEY, serde_json::to_vec(request)),
     };
@@ -329,7 +399,7 @@ async fn request(
         .with_content_type("application/json".into())
         .with_reply_to(DIRECT_REPLY_TO.into())
         .with_correlation_id(id.into())
-        .with_expiration(REQUEST_TIMEOUT.as_millis().to_string().as_str().into());
+        .with_expiration(ask.timeout().as_millis().to_string().as_str().into());
     channel
         .basic_publish(
             namespace.inbound_exchange().as_str().into(),
@@ -364,7 +434,7 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
     }
     let listing = ask.listing();
     let parsed = match ask {
-        Ask::Snapshot | Ask::Counts => {
+        Ask::Snapshot | Ask::Counts | Ask::DeadLetters => {
             serde_json::from_slice::<SnapshotReply>(data).map(Msg::Snapshot)
         }
         Ask::Tokens(request) => {
@@ -430,4 +500,95 @@ pub enum DumpError {
     /// The worker answered with an error.
     #[error("{0}")]
     Refused(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions};
+
+    use super::*;
+
+    /// Through the real broker: with the cap at 3, publishing 10 events
+    /// while nothing consumes drops 7 at the broker, and all 7 reach the
+    /// overflow queue, where the feed counts them.
+    #[tokio::test]
+    async fn what_the_broker_drops_from_the_capped_events_queue_is_counted() {
+        let url = std::env::var("MMT_AMQP_URL")
+            .unwrap_or_else(|_| mmt_shared::config::DEFAULT_AMQP_URL.to_owned());
+        let name = format!("tui-overflow-{}", uuid::Uuid::new_v4().simple());
+        let ns = Namespace::new(&name).expect("valid namespace");
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .expect("the broker answers on MMT_AMQP_URL (is RabbitMQ running?)");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .exchange_declare(
+                ns.events_exchange().as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("exchange");
+        let queues = subscribe(&channel, &ns, 3).await.expect("subscribed");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        for i in 0..10 {
+            channel
+                .basic_publish(
+                    ns.events_exchange().as_str().into(),
+                    "token.issued".into(),
+                    BasicPublishOptions::default(),
+                    format!("{{\"n\":{i}}}").as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await
+                .expect("published")
+                .await
+                .expect("confirmed");
+        }
+        let mut overflow = channel
+            .basic_consume(
+                queues.overflow.as_str().into(),
+                "overflow-test".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut counted = 0;
+        while counted < 7 {
+            tokio::time::timeout(Duration::from_secs(10), overflow.next())
+                .await
+                .expect("every drop is dead-lettered in time")
+                .expect("stream open")
+                .expect("delivery");
+            counted += 1;
+        }
+        let events = channel
+            .queue_declare(
+                queues.events.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("events queue");
+        assert_eq!(events.message_count(), 3, "the newest 3 stay");
+        channel
+            .exchange_delete(
+                ns.events_exchange().as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .expect("exchange deleted");
+        let _ = connection.close(200, "test done".into()).await;
+    }
 }

@@ -14,7 +14,7 @@ use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
 
 use crate::conn;
-use crate::state::{Action, Command, Msg, Screen, State};
+use crate::state::{self, Action, Command, Msg, Screen, State};
 use crate::view;
 use crate::view::styles::Styles;
 
@@ -48,9 +48,10 @@ pub async fn run(
         }
         for command in commands {
             let ask = match command {
-                Command::Quit => continue,
+                Command::Quit | Command::Copy(_) => continue,
                 Command::Snapshot => conn::Ask::Snapshot,
                 Command::Counts => conn::Ask::Counts,
+                Command::DeadLetters => conn::Ask::DeadLetters,
                 Command::Tokens(request) => conn::Ask::Tokens(request),
             };
             feed.asks.send(ask).context("the feed stopped")?;
@@ -60,8 +61,24 @@ pub async fn run(
     let styles = Styles::new(true);
     let mut screens = serde_json::Map::new();
     let mut heaviest: f64 = 0.0;
-    for screen in [Screen::Overview, Screen::Tokens, Screen::Rejections] {
+    let detail = state
+        .tokens
+        .rows
+        .first()
+        .map(|row| state::Detail::open(row.token_id.clone(), Some(row.clone())).0);
+    let panes = Screen::ALL
+        .iter()
+        .map(|screen| {
+            (
+                screen.title().to_lowercase().replace(' ', "_"),
+                *screen,
+                None,
+            )
+        })
+        .chain([("detail".to_owned(), Screen::Tokens, detail)]);
+    for (name, screen, detail) in panes {
         state.screen = screen;
+        state.detail = detail;
         let mut times = Vec::with_capacity(frames as usize);
         for _ in 0..frames.max(1) {
             let started = Instant::now();
@@ -77,7 +94,7 @@ pub async fn run(
         let p99 = at(0.99);
         heaviest = heaviest.max(p99);
         screens.insert(
-            screen.title().to_lowercase(),
+            name,
             json!({"p50_ms": at(0.5), "p99_ms": p99, "max_ms": at(1.0)}),
         );
     }

@@ -13,7 +13,8 @@ pub enum Context {
     Global,
     /// On one screen.
     On(Screen),
-    /// On the scrolling screens (tokens and rejections).
+    /// On the screens with a table (all of them: the overview's table is
+    /// its lifecycle events).
     Lists,
 }
 
@@ -22,7 +23,10 @@ impl Context {
         match self {
             Context::Global => true,
             Context::On(s) => s == screen,
-            Context::Lists => matches!(screen, Screen::Tokens | Screen::Rejections),
+            Context::Lists => matches!(
+                screen,
+                Screen::Overview | Screen::Tokens | Screen::Rejections | Screen::DeadLetters
+            ),
         }
     }
 }
@@ -110,6 +114,30 @@ pub const BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
+        keys: &[ch('4')],
+        label: "4",
+        help: "dead letters",
+        action: Action::Jump(Screen::DeadLetters),
+        context: Context::Global,
+        hint: None,
+    },
+    Binding {
+        keys: &[plain(KeyCode::Enter)],
+        label: "Enter",
+        help: "details of the selected row's token (Esc closes)",
+        action: Action::Open,
+        context: Context::Lists,
+        hint: Some("info"),
+    },
+    Binding {
+        keys: &[ch('y')],
+        label: "y",
+        help: "copy the tokenId (OSC 52, where the terminal allows)",
+        action: Action::Copy,
+        context: Context::Lists,
+        hint: None,
+    },
+    Binding {
         keys: &[ch(' ')],
         label: "Space",
         help: "pause/resume the feeds (nothing is lost)",
@@ -120,15 +148,15 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[ch('/')],
         label: "/",
-        help: "filter by tokenId, client, integration or state",
+        help: "search all tokens (words; client: user: state: scope: expires:)",
         action: Action::Filter,
         context: Context::On(Screen::Tokens),
-        hint: Some("filter"),
+        hint: Some("search"),
     },
     Binding {
         keys: &[ch('s')],
         label: "s",
-        help: "sort by the next column",
+        help: "sort all tokens by the next column",
         action: Action::Sort,
         context: Context::On(Screen::Tokens),
         hint: Some("sort"),
@@ -155,7 +183,7 @@ pub const BINDINGS: &[Binding] = &[
         help: "previous page",
         action: Action::PrevPage,
         context: Context::On(Screen::Tokens),
-        hint: Some("prev"),
+        hint: None,
     },
     Binding {
         keys: &[plain(KeyCode::Up), ch('k')],
@@ -228,7 +256,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[plain(KeyCode::Esc)],
         label: "Esc",
-        help: "close the help, cancel the filter",
+        help: "close the help or the details, cancel the filter",
         action: Action::Close,
         context: Context::Global,
         hint: None,
@@ -277,6 +305,12 @@ pub fn editing(event: &KeyEvent) -> Option<Editing> {
     match event.code {
         KeyCode::Char('c') if event.modifiers.contains(KeyModifiers::CONTROL) => {
             Some(Editing::Quit)
+        }
+        KeyCode::Char('u') if event.modifiers.contains(KeyModifiers::CONTROL) => {
+            Some(Editing::Key(FilterKey::Clear))
+        }
+        KeyCode::Left | KeyCode::Right | KeyCode::Home | KeyCode::End => {
+            Some(Editing::Key(FilterKey::Deselect))
         }
         KeyCode::Char(c) if !event.modifiers.contains(KeyModifiers::CONTROL) => {
             Some(Editing::Key(FilterKey::Char(c)))
@@ -365,6 +399,36 @@ mod tests {
     #[test]
     fn the_footer_comes_from_the_table() {
         let hints: Vec<_> = footer(Screen::Tokens).map(|(k, _)| k).collect();
-        assert_eq!(hints, ["q", "Tab", "Space", "/", "s", "]", "[", "?"]);
+        assert_eq!(hints, ["q", "Tab", "Enter", "Space", "/", "s", "]", "?"]);
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_filter_and_esc_cancels_it() {
+        let key = |code, modifiers| match editing(&press(code, modifiers)) {
+            Some(Editing::Key(k)) => Some(k),
+            _ => None,
+        };
+        assert_eq!(
+            key(KeyCode::Char('u'), KeyModifiers::CONTROL),
+            Some(FilterKey::Clear)
+        );
+        assert_eq!(
+            key(KeyCode::Esc, KeyModifiers::NONE),
+            Some(FilterKey::Escape)
+        );
+        assert_eq!(
+            key(KeyCode::End, KeyModifiers::NONE),
+            Some(FilterKey::Deselect)
+        );
+    }
+
+    #[test]
+    fn enter_opens_details_on_every_screen() {
+        for screen in Screen::ALL {
+            assert_eq!(
+                action(&press(KeyCode::Enter, KeyModifiers::NONE), screen),
+                Some(Action::Open)
+            );
+        }
     }
 }

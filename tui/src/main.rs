@@ -9,6 +9,7 @@ mod frames;
 mod input;
 mod state;
 mod term;
+mod timefmt;
 mod view;
 
 use std::path::PathBuf;
@@ -195,7 +196,9 @@ async fn console(args: &Args) -> anyhow::Result<()> {
             }
         };
         for command in commands {
-            if !carry_out(&feed, command) {
+            if let Command::Copy(text) = &command {
+                copy(&mut guard, text);
+            } else if !carry_out(&feed, command) {
                 return Ok(());
             }
         }
@@ -216,12 +219,24 @@ fn on_key(state: &mut State, key: &KeyEvent) -> Vec<Command> {
         .unwrap_or_default()
 }
 
+/// Puts `text` on the terminal's clipboard with OSC 52 (terminals that do
+/// not support it ignore the sequence).
+fn copy(guard: &mut term::TerminalGuard, text: &str) {
+    use crossterm::ExecutableCommand as _;
+    let clip = crossterm::clipboard::CopyToClipboard::to_clipboard_from(text);
+    if let Err(error) = guard.terminal.backend_mut().execute(clip) {
+        tracing::warn!(%error, "cannot write the clipboard sequence");
+    }
+}
+
 /// Sends a command to the feed; false when the console must stop.
 fn carry_out(feed: &Feed, command: Command) -> bool {
     let ask = match command {
         Command::Quit => return false,
+        Command::Copy(_) => return true,
         Command::Snapshot => Ask::Snapshot,
         Command::Counts => Ask::Counts,
+        Command::DeadLetters => Ask::DeadLetters,
         Command::Tokens(request) => Ask::Tokens(request),
     };
     feed.asks.send(ask).is_ok()

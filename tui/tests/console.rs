@@ -414,6 +414,119 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
     worker.stop(&namespace).await;
 }
 
+/// Connects one token for `client` (user `user-of-<client>`, scope
+/// `scope`); returns its tokenId.
+async fn connect(publisher: &mut Publisher, client: &str, scope: &str) -> String {
+    let reply = publisher
+        .send(
+            "connect",
+            &step(
+                "integration.connected",
+                json!({
+                    "clientId": client, "endUserId": format!("user-of-{client}"), "scope": scope,
+                    "accessToken": {"brokerType": "kraken", "accountTokens": [
+                        {"account": {"accountId": format!("acct-{client}")}, "accessToken": unique("raw")}
+                    ]}
+                }),
+            ),
+        )
+        .await
+        .expect("connect")
+        .expect("a reply");
+    reply["tokens"][0]["tokenId"]
+        .as_str()
+        .expect("a tokenId")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_letter() {
+    let namespace = unique("tui-e2e-v2");
+    let pane = Pane::start(&namespace);
+    let worker = RunningWorker::start(&namespace).await;
+    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
+        .await;
+    let (connection, mut publisher) = publisher(&namespace).await;
+    connect(&mut publisher, "acme", "read").await;
+    let globex = connect(&mut publisher, "globex", "write").await;
+    connect(&mut publisher, "initech", "read").await;
+
+    pane.keys("2");
+    pane.wait_for("the first page of three tokens", |s| {
+        s.contains("Tokens 1-3 of 3")
+    })
+    .await;
+    pane.keys("/");
+    pane.keys("client:globex");
+    pane.keys("Enter");
+    let searched = pane
+        .wait_for("the worker's search: one token of three", |s| {
+            s.contains("Tokens 1-1 of 1") && s.contains("over all tokens")
+        })
+        .await;
+    assert!(
+        searched
+            .lines()
+            .any(|l| l.contains("globex") && l.contains("write")),
+        "{searched}"
+    );
+    assert!(!searched.contains("initech"), "{searched}");
+
+    pane.keys("Enter");
+    let detail = pane
+        .wait_for("the detail pane with the full tokenId", |s| {
+            s.contains("Token (y copies") && s.contains(&globex)
+        })
+        .await;
+    for field in ["user-of-globex", "acct-globex", "kraken", "never", "UTC"] {
+        assert!(detail.contains(field), "{field} missing:\n{detail}");
+    }
+    pane.keys("Escape");
+
+    let bad_id = unique("bad");
+    let bad: Step = serde_json::from_value(json!({
+        "routingKey": "integration.connected",
+        "messageId": bad_id,
+        "rawBody": "{not json",
+    }))
+    .expect("a valid step");
+    let refused = publisher
+        .send("bad", &bad)
+        .await
+        .expect("sent")
+        .expect("a reply");
+    assert_eq!(refused["error"]["code"], "invalid_message");
+    pane.keys("4");
+    let dead = pane
+        .wait_for("the dead letter with its queue, code and size", |s| {
+            s.contains("by reason: body is not valid JSON 1")
+                && s.lines().any(|l| {
+                    l.contains("integration.connected")
+                        && l.contains("invalid_message")
+                        && l.contains("9 B")
+                })
+        })
+        .await;
+    assert!(!dead.contains("{not json"), "never the body:\n{dead}");
+    pane.keys("3");
+    pane.wait_for("bad input among the refusals", |s| {
+        s.contains("invalid_message 1")
+            && s.lines()
+                .any(|l| l.contains("connect") && l.contains("invalid_message"))
+    })
+    .await;
+
+    pane.keys("q");
+    let deadline = Instant::now() + WAIT;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    while pane.alive() {
+        ticks.tick().await;
+        assert!(Instant::now() < deadline, "q did not quit the console");
+    }
+    let _ = connection.close(200, "done".into()).await;
+    worker.stop(&namespace).await;
+}
+
 /// Everything the console can receive, captured the way the console does:
 /// all of `NS.events` on an exclusive queue, and the replies to snapshot and
 /// listing requests.

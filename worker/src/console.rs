@@ -3,6 +3,7 @@
 //! events and counters, and pages of the token listing. Replies carry
 //! metadata only: nothing here opens a sealed secret.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -12,21 +13,26 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    MAX_PAGE, MAX_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest,
-    TOKENS_ROUTING_KEY, TokenRow, TokensReply, TokensRequest,
+    MAX_PAGE, MAX_SCAN, MAX_SEARCH_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply,
+    SnapshotRequest, SortBy, TOKENS_ROUTING_KEY, TokenRow, TokensReply, TokensRequest,
 };
 use mmt_shared::time_fmt::{now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, ErrorReply, TokenState};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::console_query::{Query, TopRows};
 use crate::consumer::ConsumerError;
 use crate::service::Service;
 use crate::stats::{self, Stats};
-use crate::store::{Listed, StoreError};
+use crate::store::{Found, Listed, StoreError};
 
 /// The default page size of a listing.
 const DEFAULT_PAGE: u32 = 100;
+
+/// The deepest page a sorted search serves (its rows are kept in memory
+/// while the whole table is scanned).
+const MAX_OFFSET: u32 = 100_000;
 
 /// The full name of a console queue: `NS.console.snapshot` or
 /// `NS.console.tokens`.
@@ -187,18 +193,10 @@ fn snapshot(
         recent_rejections,
         recent_lifecycle,
         stats: stats.current(),
+        recent_dead_letters: stats
+            .dead_letters(request.dead_letters.unwrap_or(n).min(RECENT_CAPACITY)),
+        dead_by_reason: stats.dead_by_reason(),
     })
-}
-
-/// Whether a listed token matches the console's filter text.
-fn matches(needle: &str, token_id: &str, listed: &Listed) -> bool {
-    let (client_id, broker_type, state) = match listed {
-        Listed::Live(meta) => (&meta.client_id, &meta.broker_type, meta.state),
-        Listed::Revoked(tomb) => (&tomb.client_id, &tomb.broker_type, TokenState::Revoked),
-    };
-    [token_id, client_id, broker_type, state.as_str()]
-        .iter()
-        .any(|field| field.to_lowercase().contains(needle))
 }
 
 fn row(token_id: String, listed: Listed) -> TokenRow {
@@ -211,6 +209,9 @@ fn row(token_id: String, listed: Listed) -> TokenRow {
             state: meta.state,
             expires_at: meta.expires_at.map(rfc3339),
             updated_at: rfc3339(meta.updated_at),
+            end_user_id: Some(meta.end_user_id),
+            account_id: Some(meta.account_id),
+            created_at: Some(rfc3339(meta.created_at)),
         },
         Listed::Revoked(tomb) => TokenRow {
             token_id,
@@ -220,23 +221,24 @@ fn row(token_id: String, listed: Listed) -> TokenRow {
             state: TokenState::Revoked,
             expires_at: None,
             updated_at: rfc3339(tomb.revoked_at),
+            end_user_id: None,
+            account_id: None,
+            created_at: None,
         },
     }
 }
 
 fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, StoreError> {
     let limit = request.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize;
-    let needle = request
-        .filter
-        .as_deref()
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .map(str::to_lowercase);
-    let keep = |token_id: &str, listed: &Listed| {
-        needle
-            .as_deref()
-            .is_none_or(|n| matches(n, token_id, listed))
-    };
+    if let Some(token_id) = &request.token_id {
+        return one_token(token_id, service);
+    }
+    let query = Query::parse(request.filter.as_deref().unwrap_or_default());
+    if let Some(sort) = request.sort {
+        return search(request, sort, limit, &query, service);
+    }
+    let keep =
+        |token_id: &str, listed: &Listed| query.is_empty() || query.matches(token_id, listed);
     let page =
         service
             .store()
@@ -250,5 +252,71 @@ fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, Sto
             .collect(),
         next_after: page.next_after,
         scanned: page.scanned as u64,
+        total: None,
+        next_offset: None,
+    })
+}
+
+/// The detail pane's lookup: exactly one token, or none.
+fn one_token(token_id: &str, service: &Service) -> Result<TokensReply, StoreError> {
+    let listed = match service.store().find(token_id)? {
+        Found::Live { meta, .. } => Some(Listed::Live(meta)),
+        Found::Revoked(tomb) => Some(Listed::Revoked(tomb)),
+        Found::Missing => None,
+    };
+    let tokens: Vec<TokenRow> = listed
+        .map(|listed| row(token_id.to_owned(), listed))
+        .into_iter()
+        .collect();
+    Ok(TokensReply {
+        ok: true,
+        total: Some(tokens.len() as u64),
+        tokens,
+        next_after: None,
+        scanned: 1,
+        next_offset: None,
+    })
+}
+
+/// A search sorted over every token: one scan of the whole table (within
+/// [`MAX_SEARCH_SCAN`] records) keeping only the rows up to the page asked
+/// for, and counting the matches.
+fn search(
+    request: &TokensRequest,
+    sort: SortBy,
+    limit: usize,
+    query: &Query,
+    service: &Service,
+) -> Result<TokensReply, StoreError> {
+    let offset = request.offset.unwrap_or(0).min(MAX_OFFSET) as usize;
+    let top = RefCell::new(TopRows::new(sort, request.descending, offset + limit));
+    let keep = |token_id: &str, listed: &Listed| {
+        if query.is_empty() || query.matches(token_id, listed) {
+            top.borrow_mut().offer(token_id, listed);
+        }
+        false
+    };
+    let page = service
+        .store()
+        .list_tokens(None, usize::MAX, MAX_SEARCH_SCAN as usize, &keep)
+        .map(|page| (page.next_after.is_none(), page.scanned))?;
+    let top = top.into_inner();
+    let (complete, scanned) = page;
+    let matched = top.matched;
+    let tokens: Vec<TokenRow> = top
+        .into_rows(offset)
+        .into_iter()
+        .map(|(id, listed)| row(id, listed))
+        .collect();
+    let shown = (offset + tokens.len()) as u64;
+    Ok(TokensReply {
+        ok: true,
+        tokens,
+        next_after: None,
+        scanned: scanned as u64,
+        total: complete.then_some(matched),
+        next_offset: (shown < matched)
+            .then(|| u32::try_from(shown).ok())
+            .flatten(),
     })
 }

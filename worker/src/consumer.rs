@@ -379,6 +379,8 @@ impl QueueConsumer {
                 queue: self.queue.clone(),
             });
         }
+        self.counters
+            .dead_lettered(&self.queue, delivery, reason, code, at);
         let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(at));
         event.queue = Some(self.queue.clone());
         event.reason = Some(reason.to_owned());

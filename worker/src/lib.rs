@@ -9,8 +9,8 @@
 //! - `decode`: bodies into messages, and reasons for those that do not
 //!   decode, built from structure only;
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
-//! - [`stats`], [`console`]: counters, `worker.stats` and the console's
-//!   requests;
+//! - [`stats`], [`console`], [`console_query`]: counters, `worker.stats`
+//!   and the console's requests and token search;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
@@ -21,6 +21,7 @@
 pub mod bench;
 pub mod cli;
 pub mod console;
+pub mod console_query;
 pub mod consumer;
 pub mod crypto;
 mod decode;

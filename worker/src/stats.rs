@@ -13,12 +13,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lapin::Channel;
+use lapin::message::Delivery;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
-use mmt_shared::console::{CodeCount, CountRow, QueueStats, RECENT_CAPACITY, WorkerStats};
+use mmt_shared::console::{
+    ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, RECENT_CAPACITY, ReasonCount,
+    WorkerStats,
+};
 use mmt_shared::events::{Event, EventKind};
-use mmt_shared::time_fmt::{now_millis, rfc3339};
+use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, MessageKind};
 use tokio_util::sync::CancellationToken;
 
@@ -34,9 +38,55 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct QueueCounters {
     received: AtomicU64,
     acked: AtomicU64,
+    dead: Arc<DeadLog>,
+}
+
+/// The worker's own record of what it dead-lettered: the latest
+/// [`RECENT_CAPACITY`] (never a body) and the counts by reason.
+#[derive(Debug, Default)]
+struct DeadLog {
+    recent: Mutex<VecDeque<DeadLetterRow>>,
+    by_reason: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The kind of a dead-letter reason: the text before the first `:`, which
+/// leaves out the field, line and column that vary from message to message.
+pub fn reason_kind(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
 }
 
 impl QueueCounters {
+    /// The broker confirmed the dead letter of `delivery` from `queue`.
+    pub fn dead_lettered(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        reason: &str,
+        code: Option<ErrorCode>,
+        at: UnixMillis,
+    ) {
+        let row = DeadLetterRow {
+            at: rfc3339(at),
+            queue: queue.to_owned(),
+            reason: reason.to_owned(),
+            code,
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string()),
+            size: delivery.data.len() as u64,
+        };
+        *locked(&self.dead.by_reason)
+            .entry(reason_kind(reason).to_owned())
+            .or_default() += 1;
+        let mut recent = locked(&self.dead.recent);
+        if recent.len() == RECENT_CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(row);
+    }
+
     /// `n` deliveries were taken from the queue.
     pub fn received(&self, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
@@ -80,6 +130,8 @@ pub struct Stats {
     started: Instant,
     queues: Vec<(String, Arc<QueueCounters>)>,
     rejections: Mutex<BTreeMap<ErrorCode, u64>>,
+    rejections_by_client: Mutex<BTreeMap<String, u64>>,
+    dead: Arc<DeadLog>,
     dead_lettered: AtomicU64,
     recent_rejections: Mutex<Ring>,
     recent_lifecycle: Mutex<Ring>,
@@ -89,13 +141,22 @@ pub struct Stats {
 impl Stats {
     /// Counters for the inbound queues of `namespace`.
     pub fn new(namespace: &Namespace) -> Self {
+        let dead = Arc::new(DeadLog::default());
         Self {
             started: Instant::now(),
             queues: MessageKind::ALL
                 .iter()
-                .map(|kind| (namespace.queue(*kind), Arc::default()))
+                .map(|kind| {
+                    let counters = QueueCounters {
+                        dead: dead.clone(),
+                        ..QueueCounters::default()
+                    };
+                    (namespace.queue(*kind), Arc::new(counters))
+                })
                 .collect(),
             rejections: Mutex::default(),
+            rejections_by_client: Mutex::default(),
+            dead,
             dead_lettered: AtomicU64::default(),
             recent_rejections: Mutex::default(),
             recent_lifecycle: Mutex::default(),
@@ -113,17 +174,18 @@ impl Stats {
     }
 
     /// Counts an event the worker publishes and keeps it if it is a
-    /// rejection or a lifecycle event.
+    /// refusal or a lifecycle event. A refusal is a `request.rejected`, or a
+    /// dead letter of bad input (it carries the code the sender was
+    /// answered), so the console's refusals include `invalid_message` and
+    /// `invalid_request`.
     pub fn observe(&self, event: &Event) {
         match event.kind {
-            EventKind::RequestRejected => {
-                if let Some(code) = event.code {
-                    *locked(&self.rejections).entry(code).or_default() += 1;
-                }
-                locked(&self.recent_rejections).push(event);
-            }
+            EventKind::RequestRejected => self.refused(event),
             EventKind::MessageDeadLettered => {
                 self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                if event.code.is_some() {
+                    self.refused(event);
+                }
             }
             EventKind::TokenIssued
             | EventKind::TokenRotated
@@ -132,6 +194,41 @@ impl Stats {
             | EventKind::TokenRevoked => locked(&self.recent_lifecycle).push(event),
             EventKind::WorkerStats => {}
         }
+    }
+
+    fn refused(&self, event: &Event) {
+        if let Some(code) = event.code {
+            *locked(&self.rejections).entry(code).or_default() += 1;
+        }
+        if let Some(client) = &event.client_id {
+            *locked(&self.rejections_by_client)
+                .entry(client.clone())
+                .or_default() += 1;
+        }
+        locked(&self.recent_rejections).push(event);
+    }
+
+    /// The latest `n` dead letters, oldest first.
+    pub fn dead_letters(&self, n: usize) -> Vec<DeadLetterRow> {
+        let recent = locked(&self.dead.recent);
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Dead letters by kind of reason, most first.
+    pub fn dead_by_reason(&self) -> Vec<ReasonCount> {
+        let mut counts: Vec<ReasonCount> = locked(&self.dead.by_reason)
+            .iter()
+            .map(|(reason, count)| ReasonCount {
+                reason: reason.clone(),
+                count: *count,
+            })
+            .collect();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+        counts
     }
 
     /// The latest `n` rejections and lifecycle events, oldest first.
@@ -197,8 +294,29 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dead_depth: depths.get(self.queues.len()).copied().flatten(),
             store_bytes: 0,
+            rejections_by_client: top_clients(&locked(&self.rejections_by_client)),
         }
     }
+}
+
+/// How many clients `worker.stats` names in `rejectionsByClient`.
+pub const TOP_CLIENTS: usize = 10;
+
+fn top_clients(counts: &BTreeMap<String, u64>) -> Vec<ClientCount> {
+    let mut top: Vec<ClientCount> = counts
+        .iter()
+        .map(|(client_id, count)| ClientCount {
+            client_id: client_id.clone(),
+            count: *count,
+        })
+        .collect();
+    top.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.client_id.cmp(&b.client_id))
+    });
+    top.truncate(TOP_CLIENTS);
+    top
 }
 
 /// The token counts of the store, as the console shows them.
@@ -313,6 +431,44 @@ mod tests {
             ]
         );
         assert_eq!(body.dead_lettered, 1);
+    }
+
+    #[test]
+    fn bad_input_dead_letters_count_as_refusals_by_code_and_client() {
+        let stats = Stats::new(&ns());
+        let mut bad = Event::new(EventKind::MessageDeadLettered, "t".into());
+        bad.code = Some(ErrorCode::InvalidMessage);
+        stats.observe(&bad);
+        let mut failed = Event::new(EventKind::MessageDeadLettered, "t".into());
+        failed.reason = Some("processing failed on every delivery".into());
+        stats.observe(&failed);
+        let mut refused = Event::new(EventKind::RequestRejected, "t".into());
+        refused.code = Some(ErrorCode::NotFound);
+        refused.client_id = Some("acme".into());
+        stats.observe(&refused);
+        let body = stats.read(&[], Duration::from_secs(1), &[]);
+        for code in [ErrorCode::InvalidMessage, ErrorCode::NotFound] {
+            assert!(body.rejections.contains(&CodeCount { code, count: 1 }));
+        }
+        assert_eq!(body.rejections.len(), 2);
+        assert_eq!(
+            body.rejections_by_client,
+            vec![ClientCount {
+                client_id: "acme".into(),
+                count: 1
+            }]
+        );
+        assert_eq!(stats.recent(10).0.len(), 2);
+        assert_eq!(body.dead_lettered, 2);
+    }
+
+    #[test]
+    fn a_reason_kind_leaves_out_the_details() {
+        assert_eq!(
+            reason_kind("body is not valid JSON: line 1, column 2"),
+            "body is not valid JSON"
+        );
+        assert_eq!(reason_kind("no colon"), "no colon");
     }
 
     #[test]

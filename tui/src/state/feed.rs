@@ -1,18 +1,25 @@
-//! The model's own forms of the events it lists: a refused request and a
-//! lifecycle change, converted from the wire [`Event`].
+//! The model's own forms of the events it lists: a refused request, a
+//! lifecycle change and a dead letter, converted from the wire [`Event`] and
+//! the snapshot's rows.
 
+use mmt_shared::console::DeadLetterRow;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{ErrorCode, Operation, Scope};
 
-/// The `HH:MM:SS` part of an RFC 3339 time, or the text itself when it is not
-/// one.
-fn clock(at: &str) -> String {
-    at.get(11..19).unwrap_or(at).to_owned()
+use crate::timefmt::clock;
+
+/// A queue's name without the namespace (`mmt.token.resolve` is
+/// `token.resolve`; a namespace holds no dot).
+fn unprefixed(queue: &str) -> &str {
+    queue.split_once('.').map_or(queue, |(_, rest)| rest)
 }
 
-/// A refused request.
+/// A refused request: a `request.rejected`, or bad input dead-lettered with
+/// the code its sender was answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
+    /// When (RFC 3339).
+    pub at: String,
     /// When (`HH:MM:SS`, UTC).
     pub time: String,
     /// Who asked.
@@ -30,13 +37,10 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// What was asked: `read`, `write`, `revoke`, or `-` when unknown.
+    /// What was asked: `read`, `write`, `revoke`, `connect`, or `-` when
+    /// unknown (the same words on screen and in `--dump`).
     pub fn asked(&self) -> &'static str {
-        match (self.operation, self.request.as_str()) {
-            (Some(operation), _) => operation.as_str(),
-            (None, "connection.removed") => "revoke",
-            (None, _) => "-",
-        }
+        asked(self.operation, &self.request)
     }
 
     /// Whether this is the refusal the console highlights: a write on a
@@ -46,16 +50,82 @@ impl Rejection {
     }
 }
 
+/// What a refused request asked for, from its operation and queue.
+fn asked(operation: Option<Operation>, request: &str) -> &'static str {
+    match (operation, unprefixed_request(request)) {
+        (Some(operation), _) => operation.as_str(),
+        (None, "connection.removed") => "revoke",
+        (None, "integration.connected") => "connect",
+        (None, "token.resolve") => "resolve",
+        (None, "link.access_tokens") => "link",
+        (None, _) => "-",
+    }
+}
+
+/// A request queue's routing key, whether named in full or not.
+fn unprefixed_request(request: &str) -> &str {
+    if request.matches('.').count() >= 2 {
+        unprefixed(request)
+    } else {
+        request
+    }
+}
+
 impl From<Event> for Rejection {
     fn from(event: Event) -> Self {
+        let request = event.queue.unwrap_or_default();
         Self {
             time: clock(&event.at),
+            at: event.at,
             client_id: event.client_id.unwrap_or_default(),
             token_id: event.token_id.unwrap_or_default(),
             operation: event.operation,
             scope: event.scope,
             code: event.code,
-            request: event.queue.unwrap_or_default(),
+            request: unprefixed_request(&request).to_owned(),
+        }
+    }
+}
+
+/// A message the worker dead-lettered (never its body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The queue it came from, without the namespace.
+    pub queue: String,
+    /// Why (`x-mmt-error`).
+    pub reason: String,
+    /// The code its sender was answered, for bad input.
+    pub code: Option<ErrorCode>,
+    /// Its message id.
+    pub message_id: Option<String>,
+    /// Its size in bytes (known once the worker's list arrives).
+    pub size: Option<u64>,
+}
+
+impl From<DeadLetterRow> for DeadLetter {
+    fn from(row: DeadLetterRow) -> Self {
+        Self {
+            queue: unprefixed(&row.queue).to_owned(),
+            at: row.at,
+            reason: row.reason,
+            code: row.code,
+            message_id: row.message_id,
+            size: Some(row.size),
+        }
+    }
+}
+
+impl From<&Event> for DeadLetter {
+    fn from(event: &Event) -> Self {
+        Self {
+            at: event.at.clone(),
+            queue: unprefixed(event.queue.as_deref().unwrap_or_default()).to_owned(),
+            reason: event.reason.clone().unwrap_or_default(),
+            code: event.code,
+            message_id: event.message_id.clone(),
+            size: None,
         }
     }
 }
@@ -63,6 +133,8 @@ impl From<Event> for Rejection {
 /// A lifecycle change of a token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lifecycle {
+    /// When (RFC 3339).
+    pub at: String,
     /// When (`HH:MM:SS`, UTC).
     pub time: String,
     /// What happened: `issued`, `rotated`, `refreshed`, `expired`, `revoked`.
@@ -91,6 +163,7 @@ impl From<Event> for Lifecycle {
         };
         Self {
             time: clock(&event.at),
+            at: event.at,
             what,
             token_id: event.token_id.unwrap_or_default(),
             client_id: event.client_id.unwrap_or_default(),

@@ -5,18 +5,21 @@
 //! types at this boundary (`From`), so views never see a wire message; only
 //! the contract's small value enums (scope, state, error code) are shared.
 
+mod detail;
 mod feed;
 mod tokens;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use mmt_shared::console::{SnapshotReply, TokensReply, TokensRequest, WorkerStats};
+
+pub use detail::Detail;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{ErrorCode, Scope, TokenState};
 
-pub use feed::{Lifecycle, Rejection};
-pub use tokens::{Column, FilterKey, Tokens};
+pub use feed::{DeadLetter, Lifecycle, Rejection};
+pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
 
 /// A worker is "alive" while its last `worker.stats` is younger than this.
 pub const ALIVE_WITHIN_MS: UnixMillis = 3_000;
@@ -29,6 +32,9 @@ pub const REJECTIONS_KEPT: usize = 1_000;
 
 /// How many lifecycle events the overview keeps.
 pub const LIFECYCLE_KEPT: usize = 200;
+
+/// How many dead letters the dead-letter screen keeps.
+pub const DEAD_KEPT: usize = 200;
 
 /// How many events are held while the feed is paused; beyond that the oldest
 /// held events are dropped (and counted).
@@ -43,11 +49,18 @@ pub enum Screen {
     Tokens,
     /// The feed of refused requests.
     Rejections,
+    /// What the worker dead-lettered.
+    DeadLetters,
 }
 
 impl Screen {
     /// Every screen, in Tab order.
-    pub const ALL: [Screen; 3] = [Screen::Overview, Screen::Tokens, Screen::Rejections];
+    pub const ALL: [Screen; 4] = [
+        Screen::Overview,
+        Screen::Tokens,
+        Screen::Rejections,
+        Screen::DeadLetters,
+    ];
 
     /// The tab title.
     pub fn title(self) -> &'static str {
@@ -55,6 +68,7 @@ impl Screen {
             Screen::Overview => "Overview",
             Screen::Tokens => "Tokens",
             Screen::Rejections => "Rejections",
+            Screen::DeadLetters => "Dead letters",
         }
     }
 
@@ -148,6 +162,10 @@ pub enum Action {
     PrevPage,
     /// Ask the worker again (snapshot and the current page).
     Refresh,
+    /// Open the detail pane of the selected row's token.
+    Open,
+    /// Copy the tokenId of the pane or the selected row (OSC 52).
+    Copy,
 }
 
 /// What the model wants the feed to do.
@@ -157,8 +175,12 @@ pub enum Command {
     Snapshot,
     /// Ask for the token counts only (a snapshot without recent events).
     Counts,
+    /// Ask for the token counts and the recent dead letters.
+    DeadLetters,
     /// Ask for a page of the token listing.
     Tokens(TokensRequest),
+    /// Put this text on the terminal's clipboard (OSC 52).
+    Copy(String),
     /// Leave.
     Quit,
 }
@@ -276,6 +298,18 @@ pub struct State {
     pub rejections: VecDeque<Rejection>,
     /// The selected rejection, counted from the newest.
     pub rejection_selected: usize,
+    /// The selected lifecycle event, counted from the newest.
+    pub lifecycle_selected: usize,
+    /// Refusals by client since the worker started, most first.
+    pub rejections_by_client: Vec<(String, u64)>,
+    /// Recent dead letters, newest last.
+    pub dead_letters: VecDeque<DeadLetter>,
+    /// Dead letters by kind of reason, most first.
+    pub dead_by_reason: Vec<(String, u64)>,
+    /// The selected dead letter, counted from the newest.
+    pub dead_selected: usize,
+    /// The detail pane, when open.
+    pub detail: Option<Detail>,
     /// Whether the feeds are frozen.
     pub paused: bool,
     /// Events received while paused, applied on resume.
@@ -293,6 +327,8 @@ pub struct State {
     counts_stale: bool,
     /// A snapshot or counts request is in flight.
     snapshot_pending: bool,
+    /// A message was dead-lettered since the list was asked for.
+    dead_stale: bool,
 }
 
 impl State {
@@ -315,6 +351,12 @@ impl State {
             lifecycle: VecDeque::new(),
             rejections: VecDeque::new(),
             rejection_selected: 0,
+            lifecycle_selected: 0,
+            rejections_by_client: Vec::new(),
+            dead_letters: VecDeque::new(),
+            dead_by_reason: Vec::new(),
+            dead_selected: 0,
+            detail: None,
             paused: false,
             held: VecDeque::new(),
             dropped: 0,
@@ -325,6 +367,7 @@ impl State {
             last_rejection_total: None,
             counts_stale: false,
             snapshot_pending: false,
+            dead_stale: false,
         }
     }
 
@@ -407,17 +450,39 @@ impl State {
                         .into_iter()
                         .map(Lifecycle::from)
                         .collect();
+                    self.lifecycle_selected = 0;
+                }
+                if !self.paused && !snapshot.recent_dead_letters.is_empty() {
+                    self.dead_letters = snapshot
+                        .recent_dead_letters
+                        .into_iter()
+                        .map(DeadLetter::from)
+                        .collect();
+                    self.dead_selected = 0;
+                }
+                if !snapshot.dead_by_reason.is_empty() {
+                    self.dead_by_reason = snapshot
+                        .dead_by_reason
+                        .into_iter()
+                        .map(|r| (r.reason, r.count))
+                        .collect();
                 }
                 Vec::new()
             }
             Msg::Tokens(request, reply) => {
                 self.notice = None;
-                self.tokens.loaded(&request, reply);
+                match self.detail.as_mut() {
+                    Some(detail) if detail.awaits(&request) => detail.loaded(reply),
+                    _ => self.tokens.loaded(&request, reply),
+                }
                 Vec::new()
             }
             Msg::RequestFailed(request, why) => {
                 match request {
-                    Some(request) => self.tokens.failed(&request),
+                    Some(request) => match self.detail.as_mut() {
+                        Some(detail) if detail.awaits(&request) => detail.failed(),
+                        _ => self.tokens.failed(&request),
+                    },
                     None => self.snapshot_pending = false,
                 }
                 self.notice = Some(why);
@@ -433,10 +498,18 @@ impl State {
             }
             Msg::Tick => {
                 let mut commands = Vec::new();
-                if self.counts_stale && !self.snapshot_pending && self.worker_alive() {
-                    self.counts_stale = false;
+                if (self.counts_stale || self.dead_stale)
+                    && !self.snapshot_pending
+                    && self.worker_alive()
+                {
                     self.snapshot_pending = true;
-                    commands.push(Command::Counts);
+                    commands.push(if self.dead_stale {
+                        Command::DeadLetters
+                    } else {
+                        Command::Counts
+                    });
+                    self.counts_stale = false;
+                    self.dead_stale = false;
                 }
                 if self.screen == Screen::Tokens && self.tokens.is_stale() {
                     commands.push(Command::Tokens(self.tokens.reload()));
@@ -451,8 +524,33 @@ impl State {
         if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
             return Vec::new();
         }
+        if self.detail.is_some() {
+            return match action {
+                Action::Quit => vec![Command::Quit],
+                Action::Help => {
+                    self.help = true;
+                    Vec::new()
+                }
+                Action::Copy => self.copy(),
+                Action::Close | Action::Open => {
+                    self.detail = None;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+        }
         let shown = self.screen;
         match action {
+            Action::Open => return self.open_detail(),
+            Action::Copy => return self.copy(),
+            Action::NextPage
+                if self.screen == Screen::Tokens && !self.tokens.more && !self.tokens.loading =>
+            {
+                self.notice = Some(format!(
+                    "last page: page {} is the end of the list",
+                    self.tokens.page + 1
+                ));
+            }
             Action::Quit => return vec![Command::Quit],
             Action::NextScreen => self.screen = self.screen.offset(1),
             Action::PrevScreen => self.screen = self.screen.offset(-1),
@@ -510,22 +608,77 @@ impl State {
 
     fn scroll(&mut self, action: Action) {
         const PAGE: usize = 10;
+        let moved = |at: usize, len: usize| {
+            let last = len.saturating_sub(1);
+            match action {
+                Action::Up => at.saturating_sub(1),
+                Action::Down => at.saturating_add(1),
+                Action::PageUp => at.saturating_sub(PAGE),
+                Action::PageDown => at.saturating_add(PAGE),
+                Action::Top => 0,
+                _ => last,
+            }
+            .min(last)
+        };
         match self.screen {
             Screen::Tokens => self.tokens.scroll(action, PAGE),
             Screen::Rejections => {
-                let last = self.rejections.len().saturating_sub(1);
-                let at = self.rejection_selected;
-                self.rejection_selected = match action {
-                    Action::Up => at.saturating_sub(1),
-                    Action::Down => at.saturating_add(1),
-                    Action::PageUp => at.saturating_sub(PAGE),
-                    Action::PageDown => at.saturating_add(PAGE),
-                    Action::Top => 0,
-                    _ => last,
-                }
-                .min(last);
+                self.rejection_selected = moved(self.rejection_selected, self.rejections.len());
             }
-            Screen::Overview => {}
+            Screen::Overview => {
+                self.lifecycle_selected = moved(self.lifecycle_selected, self.lifecycle.len());
+            }
+            Screen::DeadLetters => {
+                self.dead_selected = moved(self.dead_selected, self.dead_letters.len());
+            }
+        }
+    }
+
+    /// The tokenId of the selected row of the screen shown.
+    fn selected_token(&self) -> Option<String> {
+        let newest = |len: usize, selected: usize| len.checked_sub(selected + 1);
+        let id = match self.screen {
+            Screen::Tokens => self.tokens.selected_row().map(|r| r.token_id.clone()),
+            Screen::Rejections => newest(self.rejections.len(), self.rejection_selected)
+                .and_then(|i| self.rejections.get(i))
+                .map(|r| r.token_id.clone()),
+            Screen::Overview => newest(self.lifecycle.len(), self.lifecycle_selected)
+                .and_then(|i| self.lifecycle.get(i))
+                .map(|l| l.token_id.clone()),
+            Screen::DeadLetters => None,
+        };
+        id.filter(|id| !id.is_empty())
+    }
+
+    fn open_detail(&mut self) -> Vec<Command> {
+        let Some(token_id) = self.selected_token() else {
+            if self.screen == Screen::DeadLetters {
+                self.notice = Some("a dead letter names no token: its reason is on the row".into());
+            }
+            return Vec::new();
+        };
+        let row = self
+            .tokens
+            .rows
+            .iter()
+            .find(|r| r.token_id == token_id)
+            .cloned();
+        let (detail, request) = Detail::open(token_id, row);
+        self.detail = Some(detail);
+        request.map(Command::Tokens).into_iter().collect()
+    }
+
+    fn copy(&mut self) -> Vec<Command> {
+        let id = match &self.detail {
+            Some(detail) => Some(detail.token_id.clone()),
+            None => self.selected_token(),
+        };
+        match id {
+            Some(id) => {
+                self.notice = Some("tokenId copied (OSC 52, where the terminal allows)".into());
+                vec![Command::Copy(id)]
+            }
+            None => Vec::new(),
         }
     }
 
@@ -548,16 +701,48 @@ impl State {
         commands
     }
 
+    fn refused(&mut self, event: Event) {
+        if self.rejections.len() == REJECTIONS_KEPT {
+            self.rejections.pop_front();
+        }
+        self.rejections.push_back(Rejection::from(event));
+        if self.rejection_selected > 0 {
+            self.rejection_selected = (self.rejection_selected + 1).min(self.rejections.len() - 1);
+        }
+    }
+
+    fn dead_lettered(&mut self, event: &Event) {
+        if self.dead_letters.len() == DEAD_KEPT {
+            self.dead_letters.pop_front();
+        }
+        let letter = DeadLetter::from(event);
+        let kind = letter
+            .reason
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        match self.dead_by_reason.iter_mut().find(|(r, _)| *r == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.dead_by_reason.push((kind, 1)),
+        }
+        self.dead_by_reason
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.dead_letters.push_back(letter);
+        if self.dead_selected > 0 {
+            self.dead_selected = (self.dead_selected + 1).min(self.dead_letters.len() - 1);
+        }
+        self.dead_stale = true;
+    }
+
     fn apply_event(&mut self, event: Event) {
         match event.kind {
-            EventKind::RequestRejected => {
-                if self.rejections.len() == REJECTIONS_KEPT {
-                    self.rejections.pop_front();
-                }
-                self.rejections.push_back(Rejection::from(event));
-                if self.rejection_selected > 0 {
-                    self.rejection_selected =
-                        (self.rejection_selected + 1).min(self.rejections.len() - 1);
+            EventKind::RequestRejected => self.refused(event),
+            EventKind::MessageDeadLettered => {
+                self.dead_lettered(&event);
+                if event.code.is_some() {
+                    self.refused(event);
                 }
             }
             EventKind::TokenIssued
@@ -571,8 +756,12 @@ impl State {
                 self.tokens.observe(&event);
                 self.counts_stale = true;
                 self.lifecycle.push_back(Lifecycle::from(event));
+                if self.lifecycle_selected > 0 {
+                    self.lifecycle_selected =
+                        (self.lifecycle_selected + 1).min(self.lifecycle.len() - 1);
+                }
             }
-            EventKind::MessageDeadLettered | EventKind::WorkerStats => {}
+            EventKind::WorkerStats => {}
         }
     }
 
@@ -594,6 +783,11 @@ impl State {
         self.last_rejection_total = Some(total);
         self.rates.rejections.push(delta);
         self.rejection_counts = stats.rejections.iter().map(|c| (c.code, c.count)).collect();
+        self.rejections_by_client = stats
+            .rejections_by_client
+            .iter()
+            .map(|c| (c.client_id.clone(), c.count))
+            .collect();
         self.worker = Some(WorkerView {
             seen_at: now,
             uptime_seconds: stats.uptime_seconds,

@@ -1,7 +1,7 @@
 //! The model without a terminal: events in, numbers out.
 
 use mmt_shared::console::{
-    CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply,
+    CodeCount, CountRow, QueueStats, SnapshotReply, SortBy, TokenRow as WireRow, TokensReply,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
@@ -69,6 +69,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
+        rejections_by_client: Vec::new(),
     }
 }
 
@@ -80,6 +81,8 @@ fn snapshot(counts: Vec<CountRow>) -> SnapshotReply {
         recent_rejections: Vec::new(),
         recent_lifecycle: Vec::new(),
         stats: WorkerStats::default(),
+        recent_dead_letters: Vec::new(),
+        dead_by_reason: Vec::new(),
     }
 }
 
@@ -253,6 +256,8 @@ fn a_snapshot_fills_the_feeds() {
             recent_rejections: vec![rejection(ErrorCode::Revoked, "tok_r")],
             recent_lifecycle: vec![lifecycle(EventKind::TokenIssued, "tok_i")],
             stats: WorkerStats::default(),
+            recent_dead_letters: Vec::new(),
+            dead_by_reason: Vec::new(),
         }),
         T0,
     );
@@ -270,50 +275,219 @@ fn wire_row(id: &str, client: &str, state: TokenState) -> WireRow {
         state,
         expires_at: None,
         updated_at: "2026-11-18T12:00:00Z".into(),
+        end_user_id: Some("user-42".into()),
+        account_id: Some("cb-1".into()),
+        created_at: Some("2026-11-18T11:00:00Z".into()),
+    }
+}
+
+fn page(tokens: Vec<WireRow>, next_after: Option<&str>) -> TokensReply {
+    TokensReply {
+        ok: true,
+        scanned: tokens.len() as u64,
+        tokens,
+        next_after: next_after.map(str::to_owned),
+        total: None,
+        next_offset: None,
     }
 }
 
 #[test]
-fn token_pages_sort_filter_and_page_through_cursors() {
+fn token_pages_page_through_cursors_in_the_store_order() {
     let mut state = connected();
     state.act(Action::Jump(Screen::Tokens));
     let first = state.tokens.reload();
+    assert_eq!(first.sort, None, "the store's order needs no search");
     state.update(
         Msg::Tokens(
             first,
-            TokensReply {
-                ok: true,
-                tokens: vec![
+            page(
+                vec![
                     wire_row("tok_a", "zeta", TokenState::Active),
                     wire_row("tok_b", "acme", TokenState::Revoked),
                 ],
-                next_after: Some("tok_b".into()),
-                scanned: 2,
-            },
+                Some("tok_b"),
+            ),
         ),
         T0,
     );
     assert_eq!(state.tokens.rows[0].token_id, "tok_a");
-    state.act(Action::Sort);
-    assert_eq!(state.tokens.sort, (Column::Client, true));
-    assert_eq!(state.tokens.rows[0].client_id, "acme");
-    state.act(Action::Reverse);
-    assert_eq!(state.tokens.rows[0].client_id, "zeta");
     let next = state.act(Action::NextPage);
     assert!(matches!(next.as_slice(), [Command::Tokens(r)] if r.after.as_deref() == Some("tok_b")));
     assert!(
         state.act(Action::NextPage).is_empty(),
         "one request at a time"
     );
+}
+
+#[test]
+fn sorting_and_filtering_search_every_token_at_the_worker() {
+    let mut state = connected();
+    state.act(Action::Jump(Screen::Tokens));
+    let first = state.tokens.reload();
+    state.update(Msg::Tokens(first, page(Vec::new(), None)), T0);
+    let sorted = state.act(Action::Sort);
+    assert_eq!(state.tokens.sort, (Column::Client, true));
+    assert!(
+        matches!(sorted.as_slice(), [Command::Tokens(r)] if r.sort == Some(SortBy::ClientId) && !r.descending && r.offset == Some(0))
+    );
+    let Command::Tokens(request) = &sorted[0] else {
+        unreachable!()
+    };
+    let mut reply = page(vec![wire_row("tok_b", "acme", TokenState::Active)], None);
+    reply.total = Some(401);
+    reply.next_offset = Some(200);
+    state.update(Msg::Tokens(request.clone(), reply), T0);
+    assert_eq!(state.tokens.total, Some(401));
+    let next = state.act(Action::NextPage);
+    assert!(
+        matches!(next.as_slice(), [Command::Tokens(r)] if r.offset == Some(PAGE_SIZE) && r.after.is_none())
+    );
+    let Command::Tokens(request) = &next[0] else {
+        unreachable!()
+    };
+    state.update(Msg::Tokens(request.clone(), page(Vec::new(), None)), T0);
+    let reversed = state.act(Action::Reverse);
+    assert!(
+        matches!(reversed.as_slice(), [Command::Tokens(r)] if r.descending && r.offset == Some(0))
+    );
+    let Command::Tokens(request) = &reversed[0] else {
+        unreachable!()
+    };
+    state.update(Msg::Tokens(request.clone(), page(Vec::new(), None)), T0);
     state.act(Action::Filter);
-    for c in "revoked".chars() {
+    for c in "write".chars() {
         state.type_filter(FilterKey::Char(c));
     }
     let applied = state.type_filter(FilterKey::Enter);
     assert!(
-        matches!(applied.as_slice(), [Command::Tokens(r)] if r.after.is_none() && r.filter.as_deref() == Some("revoked"))
+        matches!(applied.as_slice(), [Command::Tokens(r)] if r.filter.as_deref() == Some("write") && r.sort.is_some())
     );
     assert_eq!(state.tokens.page, 0);
+}
+
+#[test]
+fn the_filter_reopens_selected_esc_cancels_and_ctrl_u_clears() {
+    let mut state = connected();
+    state.act(Action::Jump(Screen::Tokens));
+    state.act(Action::Filter);
+    for c in "acme".chars() {
+        state.type_filter(FilterKey::Char(c));
+    }
+    state.type_filter(FilterKey::Enter);
+    state.act(Action::Filter);
+    let edit = state.tokens.editing.clone().expect("editing");
+    assert_eq!((edit.text.as_str(), edit.selected), ("acme", true));
+    state.type_filter(FilterKey::Char('g'));
+    assert_eq!(
+        state.tokens.editing.as_ref().map(|e| e.text.as_str()),
+        Some("g"),
+        "typing replaces the selected text instead of appending"
+    );
+    state.type_filter(FilterKey::Escape);
+    assert!(!state.tokens.is_editing());
+    assert_eq!(
+        state.tokens.filter, "acme",
+        "Esc leaves the filter as it was"
+    );
+    state.act(Action::Filter);
+    state.type_filter(FilterKey::Deselect);
+    state.type_filter(FilterKey::Char('!'));
+    assert_eq!(
+        state.tokens.editing.as_ref().map(|e| e.text.as_str()),
+        Some("acme!")
+    );
+    state.type_filter(FilterKey::Clear);
+    assert_eq!(
+        state.tokens.editing.as_ref().map(|e| e.text.as_str()),
+        Some("")
+    );
+    let applied = state.type_filter(FilterKey::Enter);
+    assert!(matches!(applied.as_slice(), [Command::Tokens(r)] if r.filter.is_none()));
+}
+
+#[test]
+fn next_page_on_the_last_page_says_so() {
+    let mut state = connected();
+    state.act(Action::Jump(Screen::Tokens));
+    let first = state.tokens.reload();
+    state.update(Msg::Tokens(first, page(Vec::new(), None)), T0);
+    assert!(state.act(Action::NextPage).is_empty());
+    assert!(
+        state
+            .notice
+            .as_deref()
+            .is_some_and(|n| n.starts_with("last page")),
+        "{:?}",
+        state.notice
+    );
+}
+
+#[test]
+fn enter_opens_the_token_of_any_table_and_y_copies_its_id() {
+    let mut state = connected();
+    state.act(Action::Jump(Screen::Tokens));
+    let first = state.tokens.reload();
+    state.update(
+        Msg::Tokens(
+            first,
+            page(vec![wire_row("tok_a", "acme", TokenState::Active)], None),
+        ),
+        T0,
+    );
+    assert!(
+        state.act(Action::Open).is_empty(),
+        "a row on the page needs no request"
+    );
+    let detail = state.detail.clone().expect("open");
+    assert_eq!(
+        detail.row.and_then(|r| r.end_user_id).as_deref(),
+        Some("user-42")
+    );
+    assert_eq!(state.act(Action::Copy), vec![Command::Copy("tok_a".into())]);
+    state.act(Action::Close);
+    assert!(state.detail.is_none());
+    state.update(
+        Msg::Event(rejection(ErrorCode::ScopeMismatch, "tok_far")),
+        T0,
+    );
+    state.act(Action::Jump(Screen::Rejections));
+    let asked = state.act(Action::Open);
+    let [Command::Tokens(request)] = asked.as_slice() else {
+        panic!("a token not on the page is asked for: {asked:?}");
+    };
+    assert_eq!(request.token_id.as_deref(), Some("tok_far"));
+    state.update(Msg::Tokens(request.clone(), page(Vec::new(), None)), T0);
+    assert!(state.detail.as_ref().is_some_and(|d| d.missing));
+    assert!(state.tokens.rows.len() == 1, "the page is untouched");
+    state.act(Action::Close);
+    state.update(Msg::Event(lifecycle(EventKind::TokenIssued, "tok_new")), T0);
+    state.act(Action::Jump(Screen::Overview));
+    let asked = state.act(Action::Open);
+    assert!(
+        matches!(asked.as_slice(), [Command::Tokens(r)] if r.token_id.as_deref() == Some("tok_new"))
+    );
+}
+
+#[test]
+fn bad_input_is_a_refusal_and_a_dead_letter() {
+    let mut state = connected();
+    let mut bad = Event::new(
+        EventKind::MessageDeadLettered,
+        "2026-11-18T12:00:03Z".into(),
+    );
+    bad.queue = Some("mmt.integration.connected".into());
+    bad.reason = Some("body is not valid JSON: line 1, column 2".into());
+    bad.code = Some(ErrorCode::InvalidMessage);
+    state.update(Msg::Event(bad), T0);
+    assert_eq!(state.rejections.len(), 1);
+    assert_eq!(state.rejections[0].asked(), "connect");
+    assert_eq!(state.dead_letters.len(), 1);
+    assert_eq!(state.dead_letters[0].queue, "integration.connected");
+    assert_eq!(
+        state.dead_by_reason,
+        vec![("body is not valid JSON".to_owned(), 1)]
+    );
 }
 
 #[test]
@@ -331,6 +505,8 @@ fn a_stale_page_is_ignored() {
                 tokens: vec![wire_row("tok_z", "acme", TokenState::Active)],
                 next_after: None,
                 scanned: 1,
+                total: None,
+                next_offset: None,
             },
         ),
         T0,
@@ -350,6 +526,8 @@ fn a_lifecycle_event_updates_the_row_on_screen() {
                 tokens: vec![wire_row("tok_b", "acme", TokenState::Active)],
                 next_after: None,
                 scanned: 1,
+                total: None,
+                next_offset: None,
             },
         ),
         T0,
@@ -367,10 +545,10 @@ fn tab_cycles_the_screens_and_help_swallows_other_keys() {
     assert_eq!(state.screen, Screen::Tokens);
     state.act(Action::PrevScreen);
     state.act(Action::PrevScreen);
-    assert_eq!(state.screen, Screen::Rejections);
+    assert_eq!(state.screen, Screen::DeadLetters);
     state.act(Action::Help);
     state.act(Action::NextScreen);
-    assert_eq!(state.screen, Screen::Rejections);
+    assert_eq!(state.screen, Screen::DeadLetters);
     state.act(Action::Close);
     assert!(!state.help);
     assert_eq!(state.act(Action::Quit), vec![Command::Quit]);
@@ -388,6 +566,8 @@ fn the_token_page_is_asked_again_when_tokens_changed_and_it_is_shown() {
                 tokens: Vec::new(),
                 next_after: None,
                 scanned: 0,
+                total: None,
+                next_offset: None,
             },
         ),
         T0,

@@ -1,7 +1,9 @@
 //! The token listing: one page at a time from the worker (never the whole
-//! table), sorted and scrolled here, filtered by the worker.
+//! table). In the store's order (tokenId, no filter) it pages by cursor;
+//! searched or sorted by another column, the worker scans every token and
+//! answers one page by offset with the total.
 
-use mmt_shared::console::{self, TokensReply, TokensRequest};
+use mmt_shared::console::{self, SortBy, TokensReply, TokensRequest};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{Scope, TokenState};
 
@@ -10,27 +12,29 @@ use super::Action;
 /// Rows per page asked of the worker.
 pub const PAGE_SIZE: u32 = 200;
 
-/// A token as the listing shows it.
+/// A token as the listing and the detail pane show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRow {
     /// The tokenId.
     pub token_id: String,
     /// Its client.
     pub client_id: String,
+    /// Its end user (none for a revoked token).
+    pub end_user_id: Option<String>,
+    /// Its exchange account (none for a revoked token).
+    pub account_id: Option<String>,
     /// Its integration.
     pub broker_type: String,
     /// Its scope.
     pub scope: Scope,
     /// Its state.
     pub state: TokenState,
-    /// When it expires (`YYYY-MM-DD HH:MM`), or empty.
-    pub expires: String,
-    /// When it last changed (`YYYY-MM-DD HH:MM:SS`).
-    pub changed: String,
-}
-
-fn short_time(at: &str, len: usize) -> String {
-    at.get(..len).unwrap_or(at).replace('T', " ")
+    /// When it was minted (RFC 3339), when known.
+    pub created_at: Option<String>,
+    /// When it expires (RFC 3339); none: never.
+    pub expires_at: Option<String>,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
 }
 
 impl From<console::TokenRow> for TokenRow {
@@ -38,26 +42,27 @@ impl From<console::TokenRow> for TokenRow {
         Self {
             token_id: row.token_id,
             client_id: row.client_id,
+            end_user_id: row.end_user_id,
+            account_id: row.account_id,
             broker_type: row.broker_type,
             scope: row.scope,
             state: row.state,
-            expires: row
-                .expires_at
-                .as_deref()
-                .map(|at| short_time(at, 16))
-                .unwrap_or_default(),
-            changed: short_time(&row.updated_at, 19),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            updated_at: row.updated_at,
         }
     }
 }
 
-/// The sortable columns.
+/// The columns, each sortable by the worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Column {
-    /// tokenId (the worker's order).
+    /// tokenId (the store's order).
     TokenId,
     /// clientId.
     Client,
+    /// endUserId.
+    User,
     /// brokerType.
     Integration,
     /// scope.
@@ -72,9 +77,10 @@ pub enum Column {
 
 impl Column {
     /// Every column, in display order.
-    pub const ALL: [Column; 7] = [
+    pub const ALL: [Column; 8] = [
         Column::TokenId,
         Column::Client,
+        Column::User,
         Column::Integration,
         Column::Scope,
         Column::State,
@@ -87,7 +93,8 @@ impl Column {
         match self {
             Column::TokenId => "tokenId",
             Column::Client => "client",
-            Column::Integration => "broker",
+            Column::User => "endUser",
+            Column::Integration => "integration",
             Column::Scope => "scope",
             Column::State => "state",
             Column::Expires => "expires",
@@ -100,15 +107,17 @@ impl Column {
         Column::ALL.get(i + 1).copied().unwrap_or(Column::TokenId)
     }
 
-    fn key(self, row: &TokenRow) -> (&str, &str) {
+    /// The worker's name for the order.
+    pub fn sort_by(self) -> SortBy {
         match self {
-            Column::TokenId => (&row.token_id, ""),
-            Column::Client => (&row.client_id, &row.token_id),
-            Column::Integration => (&row.broker_type, &row.token_id),
-            Column::Scope => (row.scope.as_str(), &row.token_id),
-            Column::State => (row.state.as_str(), &row.token_id),
-            Column::Expires => (&row.expires, &row.token_id),
-            Column::Changed => (&row.changed, &row.token_id),
+            Column::TokenId => SortBy::TokenId,
+            Column::Client => SortBy::ClientId,
+            Column::User => SortBy::EndUserId,
+            Column::Integration => SortBy::BrokerType,
+            Column::Scope => SortBy::Scope,
+            Column::State => SortBy::State,
+            Column::Expires => SortBy::ExpiresAt,
+            Column::Changed => SortBy::UpdatedAt,
         }
     }
 }
@@ -116,20 +125,34 @@ impl Column {
 /// A key typed while the filter is being edited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilterKey {
-    /// A character.
+    /// A character (replaces the text while it is selected).
     Char(char),
-    /// Delete the last character.
+    /// Delete the last character (all of it while selected).
     Backspace,
+    /// Clear the text (Ctrl-U).
+    Clear,
+    /// Keep the selected text and type after it (an arrow, End).
+    Deselect,
     /// Apply the filter.
     Enter,
     /// Leave the filter as it was.
     Escape,
 }
 
+/// The filter being typed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edit {
+    /// The text.
+    pub text: String,
+    /// Whether all of it is selected (reopened with the old filter): the
+    /// next character replaces it.
+    pub selected: bool,
+}
+
 /// The listing's model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
-    /// The rows of the page, in display order.
+    /// The rows of the page, in the worker's order.
     pub rows: Vec<TokenRow>,
     /// The selected row.
     pub selected: usize,
@@ -140,7 +163,7 @@ pub struct Tokens {
     /// The filter applied (empty: none).
     pub filter: String,
     /// The filter being typed, while editing.
-    pub editing: Option<String>,
+    pub editing: Option<Edit>,
     /// Whether a request is in flight.
     pub loading: bool,
     /// Whether a page ever arrived.
@@ -151,6 +174,9 @@ pub struct Tokens {
     pub more: bool,
     /// Records the worker examined for this page.
     pub scanned: u64,
+    /// How many tokens match in all, when the worker counted them (a
+    /// search); `None` in the store's order, where the counts tell.
+    pub total: Option<u64>,
     /// The cursor of each page seen so far (page 0 starts at the beginning).
     cursors: Vec<Option<String>>,
     next_after: Option<String>,
@@ -172,6 +198,7 @@ impl Default for Tokens {
             stale: false,
             more: false,
             scanned: 0,
+            total: None,
             cursors: vec![None],
             next_after: None,
             pending: None,
@@ -191,12 +218,39 @@ impl Tokens {
         self.stale && !self.loading && self.editing.is_none()
     }
 
+    /// Whether the listing is a search over every token (filtered, or
+    /// sorted by another column than tokenId) rather than the store's order.
+    pub fn is_search(&self) -> bool {
+        !self.filter.is_empty() || self.sort != (Column::TokenId, true)
+    }
+
+    /// The selected row.
+    pub fn selected_row(&self) -> Option<&TokenRow> {
+        self.rows.get(self.selected)
+    }
+
     fn request(&mut self) -> TokensRequest {
         self.stale = false;
-        let request = TokensRequest {
-            after: self.cursors.get(self.page).cloned().flatten(),
-            limit: Some(PAGE_SIZE),
-            filter: (!self.filter.is_empty()).then(|| self.filter.clone()),
+        let (column, ascending) = self.sort;
+        let request = if self.is_search() {
+            TokensRequest {
+                limit: Some(PAGE_SIZE),
+                filter: (!self.filter.is_empty()).then(|| self.filter.clone()),
+                sort: Some(column.sort_by()),
+                descending: !ascending,
+                offset: Some(
+                    u32::try_from(self.page)
+                        .unwrap_or(u32::MAX)
+                        .saturating_mul(PAGE_SIZE),
+                ),
+                ..TokensRequest::default()
+            }
+        } else {
+            TokensRequest {
+                after: self.cursors.get(self.page).cloned().flatten(),
+                limit: Some(PAGE_SIZE),
+                ..TokensRequest::default()
+            }
         };
         self.loading = true;
         self.pending = Some(request.clone());
@@ -217,11 +271,11 @@ impl Tokens {
         self.loading = false;
         self.loaded = true;
         self.rows = reply.tokens.into_iter().map(TokenRow::from).collect();
-        self.more = reply.next_after.is_some();
+        self.more = reply.next_after.is_some() || reply.next_offset.is_some();
         self.next_after = reply.next_after;
         self.scanned = reply.scanned;
+        self.total = reply.total;
         self.selected = self.selected.min(self.rows.len().saturating_sub(1));
-        self.sort_rows();
     }
 
     /// A listing request failed; if it is the one awaited, another may go.
@@ -247,16 +301,8 @@ impl Tokens {
             row.state = state;
         }
         if event.kind != EventKind::RequestRejected {
-            row.changed = short_time(&event.at, 19);
+            row.updated_at = event.at.clone();
         }
-    }
-
-    fn sort_rows(&mut self) {
-        let (column, ascending) = self.sort;
-        self.rows.sort_by(|a, b| {
-            let order = column.key(a).cmp(&column.key(b));
-            if ascending { order } else { order.reverse() }
-        });
     }
 
     /// Moves the selection.
@@ -274,23 +320,31 @@ impl Tokens {
         .min(last);
     }
 
+    fn first_page(&mut self) -> TokensRequest {
+        self.page = 0;
+        self.cursors = vec![None];
+        self.selected = 0;
+        self.request()
+    }
+
     /// Sorting, paging and starting the filter; returns a request when a page
     /// must be fetched.
     pub fn act(&mut self, action: Action) -> Option<TokensRequest> {
         match action {
             Action::Filter => {
-                self.editing = Some(self.filter.clone());
+                self.editing = Some(Edit {
+                    selected: !self.filter.is_empty(),
+                    text: self.filter.clone(),
+                });
                 None
             }
-            Action::Sort => {
+            Action::Sort if !self.loading => {
                 self.sort = (self.sort.0.next(), true);
-                self.sort_rows();
-                None
+                Some(self.first_page())
             }
-            Action::Reverse => {
+            Action::Reverse if !self.loading => {
                 self.sort.1 = !self.sort.1;
-                self.sort_rows();
-                None
+                Some(self.first_page())
             }
             Action::NextPage if self.more && !self.loading => {
                 self.cursors.truncate(self.page + 1);
@@ -320,19 +374,37 @@ impl Tokens {
 
     /// A key while the filter is typed; applying it starts at page 0.
     pub fn type_filter(&mut self, key: FilterKey) -> Option<TokensRequest> {
-        let text = self.editing.as_mut()?;
+        let edit = self.editing.as_mut()?;
         match key {
-            FilterKey::Char(c) => text.push(c),
-            FilterKey::Backspace => {
-                text.pop();
+            FilterKey::Char(c) => {
+                if edit.selected {
+                    edit.text.clear();
+                    edit.selected = false;
+                }
+                edit.text.push(c);
             }
+            FilterKey::Backspace if edit.selected => {
+                edit.text.clear();
+                edit.selected = false;
+            }
+            FilterKey::Backspace => {
+                edit.text.pop();
+            }
+            FilterKey::Clear => {
+                edit.text.clear();
+                edit.selected = false;
+            }
+            FilterKey::Deselect => edit.selected = false,
             FilterKey::Escape => self.editing = None,
             FilterKey::Enter => {
-                self.filter = self.editing.take().unwrap_or_default().trim().to_owned();
-                self.page = 0;
-                self.cursors = vec![None];
-                self.selected = 0;
-                return Some(self.request());
+                self.filter = self
+                    .editing
+                    .take()
+                    .map(|e| e.text)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                return Some(self.first_page());
             }
         }
         None

@@ -4,27 +4,43 @@
 use std::fmt::Write;
 
 use mmt_shared::console::SnapshotReply;
-use mmt_shared::events::Event;
+use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::TokenState;
+
+use crate::state::Rejection;
+use crate::timefmt::stamp_millis;
 
 fn opt<T: AsRef<str>>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.as_ref().to_owned())
 }
 
+/// One event: fixed-width time with date and zone, the kind, the token and
+/// what applies to the kind; a refusal names what was asked as the screen
+/// does (`revoke` for a refused removal).
 fn event_line(out: &mut String, event: &Event) {
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "  {}  {:<17} {:<38} client={} integration={} scope={} state={} op={} code={}",
-        event.at,
+        "  {}  {:<21} {:<36} client={} integration={} scope={} state={}",
+        stamp_millis(&event.at),
         event.kind.routing_key(),
         opt(event.token_id.as_deref()),
         opt(event.client_id.as_deref()),
         opt(event.broker_type.as_deref()),
         opt(event.scope.map(|s| s.as_str())),
         opt(event.state.map(|s| s.as_str())),
-        opt(event.operation.map(|o| o.as_str())),
-        opt(event.code.map(|c| c.as_str())),
     );
+    if matches!(
+        event.kind,
+        EventKind::RequestRejected | EventKind::MessageDeadLettered
+    ) {
+        let asked = Rejection::from(event.clone()).asked();
+        let _ = write!(
+            out,
+            " asked={asked} code={}",
+            opt(event.code.map(|c| c.as_str()))
+        );
+    }
+    let _ = writeln!(out);
 }
 
 /// The snapshot as text.
@@ -34,7 +50,7 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
     let _ = writeln!(
         out,
         "mmt snapshot  namespace={namespace}  at={}",
-        snapshot.at
+        stamp_millis(&snapshot.at)
     );
     let _ = writeln!(
         out,
@@ -93,6 +109,23 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
     for event in &snapshot.recent_lifecycle {
         event_line(&mut out, event);
     }
+    let _ = writeln!(out, "\ndead letters by reason");
+    for reason in &snapshot.dead_by_reason {
+        let _ = writeln!(out, "  {:<40} {}", reason.reason, reason.count);
+    }
+    let _ = writeln!(out, "\nrecent dead letters (oldest first; never the body)");
+    for dead in &snapshot.recent_dead_letters {
+        let _ = writeln!(
+            out,
+            "  {}  queue={} code={} size={} message_id={} reason={}",
+            stamp_millis(&dead.at),
+            dead.queue,
+            opt(dead.code.map(|c| c.as_str())),
+            dead.size,
+            opt(dead.message_id.as_deref()),
+            dead.reason,
+        );
+    }
     out
 }
 
@@ -129,6 +162,8 @@ mod tests {
             ],
             recent_rejections: vec![rejected],
             recent_lifecycle: Vec::new(),
+            recent_dead_letters: Vec::new(),
+            dead_by_reason: Vec::new(),
             stats: WorkerStats {
                 rejections: vec![CodeCount {
                     code: ErrorCode::ScopeMismatch,
@@ -139,7 +174,7 @@ mod tests {
         };
         let text = text(&snapshot, "mmt");
         for line in [
-            "mmt snapshot  namespace=mmt  at=2026-11-24T12:00:01Z",
+            "mmt snapshot  namespace=mmt  at=2026-11-24 12:00:01.000 UTC",
             "  active           3",
             "  revoked          1",
             "  coinbase             read   revoked          1",
@@ -150,6 +185,43 @@ mod tests {
                 "{line:?} missing from:\n{text}"
             );
         }
-        assert!(text.contains("op=write code=scope_mismatch"), "{text}");
+        assert!(text.contains("asked=write code=scope_mismatch"), "{text}");
+        assert!(
+            text.contains("  2026-11-24 12:00:00.000 UTC  request.rejected"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lifecycle_lines_carry_no_operation_and_a_refused_removal_reads_revoke() {
+        let mut issued = Event::new(EventKind::TokenIssued, "2026-11-24T12:00:00.5Z".into());
+        issued.token_id = Some("tok_1".into());
+        let mut refused = Event::new(EventKind::RequestRejected, "2026-11-24T12:00:01Z".into());
+        refused.code = Some(ErrorCode::NotFound);
+        refused.queue = Some("connection.removed".into());
+        let snapshot = SnapshotReply {
+            ok: true,
+            at: "2026-11-24T12:00:01Z".into(),
+            counts: Vec::new(),
+            recent_rejections: vec![refused],
+            recent_lifecycle: vec![issued],
+            stats: WorkerStats::default(),
+            recent_dead_letters: Vec::new(),
+            dead_by_reason: Vec::new(),
+        };
+        let text = text(&snapshot, "mmt");
+        let issued = text
+            .lines()
+            .find(|l| l.contains("token.issued"))
+            .expect("issued line");
+        assert!(
+            !issued.contains("op=") && !issued.contains("code="),
+            "{issued}"
+        );
+        assert!(
+            issued.starts_with("  2026-11-24 12:00:00.500 UTC  "),
+            "{issued}"
+        );
+        assert!(text.contains("asked=revoke code=not_found"), "{text}");
     }
 }

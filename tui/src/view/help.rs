@@ -10,7 +10,7 @@ use crate::input::{BINDINGS, Context};
 fn context(context: Context) -> &'static str {
     match context {
         Context::Global => "everywhere",
-        Context::Lists => "lists",
+        Context::Lists => "every table",
         Context::On(screen) => screen.title(),
     }
 }

@@ -1,6 +1,8 @@
 //! Drawing: the frame every screen shares (header, tabs, footer, help) and
 //! one module per screen. Views read the [`State`] and never change it.
 
+mod dead;
+mod detail;
 pub mod dump;
 mod help;
 mod overview;
@@ -33,8 +35,10 @@ pub fn draw(frame: &mut Frame<'_>, state: &State, styles: Styles) {
         Screen::Overview => overview::draw(frame, body, state, styles),
         Screen::Tokens => tokens::draw(frame, body, state, styles),
         Screen::Rejections => rejections::draw(frame, body, state, styles),
+        Screen::DeadLetters => dead::draw(frame, body, state, styles),
     }
     frame.render_widget(Paragraph::new(footer_line(state.screen, styles)), footer);
+    detail::draw(frame, body, state, styles);
     if state.help {
         help::draw(frame, frame.area(), styles);
     }
@@ -112,12 +116,17 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
 }
 
 fn draw_tabs(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [tabs_area, notice_area] =
-        Layout::horizontal([Constraint::Length(42), Constraint::Min(0)]).areas(area);
-    let titles = Screen::ALL
+    let titles: Vec<String> = Screen::ALL
         .iter()
         .enumerate()
-        .map(|(i, s)| format!("{} {}", i + 1, s.title()));
+        .map(|(i, s)| format!("{} {}", i + 1, s.title()))
+        .collect();
+    let tabs_width: usize = titles.iter().map(|t| t.chars().count() + 3).sum();
+    let [tabs_area, notice_area] = Layout::horizontal([
+        Constraint::Length(u16::try_from(tabs_width).unwrap_or(u16::MAX)),
+        Constraint::Min(0),
+    ])
+    .areas(area);
     let selected = Screen::ALL.iter().position(|s| *s == state.screen);
     let tabs = Tabs::new(titles)
         .select(selected)
@@ -141,5 +150,7 @@ fn footer_line(screen: Screen, styles: Styles) -> Line<'static> {
     Line::from(spans)
 }
 
+#[cfg(test)]
+mod captures;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::state::{Series, State};
 
 /// Draws the overview in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [top, bottom] = Layout::vertical([Constraint::Length(11), Constraint::Min(3)]).areas(area);
+    let [top, bottom] = Layout::vertical([Constraint::Length(12), Constraint::Min(3)]).areas(area);
     let [counts, worker] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
     draw_counts(frame, counts, state, styles);
@@ -26,8 +26,37 @@ fn count_cell(n: u64) -> Cell<'static> {
     Cell::from(Line::from(n.to_string()).right_aligned())
 }
 
+/// What the counts block says about its data: current, stale (the worker
+/// fell silent: the last counts, greyed, with their age), or none yet.
+fn counts_title(state: &State) -> (String, bool) {
+    match state.worker_age() {
+        _ if state.counts.is_empty() && state.worker.is_none() => {
+            (" Tokens by state: no data yet ".to_owned(), true)
+        }
+        Some(age) if !state.worker_alive() => (
+            format!(
+                " Tokens by state: STALE, {} old ",
+                duration(u64::try_from(age / 1000).unwrap_or(0))
+            ),
+            true,
+        ),
+        _ => (" Tokens by state ".to_owned(), false),
+    }
+}
+
 fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let [active, reauth, revoked] = state.totals();
+    let (title, stale) = counts_title(state);
+    if stale && state.counts.is_empty() {
+        let block = Block::default().borders(Borders::ALL).title(title);
+        frame.render_widget(
+            Paragraph::new(" no worker has answered: no counts to show")
+                .style(styles.dim())
+                .block(block),
+            area,
+        );
+        return;
+    }
     let mut rows = vec![
         Row::new([
             Cell::from("all"),
@@ -79,11 +108,12 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" Tokens by state "),
-        );
+        .block(Block::default().borders(Borders::ALL).title(title));
+    let table = if stale {
+        table.style(styles.dim())
+    } else {
+        table
+    };
     frame.render_widget(table, area);
 }
 
@@ -109,6 +139,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// The width of a sparkline's `max N` label.
+const MAX_WIDTH: u16 = 8;
+
 fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let title = match &state.worker {
         Some(w) => format!(
@@ -121,8 +154,21 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [rates, queues] =
-        Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let [scale, rates, queues] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(3),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    let spark_width = inner.width.saturating_sub(16 + MAX_WIDTH);
+    let window = usize::from(spark_width).min(crate::state::HISTORY);
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(format!("{:<9}{:>6}", "per s", "now"), styles.title()),
+            Span::styled(format!(" last {window}s"), styles.dim()),
+        ])),
+        scale,
+    );
     let series: [(&str, &Series, Style); 3] = [
         ("ingest", &state.rates.ingest, styles.spark()),
         ("resolves", &state.rates.resolves, styles.spark()),
@@ -137,19 +183,31 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         if row.y >= rates.bottom() {
             break;
         }
-        let [text, spark] =
-            Layout::horizontal([Constraint::Length(16), Constraint::Min(0)]).areas(row);
+        let [text, spark, top] = Layout::horizontal([
+            Constraint::Length(16),
+            Constraint::Min(0),
+            Constraint::Length(MAX_WIDTH),
+        ])
+        .areas(row);
         frame.render_widget(
             Paragraph::new(format!("{label:<9}{:>4}/s", series.last())),
             text,
         );
         let samples = series.samples();
-        let tail = samples.len().saturating_sub(usize::from(spark.width));
+        let shown = samples
+            .get(samples.len().saturating_sub(usize::from(spark.width))..)
+            .unwrap_or_default();
+        let max = shown.iter().copied().max().unwrap_or(0);
         frame.render_widget(
             Sparkline::default()
-                .data(samples.get(tail..).unwrap_or_default())
+                .data(shown)
+                .max(max.max(1))
                 .style(style),
             spark,
+        );
+        frame.render_widget(
+            Paragraph::new(Line::from(format!("max {max}")).right_aligned()).style(styles.dim()),
+            top,
         );
     }
     let mut rows: Vec<Row<'_>> = Vec::new();
@@ -168,8 +226,8 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         };
         rows.push(
             Row::new([
-                Cell::from("dead"),
-                Cell::from(Line::from(format!("{} total", worker.dead_lettered)).right_aligned()),
+                Cell::from(format!("dead +{}", worker.dead_lettered)),
+                Cell::from(Line::from("-").right_aligned()),
                 Cell::from(Line::from(depth_text(worker.dead_depth)).right_aligned()),
             ])
             .style(dead_style),
@@ -228,7 +286,7 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
         )
     };
     let title = Line::from(vec![
-        Span::raw(" Lifecycle events, newest first "),
+        Span::raw(format!(" Lifecycle events, newest first: {len} kept ")),
         Span::styled(if state.paused { "(PAUSED) " } else { "" }, styles.warn()),
     ]);
     table::render(
@@ -239,7 +297,7 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
             title,
             columns: &columns,
             len,
-            selected: None,
+            selected: (len > 0).then_some(state.lifecycle_selected),
             row: &row,
             empty: "no lifecycle event yet",
         },

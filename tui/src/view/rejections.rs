@@ -1,5 +1,6 @@
-//! The live feed of refused requests, newest first, with the counts per
-//! error code; scope mismatches stand out (in colour and with a `!`).
+//! The live feed of refused requests (bad input included), newest first,
+//! with the counts per error code and per client; scope mismatches stand
+//! out (in colour and with a `!`).
 
 use mmt_shared::wire::ErrorCode;
 use ratatui::Frame;
@@ -12,9 +13,22 @@ use super::styles::Styles;
 use super::table::{self, TableView};
 use crate::state::State;
 
+fn dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Draws the feed in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [counts, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+    let [counts, clients, list] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+    ])
+    .areas(area);
     let mut spans = vec![Span::styled(" by code: ", styles.dim())];
     if state.rejection_counts.is_empty() {
         spans.push(Span::styled("none yet", styles.dim()));
@@ -29,11 +43,20 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         spans.push(Span::styled("  ", styles.dim()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), counts);
+    let mut spans = vec![Span::styled(" by client: ", styles.dim())];
+    if state.rejections_by_client.is_empty() {
+        spans.push(Span::styled("none yet", styles.dim()));
+    }
+    for (client, count) in &state.rejections_by_client {
+        spans.push(Span::raw(format!("{client} {count}")));
+        spans.push(Span::styled("  ", styles.dim()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), clients);
     let columns = [
         ("time", Constraint::Length(8)),
         ("client", Constraint::Length(10)),
         ("tokenId", Constraint::Min(12)),
-        ("asked", Constraint::Length(6)),
+        ("asked", Constraint::Length(7)),
         ("scope", Constraint::Length(5)),
         ("code", Constraint::Length(17)),
     ];
@@ -54,8 +77,8 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         (
             vec![
                 r.time.clone(),
-                r.client_id.clone(),
-                r.token_id.clone(),
+                dash(&r.client_id),
+                dash(&r.token_id),
                 r.asked().to_owned(),
                 r.scope.map_or("-", |s| s.as_str()).to_owned(),
                 code,
@@ -63,8 +86,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             style,
         )
     };
+    let total: u64 = state.rejection_counts.values().sum();
     let title = Line::from(vec![
-        Span::raw(" Refused requests, newest first "),
+        Span::raw(format!(
+            " Refused requests, newest first: {len} of {total} "
+        )),
         if state.paused {
             Span::styled(format!("PAUSED, {} held ", state.held.len()), styles.warn())
         } else {

@@ -1,8 +1,9 @@
 //! A generic scrolling table that builds only the rows it shows, so a long
-//! list costs no more to draw than a short one.
+//! list costs no more to draw than a short one. A cell too long for its
+//! column ends in `…`: a cut id never passes for a whole one.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
@@ -35,11 +36,42 @@ pub fn first_visible(selected: usize, height: usize) -> usize {
     }
 }
 
+/// `text` cut to `width` characters, its last one `…` when it was cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The widths of `columns` in `width` cells, one cell between columns.
+pub fn widths(columns: &[Constraint], width: u16) -> Vec<u16> {
+    let area = Rect {
+        x: 0,
+        y: 0,
+        width,
+        height: 1,
+    };
+    Layout::horizontal(columns.iter().copied())
+        .spacing(1)
+        .split(area)
+        .iter()
+        .map(|r| r.width)
+        .collect()
+}
+
 /// Draws `view` in `area`.
 pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableView<'_>) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(view.title.clone());
+    let constraints: Vec<Constraint> = view.columns.iter().map(|(_, c)| *c).collect();
+    let widths = widths(&constraints, area.width.saturating_sub(2));
     let height = usize::from(area.height.saturating_sub(3));
     let first = first_visible(view.selected.unwrap_or(0), height);
     let visible = first..view.len.min(first + height);
@@ -49,12 +81,21 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableVie
             if view.selected == Some(i) {
                 style = style.patch(styles.selected());
             }
-            Row::new(cells.into_iter().map(Cell::from)).style(style)
+            let cells = cells
+                .into_iter()
+                .zip(&widths)
+                .map(|(text, w)| Cell::from(fit(&text, usize::from(*w))));
+            Row::new(cells).style(style)
         })
         .collect();
-    let header =
-        Row::new(view.columns.iter().map(|(name, _)| Cell::from(*name))).style(styles.title());
-    let table = Table::new(rows, view.columns.iter().map(|(_, width)| *width))
+    let header = Row::new(
+        view.columns
+            .iter()
+            .zip(&widths)
+            .map(|((name, _), w)| Cell::from(fit(name, usize::from(*w)))),
+    )
+    .style(styles.title());
+    let table = Table::new(rows, widths.iter().map(|w| Constraint::Length(*w)))
         .header(header)
         .block(block)
         .column_spacing(1);
@@ -81,5 +122,13 @@ mod tests {
         assert_eq!(first_visible(10, 10), 1);
         assert_eq!(first_visible(999_999, 20), 999_980);
         assert_eq!(first_visible(5, 0), 0);
+    }
+
+    #[test]
+    fn a_cut_cell_ends_in_an_ellipsis() {
+        assert_eq!(fit("tok_0123456789", 8), "tok_012…");
+        assert_eq!(fit("tok_01", 8), "tok_01");
+        assert_eq!(fit("tok_0123", 8), "tok_0123");
+        assert_eq!(fit("abc", 0), "");
     }
 }

@@ -3,7 +3,8 @@
 //! the current time); the snapshots filter ids and times out.
 
 use mmt_shared::console::{
-    CodeCount, CountRow, QueueStats, SnapshotReply, TokenRow as WireRow, TokensReply, WorkerStats,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, ReasonCount, SnapshotReply,
+    TokenRow as WireRow, TokensReply, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
@@ -67,6 +68,16 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        rejections_by_client: vec![
+            ClientCount {
+                client_id: "acme".into(),
+                count: 4,
+            },
+            ClientCount {
+                client_id: "initech".into(),
+                count: 2,
+            },
+        ],
     }
 }
 
@@ -90,6 +101,18 @@ fn snapshot() -> SnapshotReply {
         recent_rejections: Vec::new(),
         recent_lifecycle: Vec::new(),
         stats: WorkerStats::default(),
+        recent_dead_letters: vec![DeadLetterRow {
+            at: rfc3339(now_millis() - 42_000),
+            queue: "mmt.integration.connected".into(),
+            reason: "body is not valid JSON: line 1, column 1".into(),
+            code: Some(ErrorCode::InvalidMessage),
+            message_id: Some("msg-bad-1".into()),
+            size: 11,
+        }],
+        dead_by_reason: vec![ReasonCount {
+            reason: "body is not valid JSON".into(),
+            count: 1,
+        }],
     }
 }
 
@@ -152,6 +175,12 @@ fn busy_state() -> State {
     );
     revoked.state = Some(TokenState::Revoked);
     state.update(Msg::Event(revoked), now);
+    let mut bad = Event::new(EventKind::MessageDeadLettered, at.clone());
+    bad.queue = Some("mmt.token.resolve".into());
+    bad.reason = Some("body does not match token.resolve: missing field `tokenId`".into());
+    bad.code = Some(ErrorCode::InvalidMessage);
+    bad.message_id = Some("msg-bad-2".into());
+    state.update(Msg::Event(bad), now);
     let request = state.tokens.reload();
     let row = |id: &str, client: &str, scope, token_state, expires: Option<&str>| WireRow {
         token_id: id.to_owned(),
@@ -161,6 +190,9 @@ fn busy_state() -> State {
         state: token_state,
         expires_at: expires.map(str::to_owned),
         updated_at: at.clone(),
+        end_user_id: (token_state != TokenState::Revoked).then(|| format!("user-of-{client}")),
+        account_id: (token_state != TokenState::Revoked).then(|| "cb-main".to_owned()),
+        created_at: (token_state != TokenState::Revoked).then(|| at.clone()),
     };
     let reply = TokensReply {
         ok: true,
@@ -183,6 +215,8 @@ fn busy_state() -> State {
         ],
         next_after: Some("tok_next".into()),
         scanned: 3,
+        total: None,
+        next_offset: None,
     };
     state.update(Msg::Tokens(request, reply), now + 5000);
     state
@@ -209,6 +243,7 @@ macro_rules! assert_screen {
         insta::with_settings!({
             filters => vec![
                 (r"tok_[0-9a-f]{4,32}", "tok_[id]"),
+                (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "[date time] UTC"),
                 (r"\d{2}:\d{2}:\d{2}", "[time]"),
                 (r"\d{2}-\d{2} \d{2}:\d{2}", "[date]"),
                 (r"│\d{2}:│", "│[hh]:│"),
@@ -222,6 +257,100 @@ macro_rules! assert_screen {
 #[test]
 fn overview() {
     assert_screen!("overview", screen(&busy_state(), 80, 24));
+}
+
+#[test]
+fn overview_large() {
+    assert_screen!("overview_200x60", screen(&busy_state(), 200, 60));
+}
+
+#[test]
+fn overview_stale_when_the_worker_falls_silent() {
+    let mut state = busy_state();
+    state.update(Msg::Tick, state.now + 65_000);
+    assert_screen!("overview_stale", screen(&state, 80, 24));
+}
+
+#[test]
+fn tokens_large() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Tokens));
+    assert_screen!("tokens_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn tokens_filter_reopened_with_the_old_text_selected() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Tokens));
+    state.act(Action::Filter);
+    for c in "client:globex".chars() {
+        state.type_filter(crate::state::FilterKey::Char(c));
+    }
+    state.type_filter(crate::state::FilterKey::Enter);
+    state.act(Action::Filter);
+    assert_screen!("tokens_filter_reopened", screen(&state, 80, 24));
+}
+
+fn detail_state() -> State {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Tokens));
+    state.act(Action::Down);
+    state.act(Action::Open);
+    state
+}
+
+#[test]
+fn detail_pane() {
+    assert_screen!("detail", screen(&detail_state(), 80, 24));
+}
+
+#[test]
+fn detail_pane_large() {
+    assert_screen!("detail_200x60", screen(&detail_state(), 200, 60));
+}
+
+#[test]
+fn detail_pane_of_a_revoked_token_from_the_overview() {
+    let mut state = busy_state();
+    state.act(Action::Open);
+    assert!(state.detail.as_ref().and_then(|d| d.row.as_ref()).is_some());
+    assert_screen!("detail_revoked", screen(&state, 80, 24));
+}
+
+#[test]
+fn dead_letters() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    assert_screen!("dead_letters", screen(&state, 80, 24));
+}
+
+#[test]
+fn dead_letters_large() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    assert_screen!("dead_letters_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn rejections_large() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Rejections));
+    assert_screen!("rejections_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn a_cut_token_id_ends_in_an_ellipsis_at_80_columns() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Tokens));
+    let text = screen(&state, 80, 24);
+    let id = &state.tokens.rows[0].token_id;
+    assert!(!text.contains(id.as_str()), "too wide for 80 columns");
+    let cut: String = id.chars().take(10).collect();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&cut))
+        .expect("the row is drawn");
+    assert!(line.contains('…'), "{line}");
 }
 
 #[test]

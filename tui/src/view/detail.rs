@@ -1,0 +1,176 @@
+//! The detail pane over any screen: every field of one token, its tokenId in
+//! full, times with date and zone, and the recent events and refusals the
+//! console holds for it.
+
+use mmt_shared::wire::TokenState;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::styles::Styles;
+use crate::state::{Detail, State};
+use crate::timefmt::stamp;
+
+/// How many events and refusals the pane lists.
+const EVENTS_SHOWN: usize = 8;
+
+fn field(name: &str, value: String, styles: Styles) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!(" {name:<12}"), styles.dim()),
+        Span::raw(value),
+    ])
+}
+
+fn fields(detail: &Detail, styles: Styles) -> Vec<Line<'static>> {
+    let mut lines = vec![field("tokenId", detail.token_id.clone(), styles)];
+    let Some(row) = &detail.row else {
+        let why = if detail.loading {
+            "asking the worker…"
+        } else if detail.missing {
+            "the worker holds no such token (never issued, or another namespace)"
+        } else {
+            "the worker did not answer: Esc, then Enter to ask again"
+        };
+        lines.push(Line::from(Span::styled(format!(" {why}"), styles.warn())));
+        return lines;
+    };
+    let gone = || "- (not kept after revocation)".to_owned();
+    let state_style = match row.state {
+        TokenState::Active => styles.good(),
+        TokenState::ReauthRequired => styles.warn(),
+        TokenState::Revoked => styles.dim(),
+    };
+    lines.extend([
+        field("clientId", row.client_id.clone(), styles),
+        field(
+            "endUserId",
+            row.end_user_id.clone().unwrap_or_else(gone),
+            styles,
+        ),
+        field(
+            "accountId",
+            row.account_id.clone().unwrap_or_else(gone),
+            styles,
+        ),
+        field("integration", row.broker_type.clone(), styles),
+        field("scope", row.scope.as_str().to_owned(), styles),
+        Line::from(vec![
+            Span::styled(format!(" {:<12}", "state"), styles.dim()),
+            Span::styled(row.state.as_str().to_owned(), state_style),
+        ]),
+        field(
+            "created",
+            row.created_at.as_deref().map(stamp).unwrap_or_else(gone),
+            styles,
+        ),
+        field(
+            if row.state == TokenState::Revoked {
+                "revoked"
+            } else {
+                "last change"
+            },
+            stamp(&row.updated_at),
+            styles,
+        ),
+        field(
+            "expiresAt",
+            match (&row.expires_at, row.state) {
+                (_, TokenState::Revoked) => "-".to_owned(),
+                (Some(at), _) => stamp(at),
+                (None, _) => "never".to_owned(),
+            },
+            styles,
+        ),
+    ]);
+    lines
+}
+
+/// The recent lifecycle events and refusals of the token, newest first.
+fn history(state: &State, token_id: &str, styles: Styles) -> Vec<Line<'static>> {
+    let mut items: Vec<(String, Line<'static>)> = state
+        .lifecycle
+        .iter()
+        .filter(|e| e.token_id == token_id)
+        .map(|e| {
+            (
+                e.at.clone(),
+                Line::from(vec![
+                    Span::raw(format!(" {} ", stamp(&e.at))),
+                    Span::raw(e.what.to_owned()),
+                ]),
+            )
+        })
+        .chain(
+            state
+                .rejections
+                .iter()
+                .filter(|r| r.token_id == token_id)
+                .map(|r| {
+                    let code = r.code.map_or("?", |c| c.as_str());
+                    let style = if r.is_scope_mismatch() {
+                        styles.bad()
+                    } else {
+                        styles.warn()
+                    };
+                    (
+                        r.at.clone(),
+                        Line::from(vec![
+                            Span::raw(format!(" {} ", stamp(&r.at))),
+                            Span::styled(
+                                format!("refused {} {} by {}", r.asked(), code, r.client_id),
+                                style,
+                            ),
+                        ]),
+                    )
+                }),
+        )
+        .collect();
+    items.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut lines = vec![Line::from(Span::styled(
+        " recent events and refusals (newest first)",
+        styles.title(),
+    ))];
+    if items.is_empty() {
+        lines.push(Line::from(Span::styled(
+            " none seen by this console",
+            styles.dim(),
+        )));
+    }
+    lines.extend(items.into_iter().take(EVENTS_SHOWN).map(|(_, line)| line));
+    lines
+}
+
+/// Draws the pane over `area` when one is open.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
+    let Some(detail) = &state.detail else {
+        return;
+    };
+    let width = area.width.saturating_sub(4).min(96);
+    let height = area.height.saturating_sub(2).min(26);
+    let [_, middle, _] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(height),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    let [_, pane, _] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(width),
+        Constraint::Fill(1),
+    ])
+    .areas(middle);
+    let mut lines = fields(detail, styles);
+    lines.push(Line::raw(""));
+    lines.extend(history(state, &detail.token_id, styles));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" Token (y copies the tokenId · Esc closes) ");
+    frame.render_widget(Clear, pane);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        pane,
+    );
+}
