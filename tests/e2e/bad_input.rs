@@ -178,6 +178,7 @@ async fn well_formed_values_that_break_a_rule() {
     )
     .await;
     assert!(reason.contains("listed twice"), "{reason}");
+    assert!(!reason.contains("cb-1"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

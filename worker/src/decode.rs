@@ -235,11 +235,11 @@ fn mismatch(shape: Shape, value: &Value, place: &str) -> String {
         );
     }
     match (unwrap_nullable(shape), value) {
-        (Shape::Choice(_), Value::String(_)) => {
-            format!("unknown variant{at}: expected {}", expected(shape))
+        (inner @ Shape::Choice(_), Value::String(_)) => {
+            format!("unknown variant{at}: expected {}", expected(inner))
         }
-        (Shape::Count, Value::Number(_)) => {
-            format!("invalid value{at}: expected {}", expected(shape))
+        (inner @ Shape::Count, Value::Number(_)) => {
+            format!("invalid value{at}: expected {}", expected(inner))
         }
         (Shape::Object(fields), Value::Object(map)) => {
             match fields
