@@ -18,7 +18,7 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Log format.
+    /// Log format (text is coloured only when stderr is a terminal).
     #[arg(long, global = true, env = "MMT_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 }
@@ -51,11 +51,12 @@ pub struct RunArgs {
     /// Broker connection.
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// Directory of the embedded store (created when absent).
+    /// Directory of the embedded store (created with mode 0700 when absent).
     #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
     pub data_dir: PathBuf,
-    /// Master key file: 64 hex characters; created with mode 0600 when absent.
-    /// Keep it outside the data directory.
+    /// Master key file: 64 hex characters; created with mode 0600 when absent
+    /// (never for a data directory that already holds a store); refused when
+    /// group or others can access it. Keep it outside the data directory.
     #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
     pub key_file: PathBuf,
     /// Queue type of the state-changing queues and NS.dead.

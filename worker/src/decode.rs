@@ -235,11 +235,11 @@ fn mismatch(shape: Shape, value: &Value, place: &str) -> String {
         );
     }
     match (unwrap_nullable(shape), value) {
-        (Shape::Choice(_), Value::String(_)) => {
-            format!("unknown variant{at}: expected {}", expected(shape))
+        (inner @ Shape::Choice(_), Value::String(_)) => {
+            format!("unknown variant{at}: expected {}", expected(inner))
         }
-        (Shape::Count, Value::Number(_)) => {
-            format!("invalid value{at}: expected {}", expected(shape))
+        (inner @ Shape::Count, Value::Number(_)) => {
+            format!("invalid value{at}: expected {}", expected(inner))
         }
         (Shape::Object(fields), Value::Object(map)) => {
             match fields
@@ -414,6 +414,70 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The shape's required fields are exactly the type's: without one the
+    /// body is refused naming it, without any other it still decodes.
+    fn required_fields_agree_with_the_type<T: Message>() {
+        let good = sample(T::SHAPE);
+        let mut all = Vec::new();
+        fields(T::SHAPE, "", "", &mut all);
+        for (pointer, place, _) in all {
+            let Some((parent, name)) = pointer.rsplit_once('/') else {
+                continue;
+            };
+            let mut without = good.clone();
+            let Some(Value::Object(map)) = without.pointer_mut(parent) else {
+                continue;
+            };
+            map.remove(name);
+            let required = match good.pointer(parent) {
+                Some(Value::Object(_)) => {
+                    required_at(T::SHAPE, &pointer).unwrap_or_else(|| panic!("{pointer}"))
+                }
+                _ => continue,
+            };
+            let body = serde_json::to_vec(&without).expect("json");
+            match decode::<T>(&body) {
+                Ok(_) => assert!(!required, "{place} is required by the shape only"),
+                Err(reason) => {
+                    assert!(required, "{place} is required by the type only: {reason}");
+                    assert!(
+                        reason.starts_with(&format!("missing field `{place}`")),
+                        "{reason}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether the field at `pointer` (object fields only) is required.
+    fn required_at(shape: Shape, pointer: &str) -> Option<bool> {
+        let mut shape = shape;
+        let mut required = None;
+        for part in pointer.split('/').skip(1) {
+            match unwrap_nullable(shape) {
+                Shape::Object(list) => {
+                    let field = list.iter().find(|f| f.names[0] == part)?;
+                    required = Some(field.required);
+                    shape = field.shape;
+                }
+                Shape::List(item) => {
+                    required = None;
+                    shape = *item;
+                }
+                _ => return None,
+            }
+        }
+        required
+    }
+
+    #[test]
+    fn required_fields_of_every_message_agree_with_the_wire_types() {
+        required_fields_agree_with_the_type::<IntegrationConnected>();
+        required_fields_agree_with_the_type::<ConnectionRemoved>();
+        required_fields_agree_with_the_type::<TokenResolve>();
+        required_fields_agree_with_the_type::<LinkAccessTokens>();
     }
 
     #[test]

@@ -78,13 +78,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `error` is a write to a stdout whose reader has gone.
+/// Whether `error` is a write to a stdout whose reader has gone: a bare
+/// `io::Error` (stdout writes are the only ones `?`-ed without a wrapper),
+/// never one inside a broker or store error.
 fn broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
@@ -151,7 +151,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let mut failed = 0usize;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     for (path, scenario) in args.files.iter().zip(&scenarios) {
         writeln!(out, "# {}: {}", path.display(), scenario.description)?;
         for report in publisher.run(scenario).await? {
@@ -194,7 +194,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let binary = std::env::current_exe().context("cannot find the mmt-worker binary")?;
     let report = mmt_worker::bench::run(&args.config(binary)).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     write!(out, "{}", report.table())?;
     out.flush()?;
     if let Some(path) = &args.json {

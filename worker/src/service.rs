@@ -516,14 +516,16 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
             "accessToken.accountTokens is empty: nothing to store",
         ));
     }
-    let mut seen = std::collections::HashSet::with_capacity(accounts.len());
-    for account in accounts {
+    let mut seen = std::collections::HashMap::with_capacity(accounts.len());
+    for (index, account) in accounts.iter().enumerate() {
         lifecycle::check_id("account.accountId", &account.account.account_id)
             .map_err(Outcome::from)?;
-        if !seen.insert(account.account.account_id.as_str()) {
+        if let Some(first) = seen.insert(account.account.account_id.as_str(), index) {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
-                format!("accountId {:?} is listed twice", account.account.account_id),
+                format!(
+                    "an accountId is listed twice (accessToken.accountTokens[{first}] and [{index}])"
+                ),
             ));
         }
         let refresh_len = account
