@@ -192,7 +192,7 @@ impl Service {
                 reply,
                 events,
             } => {
-                change.processed(inbound.kind, &key, &reply);
+                change.processed(inbound.kind, &key, &reply)?;
                 change.commit(&lock)?;
                 Ok(Outcome::Done {
                     reply,

@@ -36,6 +36,7 @@ use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 mod migrate;
 #[cfg(test)]
 mod migrate_tests;
+mod processed;
 #[cfg(test)]
 mod race_tests;
 mod record;
@@ -50,7 +51,8 @@ const TOKEN: u8 = b't';
 const DATA_KEY: u8 = b'k';
 /// v1 only: a revoked token's tombstone.
 const TOMBSTONE: u8 = b'x';
-const PROCESSED: u8 = b'p';
+/// v1 only: a processed message's reply, under its full id.
+const PROCESSED_V1: u8 = b'p';
 const EXPIRY: u8 = b'e';
 const COUNT: u8 = b'c';
 
@@ -198,13 +200,6 @@ fn expiry_key(expires_at: UnixMillis, token_id: &str) -> Vec<u8> {
     key
 }
 
-fn processed_key(kind: MessageKind, message_id: &str) -> Vec<u8> {
-    let mut key = vec![PROCESSED];
-    push_part(&mut key, kind.routing_key());
-    key.extend_from_slice(message_id.as_bytes());
-    key
-}
-
 /// A group of the token counts: (state, scope, integration).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CountKey {
@@ -345,10 +340,10 @@ impl Store {
         kind: MessageKind,
         message_id: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .db
-            .get(processed_key(kind, message_id))?
-            .map(|v| v.to_vec()))
+        self.db
+            .get(processed::key(kind, message_id))?
+            .map(|stored| processed::decode(&stored))
+            .transpose()
     }
 
     /// The live tokenId of an identity.
@@ -715,8 +710,15 @@ impl Change<'_> {
     }
 
     /// Records that a message was processed, with its reply.
-    pub fn processed(&mut self, kind: MessageKind, message_id: &str, reply: &[u8]) {
-        self.batch.insert(processed_key(kind, message_id), reply);
+    pub fn processed(
+        &mut self,
+        kind: MessageKind,
+        message_id: &str,
+        reply: &[u8],
+    ) -> Result<(), StoreError> {
+        self.batch
+            .insert(processed::key(kind, message_id), processed::encode(reply)?);
+        Ok(())
     }
 
     /// Applies every write atomically. The caller holds the writer lock; the

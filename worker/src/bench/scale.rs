@@ -165,7 +165,7 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
                 MessageKind::IntegrationConnected,
                 &format!("bench-load-{index}"),
                 &serde_json::to_vec(&reply)?,
-            );
+            )?;
         }
         let lock = store.lock();
         change.commit(&lock)?;

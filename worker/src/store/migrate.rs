@@ -1,11 +1,13 @@
 //! Opening a data directory of an older format: v1 kept a token's wrapped
 //! data key under `k` and a revoked token's tombstone under `x`, beside the
-//! record under `t`; v2 keeps one authenticated record under `t`.
+//! record under `t`, and each processed message's whole reply under `p` and
+//! its full id; v2 keeps one authenticated record under `t` and a short
+//! processed record under `q` ([`super::processed`]).
 //!
 //! The migration runs at open, before the worker serves. It converts tokens
 //! in batches; each token's new record and the removal of its v1 keys are in
 //! the same atomic batch, so a migration killed at any point resumes where it
-//! stopped (a `k` or `x` key left means "not converted yet"). The format key
+//! stopped (a `k`, `x` or `p` key left means "not converted yet"). The format key
 //! is written, and the store flushed, only once nothing is left to convert.
 
 use serde::Deserialize;
@@ -14,7 +16,7 @@ use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
 
 use super::record::{self, RecordRef};
-use super::{DATA_KEY, StoreError, TOKEN, TOMBSTONE, prefixed};
+use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, prefixed, processed};
 use crate::crypto::MasterKey;
 use crate::lifecycle::{TokenMeta, Tombstone};
 
@@ -107,8 +109,9 @@ pub(super) fn to_current(
     Ok((converted, done))
 }
 
-/// Converts up to `max` tokens in one atomic batch: live tokens first (those
-/// with a `k` key), then tombstones (`x`).
+/// Converts up to `max` records in one atomic batch: live tokens first
+/// (those with a `k` key), then tombstones (`x`), then processed messages
+/// (`p`).
 fn convert_batch(db: &sled::Db, key: &MasterKey, max: usize) -> Result<usize, StoreError> {
     let mut batch = sled::Batch::default();
     let mut n = 0;
@@ -138,10 +141,31 @@ fn convert_batch(db: &sled::Db, key: &MasterKey, max: usize) -> Result<usize, St
         batch.remove(x);
         n += 1;
     }
+    for entry in db.scan_prefix([PROCESSED_V1]).take(max - n) {
+        let (p, reply) = entry?;
+        let (routing_key, message_id) = v1_processed_key(&p)
+            .ok_or(StoreError::Decode(postcard::Error::DeserializeBadEncoding))?;
+        batch.insert(
+            processed::key_of(&routing_key, &message_id),
+            processed::encode(&reply)?,
+        );
+        batch.remove(p);
+        n += 1;
+    }
     if n > 0 {
         db.apply_batch(batch)?;
     }
     Ok(n)
+}
+
+/// (routing key, message id) of a v1 processed key: `p`, the routing key's
+/// length (u32, big-endian), the routing key, the message id.
+fn v1_processed_key(key: &[u8]) -> Option<(String, String)> {
+    let rest = key.get(1..)?;
+    let len = usize::try_from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)).ok()?;
+    let routing_key = std::str::from_utf8(rest.get(4..4 + len)?).ok()?;
+    let message_id = String::from_utf8_lossy(rest.get(4 + len..)?);
+    Some((routing_key.to_owned(), message_id.into_owned()))
 }
 
 fn token_id_of(key: &[u8]) -> String {

@@ -36,6 +36,37 @@ fn v1_keys(data: &Path) -> (usize, usize) {
     )
 }
 
+/// The v1 processed records: ((kind, message id), reply bytes).
+fn v1_replies(data: &Path) -> Vec<((MessageKind, String), Vec<u8>)> {
+    let db = sled::open(data).expect("opens");
+    db.scan_prefix([PROCESSED_V1])
+        .map(|entry| {
+            let (key, reply) = entry.expect("reads");
+            let rest = &key[1..];
+            let len = u32::from_be_bytes(rest[..4].try_into().expect("length")) as usize;
+            let kind = match &rest[4..4 + len] {
+                b"integration.connected" => MessageKind::IntegrationConnected,
+                b"connection.removed" => MessageKind::ConnectionRemoved,
+                other => panic!("unexpected kind {other:?}"),
+            };
+            let id = String::from_utf8(rest[4 + len..].to_vec()).expect("utf-8");
+            ((kind, id), reply.to_vec())
+        })
+        .collect()
+}
+
+/// Every v1 reply comes back byte for byte from the migrated store.
+fn check_replies(store: &Store, replies: &[((MessageKind, String), Vec<u8>)]) {
+    for ((kind, id), reply) in replies {
+        assert_eq!(
+            store.processed(*kind, id).expect("reads").as_deref(),
+            Some(reply.as_slice()),
+            "{id}"
+        );
+    }
+    assert!(store.db.scan_prefix([PROCESSED_V1]).next().is_none());
+}
+
 /// Everything the migrated store holds, checked: every live token opens,
 /// every count matches the records, no v1 key is left.
 fn check_migrated(store: &Store) -> (usize, usize) {
@@ -79,18 +110,23 @@ fn check_migrated(store: &Store) -> (usize, usize) {
 fn a_v1_directory_opens_migrated_with_every_token_and_tombstone() {
     let (_dir, data, key_file) = v1_copy();
     let (wrapped, tombstones) = v1_keys(&data);
+    let replies = v1_replies(&data);
     assert!(wrapped >= 5 && tombstones >= 1, "{wrapped} {tombstones}");
+    assert!(replies.iter().any(|((_, id), _)| id == "fx-uphold-read-1"));
     let store = Store::open(&data, key(&key_file)).expect("a v1 store opens");
     assert_eq!(check_migrated(&store), (wrapped, tombstones));
+    check_replies(&store, &replies);
     drop(store);
     let again = Store::open(&data, key(&key_file)).expect("reopens");
     assert_eq!(check_migrated(&again), (wrapped, tombstones));
+    check_replies(&again, &replies);
 }
 
 #[test]
 fn a_migration_killed_half_way_resumes_at_the_next_open() {
     let (_dir, data, key_file) = v1_copy();
     let (wrapped, tombstones) = v1_keys(&data);
+    let replies = v1_replies(&data);
     {
         let db = sled::open(&data).expect("opens");
         let (n, done) = migrate::to_current(&db, &key(&key_file), 3).expect("migrates");
@@ -103,6 +139,7 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
     );
     let store = Store::open(&data, key(&key_file)).expect("resumes");
     assert_eq!(check_migrated(&store), (wrapped, tombstones));
+    check_replies(&store, &replies);
 }
 
 #[test]
