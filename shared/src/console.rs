@@ -140,6 +140,10 @@ pub struct TokensRequest {
     /// Exactly this token (the detail pane): the reply holds it or nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// Count the matching tokens by client over every token (the reply's
+    /// `byClient`, the top few) instead of listing them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_client: bool,
 }
 
 /// One token as the console sees it: metadata only.
@@ -192,6 +196,10 @@ pub struct TokensReply {
     /// With `sort`: pass as `offset` for the next page; absent at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u32>,
+    /// With `byClient`: the clients with the most matching tokens, most
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_client: Vec<ClientCount>,
 }
 
 /// One message the worker dead-lettered: where from, why, which and how
@@ -240,6 +248,19 @@ pub struct QueueStats {
     pub rate: f64,
     /// Messages ready in the queue, when the broker told.
     pub depth: Option<u64>,
+    /// Consumers of the queue, when the broker told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u32>,
+    /// Deliveries this worker holds unacknowledged (received - acked).
+    #[serde(default)]
+    pub unacked: u64,
+    /// Processing latency (taken to acknowledged) over the last interval,
+    /// 50th percentile, milliseconds; absent when nothing was processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// How many rejections of one code.
@@ -274,6 +295,13 @@ pub struct WorkerStats {
     /// few).
     #[serde(default)]
     pub rejections_by_client: Vec<ClientCount>,
+    /// The worker process's CPU use over the last interval, in percent of
+    /// one core (Linux only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// The worker process's resident memory in bytes (Linux only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
 }
 
 /// How many refusals one client had.

@@ -7,8 +7,9 @@
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
-//! - [`stats`], [`console`], [`console_query`]: counters, `worker.stats`
-//!   and the console's requests and token search;
+//! - [`stats`], [`health`], [`console`], [`console_query`]: counters and
+//!   health figures, `worker.stats`, the console's requests and token
+//!   search;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
@@ -24,6 +25,7 @@ pub mod consumer;
 pub mod crypto;
 pub mod events;
 pub mod fixtures;
+pub mod health;
 pub mod lifecycle;
 pub mod rpc;
 pub mod service;
