@@ -7,6 +7,7 @@
 
 mod detail;
 mod feed;
+mod health;
 mod tokens;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use mmt_shared::console::{SnapshotReply, TokensReply, TokensRequest, WorkerStats};
 
 pub use detail::Detail;
+pub use health::TopClients;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{ErrorCode, Scope, TokenState};
@@ -51,15 +53,18 @@ pub enum Screen {
     Rejections,
     /// What the worker dead-lettered.
     DeadLetters,
+    /// Latency, errors, queues, the worker process, top clients.
+    Health,
 }
 
 impl Screen {
     /// Every screen, in Tab order.
-    pub const ALL: [Screen; 4] = [
+    pub const ALL: [Screen; 5] = [
         Screen::Overview,
         Screen::Tokens,
         Screen::Rejections,
         Screen::DeadLetters,
+        Screen::Health,
     ];
 
     /// The tab title.
@@ -69,6 +74,7 @@ impl Screen {
             Screen::Tokens => "Tokens",
             Screen::Rejections => "Rejections",
             Screen::DeadLetters => "Dead letters",
+            Screen::Health => "Health",
         }
     }
 
@@ -216,6 +222,12 @@ pub struct QueueLine {
     pub rate: f64,
     /// Ready messages, when known.
     pub depth: Option<u64>,
+    /// Consumers, when known.
+    pub consumers: Option<u32>,
+    /// Deliveries the worker holds unacknowledged.
+    pub unacked: u64,
+    /// Processing latency p50 and p99 (ms) over the last second.
+    pub latency_ms: (Option<f64>, Option<f64>),
 }
 
 /// What the last `worker.stats` said.
@@ -233,6 +245,10 @@ pub struct WorkerView {
     pub dead_lettered: u64,
     /// The store's size on disk.
     pub store_bytes: u64,
+    /// The worker's CPU use, percent of one core.
+    pub cpu_percent: Option<f64>,
+    /// The worker's resident memory.
+    pub rss_bytes: Option<u64>,
 }
 
 /// Per-second series for the sparklines.
@@ -310,6 +326,8 @@ pub struct State {
     pub dead_selected: usize,
     /// The detail pane, when open.
     pub detail: Option<Detail>,
+    /// The top clients by tokens (the health screen).
+    pub top_clients: TopClients,
     /// Whether the feeds are frozen.
     pub paused: bool,
     /// Events received while paused, applied on resume.
@@ -357,6 +375,7 @@ impl State {
             dead_by_reason: Vec::new(),
             dead_selected: 0,
             detail: None,
+            top_clients: TopClients::default(),
             paused: false,
             held: VecDeque::new(),
             dropped: 0,
@@ -473,6 +492,7 @@ impl State {
                 self.notice = None;
                 match self.detail.as_mut() {
                     Some(detail) if detail.awaits(&request) => detail.loaded(reply),
+                    _ if self.top_clients.awaits(&request) => self.top_clients.loaded(reply),
                     _ => self.tokens.loaded(&request, reply),
                 }
                 Vec::new()
@@ -481,6 +501,7 @@ impl State {
                 match request {
                     Some(request) => match self.detail.as_mut() {
                         Some(detail) if detail.awaits(&request) => detail.failed(),
+                        _ if self.top_clients.awaits(&request) => self.top_clients.failed(),
                         _ => self.tokens.failed(&request),
                     },
                     None => self.snapshot_pending = false,
@@ -565,6 +586,9 @@ impl State {
                 self.snapshot_pending = true;
                 let mut commands = vec![Command::Snapshot];
                 commands.push(Command::Tokens(self.tokens.reload()));
+                if self.screen == Screen::Health {
+                    commands.extend(self.top_clients.ask().map(Command::Tokens));
+                }
                 return commands;
             }
             Action::Up
@@ -592,6 +616,14 @@ impl State {
         }
         if self.screen == Screen::Tokens && shown != Screen::Tokens && !self.tokens.loading {
             return vec![Command::Tokens(self.tokens.reload())];
+        }
+        if self.screen == Screen::Health && shown != Screen::Health {
+            return self
+                .top_clients
+                .ask()
+                .map(Command::Tokens)
+                .into_iter()
+                .collect();
         }
         Vec::new()
     }
@@ -631,6 +663,7 @@ impl State {
             Screen::DeadLetters => {
                 self.dead_selected = moved(self.dead_selected, self.dead_letters.len());
             }
+            Screen::Health => {}
         }
     }
 
@@ -645,7 +678,7 @@ impl State {
             Screen::Overview => newest(self.lifecycle.len(), self.lifecycle_selected)
                 .and_then(|i| self.lifecycle.get(i))
                 .map(|l| l.token_id.clone()),
-            Screen::DeadLetters => None,
+            Screen::DeadLetters | Screen::Health => None,
         };
         id.filter(|id| !id.is_empty())
     }
@@ -798,11 +831,16 @@ impl State {
                     name: q.queue.strip_prefix(&prefix).unwrap_or(&q.queue).to_owned(),
                     rate: q.rate,
                     depth: q.depth,
+                    consumers: q.consumers,
+                    unacked: q.unacked,
+                    latency_ms: (q.latency_p50_ms, q.latency_p99_ms),
                 })
                 .collect(),
             dead_depth: stats.dead_depth,
             dead_lettered: stats.dead_lettered,
             store_bytes: stats.store_bytes,
+            cpu_percent: stats.cpu_percent,
+            rss_bytes: stats.rss_bytes,
         });
     }
 

@@ -42,6 +42,10 @@ fn queue(name: &str, rate: f64, depth: u64) -> QueueStats {
         acked: 0,
         rate,
         depth: Some(depth),
+        consumers: Some(1),
+        unacked: 0,
+        latency_p50_ms: Some(1.5),
+        latency_p99_ms: Some(8.0),
     }
 }
 
@@ -68,6 +72,8 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        cpu_percent: Some(12.5),
+        rss_bytes: Some(54 << 20),
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),
@@ -217,6 +223,7 @@ fn busy_state() -> State {
         scanned: 3,
         total: None,
         next_offset: None,
+        by_client: Vec::new(),
     };
     state.update(Msg::Tokens(request, reply), now + 5000);
     state
@@ -329,6 +336,45 @@ fn dead_letters_large() {
     let mut state = busy_state();
     state.act(Action::Jump(Screen::DeadLetters));
     assert_screen!("dead_letters_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn health() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Health));
+    assert_screen!("health", screen(&state, 80, 24));
+}
+
+#[test]
+fn health_large_with_top_clients() {
+    let mut state = busy_state();
+    let asked = state.act(Action::Jump(Screen::Health));
+    let [crate::state::Command::Tokens(request)] = asked.as_slice() else {
+        panic!("the top clients are asked for: {asked:?}");
+    };
+    let mut reply = TokensReply {
+        ok: true,
+        tokens: Vec::new(),
+        next_after: None,
+        scanned: 3,
+        total: Some(3),
+        next_offset: None,
+        by_client: Vec::new(),
+    };
+    reply.by_client = vec![ClientCount {
+        client_id: "acme".into(),
+        count: 2,
+    }];
+    state.update(Msg::Tokens(request.clone(), reply), state.now);
+    assert_screen!("health_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn health_stale_when_the_worker_falls_silent() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Health));
+    state.update(Msg::Tick, state.now + 65_000);
+    assert_screen!("health_stale", screen(&state, 80, 24));
 }
 
 #[test]
