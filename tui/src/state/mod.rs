@@ -8,17 +8,22 @@
 mod detail;
 mod feed;
 mod health;
+mod msg;
 mod tokens;
+mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mmt_shared::console::{SnapshotReply, TokensReply, TokensRequest, WorkerStats};
+use mmt_shared::console::WorkerStats;
 
 pub use detail::Detail;
 pub use health::TopClients;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::UnixMillis;
-use mmt_shared::wire::{ErrorCode, Scope, TokenState};
+use mmt_shared::wire::{ErrorCode, Scope};
+pub use msg::{Action, Command, Link, Msg, Screen};
+use worker::state_index;
+pub use worker::{CountLine, QueueLine, Rates, Series, WorkerView};
 
 pub use feed::{DeadLetter, Lifecycle, Rejection};
 pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
@@ -41,249 +46,6 @@ pub const DEAD_KEPT: usize = 200;
 /// How many events are held while the feed is paused; beyond that the oldest
 /// held events are dropped (and counted).
 pub const HELD_MAX: usize = 10_000;
-
-/// The screens, in Tab order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Screen {
-    /// Counts, rates, queues, recent lifecycle events.
-    Overview,
-    /// The token listing.
-    Tokens,
-    /// The feed of refused requests.
-    Rejections,
-    /// What the worker dead-lettered.
-    DeadLetters,
-    /// Latency, errors, queues, the worker process, top clients.
-    Health,
-}
-
-impl Screen {
-    /// Every screen, in Tab order.
-    pub const ALL: [Screen; 5] = [
-        Screen::Overview,
-        Screen::Tokens,
-        Screen::Rejections,
-        Screen::DeadLetters,
-        Screen::Health,
-    ];
-
-    /// The tab title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Overview => "Overview",
-            Screen::Tokens => "Tokens",
-            Screen::Rejections => "Rejections",
-            Screen::DeadLetters => "Dead letters",
-            Screen::Health => "Health",
-        }
-    }
-
-    fn index(self) -> usize {
-        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
-    }
-
-    fn offset(self, by: isize) -> Screen {
-        let n = Screen::ALL.len() as isize;
-        let next = (self.index() as isize + by).rem_euclid(n) as usize;
-        Screen::ALL.get(next).copied().unwrap_or(Screen::Overview)
-    }
-}
-
-/// The broker link, as the feed reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Link {
-    /// Trying to connect (`attempt` 0 is the first try); `error` says why the
-    /// previous try or link failed.
-    Connecting {
-        /// How many tries failed in a row.
-        attempt: u32,
-        /// Why the last one failed.
-        error: Option<String>,
-    },
-    /// Connected and subscribed to `NS.events`.
-    Up,
-}
-
-/// What the feed tells the model.
-#[derive(Clone, Debug)]
-pub enum Msg {
-    /// The broker link changed.
-    Link(Link),
-    /// An event from `NS.events` (not `worker.stats`).
-    Event(Event),
-    /// A `worker.stats` body.
-    Stats(WorkerStats),
-    /// The reply to a snapshot request.
-    Snapshot(SnapshotReply),
-    /// The reply to a token listing request.
-    Tokens(TokensRequest, TokensReply),
-    /// A request got no usable answer: why, and the listing request when it
-    /// was one.
-    RequestFailed(Option<TokensRequest>, String),
-    /// The feed has dropped this many events in total (it could not keep
-    /// up).
-    Dropped(u64),
-    /// Time passes (ages in the header).
-    Tick,
-}
-
-/// What the operator asked for (from the key table, see `input.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Leave the console.
-    Quit,
-    /// Next screen.
-    NextScreen,
-    /// Previous screen.
-    PrevScreen,
-    /// Go to a screen.
-    Jump(Screen),
-    /// Open or close the help popup.
-    Help,
-    /// Close the help popup or cancel the filter being typed.
-    Close,
-    /// Freeze or resume the feeds (nothing is lost while frozen).
-    Pause,
-    /// Move the selection up.
-    Up,
-    /// Move the selection down.
-    Down,
-    /// A screenful up.
-    PageUp,
-    /// A screenful down.
-    PageDown,
-    /// First row.
-    Top,
-    /// Last row.
-    Bottom,
-    /// Start typing a filter.
-    Filter,
-    /// Sort by the next column.
-    Sort,
-    /// Reverse the sort order.
-    Reverse,
-    /// Next page of the token listing.
-    NextPage,
-    /// Previous page of the token listing.
-    PrevPage,
-    /// Ask the worker again (snapshot and the current page).
-    Refresh,
-    /// Open the detail pane of the selected row's token.
-    Open,
-    /// Copy the tokenId of the pane or the selected row (OSC 52).
-    Copy,
-}
-
-/// What the model wants the feed to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Ask for a snapshot.
-    Snapshot,
-    /// Ask for the token counts only (a snapshot without recent events).
-    Counts,
-    /// Ask for the token counts and the recent dead letters.
-    DeadLetters,
-    /// Ask for a page of the token listing.
-    Tokens(TokensRequest),
-    /// Put this text on the terminal's clipboard (OSC 52).
-    Copy(String),
-    /// Leave.
-    Quit,
-}
-
-/// One integration and scope, with its count per state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CountLine {
-    /// Tokens per state: active, reauth_required, revoked.
-    pub by_state: [u64; 3],
-}
-
-impl CountLine {
-    /// Every token of the line, revoked included.
-    pub fn total(&self) -> u64 {
-        self.by_state.iter().sum()
-    }
-}
-
-fn state_index(state: TokenState) -> usize {
-    match state {
-        TokenState::Active => 0,
-        TokenState::ReauthRequired => 1,
-        TokenState::Revoked => 2,
-    }
-}
-
-/// One queue of the worker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QueueLine {
-    /// The queue's name without the namespace.
-    pub name: String,
-    /// Deliveries per second.
-    pub rate: f64,
-    /// Ready messages, when known.
-    pub depth: Option<u64>,
-    /// Consumers, when known.
-    pub consumers: Option<u32>,
-    /// Deliveries the worker holds unacknowledged.
-    pub unacked: u64,
-    /// Processing latency p50 and p99 (ms) over the last second.
-    pub latency_ms: (Option<f64>, Option<f64>),
-}
-
-/// What the last `worker.stats` said.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WorkerView {
-    /// When the console received it (console clock).
-    pub seen_at: UnixMillis,
-    /// The worker's uptime.
-    pub uptime_seconds: u64,
-    /// Its queues.
-    pub queues: Vec<QueueLine>,
-    /// Messages in `NS.dead`.
-    pub dead_depth: Option<u64>,
-    /// Messages dead-lettered since the worker started.
-    pub dead_lettered: u64,
-    /// The store's size on disk.
-    pub store_bytes: u64,
-    /// The worker's CPU use, percent of one core.
-    pub cpu_percent: Option<f64>,
-    /// The worker's resident memory.
-    pub rss_bytes: Option<u64>,
-}
-
-/// Per-second series for the sparklines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Series(VecDeque<u64>);
-
-impl Series {
-    fn push(&mut self, value: u64) {
-        if self.0.len() == HISTORY {
-            self.0.pop_front();
-        }
-        self.0.push_back(value);
-    }
-
-    /// The samples, oldest first.
-    pub fn samples(&self) -> Vec<u64> {
-        self.0.iter().copied().collect()
-    }
-
-    /// The latest sample.
-    pub fn last(&self) -> u64 {
-        self.0.back().copied().unwrap_or(0)
-    }
-}
-
-/// The rates of the overview.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rates {
-    /// `integration.connected` deliveries per second.
-    pub ingest: Series,
-    /// `token.resolve` deliveries per second.
-    pub resolves: Series,
-    /// Rejections per second.
-    pub rejections: Series,
-}
 
 /// The whole model.
 #[derive(Clone, Debug)]
