@@ -146,8 +146,8 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let Some(detail) = &state.detail else {
         return;
     };
-    let width = area.width.saturating_sub(4).min(96);
-    let height = area.height.saturating_sub(2).min(26);
+    let width = area.width.min(96);
+    let height = area.height.min(26);
     let [_, middle, _] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(height),

@@ -87,7 +87,7 @@ fn stats(rejections: u64) -> WorkerStats {
     }
 }
 
-fn snapshot() -> SnapshotReply {
+fn snapshot(now: i64) -> SnapshotReply {
     let count = |state, scope, broker_type: &str, count| CountRow {
         state,
         scope,
@@ -108,7 +108,7 @@ fn snapshot() -> SnapshotReply {
         recent_lifecycle: Vec::new(),
         stats: WorkerStats::default(),
         recent_dead_letters: vec![DeadLetterRow {
-            at: rfc3339(now_millis() - 42_000),
+            at: rfc3339(now - 42_000),
             queue: "mmt.integration.connected".into(),
             reason: "body is not valid JSON: line 1, column 1".into(),
             code: Some(ErrorCode::InvalidMessage),
@@ -130,7 +130,7 @@ fn busy_state() -> State {
     let mut token_id = token_ids();
     let mut state = State::new("mmt", now);
     state.update(Msg::Link(Link::Up), now);
-    state.update(Msg::Snapshot(snapshot()), now);
+    state.update(Msg::Snapshot(snapshot(now)), now);
     for (i, rejections) in [0, 1, 3, 3, 6].into_iter().enumerate() {
         state.update(Msg::Stats(stats(rejections)), now + (i as i64) * 1000);
     }
