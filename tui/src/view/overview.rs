@@ -247,7 +247,7 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
 
 fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let columns = [
-        ("time", Constraint::Length(8)),
+        ("UTC time", Constraint::Length(8)),
         ("event", Constraint::Length(9)),
         ("tokenId", Constraint::Min(12)),
         ("client", Constraint::Length(10)),
