@@ -223,12 +223,17 @@ pub struct DeadLetterRow {
     pub size: u64,
 }
 
-/// How many dead letters of one kind of reason.
+/// The kind of a dead-letter reason: the text before the first `:`, which
+/// leaves out the field, line and column that vary from message to message.
+pub fn reason_kind(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
+}
+
+/// How many dead letters of one kind of reason ([`reason_kind`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReasonCount {
-    /// The reason, without the position and field details that vary from
-    /// message to message (the text before the first `:`).
+    /// The kind of reason ([`reason_kind`]).
     pub reason: String,
     /// How many since the worker started.
     pub count: u64,
@@ -328,6 +333,15 @@ mod tests {
             serde_json::from_str::<TokensRequest>("{}").expect("valid"),
             TokensRequest::default()
         );
+    }
+
+    #[test]
+    fn a_reason_kind_leaves_out_the_details() {
+        assert_eq!(
+            reason_kind("body is not valid JSON: line 1, column 2"),
+            "body is not valid JSON"
+        );
+        assert_eq!(reason_kind("no colon"), "no colon");
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Ask {
     /// How long the worker may take to answer.
     fn timeout(&self) -> Duration {
         match self {
-            Ask::Tokens(request) if request.sort.is_some() => SEARCH_TIMEOUT,
+            Ask::Tokens(request) if request.sort.is_some() || request.by_client => SEARCH_TIMEOUT,
             _ => REQUEST_TIMEOUT,
         }
     }

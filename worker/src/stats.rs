@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, RECENT_CAPACITY, ReasonCount,
-    WorkerStats,
+    WorkerStats, reason_kind,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
@@ -49,12 +49,6 @@ pub struct QueueCounters {
 struct DeadLog {
     recent: Mutex<VecDeque<DeadLetterRow>>,
     by_reason: Mutex<BTreeMap<String, u64>>,
-}
-
-/// The kind of a dead-letter reason: the text before the first `:`, which
-/// leaves out the field, line and column that vary from message to message.
-pub fn reason_kind(reason: &str) -> &str {
-    reason.split(':').next().unwrap_or(reason).trim()
 }
 
 impl QueueCounters {
@@ -488,15 +482,6 @@ mod tests {
         );
         assert_eq!(stats.recent(10).0.len(), 2);
         assert_eq!(body.dead_lettered, 2);
-    }
-
-    #[test]
-    fn a_reason_kind_leaves_out_the_details() {
-        assert_eq!(
-            reason_kind("body is not valid JSON: line 1, column 2"),
-            "body is not valid JSON"
-        );
-        assert_eq!(reason_kind("no colon"), "no colon");
     }
 
     #[test]

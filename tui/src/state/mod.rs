@@ -14,7 +14,7 @@ mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mmt_shared::console::WorkerStats;
+use mmt_shared::console::{WorkerStats, reason_kind};
 
 pub use detail::Detail;
 pub use health::TopClients;
@@ -511,13 +511,7 @@ impl State {
             self.dead_letters.pop_front();
         }
         let letter = DeadLetter::from(event);
-        let kind = letter
-            .reason
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let kind = reason_kind(&letter.reason).to_owned();
         match self.dead_by_reason.iter_mut().find(|(r, _)| *r == kind) {
             Some((_, n)) => *n += 1,
             None => self.dead_by_reason.push((kind, 1)),
