@@ -515,6 +515,45 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
     })
     .await;
 
+    // The newest lifecycle event is initech's token, not on the searched
+    // page: its details come from the worker by tokenId; `y` puts the
+    // tokenId on the clipboard (tmux keeps what OSC 52 sets as a buffer).
+    assert!(
+        pane.tmux(&["set-option", "-g", "set-clipboard", "on"])
+            .status
+            .success()
+    );
+    pane.keys("1");
+    pane.keys("Enter");
+    let looked_up = pane
+        .wait_for("the details of a token asked by id", |s| {
+            s.contains("Token (y copies") && s.contains("user-of-initech")
+        })
+        .await;
+    pane.keys("y");
+    let deadline = Instant::now() + WAIT;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    let copied = loop {
+        ticks.tick().await;
+        let buffer = pane.tmux(&["show-buffer"]);
+        let text = String::from_utf8_lossy(&buffer.stdout).into_owned();
+        if text.starts_with("tok_") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "nothing copied:\n{looked_up}");
+    };
+    assert!(looked_up.contains(&copied), "{copied} is the token shown");
+    pane.keys("Escape");
+
+    pane.keys("5");
+    pane.wait_for("the health screen with the top clients by tokens", |s| {
+        s.contains("cpu ")
+            && s.contains("consumers")
+            && s.lines()
+                .any(|l| l.contains("│globex") && l.contains(" 1││"))
+    })
+    .await;
+
     pane.keys("q");
     let deadline = Instant::now() + WAIT;
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
