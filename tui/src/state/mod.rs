@@ -9,6 +9,7 @@ mod detail;
 mod feed;
 mod health;
 mod msg;
+mod select;
 mod tokens;
 mod worker;
 
@@ -398,83 +399,6 @@ impl State {
             .into_iter()
             .map(Command::Tokens)
             .collect()
-    }
-
-    fn scroll(&mut self, action: Action) {
-        const PAGE: usize = 10;
-        let moved = |at: usize, len: usize| {
-            let last = len.saturating_sub(1);
-            match action {
-                Action::Up => at.saturating_sub(1),
-                Action::Down => at.saturating_add(1),
-                Action::PageUp => at.saturating_sub(PAGE),
-                Action::PageDown => at.saturating_add(PAGE),
-                Action::Top => 0,
-                _ => last,
-            }
-            .min(last)
-        };
-        match self.screen {
-            Screen::Tokens => self.tokens.scroll(action, PAGE),
-            Screen::Rejections => {
-                self.rejection_selected = moved(self.rejection_selected, self.rejections.len());
-            }
-            Screen::Overview => {
-                self.lifecycle_selected = moved(self.lifecycle_selected, self.lifecycle.len());
-            }
-            Screen::DeadLetters => {
-                self.dead_selected = moved(self.dead_selected, self.dead_letters.len());
-            }
-            Screen::Health => {}
-        }
-    }
-
-    /// The tokenId of the selected row of the screen shown.
-    fn selected_token(&self) -> Option<String> {
-        let newest = |len: usize, selected: usize| len.checked_sub(selected + 1);
-        let id = match self.screen {
-            Screen::Tokens => self.tokens.selected_row().map(|r| r.token_id.clone()),
-            Screen::Rejections => newest(self.rejections.len(), self.rejection_selected)
-                .and_then(|i| self.rejections.get(i))
-                .map(|r| r.token_id.clone()),
-            Screen::Overview => newest(self.lifecycle.len(), self.lifecycle_selected)
-                .and_then(|i| self.lifecycle.get(i))
-                .map(|l| l.token_id.clone()),
-            Screen::DeadLetters | Screen::Health => None,
-        };
-        id.filter(|id| !id.is_empty())
-    }
-
-    fn open_detail(&mut self) -> Vec<Command> {
-        let Some(token_id) = self.selected_token() else {
-            if self.screen == Screen::DeadLetters {
-                self.notice = Some("a dead letter names no token: its reason is on the row".into());
-            }
-            return Vec::new();
-        };
-        let row = self
-            .tokens
-            .rows
-            .iter()
-            .find(|r| r.token_id == token_id)
-            .cloned();
-        let (detail, request) = Detail::open(token_id, row);
-        self.detail = Some(detail);
-        request.map(Command::Tokens).into_iter().collect()
-    }
-
-    fn copy(&mut self) -> Vec<Command> {
-        let id = match &self.detail {
-            Some(detail) => Some(detail.token_id.clone()),
-            None => self.selected_token(),
-        };
-        match id {
-            Some(id) => {
-                self.notice = Some("tokenId copied (OSC 52, where the terminal allows)".into());
-                vec![Command::Copy(id)]
-            }
-            None => Vec::new(),
-        }
     }
 
     fn toggle_pause(&mut self) {
