@@ -132,7 +132,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[plain(KeyCode::Enter)],
         label: "Enter",
-        help: "details of the selected row's token (Esc closes)",
+        help: "details of the selected row's token or dead letter",
         action: Action::Open,
         context: Context::Lists,
         hint: Some("info"),

@@ -89,6 +89,8 @@ pub struct State {
     pub dead_selected: usize,
     /// The detail pane, when open.
     pub detail: Option<Detail>,
+    /// The dead letter whose details are open.
+    pub dead_open: Option<DeadLetter>,
     /// The top clients by tokens (the health screen).
     pub top_clients: TopClients,
     /// Whether the feeds are frozen.
@@ -138,6 +140,7 @@ impl State {
             dead_by_reason: Vec::new(),
             dead_selected: 0,
             detail: None,
+            dead_open: None,
             top_clients: TopClients::default(),
             paused: false,
             held: VecDeque::new(),
@@ -308,7 +311,7 @@ impl State {
         if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
             return Vec::new();
         }
-        if self.detail.is_some() {
+        if self.detail.is_some() || self.dead_open.is_some() {
             return match action {
                 Action::Quit => vec![Command::Quit],
                 Action::Help => {
@@ -318,6 +321,7 @@ impl State {
                 Action::Copy => self.copy(),
                 Action::Close | Action::Open => {
                     self.detail = None;
+                    self.dead_open = None;
                     Vec::new()
                 }
                 _ => Vec::new(),

@@ -1,5 +1,6 @@
 //! The selection on every table and what Enter and `y` do with it: the
-//! detail pane of the selected row's token, its tokenId on the clipboard.
+//! detail pane of the selected row's token (or of the selected dead
+//! letter), its tokenId on the clipboard.
 
 use super::{Action, Command, Detail, Screen, State};
 
@@ -50,10 +51,16 @@ impl State {
     }
 
     pub(super) fn open_detail(&mut self) -> Vec<Command> {
+        if self.screen == Screen::DeadLetters {
+            self.dead_open = self
+                .dead_letters
+                .len()
+                .checked_sub(self.dead_selected + 1)
+                .and_then(|i| self.dead_letters.get(i))
+                .cloned();
+            return Vec::new();
+        }
         let Some(token_id) = self.selected_token() else {
-            if self.screen == Screen::DeadLetters {
-                self.notice = Some("a dead letter names no token: its reason is on the row".into());
-            }
             return Vec::new();
         };
         let row = self

@@ -332,6 +332,28 @@ fn dead_letters() {
 }
 
 #[test]
+fn dead_letter_details_show_the_whole_reason() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    state.act(Action::Open);
+    let text = screen(&state, 80, 24);
+    assert!(
+        text.contains("missing field `tokenId`"),
+        "the reason in full:\n{text}"
+    );
+    assert_screen!("dead_letter_detail", text);
+}
+
+#[test]
+fn dead_letter_details_large() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    state.act(Action::Down);
+    state.act(Action::Open);
+    assert_screen!("dead_letter_detail_200x60", screen(&state, 200, 60));
+}
+
+#[test]
 fn dead_letters_large() {
     let mut state = busy_state();
     state.act(Action::Jump(Screen::DeadLetters));
