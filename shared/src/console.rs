@@ -140,6 +140,10 @@ pub struct TokensRequest {
     /// Exactly this token (the detail pane): the reply holds it or nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// Count the matching tokens by client over every token (the reply's
+    /// `byClient`, the top few) instead of listing them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_client: bool,
 }
 
 /// One token as the console sees it: metadata only.
@@ -192,6 +196,10 @@ pub struct TokensReply {
     /// With `sort`: pass as `offset` for the next page; absent at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u32>,
+    /// With `byClient`: the clients with the most matching tokens, most
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_client: Vec<ClientCount>,
 }
 
 /// One message the worker dead-lettered: where from, why, which and how
@@ -215,12 +223,17 @@ pub struct DeadLetterRow {
     pub size: u64,
 }
 
-/// How many dead letters of one kind of reason.
+/// The kind of a dead-letter reason: the text before the first `:`, which
+/// leaves out the field, line and column that vary from message to message.
+pub fn reason_kind(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason).trim()
+}
+
+/// How many dead letters of one kind of reason ([`reason_kind`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReasonCount {
-    /// The reason, without the position and field details that vary from
-    /// message to message (the text before the first `:`).
+    /// The kind of reason ([`reason_kind`]).
     pub reason: String,
     /// How many since the worker started.
     pub count: u64,
@@ -240,6 +253,19 @@ pub struct QueueStats {
     pub rate: f64,
     /// Messages ready in the queue, when the broker told.
     pub depth: Option<u64>,
+    /// Consumers of the queue, when the broker told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u32>,
+    /// Deliveries this worker holds unacknowledged (received - acked).
+    #[serde(default)]
+    pub unacked: u64,
+    /// Processing latency (taken to acknowledged) over the last interval,
+    /// 50th percentile, milliseconds; absent when nothing was processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// How many rejections of one code.
@@ -274,6 +300,13 @@ pub struct WorkerStats {
     /// few).
     #[serde(default)]
     pub rejections_by_client: Vec<ClientCount>,
+    /// The worker process's CPU use over the last interval, in percent of
+    /// one core (Linux only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// The worker process's resident memory in bytes (Linux only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
 }
 
 /// How many refusals one client had.
@@ -300,6 +333,15 @@ mod tests {
             serde_json::from_str::<TokensRequest>("{}").expect("valid"),
             TokensRequest::default()
         );
+    }
+
+    #[test]
+    fn a_reason_kind_leaves_out_the_details() {
+        assert_eq!(
+            reason_kind("body is not valid JSON: line 1, column 2"),
+            "body is not valid JSON"
+        );
+        assert_eq!(reason_kind("no colon"), "no colon");
     }
 
     #[test]

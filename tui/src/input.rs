@@ -122,9 +122,17 @@ pub const BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
+        keys: &[ch('5')],
+        label: "5",
+        help: "health",
+        action: Action::Jump(Screen::Health),
+        context: Context::Global,
+        hint: None,
+    },
+    Binding {
         keys: &[plain(KeyCode::Enter)],
         label: "Enter",
-        help: "details of the selected row's token (Esc closes)",
+        help: "details of the selected row's token or dead letter",
         action: Action::Open,
         context: Context::Lists,
         hint: Some("info"),
@@ -423,8 +431,8 @@ mod tests {
     }
 
     #[test]
-    fn enter_opens_details_on_every_screen() {
-        for screen in Screen::ALL {
+    fn enter_opens_details_on_every_screen_with_a_table() {
+        for screen in Screen::ALL.into_iter().filter(|s| *s != Screen::Health) {
             assert_eq!(
                 action(&press(KeyCode::Enter, KeyModifiers::NONE), screen),
                 Some(Action::Open)

@@ -499,7 +499,7 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
     pane.keys("4");
     let dead = pane
         .wait_for("the dead letter with its queue, code and size", |s| {
-            s.contains("by reason: body is not valid JSON 1")
+            s.contains("by reason: body is not valid JSON")
                 && s.lines().any(|l| {
                     l.contains("integration.connected")
                         && l.contains("invalid_message")
@@ -513,6 +513,45 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
         s.contains("invalid_message 1")
             && s.lines()
                 .any(|l| l.contains("connect") && l.contains("invalid_message"))
+    })
+    .await;
+
+    // The newest lifecycle event is initech's token, not on the searched
+    // page: its details come from the worker by tokenId; `y` puts the
+    // tokenId on the clipboard (tmux keeps what OSC 52 sets as a buffer).
+    assert!(
+        pane.tmux(&["set-option", "-g", "set-clipboard", "on"])
+            .status
+            .success()
+    );
+    pane.keys("1");
+    pane.keys("Enter");
+    let looked_up = pane
+        .wait_for("the details of a token asked by id", |s| {
+            s.contains("Token (y copies") && s.contains("user-of-initech")
+        })
+        .await;
+    pane.keys("y");
+    let deadline = Instant::now() + WAIT;
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    let copied = loop {
+        ticks.tick().await;
+        let buffer = pane.tmux(&["show-buffer"]);
+        let text = String::from_utf8_lossy(&buffer.stdout).into_owned();
+        if text.starts_with("tok_") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "nothing copied:\n{looked_up}");
+    };
+    assert!(looked_up.contains(&copied), "{copied} is the token shown");
+    pane.keys("Escape");
+
+    pane.keys("5");
+    pane.wait_for("the health screen with the top clients by tokens", |s| {
+        s.contains("cpu ")
+            && s.contains("consumers")
+            && s.lines()
+                .any(|l| l.contains("│globex") && l.contains(" 1││"))
     })
     .await;
 

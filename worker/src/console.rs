@@ -13,8 +13,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    MAX_PAGE, MAX_SCAN, MAX_SEARCH_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply,
-    SnapshotRequest, SortBy, TOKENS_ROUTING_KEY, TokenRow, TokensReply, TokensRequest,
+    ClientCount, MAX_PAGE, MAX_SCAN, MAX_SEARCH_SCAN, RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY,
+    SnapshotReply, SnapshotRequest, SortBy, TOKENS_ROUTING_KEY, TokenRow, TokensReply,
+    TokensRequest,
 };
 use mmt_shared::time_fmt::{now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, ErrorReply, TokenState};
@@ -234,6 +235,9 @@ fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, Sto
         return one_token(token_id, service);
     }
     let query = Query::parse(request.filter.as_deref().unwrap_or_default());
+    if request.by_client {
+        return by_client(&query, service);
+    }
     if let Some(sort) = request.sort {
         return search(request, sort, limit, &query, service);
     }
@@ -254,6 +258,53 @@ fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, Sto
         scanned: page.scanned as u64,
         total: None,
         next_offset: None,
+        by_client: Vec::new(),
+    })
+}
+
+/// The clients with the most matching tokens: one scan of every token.
+fn by_client(query: &Query, service: &Service) -> Result<TokensReply, StoreError> {
+    let counts = RefCell::new(std::collections::HashMap::<String, u64>::new());
+    let matched = std::cell::Cell::new(0u64);
+    let keep = |token_id: &str, listed: &Listed| {
+        if query.is_empty() || query.matches(token_id, listed) {
+            let client = match listed {
+                Listed::Live(meta) => &meta.client_id,
+                Listed::Revoked(tomb) => &tomb.client_id,
+            };
+            matched.set(matched.get() + 1);
+            let mut counts = counts.borrow_mut();
+            match counts.get_mut(client) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(client.clone(), 1);
+                }
+            }
+        }
+        false
+    };
+    let page = service
+        .store()
+        .list_tokens(None, usize::MAX, MAX_SEARCH_SCAN as usize, &keep)?;
+    let mut top: Vec<ClientCount> = counts
+        .into_inner()
+        .into_iter()
+        .map(|(client_id, count)| ClientCount { client_id, count })
+        .collect();
+    top.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.client_id.cmp(&b.client_id))
+    });
+    top.truncate(crate::stats::TOP_CLIENTS);
+    Ok(TokensReply {
+        ok: true,
+        tokens: Vec::new(),
+        next_after: None,
+        scanned: page.scanned as u64,
+        total: page.next_after.is_none().then(|| matched.get()),
+        next_offset: None,
+        by_client: top,
     })
 }
 
@@ -275,6 +326,7 @@ fn one_token(token_id: &str, service: &Service) -> Result<TokensReply, StoreErro
         next_after: None,
         scanned: 1,
         next_offset: None,
+        by_client: Vec::new(),
     })
 }
 
@@ -318,5 +370,109 @@ fn search(
         next_offset: (shown < matched)
             .then(|| u32::try_from(shown).ok())
             .flatten(),
+        by_client: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mmt_shared::wire::MessageKind;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::service::Inbound;
+    use crate::store::Store;
+
+    fn service(dir: &std::path::Path) -> Service {
+        let store = Store::open(dir, MasterKey::generate().expect("random key")).expect("opens");
+        Service::new(store, Vec::new())
+    }
+
+    fn connect(service: &Service, client: &str, user: &str, scope: &str) {
+        let body = json!({
+            "clientId": client, "endUserId": user, "scope": scope,
+            "accessToken": {"brokerType": "coinbase", "accountTokens": [
+                {"account": {"accountId": "acct"}, "accessToken": "raw"}
+            ]}
+        })
+        .to_string();
+        service
+            .handle(&Inbound {
+                kind: MessageKind::IntegrationConnected,
+                body: body.as_bytes(),
+                message_id: None,
+                timestamp: None,
+                received_at: now_millis(),
+            })
+            .expect("stored");
+    }
+
+    fn ask(service: &Service, request: Value) -> TokensReply {
+        let stats = Stats::new(&Namespace::new("t").expect("valid"));
+        let reply = answer(
+            Request::Tokens,
+            request.to_string().as_bytes(),
+            service,
+            &stats,
+        )
+        .expect("answered");
+        serde_json::from_slice(&reply).expect("a listing")
+    }
+
+    #[test]
+    fn a_search_sorts_every_token_and_counts_the_matches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = service(dir.path());
+        for (client, user) in [
+            ("zeta", "u1"),
+            ("acme", "u2"),
+            ("mid", "u3"),
+            ("acme", "u4"),
+        ] {
+            connect(&service, client, user, "read");
+        }
+        connect(&service, "globex", "u5", "write");
+        let page = ask(
+            &service,
+            json!({"sort": "clientId", "limit": 2, "offset": 1, "filter": "read"}),
+        );
+        let clients: Vec<&str> = page.tokens.iter().map(|t| t.client_id.as_str()).collect();
+        assert_eq!(clients, ["acme", "mid"]);
+        assert_eq!(page.total, Some(4), "the write token does not match");
+        assert_eq!(page.next_offset, Some(3));
+        assert_eq!(page.scanned, 5);
+        let users: Vec<_> = ask(&service, json!({"sort": "endUserId", "descending": true}))
+            .tokens
+            .into_iter()
+            .filter_map(|t| t.end_user_id)
+            .collect();
+        assert_eq!(users, ["u5", "u4", "u3", "u2", "u1"]);
+        let by_client = ask(&service, json!({"byClient": true}));
+        assert_eq!(
+            by_client.by_client.first(),
+            Some(&ClientCount {
+                client_id: "acme".into(),
+                count: 2
+            })
+        );
+        assert_eq!(by_client.total, Some(5));
+    }
+
+    #[test]
+    fn one_token_is_found_by_its_id_with_every_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = service(dir.path());
+        connect(&service, "acme", "user-42", "write");
+        let any = ask(&service, json!({}));
+        let id = any.tokens[0].token_id.clone();
+        let found = ask(&service, json!({"tokenId": id}));
+        assert_eq!(found.tokens.len(), 1);
+        let row = &found.tokens[0];
+        assert_eq!(row.end_user_id.as_deref(), Some("user-42"));
+        assert_eq!(row.account_id.as_deref(), Some("acct"));
+        assert!(row.created_at.is_some());
+        let missing = ask(&service, json!({"tokenId": "tok_nope"}));
+        assert!(missing.tokens.is_empty());
+    }
 }

@@ -192,6 +192,9 @@ pub struct TopRows {
     descending: bool,
     keep: usize,
     rows: Vec<((Key, String), Listed)>,
+    /// The last kept key once `keep` rows are kept: a row past it is not
+    /// copied at all.
+    worst: Option<(Key, String)>,
     /// How many rows were offered.
     pub matched: u64,
 }
@@ -204,6 +207,7 @@ impl TopRows {
             descending,
             keep,
             rows: Vec::new(),
+            worst: None,
             matched: 0,
         }
     }
@@ -215,6 +219,17 @@ impl TopRows {
             return;
         }
         let key = sort_key(self.sort, &View::of(token_id, listed));
+        if let Some((worst, worst_id)) = &self.worst {
+            let order = (&key, token_id).cmp(&(worst, worst_id.as_str()));
+            let past = if self.descending {
+                order.is_lt()
+            } else {
+                order.is_gt()
+            };
+            if past {
+                return;
+            }
+        }
         self.rows.push(((key, token_id.to_owned()), listed.clone()));
         if self.rows.len() >= self.keep.saturating_mul(2).max(64) {
             self.settle();
@@ -228,6 +243,9 @@ impl TopRows {
             self.rows.sort_by(|a, b| a.0.cmp(&b.0));
         }
         self.rows.truncate(self.keep);
+        if self.rows.len() == self.keep {
+            self.worst = self.rows.last().map(|(key, _)| key.clone());
+        }
     }
 
     /// The kept rows in order, from `offset` on.
@@ -319,6 +337,27 @@ mod tests {
         assert_eq!(top.matched, 500);
         let ids: Vec<String> = top.into_rows(1).into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["tok_001", "tok_002"]);
+    }
+
+    #[test]
+    fn rows_past_the_kept_ones_are_skipped_in_either_order() {
+        for descending in [false, true] {
+            let mut top = TopRows::new(SortBy::ClientId, descending, 2);
+            for i in 0..300 {
+                let n = (i * 7) % 300;
+                top.offer(
+                    &format!("tok_{n:03}"),
+                    &live(&format!("c{n:03}"), "u", Scope::Read, None),
+                );
+            }
+            let ids: Vec<String> = top.into_rows(0).into_iter().map(|(id, _)| id).collect();
+            let want = if descending {
+                ["tok_299", "tok_298"]
+            } else {
+                ["tok_000", "tok_001"]
+            };
+            assert_eq!(ids, want, "descending: {descending}");
+        }
     }
 
     #[test]

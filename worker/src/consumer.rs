@@ -311,7 +311,8 @@ impl QueueConsumer {
         }
         self.answer(&batch, &handled, &mut unanswered).await?;
         self.acknowledge(&batch, &requeue).await?;
-        self.counters.acked(batch.len() - requeue.len());
+        self.counters
+            .acked(batch.len() - requeue.len(), received_at);
         for delivery in &mut batch {
             delivery.data.zeroize();
         }

@@ -9,8 +9,9 @@
 //! - `decode`: bodies into messages, and reasons for those that do not
 //!   decode, built from structure only;
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
-//! - [`stats`], [`console`], [`console_query`]: counters, `worker.stats`
-//!   and the console's requests and token search;
+//! - [`stats`], [`health`], [`console`], [`console_query`]: counters and
+//!   health figures, `worker.stats`, the console's requests and token
+//!   search;
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
@@ -27,6 +28,7 @@ pub mod crypto;
 mod decode;
 pub mod events;
 pub mod fixtures;
+pub mod health;
 pub mod lifecycle;
 pub mod rpc;
 pub mod service;

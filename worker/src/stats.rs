@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, RECENT_CAPACITY, ReasonCount,
-    WorkerStats,
+    WorkerStats, reason_kind,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
@@ -27,6 +27,7 @@ use mmt_shared::wire::{ErrorCode, MessageKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
+use crate::health::{Latencies, Process};
 use crate::service::Service;
 use crate::store::StoreError;
 
@@ -39,6 +40,7 @@ pub struct QueueCounters {
     received: AtomicU64,
     acked: AtomicU64,
     dead: Arc<DeadLog>,
+    latencies: Latencies,
 }
 
 /// The worker's own record of what it dead-lettered: the latest
@@ -47,12 +49,6 @@ pub struct QueueCounters {
 struct DeadLog {
     recent: Mutex<VecDeque<DeadLetterRow>>,
     by_reason: Mutex<BTreeMap<String, u64>>,
-}
-
-/// The kind of a dead-letter reason: the text before the first `:`, which
-/// leaves out the field, line and column that vary from message to message.
-pub fn reason_kind(reason: &str) -> &str {
-    reason.split(':').next().unwrap_or(reason).trim()
 }
 
 impl QueueCounters {
@@ -92,9 +88,11 @@ impl QueueCounters {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// `n` deliveries were acknowledged.
-    pub fn acked(&self, n: usize) {
+    /// `n` deliveries taken at `received_at` were acknowledged.
+    pub fn acked(&self, n: usize, received_at: UnixMillis) {
         self.acked.fetch_add(n as u64, Ordering::Relaxed);
+        let took = u64::try_from(now_millis().saturating_sub(received_at)).unwrap_or(0);
+        self.latencies.record(took, n);
     }
 }
 
@@ -247,9 +245,14 @@ impl Stats {
         for (queue, published) in now.queues.iter_mut().zip(&last.queues) {
             queue.rate = published.rate;
             queue.depth = published.depth;
+            queue.consumers = published.consumers;
+            queue.latency_p50_ms = published.latency_p50_ms;
+            queue.latency_p99_ms = published.latency_p99_ms;
         }
         now.dead_depth = last.dead_depth;
         now.store_bytes = last.store_bytes;
+        now.cpu_percent = last.cpu_percent;
+        now.rss_bytes = last.rss_bytes;
         now
     }
 
@@ -262,7 +265,7 @@ impl Stats {
 
     /// Reads every counter into a `worker.stats` body. `previous` holds the
     /// received totals of the last reading, `elapsed` the time since.
-    fn read(&self, previous: &[u64], elapsed: Duration, depths: &[Option<u64>]) -> WorkerStats {
+    fn read(&self, previous: &[u64], elapsed: Duration, depths: &[Depth]) -> WorkerStats {
         let seconds = elapsed.as_secs_f64().max(0.001);
         let queues = self
             .queues
@@ -271,12 +274,18 @@ impl Stats {
             .map(|(i, (queue, counters))| {
                 let received = counters.received.load(Ordering::Relaxed);
                 let before = previous.get(i).copied().unwrap_or(received);
+                let acked = counters.acked.load(Ordering::Relaxed);
+                let (depth, consumers) = depths.get(i).copied().unwrap_or_default();
                 QueueStats {
                     queue: queue.clone(),
                     received,
-                    acked: counters.acked.load(Ordering::Relaxed),
+                    acked,
                     rate: received.saturating_sub(before) as f64 / seconds,
-                    depth: depths.get(i).copied().flatten(),
+                    depth,
+                    consumers,
+                    unacked: received.saturating_sub(acked),
+                    latency_p50_ms: None,
+                    latency_p99_ms: None,
                 }
             })
             .collect();
@@ -292,9 +301,11 @@ impl Stats {
                 })
                 .collect(),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            dead_depth: depths.get(self.queues.len()).copied().flatten(),
+            dead_depth: depths.get(self.queues.len()).and_then(|d| d.0),
             store_bytes: 0,
             rejections_by_client: top_clients(&locked(&self.rejections_by_client)),
+            cpu_percent: None,
+            rss_bytes: None,
         }
     }
 }
@@ -334,7 +345,10 @@ pub fn count_rows(service: &Service) -> Result<Vec<CountRow>, StoreError> {
         .collect())
 }
 
-async fn depth(channel: &Channel, queue: &str) -> Option<u64> {
+/// A queue's ready messages and consumers, when the broker told.
+type Depth = (Option<u64>, Option<u32>);
+
+async fn depth(channel: &Channel, queue: &str) -> Depth {
     let options = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
@@ -343,10 +357,13 @@ async fn depth(channel: &Channel, queue: &str) -> Option<u64> {
         .queue_declare(queue.into(), options, FieldTable::default())
         .await
     {
-        Ok(queue) => Some(u64::from(queue.message_count())),
+        Ok(queue) => (
+            Some(u64::from(queue.message_count())),
+            Some(queue.consumer_count()),
+        ),
         Err(error) => {
             tracing::debug!(%error, queue, "queue depth unavailable");
-            None
+            (None, None)
         }
     }
 }
@@ -370,6 +387,7 @@ pub async fn publish(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous = stats.totals();
     let mut since = Instant::now();
+    let mut process = Process::default();
     loop {
         tokio::select! {
             biased;
@@ -384,6 +402,10 @@ pub async fn publish(
         let mut body = stats.read(&previous, since.elapsed(), &depths);
         previous = stats.totals();
         since = Instant::now();
+        for (queue, (_, counters)) in body.queues.iter_mut().zip(&stats.queues) {
+            (queue.latency_p50_ms, queue.latency_p99_ms) = counters.latencies.take();
+        }
+        (body.cpu_percent, body.rss_bytes) = process.sample();
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
@@ -463,22 +485,13 @@ mod tests {
     }
 
     #[test]
-    fn a_reason_kind_leaves_out_the_details() {
-        assert_eq!(
-            reason_kind("body is not valid JSON: line 1, column 2"),
-            "body is not valid JSON"
-        );
-        assert_eq!(reason_kind("no colon"), "no colon");
-    }
-
-    #[test]
     fn rates_are_deliveries_per_second_since_the_last_reading() {
         let stats = Stats::new(&ns());
         let resolve = stats.counters("t.token.resolve");
         let before = stats.totals();
         resolve.received(30);
-        resolve.acked(30);
-        let body = stats.read(&before, Duration::from_secs(2), &[Some(4)]);
+        resolve.acked(30, now_millis());
+        let body = stats.read(&before, Duration::from_secs(2), &[(Some(4), Some(1))]);
         let queue = body
             .queues
             .iter()
@@ -486,5 +499,8 @@ mod tests {
             .expect("listed");
         assert_eq!((queue.received, queue.acked, queue.rate), (30, 30, 15.0));
         assert_eq!(body.queues[0].depth, Some(4));
+        assert_eq!(body.queues[0].consumers, Some(1));
+        assert_eq!(queue.unacked, 0);
+        assert!(resolve.latencies.take().0.is_some());
     }
 }

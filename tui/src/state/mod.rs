@@ -7,16 +7,24 @@
 
 mod detail;
 mod feed;
+mod health;
+mod msg;
+mod select;
 mod tokens;
+mod worker;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mmt_shared::console::{SnapshotReply, TokensReply, TokensRequest, WorkerStats};
+use mmt_shared::console::{WorkerStats, reason_kind};
 
 pub use detail::Detail;
+pub use health::TopClients;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::UnixMillis;
-use mmt_shared::wire::{ErrorCode, Scope, TokenState};
+use mmt_shared::wire::{ErrorCode, Scope};
+pub use msg::{Action, Command, Link, Msg, Screen};
+use worker::state_index;
+pub use worker::{CountLine, QueueLine, Rates, Series, WorkerView};
 
 pub use feed::{DeadLetter, Lifecycle, Rejection};
 pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
@@ -39,235 +47,6 @@ pub const DEAD_KEPT: usize = 200;
 /// How many events are held while the feed is paused; beyond that the oldest
 /// held events are dropped (and counted).
 pub const HELD_MAX: usize = 10_000;
-
-/// The screens, in Tab order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Screen {
-    /// Counts, rates, queues, recent lifecycle events.
-    Overview,
-    /// The token listing.
-    Tokens,
-    /// The feed of refused requests.
-    Rejections,
-    /// What the worker dead-lettered.
-    DeadLetters,
-}
-
-impl Screen {
-    /// Every screen, in Tab order.
-    pub const ALL: [Screen; 4] = [
-        Screen::Overview,
-        Screen::Tokens,
-        Screen::Rejections,
-        Screen::DeadLetters,
-    ];
-
-    /// The tab title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Overview => "Overview",
-            Screen::Tokens => "Tokens",
-            Screen::Rejections => "Rejections",
-            Screen::DeadLetters => "Dead letters",
-        }
-    }
-
-    fn index(self) -> usize {
-        Screen::ALL.iter().position(|s| *s == self).unwrap_or(0)
-    }
-
-    fn offset(self, by: isize) -> Screen {
-        let n = Screen::ALL.len() as isize;
-        let next = (self.index() as isize + by).rem_euclid(n) as usize;
-        Screen::ALL.get(next).copied().unwrap_or(Screen::Overview)
-    }
-}
-
-/// The broker link, as the feed reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Link {
-    /// Trying to connect (`attempt` 0 is the first try); `error` says why the
-    /// previous try or link failed.
-    Connecting {
-        /// How many tries failed in a row.
-        attempt: u32,
-        /// Why the last one failed.
-        error: Option<String>,
-    },
-    /// Connected and subscribed to `NS.events`.
-    Up,
-}
-
-/// What the feed tells the model.
-#[derive(Clone, Debug)]
-pub enum Msg {
-    /// The broker link changed.
-    Link(Link),
-    /// An event from `NS.events` (not `worker.stats`).
-    Event(Event),
-    /// A `worker.stats` body.
-    Stats(WorkerStats),
-    /// The reply to a snapshot request.
-    Snapshot(SnapshotReply),
-    /// The reply to a token listing request.
-    Tokens(TokensRequest, TokensReply),
-    /// A request got no usable answer: why, and the listing request when it
-    /// was one.
-    RequestFailed(Option<TokensRequest>, String),
-    /// The feed has dropped this many events in total (it could not keep
-    /// up).
-    Dropped(u64),
-    /// Time passes (ages in the header).
-    Tick,
-}
-
-/// What the operator asked for (from the key table, see `input.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Leave the console.
-    Quit,
-    /// Next screen.
-    NextScreen,
-    /// Previous screen.
-    PrevScreen,
-    /// Go to a screen.
-    Jump(Screen),
-    /// Open or close the help popup.
-    Help,
-    /// Close the help popup or cancel the filter being typed.
-    Close,
-    /// Freeze or resume the feeds (nothing is lost while frozen).
-    Pause,
-    /// Move the selection up.
-    Up,
-    /// Move the selection down.
-    Down,
-    /// A screenful up.
-    PageUp,
-    /// A screenful down.
-    PageDown,
-    /// First row.
-    Top,
-    /// Last row.
-    Bottom,
-    /// Start typing a filter.
-    Filter,
-    /// Sort by the next column.
-    Sort,
-    /// Reverse the sort order.
-    Reverse,
-    /// Next page of the token listing.
-    NextPage,
-    /// Previous page of the token listing.
-    PrevPage,
-    /// Ask the worker again (snapshot and the current page).
-    Refresh,
-    /// Open the detail pane of the selected row's token.
-    Open,
-    /// Copy the tokenId of the pane or the selected row (OSC 52).
-    Copy,
-}
-
-/// What the model wants the feed to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Ask for a snapshot.
-    Snapshot,
-    /// Ask for the token counts only (a snapshot without recent events).
-    Counts,
-    /// Ask for the token counts and the recent dead letters.
-    DeadLetters,
-    /// Ask for a page of the token listing.
-    Tokens(TokensRequest),
-    /// Put this text on the terminal's clipboard (OSC 52).
-    Copy(String),
-    /// Leave.
-    Quit,
-}
-
-/// One integration and scope, with its count per state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CountLine {
-    /// Tokens per state: active, reauth_required, revoked.
-    pub by_state: [u64; 3],
-}
-
-impl CountLine {
-    /// Every token of the line, revoked included.
-    pub fn total(&self) -> u64 {
-        self.by_state.iter().sum()
-    }
-}
-
-fn state_index(state: TokenState) -> usize {
-    match state {
-        TokenState::Active => 0,
-        TokenState::ReauthRequired => 1,
-        TokenState::Revoked => 2,
-    }
-}
-
-/// One queue of the worker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QueueLine {
-    /// The queue's name without the namespace.
-    pub name: String,
-    /// Deliveries per second.
-    pub rate: f64,
-    /// Ready messages, when known.
-    pub depth: Option<u64>,
-}
-
-/// What the last `worker.stats` said.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WorkerView {
-    /// When the console received it (console clock).
-    pub seen_at: UnixMillis,
-    /// The worker's uptime.
-    pub uptime_seconds: u64,
-    /// Its queues.
-    pub queues: Vec<QueueLine>,
-    /// Messages in `NS.dead`.
-    pub dead_depth: Option<u64>,
-    /// Messages dead-lettered since the worker started.
-    pub dead_lettered: u64,
-    /// The store's size on disk.
-    pub store_bytes: u64,
-}
-
-/// Per-second series for the sparklines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Series(VecDeque<u64>);
-
-impl Series {
-    fn push(&mut self, value: u64) {
-        if self.0.len() == HISTORY {
-            self.0.pop_front();
-        }
-        self.0.push_back(value);
-    }
-
-    /// The samples, oldest first.
-    pub fn samples(&self) -> Vec<u64> {
-        self.0.iter().copied().collect()
-    }
-
-    /// The latest sample.
-    pub fn last(&self) -> u64 {
-        self.0.back().copied().unwrap_or(0)
-    }
-}
-
-/// The rates of the overview.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rates {
-    /// `integration.connected` deliveries per second.
-    pub ingest: Series,
-    /// `token.resolve` deliveries per second.
-    pub resolves: Series,
-    /// Rejections per second.
-    pub rejections: Series,
-}
 
 /// The whole model.
 #[derive(Clone, Debug)]
@@ -310,6 +89,10 @@ pub struct State {
     pub dead_selected: usize,
     /// The detail pane, when open.
     pub detail: Option<Detail>,
+    /// The dead letter whose details are open.
+    pub dead_open: Option<DeadLetter>,
+    /// The top clients by tokens (the health screen).
+    pub top_clients: TopClients,
     /// Whether the feeds are frozen.
     pub paused: bool,
     /// Events received while paused, applied on resume.
@@ -357,6 +140,8 @@ impl State {
             dead_by_reason: Vec::new(),
             dead_selected: 0,
             detail: None,
+            dead_open: None,
+            top_clients: TopClients::default(),
             paused: false,
             held: VecDeque::new(),
             dropped: 0,
@@ -473,6 +258,7 @@ impl State {
                 self.notice = None;
                 match self.detail.as_mut() {
                     Some(detail) if detail.awaits(&request) => detail.loaded(reply),
+                    _ if self.top_clients.awaits(&request) => self.top_clients.loaded(reply),
                     _ => self.tokens.loaded(&request, reply),
                 }
                 Vec::new()
@@ -481,6 +267,7 @@ impl State {
                 match request {
                     Some(request) => match self.detail.as_mut() {
                         Some(detail) if detail.awaits(&request) => detail.failed(),
+                        _ if self.top_clients.awaits(&request) => self.top_clients.failed(),
                         _ => self.tokens.failed(&request),
                     },
                     None => self.snapshot_pending = false,
@@ -524,7 +311,7 @@ impl State {
         if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
             return Vec::new();
         }
-        if self.detail.is_some() {
+        if self.detail.is_some() || self.dead_open.is_some() {
             return match action {
                 Action::Quit => vec![Command::Quit],
                 Action::Help => {
@@ -534,6 +321,7 @@ impl State {
                 Action::Copy => self.copy(),
                 Action::Close | Action::Open => {
                     self.detail = None;
+                    self.dead_open = None;
                     Vec::new()
                 }
                 _ => Vec::new(),
@@ -565,6 +353,9 @@ impl State {
                 self.snapshot_pending = true;
                 let mut commands = vec![Command::Snapshot];
                 commands.push(Command::Tokens(self.tokens.reload()));
+                if self.screen == Screen::Health {
+                    commands.extend(self.top_clients.ask().map(Command::Tokens));
+                }
                 return commands;
             }
             Action::Up
@@ -593,6 +384,14 @@ impl State {
         if self.screen == Screen::Tokens && shown != Screen::Tokens && !self.tokens.loading {
             return vec![Command::Tokens(self.tokens.reload())];
         }
+        if self.screen == Screen::Health && shown != Screen::Health {
+            return self
+                .top_clients
+                .ask()
+                .map(Command::Tokens)
+                .into_iter()
+                .collect();
+        }
         Vec::new()
     }
 
@@ -604,82 +403,6 @@ impl State {
             .into_iter()
             .map(Command::Tokens)
             .collect()
-    }
-
-    fn scroll(&mut self, action: Action) {
-        const PAGE: usize = 10;
-        let moved = |at: usize, len: usize| {
-            let last = len.saturating_sub(1);
-            match action {
-                Action::Up => at.saturating_sub(1),
-                Action::Down => at.saturating_add(1),
-                Action::PageUp => at.saturating_sub(PAGE),
-                Action::PageDown => at.saturating_add(PAGE),
-                Action::Top => 0,
-                _ => last,
-            }
-            .min(last)
-        };
-        match self.screen {
-            Screen::Tokens => self.tokens.scroll(action, PAGE),
-            Screen::Rejections => {
-                self.rejection_selected = moved(self.rejection_selected, self.rejections.len());
-            }
-            Screen::Overview => {
-                self.lifecycle_selected = moved(self.lifecycle_selected, self.lifecycle.len());
-            }
-            Screen::DeadLetters => {
-                self.dead_selected = moved(self.dead_selected, self.dead_letters.len());
-            }
-        }
-    }
-
-    /// The tokenId of the selected row of the screen shown.
-    fn selected_token(&self) -> Option<String> {
-        let newest = |len: usize, selected: usize| len.checked_sub(selected + 1);
-        let id = match self.screen {
-            Screen::Tokens => self.tokens.selected_row().map(|r| r.token_id.clone()),
-            Screen::Rejections => newest(self.rejections.len(), self.rejection_selected)
-                .and_then(|i| self.rejections.get(i))
-                .map(|r| r.token_id.clone()),
-            Screen::Overview => newest(self.lifecycle.len(), self.lifecycle_selected)
-                .and_then(|i| self.lifecycle.get(i))
-                .map(|l| l.token_id.clone()),
-            Screen::DeadLetters => None,
-        };
-        id.filter(|id| !id.is_empty())
-    }
-
-    fn open_detail(&mut self) -> Vec<Command> {
-        let Some(token_id) = self.selected_token() else {
-            if self.screen == Screen::DeadLetters {
-                self.notice = Some("a dead letter names no token: its reason is on the row".into());
-            }
-            return Vec::new();
-        };
-        let row = self
-            .tokens
-            .rows
-            .iter()
-            .find(|r| r.token_id == token_id)
-            .cloned();
-        let (detail, request) = Detail::open(token_id, row);
-        self.detail = Some(detail);
-        request.map(Command::Tokens).into_iter().collect()
-    }
-
-    fn copy(&mut self) -> Vec<Command> {
-        let id = match &self.detail {
-            Some(detail) => Some(detail.token_id.clone()),
-            None => self.selected_token(),
-        };
-        match id {
-            Some(id) => {
-                self.notice = Some("tokenId copied (OSC 52, where the terminal allows)".into());
-                vec![Command::Copy(id)]
-            }
-            None => Vec::new(),
-        }
     }
 
     fn toggle_pause(&mut self) {
@@ -716,13 +439,7 @@ impl State {
             self.dead_letters.pop_front();
         }
         let letter = DeadLetter::from(event);
-        let kind = letter
-            .reason
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let kind = reason_kind(&letter.reason).to_owned();
         match self.dead_by_reason.iter_mut().find(|(r, _)| *r == kind) {
             Some((_, n)) => *n += 1,
             None => self.dead_by_reason.push((kind, 1)),
@@ -798,11 +515,16 @@ impl State {
                     name: q.queue.strip_prefix(&prefix).unwrap_or(&q.queue).to_owned(),
                     rate: q.rate,
                     depth: q.depth,
+                    consumers: q.consumers,
+                    unacked: q.unacked,
+                    latency_ms: (q.latency_p50_ms, q.latency_p99_ms),
                 })
                 .collect(),
             dead_depth: stats.dead_depth,
             dead_lettered: stats.dead_lettered,
             store_bytes: stats.store_bytes,
+            cpu_percent: stats.cpu_percent,
+            rss_bytes: stats.rss_bytes,
         });
     }
 

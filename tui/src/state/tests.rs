@@ -50,6 +50,10 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
                 acked: 10,
                 rate: 2.0,
                 depth: Some(0),
+                consumers: Some(1),
+                unacked: 0,
+                latency_p50_ms: Some(1.5),
+                latency_p99_ms: Some(8.0),
             },
             QueueStats {
                 queue: format!("{ns}.token.resolve"),
@@ -57,6 +61,10 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
                 acked: 100,
                 rate: resolves,
                 depth: Some(3),
+                consumers: Some(1),
+                unacked: 0,
+                latency_p50_ms: Some(1.5),
+                latency_p99_ms: Some(8.0),
             },
         ],
         rejections: rejections
@@ -69,6 +77,8 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
+        cpu_percent: Some(12.5),
+        rss_bytes: Some(54 << 20),
         rejections_by_client: Vec::new(),
     }
 }
@@ -289,6 +299,7 @@ fn page(tokens: Vec<WireRow>, next_after: Option<&str>) -> TokensReply {
         next_after: next_after.map(str::to_owned),
         total: None,
         next_offset: None,
+        by_client: Vec::new(),
     }
 }
 
@@ -507,6 +518,7 @@ fn a_stale_page_is_ignored() {
                 scanned: 1,
                 total: None,
                 next_offset: None,
+                by_client: Vec::new(),
             },
         ),
         T0,
@@ -528,6 +540,7 @@ fn a_lifecycle_event_updates_the_row_on_screen() {
                 scanned: 1,
                 total: None,
                 next_offset: None,
+                by_client: Vec::new(),
             },
         ),
         T0,
@@ -545,10 +558,10 @@ fn tab_cycles_the_screens_and_help_swallows_other_keys() {
     assert_eq!(state.screen, Screen::Tokens);
     state.act(Action::PrevScreen);
     state.act(Action::PrevScreen);
-    assert_eq!(state.screen, Screen::DeadLetters);
+    assert_eq!(state.screen, Screen::Health);
     state.act(Action::Help);
     state.act(Action::NextScreen);
-    assert_eq!(state.screen, Screen::DeadLetters);
+    assert_eq!(state.screen, Screen::Health);
     state.act(Action::Close);
     assert!(!state.help);
     assert_eq!(state.act(Action::Quit), vec![Command::Quit]);
@@ -568,6 +581,7 @@ fn the_token_page_is_asked_again_when_tokens_changed_and_it_is_shown() {
                 scanned: 0,
                 total: None,
                 next_offset: None,
+                by_client: Vec::new(),
             },
         ),
         T0,

@@ -97,8 +97,8 @@ impl Column {
             Column::Integration => "integration",
             Column::Scope => "scope",
             Column::State => "state",
-            Column::Expires => "expires",
-            Column::Changed => "changed",
+            Column::Expires => "expires UTC",
+            Column::Changed => "changed UTC",
         }
     }
 

@@ -80,6 +80,10 @@ fn stats() -> WorkerStats {
         acked: received,
         rate: 0.0,
         depth: Some(0),
+        consumers: Some(1),
+        unacked: 0,
+        latency_p50_ms: Some(1.5),
+        latency_p99_ms: Some(8.0),
     };
     WorkerStats {
         at: at(0),
@@ -104,6 +108,8 @@ fn stats() -> WorkerStats {
         dead_lettered: 5,
         dead_depth: Some(5),
         store_bytes: 58 << 10,
+        cpu_percent: Some(12.5),
+        rss_bytes: Some(54 << 20),
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),
@@ -287,6 +293,26 @@ fn answer(request: &TokensRequest) -> TokensReply {
             TokenState::ReauthRequired,
         ),
     ];
+    if request.by_client {
+        return TokensReply {
+            ok: true,
+            tokens: Vec::new(),
+            next_after: None,
+            scanned: 24,
+            total: Some(24),
+            next_offset: None,
+            by_client: vec![
+                ClientCount {
+                    client_id: "acme".into(),
+                    count: 17,
+                },
+                ClientCount {
+                    client_id: "globex".into(),
+                    count: 7,
+                },
+            ],
+        };
+    }
     let searched = request.filter.is_some();
     let tokens: Vec<WireRow> = rows
         .into_iter()
@@ -299,6 +325,7 @@ fn answer(request: &TokensRequest) -> TokensReply {
         tokens,
         next_after: None,
         next_offset: None,
+        by_client: Vec::new(),
     }
 }
 
@@ -342,6 +369,10 @@ fn capture(name: &str) -> Option<String> {
         }
         "dead-letters" => {
             state.act(Action::Jump(Screen::DeadLetters));
+        }
+        "health" => {
+            let asked = state.act(Action::Jump(Screen::Health));
+            serve(&mut state, asked);
         }
         _ => return None,
     }
@@ -434,6 +465,7 @@ fn the_docs_captures_are_what_the_console_draws() {
                 "detail",
                 "rejections",
                 "dead-letters",
+                "health",
                 "keys",
             ][..],
         ),

@@ -1,6 +1,7 @@
 //! The detail pane over any screen: every field of one token, its tokenId in
 //! full, times with date and zone, and the recent events and refusals the
-//! console holds for it.
+//! console holds for it; or every field of one dead letter, its reason in
+//! full.
 
 use mmt_shared::wire::TokenState;
 use ratatui::Frame;
@@ -9,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::styles::Styles;
-use crate::state::{Detail, State};
+use crate::state::{DeadLetter, Detail, State};
 use crate::timefmt::stamp;
 
 /// How many events and refusals the pane lists.
@@ -141,13 +142,50 @@ fn history(state: &State, token_id: &str, styles: Styles) -> Vec<Line<'static>> 
     lines
 }
 
+/// The fields of a dead letter, its reason in full.
+fn dead_letter(dead: &DeadLetter, styles: Styles) -> Vec<Line<'static>> {
+    vec![
+        field("when", stamp(&dead.at), styles),
+        field("queue", dead.queue.clone(), styles),
+        field(
+            "code",
+            dead.code.map_or("-", |c| c.as_str()).to_owned(),
+            styles,
+        ),
+        field(
+            "messageId",
+            dead.message_id.clone().unwrap_or_else(|| "-".into()),
+            styles,
+        ),
+        field(
+            "size",
+            dead.size
+                .map_or_else(|| "-".to_owned(), |n| format!("{n} bytes")),
+            styles,
+        ),
+        field("reason", dead.reason.clone(), styles),
+        Line::raw(""),
+        Line::from(Span::styled(
+            " the body stays in NS.dead, unchanged; the console never reads it",
+            styles.dim(),
+        )),
+    ]
+}
+
 /// Draws the pane over `area` when one is open.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let Some(detail) = &state.detail else {
-        return;
+    let (lines, title) = match (&state.detail, &state.dead_open) {
+        (Some(detail), _) => {
+            let mut lines = fields(detail, styles);
+            lines.push(Line::raw(""));
+            lines.extend(history(state, &detail.token_id, styles));
+            (lines, " Token (y copies the tokenId · Esc closes) ")
+        }
+        (None, Some(dead)) => (dead_letter(dead, styles), " Dead letter (Esc closes) "),
+        (None, None) => return,
     };
-    let width = area.width.saturating_sub(4).min(96);
-    let height = area.height.saturating_sub(2).min(26);
+    let width = area.width.min(96);
+    let height = area.height.min(26);
     let [_, middle, _] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(height),
@@ -160,12 +198,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         Constraint::Fill(1),
     ])
     .areas(middle);
-    let mut lines = fields(detail, styles);
-    lines.push(Line::raw(""));
-    lines.extend(history(state, &detail.token_id, styles));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Token (y copies the tokenId · Esc closes) ");
+    let block = Block::default().borders(Borders::ALL).title(title);
     frame.render_widget(Clear, pane);
     frame.render_widget(
         Paragraph::new(lines)

@@ -4,6 +4,7 @@
 mod dead;
 mod detail;
 pub mod dump;
+mod health;
 mod help;
 mod overview;
 mod rejections;
@@ -36,11 +37,21 @@ pub fn draw(frame: &mut Frame<'_>, state: &State, styles: Styles) {
         Screen::Tokens => tokens::draw(frame, body, state, styles),
         Screen::Rejections => rejections::draw(frame, body, state, styles),
         Screen::DeadLetters => dead::draw(frame, body, state, styles),
+        Screen::Health => health::draw(frame, body, state, styles),
     }
     frame.render_widget(Paragraph::new(footer_line(state.screen, styles)), footer);
     detail::draw(frame, body, state, styles);
     if state.help {
         help::draw(frame, frame.area(), styles);
+    }
+}
+
+/// Bytes as `58 KiB`, `3.0 MiB` or `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1 << 20 => format!("{} KiB", n >> 10),
+        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
     }
 }
 

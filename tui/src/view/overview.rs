@@ -7,9 +7,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
 
-use super::duration;
 use super::styles::Styles;
 use super::table::{self, TableView};
+use super::{bytes, duration};
 use crate::state::{Series, State};
 
 /// Draws the overview in `area`.
@@ -117,7 +117,8 @@ fn draw_counts(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
     frame.render_widget(table, area);
 }
 
-fn short_queue(name: &str) -> &str {
+/// A queue's short name for narrow tables.
+pub fn short_queue(name: &str) -> &str {
     match name {
         "integration.connected" => "connected",
         "connection.removed" => "removed",
@@ -129,14 +130,6 @@ fn short_queue(name: &str) -> &str {
 
 fn depth_text(depth: Option<u64>) -> String {
     depth.map_or_else(|| "?".to_owned(), |d| d.to_string())
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n < 1 << 20 => format!("{} KiB", n >> 10),
-        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
-    }
 }
 
 /// The width of a sparkline's `max N` label.
@@ -254,7 +247,7 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
 
 fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let columns = [
-        ("time", Constraint::Length(8)),
+        ("UTC time", Constraint::Length(8)),
         ("event", Constraint::Length(9)),
         ("tokenId", Constraint::Min(12)),
         ("client", Constraint::Length(10)),

@@ -53,7 +53,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), clients);
     let columns = [
-        ("time", Constraint::Length(8)),
+        ("UTC time", Constraint::Length(8)),
         ("client", Constraint::Length(10)),
         ("tokenId", Constraint::Min(12)),
         ("asked", Constraint::Length(7)),

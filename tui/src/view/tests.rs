@@ -42,6 +42,10 @@ fn queue(name: &str, rate: f64, depth: u64) -> QueueStats {
         acked: 0,
         rate,
         depth: Some(depth),
+        consumers: Some(1),
+        unacked: 0,
+        latency_p50_ms: Some(1.5),
+        latency_p99_ms: Some(8.0),
     }
 }
 
@@ -68,6 +72,8 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        cpu_percent: Some(12.5),
+        rss_bytes: Some(54 << 20),
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),
@@ -81,7 +87,7 @@ fn stats(rejections: u64) -> WorkerStats {
     }
 }
 
-fn snapshot() -> SnapshotReply {
+fn snapshot(now: i64) -> SnapshotReply {
     let count = |state, scope, broker_type: &str, count| CountRow {
         state,
         scope,
@@ -102,7 +108,7 @@ fn snapshot() -> SnapshotReply {
         recent_lifecycle: Vec::new(),
         stats: WorkerStats::default(),
         recent_dead_letters: vec![DeadLetterRow {
-            at: rfc3339(now_millis() - 42_000),
+            at: rfc3339(now - 42_000),
             queue: "mmt.integration.connected".into(),
             reason: "body is not valid JSON: line 1, column 1".into(),
             code: Some(ErrorCode::InvalidMessage),
@@ -124,7 +130,7 @@ fn busy_state() -> State {
     let mut token_id = token_ids();
     let mut state = State::new("mmt", now);
     state.update(Msg::Link(Link::Up), now);
-    state.update(Msg::Snapshot(snapshot()), now);
+    state.update(Msg::Snapshot(snapshot(now)), now);
     for (i, rejections) in [0, 1, 3, 3, 6].into_iter().enumerate() {
         state.update(Msg::Stats(stats(rejections)), now + (i as i64) * 1000);
     }
@@ -217,6 +223,7 @@ fn busy_state() -> State {
         scanned: 3,
         total: None,
         next_offset: None,
+        by_client: Vec::new(),
     };
     state.update(Msg::Tokens(request, reply), now + 5000);
     state
@@ -325,10 +332,71 @@ fn dead_letters() {
 }
 
 #[test]
+fn dead_letter_details_show_the_whole_reason() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    state.act(Action::Open);
+    let text = screen(&state, 80, 24);
+    assert!(
+        text.contains("missing field `tokenId`"),
+        "the reason in full:\n{text}"
+    );
+    assert_screen!("dead_letter_detail", text);
+}
+
+#[test]
+fn dead_letter_details_large() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::DeadLetters));
+    state.act(Action::Down);
+    state.act(Action::Open);
+    assert_screen!("dead_letter_detail_200x60", screen(&state, 200, 60));
+}
+
+#[test]
 fn dead_letters_large() {
     let mut state = busy_state();
     state.act(Action::Jump(Screen::DeadLetters));
     assert_screen!("dead_letters_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn health() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Health));
+    assert_screen!("health", screen(&state, 80, 24));
+}
+
+#[test]
+fn health_large_with_top_clients() {
+    let mut state = busy_state();
+    let asked = state.act(Action::Jump(Screen::Health));
+    let [crate::state::Command::Tokens(request)] = asked.as_slice() else {
+        panic!("the top clients are asked for: {asked:?}");
+    };
+    let mut reply = TokensReply {
+        ok: true,
+        tokens: Vec::new(),
+        next_after: None,
+        scanned: 3,
+        total: Some(3),
+        next_offset: None,
+        by_client: Vec::new(),
+    };
+    reply.by_client = vec![ClientCount {
+        client_id: "acme".into(),
+        count: 2,
+    }];
+    state.update(Msg::Tokens(request.clone(), reply), state.now);
+    assert_screen!("health_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn health_stale_when_the_worker_falls_silent() {
+    let mut state = busy_state();
+    state.act(Action::Jump(Screen::Health));
+    state.update(Msg::Tick, state.now + 65_000);
+    assert_screen!("health_stale", screen(&state, 80, 24));
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn width(column: Column, wide: bool) -> Constraint {
         (Column::Integration, _) => Constraint::Length(11),
         (Column::Scope, _) => Constraint::Length(5),
         (Column::State, _) => Constraint::Length(15),
-        (Column::Expires | Column::Changed, _) => Constraint::Length(11),
+        (Column::Expires | Column::Changed, _) => Constraint::Length(12),
     }
 }
 
