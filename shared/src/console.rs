@@ -164,6 +164,31 @@ pub struct WorkerStats {
     pub dead_depth: Option<u64>,
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
+    /// Whether the claimed clientId is trusted (`open`) or checked against
+    /// the clients file (`strict`), CONTRACT.md §10.
+    #[serde(default)]
+    pub identity: IdentityMode,
+}
+
+/// How the worker decides who may act for a client (CONTRACT.md §10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    /// No clients file: the clientId in a body is trusted.
+    #[default]
+    Open,
+    /// A clients file: the publishing broker user must belong to the client.
+    Strict,
+}
+
+impl IdentityMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityMode::Open => "open",
+            IdentityMode::Strict => "strict",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ impl TestWorker {
             prefetch: 64,
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
+            clients: None,
         }
     }
 

@@ -74,6 +74,11 @@ pub struct RunArgs {
     /// How often expired tokens are moved to reauth_required, in ms.
     #[arg(long, env = "MMT_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub sweep_interval_ms: u64,
+    /// The clients file (TOML, CONTRACT.md §10): who may act for which
+    /// clientId. Without it the worker runs in open mode and trusts the
+    /// clientId of every message. SIGHUP reloads it.
+    #[arg(long, env = "MMT_CLIENTS", value_name = "FILE")]
+    pub clients: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -93,6 +98,7 @@ impl RunArgs {
                 .filter(|w| !w.is_empty())
                 .collect(),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            clients: self.clients.clone(),
         }
     }
 }

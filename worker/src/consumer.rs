@@ -191,6 +191,7 @@ impl QueueConsumer {
                     .map(|m| m.as_str()),
                 timestamp: *delivery.properties.timestamp(),
                 received_at,
+                user_id: delivery.properties.user_id().as_ref().map(|u| u.as_str()),
             };
             match self.service.handle(&inbound) {
                 Ok(outcome) => handled.push(Handled::Answered(outcome)),
@@ -225,6 +226,21 @@ impl QueueConsumer {
                         .await?;
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
                         .await?;
+                }
+                Handled::Answered(Outcome::Refused {
+                    code,
+                    reason,
+                    event,
+                    dead_letter,
+                }) => {
+                    self.answer(batch, &handled, &mut unanswered).await?;
+                    if *dead_letter {
+                        self.dead_letter(delivery, reason, Some(*code), received_at)
+                            .await?;
+                    }
+                    self.reply(delivery, &Outcome::error_reply(*code, reason))
+                        .await?;
+                    self.events.emit(event).await;
                 }
                 Handled::Failed(reason) => {
                     self.answer(batch, &handled, &mut unanswered).await?;
@@ -314,6 +330,7 @@ impl QueueConsumer {
             .message_id()
             .as_ref()
             .map(|m| m.to_string());
+        event.broker_user = delivery.properties.user_id().as_ref().map(|u| u.to_string());
         self.events.emit(&event).await;
         Ok(())
     }

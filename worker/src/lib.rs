@@ -6,6 +6,8 @@
 //! - [`crypto`]: the master key and envelope encryption;
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
+//! - [`identity`], [`clients_file`], [`clients_reload`]: who may act for
+//!   which client (CONTRACT.md §10), the clients file and its SIGHUP reload;
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
 //! - [`stats`], [`console`]: counters, `worker.stats` and the console's
 //!   requests;
@@ -18,11 +20,14 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clients_file;
+pub mod clients_reload;
 pub mod console;
 pub mod consumer;
 pub mod crypto;
 pub mod events;
 pub mod fixtures;
+pub mod identity;
 pub mod lifecycle;
 pub mod rpc;
 pub mod service;

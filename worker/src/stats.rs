@@ -16,7 +16,9 @@ use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
-use mmt_shared::console::{CodeCount, CountRow, QueueStats, RECENT_CAPACITY, WorkerStats};
+use mmt_shared::console::{
+    CodeCount, CountRow, IdentityMode, QueueStats, RECENT_CAPACITY, WorkerStats,
+};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, MessageKind};
@@ -84,6 +86,7 @@ pub struct Stats {
     recent_rejections: Mutex<Ring>,
     recent_lifecycle: Mutex<Ring>,
     last: Mutex<WorkerStats>,
+    identity: IdentityMode,
 }
 
 impl Stats {
@@ -100,7 +103,14 @@ impl Stats {
             recent_rejections: Mutex::default(),
             recent_lifecycle: Mutex::default(),
             last: Mutex::default(),
+            identity: IdentityMode::Open,
         }
+    }
+
+    /// Says `identity` in every `worker.stats`.
+    pub fn with_identity(mut self, identity: IdentityMode) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The counters of one inbound queue (by its full name).
@@ -197,6 +207,7 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dead_depth: depths.get(self.queues.len()).copied().flatten(),
             store_bytes: 0,
+            identity: self.identity,
         }
     }
 }

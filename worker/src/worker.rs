@@ -13,15 +13,19 @@ use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use mmt_shared::backoff::Backoff;
 use mmt_shared::config::BrokerArgs;
+use mmt_shared::tomlfile::FileError;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::wire::MessageKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients_file;
+use crate::clients_reload;
 use crate::console::{ConsoleServer, Request};
 use crate::consumer::{ConsumerError, DeadLetters, QueueConsumer};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::events::Events;
+use crate::identity::{Gate, Mode};
 use crate::service::Service;
 use crate::stats::{self, Stats};
 use crate::store::{Store, StoreError};
@@ -53,6 +57,8 @@ pub struct WorkerConfig {
     pub wallet_types: Vec<String>,
     /// How often expired tokens are moved to `reauth_required`.
     pub sweep_interval: Duration,
+    /// The clients file (CONTRACT.md §10): strict mode; `None` is open mode.
+    pub clients: Option<PathBuf>,
 }
 
 /// Why the worker could not start or stopped.
@@ -73,6 +79,12 @@ pub enum WorkerError {
     /// A consumer stopped for a reason a new session cannot fix.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// The clients file cannot be used (exit code 2).
+    #[error("clients file")]
+    Clients(#[source] FileError),
+    /// The SIGHUP handler cannot be installed.
+    #[error("cannot listen for SIGHUP")]
+    Signal(#[source] std::io::Error),
     /// A task panicked.
     #[error("worker task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -104,11 +116,27 @@ impl Worker {
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
+        let mode = match &config.clients {
+            Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
+            None => Mode::Open,
+        };
+        let identity = mode.name();
+        let gate = Gate::new(mode);
         let store = Store::open(&config.data_dir, key)?;
-        let service = Arc::new(Service::new(store, config.wallet_types.clone()));
-        let stats = Arc::new(Stats::new(&config.broker.namespace));
+        let service =
+            Arc::new(Service::new(store, config.wallet_types.clone()).with_identity(gate.clone()));
+        let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
         let session = Session::open(config, &service, &stats).await?;
         let shutdown = CancellationToken::new();
+        match &config.clients {
+            Some(path) => {
+                clients_reload::listen(path.clone(), gate, shutdown.clone())
+                    .map_err(WorkerError::Signal)?;
+            }
+            None => tracing::warn!(
+                "identity: open mode (no --clients file): the clientId of every message is trusted as claimed"
+            ),
+        }
         let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(
             config.clone(),
@@ -118,7 +146,7 @@ impl Worker {
             shutdown.clone(),
             link.clone(),
         ));
-        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), "worker ready");
+        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), identity = identity.as_str(), "worker ready");
         Ok(Self {
             shutdown,
             supervisor,

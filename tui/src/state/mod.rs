@@ -211,6 +211,8 @@ pub struct WorkerView {
     pub dead_lettered: u64,
     /// The store's size on disk.
     pub store_bytes: u64,
+    /// Whether the worker checks who publishes (CONTRACT.md §10).
+    pub identity: mmt_shared::console::IdentityMode,
 }
 
 /// Per-second series for the sparklines.
@@ -609,6 +611,7 @@ impl State {
             dead_depth: stats.dead_depth,
             dead_lettered: stats.dead_lettered,
             store_bytes: stats.store_bytes,
+            identity: stats.identity,
         });
     }
 
