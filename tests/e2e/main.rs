@@ -9,10 +9,12 @@
 
 mod bad_input;
 mod bench;
+mod brokeruser;
 mod contract;
 mod durability;
 mod errors;
 mod faults;
+mod identity;
 mod proxy;
 mod scenarios;
 mod topology;

@@ -56,6 +56,8 @@ pub struct TestWorker {
     /// The URL the worker connects with (a proxy's, in fault tests).
     pub worker_url: String,
     pub connection: Connection,
+    /// The clients file the worker starts with (strict mode), if any.
+    pub clients: Option<PathBuf>,
     worker: Option<Worker>,
     publisher: Publisher,
     events: Consumer,
@@ -97,7 +99,7 @@ impl TestWorker {
             prefetch: 64,
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
-            clients: None,
+            clients: self.clients.clone(),
         }
     }
 
@@ -125,6 +127,7 @@ impl TestWorker {
             queue_type: QueueType::Quorum,
             worker_url: amqp_url(),
             connection,
+            clients: None,
             worker: None,
             events,
             dead: None,

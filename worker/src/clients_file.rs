@@ -70,9 +70,7 @@ pub fn parse(file: &TomlFile) -> Result<Clients, FileError> {
                 let url = file.check_url(&key("webhook.url"), &webhook.url)?;
                 let secret = match (webhook.secret_env, webhook.secret_file) {
                     (Some(env), None) if !env.is_empty() => WebhookSecret::Env(env),
-                    (None, Some(path)) if !path.as_os_str().is_empty() => {
-                        WebhookSecret::File(path)
-                    }
+                    (None, Some(path)) if !path.as_os_str().is_empty() => WebhookSecret::File(path),
                     _ => {
                         return Err(file.error_at(
                             span,
@@ -101,7 +99,10 @@ mod tests {
     use super::*;
 
     fn parse_text(text: &str) -> Result<Clients, FileError> {
-        parse(&TomlFile::from_text(Path::new("clients.toml"), text.to_owned()))
+        parse(&TomlFile::from_text(
+            Path::new("clients.toml"),
+            text.to_owned(),
+        ))
     }
 
     #[test]
@@ -172,9 +173,12 @@ broker_users = ["globex-app"]
             assert_eq!(e.key.as_deref(), Some("clients.acme.webhook"), "{e}");
             assert_eq!(e.reason, "needs exactly one of secret_env and secret_file");
         }
-        let ok = parse_text(&format!("{base}secret_file = \"/run/secrets/acme\"\n")).expect("valid");
+        let ok =
+            parse_text(&format!("{base}secret_file = \"/run/secrets/acme\"\n")).expect("valid");
         assert_eq!(
-            ok.get("acme").and_then(|c| c.webhook.as_ref()).map(|w| &w.secret),
+            ok.get("acme")
+                .and_then(|c| c.webhook.as_ref())
+                .map(|w| &w.secret),
             Some(&WebhookSecret::File("/run/secrets/acme".into()))
         );
     }

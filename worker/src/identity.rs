@@ -17,8 +17,7 @@ use serde::Deserialize;
 use crate::service::{Inbound, Outcome};
 
 /// The reply's message when the publisher gave no `user_id`.
-pub const NO_USER_ID: &str =
-    "the message has no user_id property: this worker serves only publishers that name their broker user";
+pub const NO_USER_ID: &str = "the message has no user_id property: this worker serves only publishers that name their broker user";
 
 /// The reply's message when the broker user may not act for the client.
 /// The same for an unknown user and for a user of another client, so that
@@ -269,10 +268,7 @@ mod tests {
 
     #[test]
     fn no_user_id_is_forbidden() {
-        assert_eq!(
-            strict().check(None, Some("acme")),
-            Err(Forbidden::NoUserId)
-        );
+        assert_eq!(strict().check(None, Some("acme")), Err(Forbidden::NoUserId));
         assert_eq!(
             strict().check(Some(""), Some("acme")),
             Err(Forbidden::NoUserId)
@@ -336,7 +332,11 @@ mod tests {
         let gate = Gate::new(strict());
         let reply = |token: &str| {
             let body = format!(r#"{{"clientId":"acme","tokenId":"{token}","operation":"read"}}"#);
-            match gate.check(&inbound(MessageKind::TokenResolve, body.as_bytes(), Some("globex-app"))) {
+            match gate.check(&inbound(
+                MessageKind::TokenResolve,
+                body.as_bytes(),
+                Some("globex-app"),
+            )) {
                 Some(Outcome::Refused {
                     code,
                     reason,

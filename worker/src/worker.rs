@@ -13,8 +13,8 @@ use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use mmt_shared::backoff::Backoff;
 use mmt_shared::config::BrokerArgs;
-use mmt_shared::tomlfile::FileError;
 use mmt_shared::time_fmt::now_millis;
+use mmt_shared::tomlfile::FileError;
 use mmt_shared::wire::MessageKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -112,14 +112,14 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let (key, created) = MasterKey::load_or_create(&config.key_file)?;
-        if created {
-            tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
-        }
         let mode = match &config.clients {
             Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
             None => Mode::Open,
         };
+        let (key, created) = MasterKey::load_or_create(&config.key_file)?;
+        if created {
+            tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
+        }
         let identity = mode.name();
         let gate = Gate::new(mode);
         let store = Store::open(&config.data_dir, key)?;
