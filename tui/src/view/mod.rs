@@ -112,8 +112,8 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
     if let Some(worker) = &state.worker {
         spans.push(sep());
         spans.push(match worker.identity {
-            IdentityMode::Open => Span::styled("identity OPEN", styles.warn()),
-            IdentityMode::Strict => Span::styled("identity strict", styles.good()),
+            IdentityMode::Open => Span::styled("OPEN mode", styles.warn()),
+            IdentityMode::Strict => Span::styled("strict mode", styles.good()),
         });
     }
     Line::from(spans)
