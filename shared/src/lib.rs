@@ -6,6 +6,7 @@
 //! - [`events`]: what the worker publishes on `NS.events`;
 //! - [`console`]: the snapshot, token listing and `worker.stats` bodies the
 //!   console reads;
+//! - [`broker`]: connecting to the broker (URL redacted, TLS);
 //! - [`config`]: the broker connection options and the topology names derived
 //!   from a namespace;
 //! - [`secret::Secret`]: a raw exchange token that zeroizes on drop and never
@@ -17,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod backoff;
+pub mod broker;
 pub mod config;
 pub mod console;
 pub mod events;

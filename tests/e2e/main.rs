@@ -18,4 +18,5 @@ mod identity;
 mod proxy;
 mod scenarios;
 mod topology;
+mod urls;
 mod util;

@@ -88,10 +88,7 @@ impl TestWorker {
 
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            broker: BrokerArgs {
-                amqp_url: self.worker_url.clone(),
-                namespace: self.ns.clone(),
-            },
+            broker: BrokerArgs::new(self.worker_url.clone(), self.ns.clone()),
             data_dir: self.data_dir(),
             key_file: self.key_file(),
             queue_type: self.queue_type,

@@ -16,8 +16,9 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use mmt_shared::backoff::Backoff;
+use mmt_shared::broker::{Broker, ConnectError};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY, TokensReply,
@@ -71,6 +72,9 @@ pub enum ConnError {
     /// The broker refused or lost the link.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached (its URL redacted).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// The broker closed a stream.
     #[error("the broker closed the {0} stream")]
     Closed(&'static str),
@@ -89,13 +93,13 @@ pub struct Feed {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// Starts the feed for `namespace` on the broker at `url`.
-pub fn spawn(url: String, namespace: Namespace) -> Feed {
+/// Starts the feed for `namespace` on `broker`.
+pub fn spawn(broker: Broker, namespace: Namespace) -> Feed {
     let (tx, messages) = mpsc::channel(FEED_CAPACITY);
     let (asks, asks_rx) = mpsc::unbounded_channel();
     let dropped = Arc::new(AtomicU64::new(0));
     let feeder = Feeder {
-        url,
+        broker,
         namespace,
         tx,
         dropped: dropped.clone(),
@@ -109,7 +113,7 @@ pub fn spawn(url: String, namespace: Namespace) -> Feed {
 }
 
 struct Feeder {
-    url: String,
+    broker: Broker,
     namespace: Namespace,
     tx: mpsc::Sender<Msg>,
     dropped: Arc<AtomicU64>,
@@ -177,12 +181,10 @@ impl Feeder {
     }
 
     async fn session(&self, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
-        let connection = Connection::connect(
-            &self.url,
-            ConnectionProperties::default()
-                .with_connection_name(format!("mmt-tui {}", self.namespace).into()),
-        )
-        .await?;
+        let connection = self
+            .broker
+            .connect(&format!("mmt-tui {}", self.namespace))
+            .await?;
         let result = self.serve(&connection, asks).await;
         let _ = connection.close(200, "mmt-tui".into()).await;
         result
@@ -381,16 +383,12 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
 
 /// Connects once, asks for a snapshot and returns it (for `--dump`).
 pub async fn snapshot_once(
-    url: &str,
+    broker: &Broker,
     namespace: &Namespace,
     timeout: Duration,
 ) -> Result<SnapshotReply, DumpError> {
     let work = async {
-        let connection = Connection::connect(
-            url,
-            ConnectionProperties::default().with_connection_name("mmt-tui --dump".into()),
-        )
-        .await?;
+        let connection = broker.connect("mmt-tui --dump").await?;
         let channel = connection.create_channel().await?;
         let no_ack = BasicConsumeOptions {
             no_ack: true,
@@ -424,6 +422,9 @@ pub enum DumpError {
     /// The broker could not be reached.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached (its URL redacted).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// No worker answered in time.
     #[error("no worker answered the snapshot request (is mmt-worker running on this namespace?)")]
     NoAnswer,

@@ -41,10 +41,10 @@ impl RunningWorker {
     async fn start(namespace: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = WorkerConfig {
-            broker: BrokerArgs {
-                amqp_url: amqp_url(),
-                namespace: Namespace::new(namespace).expect("valid namespace"),
-            },
+            broker: BrokerArgs::new(
+                amqp_url(),
+                Namespace::new(namespace).expect("valid namespace"),
+            ),
             data_dir: dir.path().join("data"),
             key_file: dir.path().join("mmt.key"),
             queue_type: QueueType::Classic,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lapin::{Connection, ConnectionProperties};
 use mmt_worker::cli::{BenchArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
 use mmt_worker::crypto::CryptoError;
 use mmt_worker::fixtures::{self, Publisher};
@@ -92,7 +91,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
-        Some(WorkerError::Amqp(_)) => exit::BROKER,
+        Some(WorkerError::Amqp(_)) | Some(WorkerError::Connect(_)) => exit::BROKER,
         Some(WorkerError::Clients(_)) => exit::CONFIG,
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
@@ -134,12 +133,14 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|path| fixtures::load(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let connection = Connection::connect(
-        &args.broker.amqp_url,
-        ConnectionProperties::default().with_connection_name("mmt-worker publish".into()),
-    )
-    .await
-    .map_err(WorkerError::Amqp)?;
+    let broker = args.broker.broker().map_err(WorkerError::Connect)?;
+    let connection = broker
+        .connect("mmt-worker publish")
+        .await
+        .map_err(WorkerError::Connect)?;
+    // A worker in strict mode checks `user_id` (CONTRACT.md §10); the broker
+    // accepts only the connection's own user there.
+    let user_id = Some(broker.username().to_owned()).filter(|u| !u.is_empty());
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut publisher = Publisher::new(
         &connection,
@@ -147,7 +148,8 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.timeout_secs),
         run_id,
     )
-    .await?;
+    .await?
+    .with_user_id(user_id);
     let mut failed = 0usize;
     for (path, scenario) in args.files.iter().zip(&scenarios) {
         println!("# {}: {}", path.display(), scenario.description);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lapin::Connection;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
 use mmt_shared::backoff::Backoff;
+use mmt_shared::broker::ConnectError;
 use mmt_shared::config::BrokerArgs;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::tomlfile::FileError;
@@ -73,9 +73,10 @@ pub enum WorkerError {
     /// The broker link (at start: unreachable or refusing the topology).
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
-    /// The broker URL does not parse.
-    #[error("broker URL: {0}")]
-    Url(String),
+    /// The broker cannot be reached (its URL redacted), or its URL or TLS
+    /// files are unusable.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// A consumer stopped for a reason a new session cannot fix.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
@@ -199,18 +200,6 @@ impl Worker {
     }
 }
 
-/// The broker URL with a heartbeat, unless the URL sets one.
-fn broker_uri(url: &str) -> Result<AMQPUri, WorkerError> {
-    let mut uri: AMQPUri = url.parse().map_err(|e: String| {
-        // The parse error may quote the URL, password included.
-        WorkerError::Url(e.replace(url, "<url>"))
-    })?;
-    if uri.query.heartbeat.is_none() {
-        uri.query.heartbeat = Some(HEARTBEAT_SECS);
-    }
-    Ok(uri)
-}
-
 /// One connection to the broker and what runs on it.
 struct Session {
     connection: Connection,
@@ -234,11 +223,12 @@ impl Session {
         service: &Arc<Service>,
         stats: &Arc<Stats>,
     ) -> Result<Self, WorkerError> {
-        let connection = Connection::connect_uri(
-            broker_uri(&config.broker.amqp_url)?,
-            ConnectionProperties::default().with_connection_name("mmt-worker".into()),
-        )
-        .await?;
+        let connection = config
+            .broker
+            .broker()?
+            .with_default_heartbeat(HEARTBEAT_SECS)
+            .connect("mmt-worker")
+            .await?;
         let namespace = &config.broker.namespace;
         let setup = connection.create_channel().await?;
         topology::declare(
