@@ -17,6 +17,7 @@ mod faults;
 mod identity;
 mod proxy;
 mod scenarios;
+mod tls;
 mod topology;
 mod urls;
 mod util;

@@ -13,6 +13,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
+use mmt_shared::broker::TlsArgs;
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
 use mmt_worker::fixtures::{Publisher, Step};
 use mmt_worker::topology::QueueType;
@@ -58,6 +59,8 @@ pub struct TestWorker {
     pub connection: Connection,
     /// The clients file the worker starts with (strict mode), if any.
     pub clients: Option<PathBuf>,
+    /// The worker's TLS options (for an amqps:// `worker_url`).
+    pub tls: TlsArgs,
     worker: Option<Worker>,
     publisher: Publisher,
     events: Consumer,
@@ -88,7 +91,10 @@ impl TestWorker {
 
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
-            broker: BrokerArgs::new(self.worker_url.clone(), self.ns.clone()),
+            broker: BrokerArgs {
+                tls: self.tls.clone(),
+                ..BrokerArgs::new(self.worker_url.clone(), self.ns.clone())
+            },
             data_dir: self.data_dir(),
             key_file: self.key_file(),
             queue_type: self.queue_type,
@@ -125,6 +131,7 @@ impl TestWorker {
             worker_url: amqp_url(),
             connection,
             clients: None,
+            tls: TlsArgs::default(),
             worker: None,
             events,
             dead: None,
