@@ -15,6 +15,7 @@ mod durability;
 mod errors;
 mod faults;
 mod identity;
+mod privileges;
 mod proxy;
 mod scenarios;
 mod tls;

@@ -197,7 +197,10 @@ impl Feeder {
     ) -> Result<(), ConnError> {
         let ns = &self.namespace;
         let events_channel = connection.create_channel().await?;
+        // Passive: the worker declares the topology; a console with
+        // read-only rights (docs/security.md) may not, and waits for it.
         let durable = ExchangeDeclareOptions {
+            passive: true,
             durable: true,
             ..ExchangeDeclareOptions::default()
         };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mmt_shared::config::BrokerArgs;
+use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::bench::BenchConfig;
 use crate::topology::QueueType;
@@ -43,6 +43,37 @@ pub enum Command {
     /// Measure the worker against the broker's own ceiling, in namespaces
     /// of its own that it deletes afterwards (build with --release).
     Bench(BenchArgs),
+    /// Print (or apply with rabbitmqctl) the least-privilege broker users,
+    /// permissions and topic permissions of a deployment (docs/security.md).
+    BrokerSetup(BrokerSetupArgs),
+}
+
+/// Options of `mmt-worker broker-setup`.
+#[derive(Debug, Args)]
+pub struct BrokerSetupArgs {
+    /// The clients file: every broker user in it gets publisher rights.
+    #[arg(long, env = "MMT_CLIENTS", value_name = "FILE")]
+    pub clients: PathBuf,
+    /// The namespace the rights are for.
+    #[arg(long, env = "MMT_NAMESPACE", default_value = "mmt", value_parser = |s: &str| Namespace::new(s))]
+    pub namespace: Namespace,
+    /// The virtual host.
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// The worker's broker user.
+    #[arg(long, default_value = "mmt-worker")]
+    pub worker_user: String,
+    /// The console's broker user.
+    #[arg(long, default_value = "mmt-console")]
+    pub console_user: String,
+    /// Run the commands with rabbitmqctl instead of printing them (again and
+    /// again: it is idempotent).
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: create missing users, each with a random password
+    /// written to DIR/<user> (mode 0600).
+    #[arg(long, value_name = "DIR", requires = "apply")]
+    pub passwords_dir: Option<PathBuf>,
 }
 
 /// Options of `mmt-worker run`.

@@ -14,11 +14,13 @@
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
+//! - [`brokersetup`]: `mmt-worker broker-setup`, least-privilege users;
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod brokersetup;
 pub mod cli;
 pub mod clients_file;
 pub mod clients_reload;

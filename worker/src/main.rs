@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mmt_worker::cli::{BenchArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::cli::{BenchArgs, BrokerSetupArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
 use mmt_worker::crypto::CryptoError;
 use mmt_worker::fixtures::{self, Publisher};
 use mmt_worker::store::StoreError;
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run(args).await,
             Command::Publish(args) => publish(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::BrokerSetup(args) => broker_setup(args).await,
         }
     });
     match result {
@@ -193,5 +194,34 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn broker_setup(args: BrokerSetupArgs) -> anyhow::Result<ExitCode> {
+    use mmt_worker::brokersetup::{self, Roles};
+    let clients = mmt_worker::clients_file::load(&args.clients).map_err(WorkerError::Clients)?;
+    let plan = brokersetup::plan(
+        &clients,
+        &args.namespace,
+        &Roles {
+            vhost: &args.vhost,
+            worker: &args.worker_user,
+            console: &args.console_user,
+        },
+    );
+    if !args.apply {
+        print!("{}", plan.script(&args.namespace, &args.vhost));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = args.passwords_dir.clone();
+    let created =
+        tokio::task::spawn_blocking(move || brokersetup::apply(&plan, dir.as_deref())).await??;
+    for user in created {
+        println!("created broker user {user} (password in the --passwords-dir)");
+    }
+    println!(
+        "broker-setup: permissions applied for namespace {}",
+        args.namespace
+    );
     Ok(ExitCode::SUCCESS)
 }
