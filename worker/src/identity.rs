@@ -214,7 +214,9 @@ impl Gate {
         if matches!(*mode, Mode::Open) {
             return None;
         }
-        let claimed = claimed_client(inbound.body);
+        // An empty clientId names no client: bad input, refused as such for
+        // a user the file knows.
+        let claimed = claimed_client(inbound.body).filter(|c| !c.is_empty());
         let why = mode.check(inbound.user_id, claimed.as_deref()).err()?;
         Some(refusal(inbound, claimed, why))
     }
@@ -365,6 +367,16 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_empty_client_id_is_left_to_validation_for_a_known_user() {
+        let gate = Gate::new(strict());
+        let body = br#"{"clientId":"","tokenId":"t","operation":"read"}"#;
+        let known = inbound(MessageKind::TokenResolve, body, Some("acme-backend"));
+        assert!(gate.check(&known).is_none());
+        let unknown = inbound(MessageKind::TokenResolve, body, Some("guest"));
+        assert!(gate.check(&unknown).is_some());
     }
 
     #[test]
