@@ -170,6 +170,20 @@ async fn least_privilege_users_from_broker_setup_serve_and_confine() {
             .is_some_and(|c| c.iter().any(|r| r["count"] == 1)),
         "{snapshot}"
     );
+    // The live feed of the real console (its off-screen frame bench waits
+    // for the snapshot and the first token page through it).
+    let live = tokio::process::Command::new(worker_binary().with_file_name("mmt-tui"))
+        .args(["--frame-bench", "1", "--timeout-secs", "15"])
+        .args(["--namespace", w.ns.as_str()])
+        .env("MMT_AMQP_URL", console.url())
+        .output()
+        .await
+        .expect("mmt-tui runs");
+    assert!(
+        live.status.success(),
+        "the live console with read-only rights: {}",
+        String::from_utf8_lossy(&live.stderr)
+    );
     let console_conn = console.connect().await;
     let page: Value = serde_json::from_slice(
         &raw_call(&console_conn, &w.ns, "console.tokens", b"{}", None).await,

@@ -196,24 +196,7 @@ impl Feeder {
         asks: &mut mpsc::UnboundedReceiver<Ask>,
     ) -> Result<(), ConnError> {
         let ns = &self.namespace;
-        let events_channel = connection.create_channel().await?;
-        // Passive: the worker declares the topology; a console with
-        // read-only rights (docs/security.md) may not, and waits for it.
-        let durable = ExchangeDeclareOptions {
-            passive: true,
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
-            events_channel
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        let events_channel = exchanges_channel(connection, ns).await?;
         let mut args = FieldTable::default();
         args.insert(
             "x-max-length".into(),
@@ -382,6 +365,38 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
             format!("unreadable reply from the worker: {error}"),
         )
     })
+}
+
+/// A channel on which `NS.in` and `NS.events` exist: declared when the
+/// console's rights allow it (so it may start before the worker), else
+/// checked passively on a fresh channel: a console with read-only rights
+/// (docs/security.md) waits for the worker to have declared them.
+async fn exchanges_channel(connection: &Connection, ns: &Namespace) -> Result<Channel, ConnError> {
+    async fn declare(channel: &Channel, ns: &Namespace, passive: bool) -> Result<(), lapin::Error> {
+        let options = ExchangeDeclareOptions {
+            passive,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    options,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+    let channel = connection.create_channel().await?;
+    if declare(&channel, ns, false).await.is_ok() {
+        return Ok(channel);
+    }
+    let channel = connection.create_channel().await?;
+    declare(&channel, ns, true).await?;
+    Ok(channel)
 }
 
 /// Connects once, asks for a snapshot and returns it (for `--dump`).

@@ -328,6 +328,7 @@ async fn phases(
             &mut figures,
         )
         .await?;
+        resolve::strict(config, connection, &worker_ns, &small, &mut figures).await?;
         eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
         let scale_ns = namespaces.part("scale")?;
         for (point, store) in [("1k", &small), ("1m", &large)] {
