@@ -3,20 +3,52 @@
 
 use clap::Args;
 
+use crate::broker::{Broker, ConnectError, TlsArgs, redact};
 use crate::wire::MessageKind;
 
 /// The default broker URL.
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// How to reach the broker, for every mmt binary.
-#[derive(Clone, Debug, Args)]
+/// How to reach the broker, for every mmt binary. Its `Debug` shows the URL
+/// redacted.
+#[derive(Clone, Args)]
 pub struct BrokerArgs {
-    /// AMQP URL of the broker (it may hold a password: it is never logged).
-    #[arg(long, env = "MMT_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true)]
+    /// AMQP URL of the broker, amqp:// or amqps:// (it may hold a password:
+    /// it is never logged).
+    #[arg(long, env = "MMT_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true)]
     pub amqp_url: String,
     /// Prefix of every exchange and queue name.
     #[arg(long, env = "MMT_NAMESPACE", default_value = "mmt", value_parser = parse_namespace)]
     pub namespace: Namespace,
+    /// TLS for amqps:// URLs.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+impl std::fmt::Debug for BrokerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerArgs")
+            .field("amqp_url", &redact(&self.amqp_url))
+            .field("namespace", &self.namespace)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl BrokerArgs {
+    /// `amqp_url` and `namespace`, without TLS options.
+    pub fn new(amqp_url: String, namespace: Namespace) -> Self {
+        Self {
+            amqp_url,
+            namespace,
+            tls: TlsArgs::default(),
+        }
+    }
+
+    /// The broker these options name, ready to connect to.
+    pub fn broker(&self) -> Result<Broker, ConnectError> {
+        Broker::new(&self.amqp_url, &self.tls)
+    }
 }
 
 /// A validated namespace: 1 to 100 characters of `A-Z a-z 0-9 . _ -`.

@@ -307,6 +307,10 @@ pub struct WorkerStats {
     /// The worker process's resident memory in bytes (Linux only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// Whether the claimed clientId is trusted (`open`) or checked against
+    /// the clients file (`strict`), CONTRACT.md §10.
+    #[serde(default)]
+    pub identity: IdentityMode,
 }
 
 /// How many refusals one client had.
@@ -317,6 +321,27 @@ pub struct ClientCount {
     pub client_id: String,
     /// How many.
     pub count: u64,
+}
+
+/// How the worker decides who may act for a client (CONTRACT.md §10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    /// No clients file: the clientId in a body is trusted.
+    #[default]
+    Open,
+    /// A clients file: the publishing broker user must belong to the client.
+    Strict,
+}
+
+impl IdentityMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityMode::Open => "open",
+            IdentityMode::Strict => "strict",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,10 @@ pub struct Event {
     /// The message id the event answers, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The broker user that published the message (its `user_id`
+    /// property), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_user: Option<String>,
 }
 
 impl Event {
@@ -111,6 +115,7 @@ impl Event {
             queue: None,
             reason: None,
             message_id: None,
+            broker_user: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`events`]: what the worker publishes on `NS.events`;
 //! - [`console`]: the snapshot, token listing and `worker.stats` bodies the
 //!   console reads;
+//! - [`broker`]: connecting to the broker (URL redacted, TLS);
 //! - [`config`]: the broker connection options and the topology names derived
 //!   from a namespace;
 //! - [`secret::Secret`]: a raw exchange token that zeroizes on drop and never
@@ -16,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod backoff;
+pub mod broker;
 pub mod config;
 pub mod console;
 pub mod events;

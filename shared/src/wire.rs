@@ -147,17 +147,21 @@ pub enum ErrorCode {
     /// Not JSON, a missing or mistyped field, an unknown scope or operation,
     /// an empty or oversized body.
     InvalidMessage,
+    /// The broker user that published the message may not act for the
+    /// client it names (CONTRACT.md §10, strict mode).
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, in contract order.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::ScopeMismatch,
         ErrorCode::NotFound,
         ErrorCode::Revoked,
         ErrorCode::ReauthRequired,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidMessage,
+        ErrorCode::Forbidden,
     ];
 
     /// The wire name.
@@ -169,6 +173,7 @@ impl ErrorCode {
             ErrorCode::ReauthRequired => "reauth_required",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::util;
 
 /// The figures the JSON object must hold (medians at the top level).
-const FIGURES: [&str; 30] = [
+const FIGURES: [&str; 34] = [
     "ceiling_msgs_per_s",
     "ingest_msgs_per_s",
     "ingest_ratio",
@@ -31,6 +31,10 @@ const FIGURES: [&str; 30] = [
     "echo_msgs_per_s",
     "resolve_throughput_ratio",
     "resolve_p99_ratio",
+    "strict_resolve_msgs_per_s",
+    "strict_resolve_p99_ms",
+    "strict_throughput_ratio",
+    "strict_p99_ratio",
     "resolve_1k_p99_ms",
     "resolve_1m_p50_ms",
     "resolve_1m_p99_ms",
@@ -92,7 +96,7 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
             "{section} missing from {text}"
         );
     }
-    assert_eq!(report["goals"].as_array().map(Vec::len), Some(8));
+    assert_eq!(report["goals"].as_array().map(Vec::len), Some(10));
     assert_eq!(report["config"]["quick"], true);
 
     let base = stderr

@@ -12,14 +12,19 @@
 
 mod bad_input;
 mod bench;
+mod brokeruser;
 mod consistency;
 mod contract;
 mod durability;
 mod errors;
 mod examples;
 mod faults;
+mod identity;
 mod pipes;
+mod privileges;
 mod proxy;
 mod scenarios;
+mod tls;
 mod topology;
+mod urls;
 mod util;

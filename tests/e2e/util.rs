@@ -13,6 +13,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
+use mmt_shared::broker::TlsArgs;
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
 use mmt_worker::fixtures::{Publisher, Step};
 use mmt_worker::topology::QueueType;
@@ -56,6 +57,10 @@ pub struct TestWorker {
     /// The URL the worker connects with (a proxy's, in fault tests).
     pub worker_url: String,
     pub connection: Connection,
+    /// The clients file the worker starts with (strict mode), if any.
+    pub clients: Option<PathBuf>,
+    /// The worker's TLS options (for an amqps:// `worker_url`).
+    pub tls: TlsArgs,
     worker: Option<Worker>,
     publisher: Publisher,
     events: Consumer,
@@ -87,8 +92,8 @@ impl TestWorker {
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {
             broker: BrokerArgs {
-                amqp_url: self.worker_url.clone(),
-                namespace: self.ns.clone(),
+                tls: self.tls.clone(),
+                ..BrokerArgs::new(self.worker_url.clone(), self.ns.clone())
             },
             data_dir: self.data_dir(),
             key_file: self.key_file(),
@@ -97,6 +102,7 @@ impl TestWorker {
             prefetch: 64,
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
+            clients: self.clients.clone(),
         }
     }
 
@@ -124,6 +130,8 @@ impl TestWorker {
             queue_type: QueueType::Quorum,
             worker_url: amqp_url(),
             connection,
+            clients: None,
+            tls: TlsArgs::default(),
             worker: None,
             events,
             dead: None,

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use mmt_shared::broker::Broker;
 use mmt_shared::config::Namespace;
 use mmt_shared::time_fmt::now_millis;
 use ratatui::Terminal;
@@ -25,12 +26,12 @@ const HEIGHT: u16 = 60;
 /// Waits for the worker's snapshot and first token page, then draws every
 /// screen `frames` times; returns the figures as JSON.
 pub async fn run(
-    url: String,
+    broker: Broker,
     namespace: Namespace,
     frames: u32,
     timeout: Duration,
 ) -> anyhow::Result<Value> {
-    let mut feed = conn::spawn(url, namespace.clone());
+    let mut feed = conn::spawn(broker, namespace.clone());
     let mut state = State::new(namespace.as_str(), now_millis());
     let (mut snapshot, mut tokens) = (false, false);
     let deadline = tokio::time::Instant::now() + timeout;

@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
 async fn dump(args: &Args) -> anyhow::Result<()> {
     let namespace = &args.broker.namespace;
     let snapshot = conn::snapshot_once(
-        &args.broker.amqp_url,
+        &args.broker.broker()?,
         namespace,
         Duration::from_secs(args.timeout_secs),
     )
@@ -124,7 +124,7 @@ async fn dump(args: &Args) -> anyhow::Result<()> {
 
 async fn frame_bench(args: &Args) -> anyhow::Result<()> {
     let figures = frames::run(
-        args.broker.amqp_url.clone(),
+        args.broker.broker()?,
         args.broker.namespace.clone(),
         args.frame_bench.unwrap_or(1),
         Duration::from_secs(args.timeout_secs),
@@ -140,7 +140,7 @@ fn colour_wanted(args: &Args) -> bool {
 
 async fn console(args: &Args) -> anyhow::Result<()> {
     let namespace = args.broker.namespace.clone();
-    let mut feed = conn::spawn(args.broker.amqp_url.clone(), namespace.clone());
+    let mut feed = conn::spawn(args.broker.broker()?, namespace.clone());
     let mut state = State::new(namespace.as_str(), now_millis());
     let styles = Styles::new(colour_wanted(args));
     let mut guard = term::TerminalGuard::enter().context("cannot set up the terminal")?;

@@ -42,10 +42,10 @@ impl RunningWorker {
     async fn start(namespace: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = WorkerConfig {
-            broker: BrokerArgs {
-                amqp_url: amqp_url(),
-                namespace: Namespace::new(namespace).expect("valid namespace"),
-            },
+            broker: BrokerArgs::new(
+                amqp_url(),
+                Namespace::new(namespace).expect("valid namespace"),
+            ),
             data_dir: dir.path().join("data"),
             key_file: dir.path().join("mmt.key"),
             queue_type: QueueType::Classic,
@@ -53,6 +53,7 @@ impl RunningWorker {
             prefetch: 64,
             wallet_types: Vec::new(),
             sweep_interval: Duration::from_millis(200),
+            clients: None,
         };
         let worker = Worker::start(&config)
             .await

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use mmt_shared::config::BrokerArgs;
+use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::bench::BenchConfig;
 use crate::topology::QueueType;
@@ -43,6 +43,37 @@ pub enum Command {
     /// Measure the worker against the broker's own ceiling, in namespaces
     /// of its own that it deletes afterwards (build with --release).
     Bench(BenchArgs),
+    /// Print (or apply with rabbitmqctl) the least-privilege broker users,
+    /// permissions and topic permissions of a deployment (docs/security.md).
+    BrokerSetup(BrokerSetupArgs),
+}
+
+/// Options of `mmt-worker broker-setup`.
+#[derive(Debug, Args)]
+pub struct BrokerSetupArgs {
+    /// The clients file: every broker user in it gets publisher rights.
+    #[arg(long, env = "MMT_CLIENTS", value_name = "FILE")]
+    pub clients: PathBuf,
+    /// The namespace the rights are for.
+    #[arg(long, env = "MMT_NAMESPACE", default_value = "mmt", value_parser = |s: &str| Namespace::new(s))]
+    pub namespace: Namespace,
+    /// The virtual host.
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    /// The worker's broker user.
+    #[arg(long, default_value = "mmt-worker")]
+    pub worker_user: String,
+    /// The console's broker user.
+    #[arg(long, default_value = "mmt-console")]
+    pub console_user: String,
+    /// Run the commands with rabbitmqctl instead of printing them (again and
+    /// again: it is idempotent).
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: create missing users, each with a random password
+    /// written to DIR/<user> (mode 0600).
+    #[arg(long, value_name = "DIR", requires = "apply")]
+    pub passwords_dir: Option<PathBuf>,
 }
 
 /// Options of `mmt-worker run`.
@@ -77,6 +108,11 @@ pub struct RunArgs {
     /// How often expired tokens are moved to reauth_required, in ms.
     #[arg(long, env = "MMT_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub sweep_interval_ms: u64,
+    /// The clients file (TOML, CONTRACT.md §10): who may act for which
+    /// clientId. Without it the worker runs in open mode and trusts the
+    /// clientId of every message. SIGHUP reloads it.
+    #[arg(long, env = "MMT_CLIENTS", value_name = "FILE")]
+    pub clients: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -96,6 +132,7 @@ impl RunArgs {
                 .filter(|w| !w.is_empty())
                 .collect(),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            clients: self.clients.clone(),
         }
     }
 }

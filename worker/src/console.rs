@@ -404,6 +404,7 @@ mod tests {
                 message_id: None,
                 timestamp: None,
                 received_at: now_millis(),
+                user_id: None,
             })
             .expect("stored");
     }

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt, future};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::AMQPValue;
-use lapin::{Channel, Confirmation, Consumer};
+use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
@@ -85,7 +85,13 @@ impl DeadLetters {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert("x-mmt-error".into(), AMQPValue::LongString(reason.into()));
         headers.insert("x-mmt-queue".into(), AMQPValue::LongString(queue.into()));
-        let properties = delivery.properties.clone().with_headers(headers);
+        if let Some(user) = delivery.properties.user_id() {
+            headers.insert(
+                "x-mmt-user-id".into(),
+                AMQPValue::LongString(user.as_str().into()),
+            );
+        }
+        let properties = without_user_id(&delivery.properties).with_headers(headers);
         let confirm = self
             .channel
             .basic_publish(
@@ -243,6 +249,7 @@ impl QueueConsumer {
                         .map(|m| m.as_str()),
                     timestamp: *delivery.properties.timestamp(),
                     received_at,
+                    user_id: delivery.properties.user_id().as_ref().map(|u| u.as_str()),
                 };
                 match service.handle(&inbound) {
                     Ok(outcome) => handled.push(Handled::Answered(outcome)),
@@ -296,6 +303,21 @@ impl QueueConsumer {
                         .await?;
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
                         .await?;
+                }
+                Handled::Answered(Outcome::Refused {
+                    code,
+                    reason,
+                    event,
+                    dead_letter,
+                }) => {
+                    self.answer(&batch, &handled, &mut unanswered).await?;
+                    if *dead_letter {
+                        self.dead_letter(delivery, reason, Some(*code), received_at)
+                            .await?;
+                    }
+                    self.reply(delivery, &Outcome::error_reply(*code, reason))
+                        .await?;
+                    self.events.emit(event).await;
                 }
                 Handled::Failed(reason) => {
                     self.answer(&batch, &handled, &mut unanswered).await?;
@@ -391,6 +413,11 @@ impl QueueConsumer {
             .message_id()
             .as_ref()
             .map(|m| m.to_string());
+        event.broker_user = delivery
+            .properties
+            .user_id()
+            .as_ref()
+            .map(|u| u.to_string());
         self.events.emit(&event).await;
         Ok(())
     }
@@ -438,6 +465,34 @@ impl QueueConsumer {
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
         crate::rpc::answer(&self.channel, delivery, body).await
     }
+}
+
+/// The properties without `user_id`: the broker refuses a publish whose
+/// `user_id` is not the publishing connection's user, so a dead letter keeps
+/// the original publisher in the `x-mmt-user-id` header instead.
+fn without_user_id(p: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    macro_rules! copy {
+        ($($get:ident => $set:ident),*) => {
+            $(if let Some(v) = p.$get() { out = out.$set(v.clone()); })*
+        };
+    }
+    copy!(
+        content_type => with_content_type,
+        content_encoding => with_content_encoding,
+        headers => with_headers,
+        delivery_mode => with_delivery_mode,
+        priority => with_priority,
+        correlation_id => with_correlation_id,
+        reply_to => with_reply_to,
+        expiration => with_expiration,
+        message_id => with_message_id,
+        timestamp => with_timestamp,
+        kind => with_type,
+        app_id => with_app_id,
+        cluster_id => with_cluster_id
+    );
+    out
 }
 
 fn amqp_count(value: &AMQPValue) -> Option<u64> {

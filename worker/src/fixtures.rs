@@ -206,6 +206,7 @@ pub struct Publisher {
     next_correlation: u64,
     run_id: String,
     replays: u64,
+    user_id: Option<String>,
 }
 
 impl Publisher {
@@ -240,7 +241,16 @@ impl Publisher {
             next_correlation: 0,
             run_id,
             replays: 0,
+            user_id: None,
         })
+    }
+
+    /// Sets the `user_id` property of every message: the broker user the
+    /// connection logged in as, which a worker in strict mode checks
+    /// (CONTRACT.md §10; the broker refuses any other value).
+    pub fn with_user_id(mut self, user_id: Option<String>) -> Self {
+        self.user_id = user_id;
+        self
     }
 
     /// Publishes one step (already substituted) and waits for its reply when
@@ -259,6 +269,9 @@ impl Publisher {
             .with_delivery_mode(2);
         if let Some(id) = &step.message_id {
             properties = properties.with_message_id(id.as_str().into());
+        }
+        if let Some(user) = &self.user_id {
+            properties = properties.with_user_id(user.as_str().into());
         }
         if let Some(age) = step.age_seconds {
             let now = u64::try_from(mmt_shared::time_fmt::now_millis() / 1000).unwrap_or(0);

@@ -8,6 +8,8 @@
 //! - [`service`]: what each message does (decode, rules, store);
 //! - `decode`: bodies into messages, and reasons for those that do not
 //!   decode, built from structure only;
+//! - [`identity`], [`clients_file`], [`clients_reload`]: who may act for
+//!   which client (CONTRACT.md §10), the clients file and its SIGHUP reload;
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
 //! - [`stats`], [`health`], [`console`], [`console_query`]: counters and
 //!   health figures, `worker.stats`, the console's requests and token
@@ -15,12 +17,16 @@
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
+//! - [`brokersetup`]: `mmt-worker broker-setup`, least-privilege users;
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bench;
+pub mod brokersetup;
 pub mod cli;
+pub mod clients_file;
+pub mod clients_reload;
 pub mod console;
 pub mod console_query;
 pub mod consumer;
@@ -29,6 +35,7 @@ mod decode;
 pub mod events;
 pub mod fixtures;
 pub mod health;
+pub mod identity;
 pub mod lifecycle;
 pub mod rpc;
 pub mod service;

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lapin::{Connection, ConnectionProperties};
-use mmt_worker::cli::{BenchArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::cli::{BenchArgs, BrokerSetupArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
 use mmt_worker::crypto::CryptoError;
 use mmt_worker::fixtures::{self, Publisher};
 use mmt_worker::store::StoreError;
@@ -18,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 /// Exit codes, documented in the README.
 mod exit {
     pub const FAILURE: u8 = 1;
+    pub const CONFIG: u8 = 2;
     pub const KEY: u8 = 3;
     pub const STORE: u8 = 4;
     pub const BROKER: u8 = 5;
@@ -65,6 +65,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run(args).await,
             Command::Publish(args) => publish(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::BrokerSetup(args) => broker_setup(args).await,
         }
     });
     match result {
@@ -95,7 +96,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
-        Some(WorkerError::Amqp(_)) => exit::BROKER,
+        Some(WorkerError::Amqp(_)) | Some(WorkerError::Connect(_)) => exit::BROKER,
+        Some(WorkerError::Clients(_)) => exit::CONFIG,
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
     }
@@ -136,12 +138,14 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|path| fixtures::load(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let connection = Connection::connect(
-        &args.broker.amqp_url,
-        ConnectionProperties::default().with_connection_name("mmt-worker publish".into()),
-    )
-    .await
-    .map_err(WorkerError::Amqp)?;
+    let broker = args.broker.broker().map_err(WorkerError::Connect)?;
+    let connection = broker
+        .connect("mmt-worker publish")
+        .await
+        .map_err(WorkerError::Connect)?;
+    // A worker in strict mode checks `user_id` (CONTRACT.md §10); the broker
+    // accepts only the connection's own user there.
+    let user_id = Some(broker.username().to_owned()).filter(|u| !u.is_empty());
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut publisher = Publisher::new(
         &connection,
@@ -149,7 +153,8 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.timeout_secs),
         run_id,
     )
-    .await?;
+    .await?
+    .with_user_id(user_id);
     let mut failed = 0usize;
     let mut out = std::io::stdout();
     for (path, scenario) in args.files.iter().zip(&scenarios) {
@@ -202,5 +207,34 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, json + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn broker_setup(args: BrokerSetupArgs) -> anyhow::Result<ExitCode> {
+    use mmt_worker::brokersetup::{self, Roles};
+    let clients = mmt_worker::clients_file::load(&args.clients).map_err(WorkerError::Clients)?;
+    let plan = brokersetup::plan(
+        &clients,
+        &args.namespace,
+        &Roles {
+            vhost: &args.vhost,
+            worker: &args.worker_user,
+            console: &args.console_user,
+        },
+    );
+    if !args.apply {
+        print!("{}", plan.script(&args.namespace, &args.vhost));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = args.passwords_dir.clone();
+    let created =
+        tokio::task::spawn_blocking(move || brokersetup::apply(&plan, dir.as_deref())).await??;
+    for user in created {
+        println!("created broker user {user} (password in the --passwords-dir)");
+    }
+    println!(
+        "broker-setup: permissions applied for namespace {}",
+        args.namespace
+    );
     Ok(ExitCode::SUCCESS)
 }

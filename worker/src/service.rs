@@ -12,6 +12,7 @@ use mmt_shared::wire::{
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::identity::Gate;
 use crate::lifecycle::{self, ConnectInput, ConnectPlan, Rejection, RevokePlan};
 use crate::store::{Found, Identity, Store, StoreError, TokenSecrets};
 
@@ -34,6 +35,9 @@ pub struct Inbound<'a> {
     pub timestamp: Option<u64>,
     /// When the worker received it.
     pub received_at: UnixMillis,
+    /// The `user_id` property: the broker user that published it, as the
+    /// broker verified (CONTRACT.md §10).
+    pub user_id: Option<&'a str>,
 }
 
 /// What the consumer must do with a delivery.
@@ -56,6 +60,19 @@ pub enum Outcome {
         code: ErrorCode,
         /// Why (the `x-mmt-error` header and the reply's message).
         reason: String,
+    },
+    /// Refused before anything was decided or read (CONTRACT.md §10
+    /// `forbidden`): reply with the error and publish `event`; a
+    /// state-changing message is also dead-lettered with `reason`.
+    Refused {
+        /// The error code of the reply.
+        code: ErrorCode,
+        /// The reply's message (and the `x-mmt-error` header).
+        reason: String,
+        /// The `request.rejected` event.
+        event: Box<Event>,
+        /// Whether the original goes to `NS.dead`.
+        dead_letter: bool,
     },
 }
 
@@ -113,6 +130,7 @@ fn decode<T: crate::decode::Message>(body: &[u8]) -> Result<T, Outcome> {
 pub struct Service {
     store: Store,
     extra_wallet_types: Vec<String>,
+    identity: Gate,
 }
 
 impl Service {
@@ -122,7 +140,14 @@ impl Service {
         Self {
             store,
             extra_wallet_types,
+            identity: Gate::default(),
         }
+    }
+
+    /// Checks every message against `gate` first (CONTRACT.md §10).
+    pub fn with_identity(mut self, gate: Gate) -> Self {
+        self.identity = gate;
+        self
     }
 
     /// The store.
@@ -133,6 +158,19 @@ impl Service {
     /// Handles one delivery. `Err` is a store failure worth retrying; bad
     /// input is an `Ok(Outcome::Invalid)`.
     pub fn handle(&self, inbound: &Inbound<'_>) -> Result<Outcome, StoreError> {
+        if let Some(forbidden) = self.identity.check(inbound) {
+            return Ok(forbidden);
+        }
+        let mut outcome = self.decide(inbound)?;
+        if let Outcome::Done { events, .. } = &mut outcome {
+            for event in events {
+                event.broker_user = inbound.user_id.map(str::to_owned);
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn decide(&self, inbound: &Inbound<'_>) -> Result<Outcome, StoreError> {
         if inbound.body.is_empty() {
             return Ok(Outcome::invalid(ErrorCode::InvalidMessage, "body is empty"));
         }

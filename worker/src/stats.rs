@@ -18,8 +18,8 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, RECENT_CAPACITY, ReasonCount,
-    WorkerStats, reason_kind,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, IdentityMode, QueueStats, RECENT_CAPACITY,
+    ReasonCount, WorkerStats, reason_kind,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
@@ -134,6 +134,7 @@ pub struct Stats {
     recent_rejections: Mutex<Ring>,
     recent_lifecycle: Mutex<Ring>,
     last: Mutex<WorkerStats>,
+    identity: IdentityMode,
 }
 
 impl Stats {
@@ -159,7 +160,14 @@ impl Stats {
             recent_rejections: Mutex::default(),
             recent_lifecycle: Mutex::default(),
             last: Mutex::default(),
+            identity: IdentityMode::Open,
         }
+    }
+
+    /// Says `identity` in every `worker.stats`.
+    pub fn with_identity(mut self, identity: IdentityMode) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The counters of one inbound queue (by its full name).
@@ -306,6 +314,7 @@ impl Stats {
             rejections_by_client: top_clients(&locked(&self.rejections_by_client)),
             cpu_percent: None,
             rss_bytes: None,
+            identity: self.identity,
         }
     }
 }

@@ -7,21 +7,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use lapin::Connection;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::uri::AMQPUri;
-use lapin::{Connection, ConnectionProperties};
 use mmt_shared::backoff::Backoff;
+use mmt_shared::broker::ConnectError;
 use mmt_shared::config::BrokerArgs;
 use mmt_shared::time_fmt::now_millis;
+use mmt_shared::tomlfile::FileError;
 use mmt_shared::wire::MessageKind;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients_file;
+use crate::clients_reload;
 use crate::console::{ConsoleServer, Request};
 use crate::consumer::{ConsumerError, DeadLetters, QueueConsumer};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::events::Events;
+use crate::identity::{Gate, Mode};
 use crate::service::Service;
 use crate::stats::{self, Stats};
 use crate::store::{Store, StoreError};
@@ -53,6 +57,8 @@ pub struct WorkerConfig {
     pub wallet_types: Vec<String>,
     /// How often expired tokens are moved to `reauth_required`.
     pub sweep_interval: Duration,
+    /// The clients file (CONTRACT.md §10): strict mode; `None` is open mode.
+    pub clients: Option<PathBuf>,
 }
 
 /// Why the worker could not start or stopped.
@@ -67,12 +73,19 @@ pub enum WorkerError {
     /// The broker link (at start: unreachable or refusing the topology).
     #[error("broker")]
     Amqp(#[from] lapin::Error),
-    /// The broker URL does not parse.
-    #[error("broker URL: {0}")]
-    Url(String),
+    /// The broker cannot be reached (its URL redacted), or its URL or TLS
+    /// files are unusable.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// A consumer stopped for a reason a new session cannot fix.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// The clients file cannot be used (exit code 2).
+    #[error("clients file")]
+    Clients(#[source] FileError),
+    /// The SIGHUP handler cannot be installed.
+    #[error("cannot listen for SIGHUP")]
+    Signal(#[source] std::io::Error),
     /// A task panicked.
     #[error("worker task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -100,6 +113,10 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        let mode = match &config.clients {
+            Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
+            None => Mode::Open,
+        };
         // A store that exists never gets a freshly minted key: a mistyped
         // --key-file must not leave a new key behind.
         let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
@@ -110,11 +127,23 @@ impl Worker {
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
+        let identity = mode.name();
+        let gate = Gate::new(mode);
         let store = Store::open(&config.data_dir, key)?;
-        let service = Arc::new(Service::new(store, config.wallet_types.clone()));
-        let stats = Arc::new(Stats::new(&config.broker.namespace));
+        let service =
+            Arc::new(Service::new(store, config.wallet_types.clone()).with_identity(gate.clone()));
+        let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
         let session = Session::open(config, &service, &stats).await?;
         let shutdown = CancellationToken::new();
+        match &config.clients {
+            Some(path) => {
+                clients_reload::listen(path.clone(), gate, shutdown.clone())
+                    .map_err(WorkerError::Signal)?;
+            }
+            None => tracing::warn!(
+                "identity: open mode (no --clients file): the clientId of every message is trusted as claimed"
+            ),
+        }
         let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(
             config.clone(),
@@ -124,7 +153,7 @@ impl Worker {
             shutdown.clone(),
             link.clone(),
         ));
-        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), "worker ready");
+        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), identity = identity.as_str(), "worker ready");
         Ok(Self {
             shutdown,
             supervisor,
@@ -177,18 +206,6 @@ impl Worker {
     }
 }
 
-/// The broker URL with a heartbeat, unless the URL sets one.
-fn broker_uri(url: &str) -> Result<AMQPUri, WorkerError> {
-    let mut uri: AMQPUri = url.parse().map_err(|e: String| {
-        // The parse error may quote the URL, password included.
-        WorkerError::Url(e.replace(url, "<url>"))
-    })?;
-    if uri.query.heartbeat.is_none() {
-        uri.query.heartbeat = Some(HEARTBEAT_SECS);
-    }
-    Ok(uri)
-}
-
 /// One connection to the broker and what runs on it.
 struct Session {
     connection: Connection,
@@ -212,11 +229,12 @@ impl Session {
         service: &Arc<Service>,
         stats: &Arc<Stats>,
     ) -> Result<Self, WorkerError> {
-        let connection = Connection::connect_uri(
-            broker_uri(&config.broker.amqp_url)?,
-            ConnectionProperties::default().with_connection_name("mmt-worker".into()),
-        )
-        .await?;
+        let connection = config
+            .broker
+            .broker()?
+            .with_default_heartbeat(HEARTBEAT_SECS)
+            .connect("mmt-worker")
+            .await?;
         let namespace = &config.broker.namespace;
         let setup = connection.create_channel().await?;
         topology::declare(

@@ -17,8 +17,9 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use mmt_shared::backoff::Backoff;
+use mmt_shared::broker::{Broker, ConnectError};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     RECENT_CAPACITY, SNAPSHOT_ROUTING_KEY, SnapshotReply, SnapshotRequest, TOKENS_ROUTING_KEY,
@@ -88,6 +89,9 @@ pub enum ConnError {
     /// The broker refused or lost the link.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached (its URL redacted).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// The broker closed a stream.
     #[error("the broker closed the {0} stream")]
     Closed(&'static str),
@@ -106,13 +110,13 @@ pub struct Feed {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// Starts the feed for `namespace` on the broker at `url`.
-pub fn spawn(url: String, namespace: Namespace) -> Feed {
+/// Starts the feed for `namespace` on `broker`.
+pub fn spawn(broker: Broker, namespace: Namespace) -> Feed {
     let (tx, messages) = mpsc::channel(FEED_CAPACITY);
     let (asks, asks_rx) = mpsc::unbounded_channel();
     let dropped = Arc::new(AtomicU64::new(0));
     let feeder = Feeder {
-        url,
+        broker,
         namespace,
         tx,
         dropped: dropped.clone(),
@@ -126,7 +130,7 @@ pub fn spawn(url: String, namespace: Namespace) -> Feed {
 }
 
 struct Feeder {
-    url: String,
+    broker: Broker,
     namespace: Namespace,
     tx: mpsc::Sender<Msg>,
     dropped: Arc<AtomicU64>,
@@ -194,12 +198,10 @@ impl Feeder {
     }
 
     async fn session(&self, asks: &mut mpsc::UnboundedReceiver<Ask>) -> Result<(), ConnError> {
-        let connection = Connection::connect(
-            &self.url,
-            ConnectionProperties::default()
-                .with_connection_name(format!("mmt-tui {}", self.namespace).into()),
-        )
-        .await?;
+        let connection = self
+            .broker
+            .connect(&format!("mmt-tui {}", self.namespace))
+            .await?;
         let result = self.serve(&connection, asks).await;
         let _ = connection.close(200, "mmt-tui".into()).await;
         result
@@ -211,21 +213,7 @@ impl Feeder {
         asks: &mut mpsc::UnboundedReceiver<Ask>,
     ) -> Result<(), ConnError> {
         let ns = &self.namespace;
-        let events_channel = connection.create_channel().await?;
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
-            events_channel
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        let events_channel = exchanges_channel(connection, ns).await?;
         let queues = subscription::subscribe(&events_channel, ns, QUEUE_MAX_LENGTH).await?;
         let no_ack = BasicConsumeOptions {
             no_ack: true,
@@ -394,18 +382,46 @@ fn reply_msg(ask: Ask, data: &[u8]) -> Msg {
     })
 }
 
+/// A channel on which `NS.in` and `NS.events` exist: declared when the
+/// console's rights allow it (so it may start before the worker), else
+/// checked passively on a fresh channel: a console with read-only rights
+/// (docs/security.md) waits for the worker to have declared them.
+async fn exchanges_channel(connection: &Connection, ns: &Namespace) -> Result<Channel, ConnError> {
+    async fn declare(channel: &Channel, ns: &Namespace, passive: bool) -> Result<(), lapin::Error> {
+        let options = ExchangeDeclareOptions {
+            passive,
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in [ns.inbound_exchange(), ns.events_exchange()] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    options,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+    let channel = connection.create_channel().await?;
+    if declare(&channel, ns, false).await.is_ok() {
+        return Ok(channel);
+    }
+    let channel = connection.create_channel().await?;
+    declare(&channel, ns, true).await?;
+    Ok(channel)
+}
+
 /// Connects once, asks for a snapshot and returns it (for `--dump`).
 pub async fn snapshot_once(
-    url: &str,
+    broker: &Broker,
     namespace: &Namespace,
     timeout: Duration,
 ) -> Result<SnapshotReply, DumpError> {
     let work = async {
-        let connection = Connection::connect(
-            url,
-            ConnectionProperties::default().with_connection_name("mmt-tui --dump".into()),
-        )
-        .await?;
+        let connection = broker.connect("mmt-tui --dump").await?;
         let channel = connection.create_channel().await?;
         let no_ack = BasicConsumeOptions {
             no_ack: true,
@@ -439,6 +455,9 @@ pub enum DumpError {
     /// The broker could not be reached.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached (its URL redacted).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// No worker answered in time.
     #[error("no worker answered the snapshot request (is mmt-worker running on this namespace?)")]
     NoAnswer,

@@ -523,6 +523,7 @@ impl State {
             dead_depth: stats.dead_depth,
             dead_lettered: stats.dead_lettered,
             store_bytes: stats.store_bytes,
+            identity: stats.identity,
             cpu_percent: stats.cpu_percent,
             rss_bytes: stats.rss_bytes,
         });

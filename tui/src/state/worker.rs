@@ -63,6 +63,8 @@ pub struct WorkerView {
     pub dead_lettered: u64,
     /// The store's size on disk.
     pub store_bytes: u64,
+    /// Whether the worker checks who publishes (CONTRACT.md §10).
+    pub identity: mmt_shared::console::IdentityMode,
     /// The worker's CPU use, percent of one core.
     pub cpu_percent: Option<f64>,
     /// The worker's resident memory.

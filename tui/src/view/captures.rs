@@ -110,6 +110,7 @@ fn stats() -> WorkerStats {
         store_bytes: 58 << 10,
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
+        identity: mmt_shared::console::IdentityMode::Strict,
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),

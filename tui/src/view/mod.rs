@@ -12,6 +12,7 @@ pub mod styles;
 mod table;
 mod tokens;
 
+use mmt_shared::console::IdentityMode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -123,6 +124,13 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
         format!("ns {}", state.namespace),
         styles.dim(),
     ));
+    if let Some(worker) = &state.worker {
+        spans.push(sep());
+        spans.push(match worker.identity {
+            IdentityMode::Open => Span::styled("OPEN mode", styles.warn()),
+            IdentityMode::Strict => Span::styled("strict mode", styles.good()),
+        });
+    }
     Line::from(spans)
 }
 

@@ -72,6 +72,7 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        identity: Default::default(),
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         rejections_by_client: vec![

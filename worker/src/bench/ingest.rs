@@ -260,10 +260,7 @@ pub fn worker_config(
     key_file: &Path,
 ) -> WorkerConfig {
     WorkerConfig {
-        broker: BrokerArgs {
-            amqp_url: config.amqp_url.clone(),
-            namespace: ns.clone(),
-        },
+        broker: BrokerArgs::new(config.amqp_url.clone(), ns.clone()),
         data_dir: data_dir.to_owned(),
         key_file: key_file.to_owned(),
         queue_type,
@@ -271,6 +268,7 @@ pub fn worker_config(
         prefetch: config.prefetch,
         wallet_types: Vec::new(),
         sweep_interval: Duration::from_secs(1),
+        clients: None,
     }
 }
 

@@ -23,8 +23,9 @@ pub mod scale;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lapin::Connection;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
+use mmt_shared::broker::{Broker, ConnectError, TlsArgs};
 use mmt_shared::config::{BadNamespace, Namespace};
 
 use crate::crypto::CryptoError;
@@ -97,6 +98,9 @@ pub enum BenchError {
     /// The broker link.
     #[error("broker")]
     Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached.
+    #[error("broker")]
+    Connect(#[from] ConnectError),
     /// The in-process worker.
     #[error("worker")]
     Worker(#[from] WorkerError),
@@ -233,13 +237,11 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Connects to the bench's broker.
-pub async fn connect(amqp_url: &str, name: &str) -> Result<Connection, lapin::Error> {
-    Connection::connect(
-        amqp_url,
-        ConnectionProperties::default().with_connection_name(name.into()),
-    )
-    .await
+/// Connects to the bench's broker (the URL redacted in any error).
+pub async fn connect(amqp_url: &str, name: &str) -> Result<Connection, ConnectError> {
+    Broker::new(amqp_url, &TlsArgs::default())?
+        .connect(name)
+        .await
 }
 
 /// Runs every phase `config.runs` times and reports the medians. The bench's
@@ -326,6 +328,7 @@ async fn phases(
             &mut figures,
         )
         .await?;
+        resolve::strict(config, connection, &worker_ns, &small, &mut figures).await?;
         eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
         let scale_ns = namespaces.part("scale")?;
         for (point, store) in [("1k", &small), ("1m", &large)] {

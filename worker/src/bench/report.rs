@@ -157,7 +157,7 @@ impl Goal {
     }
 }
 
-const GOALS: [(&str, &str, f64, Bound); 8] = [
+const GOALS: [(&str, &str, f64, Bound); 10] = [
     (
         "ingest >= 0.85x the ceiling, quorum queues",
         "ingest_ratio",
@@ -180,6 +180,18 @@ const GOALS: [(&str, &str, f64, Bound); 8] = [
         "resolve p99 at concurrency 4 <= 1.25x the echo's p99",
         "resolve_p99_ratio",
         1.25,
+        Bound::AtMost,
+    ),
+    (
+        "strict-mode resolve throughput at concurrency 4 >= 0.95x open mode",
+        "strict_throughput_ratio",
+        0.95,
+        Bound::AtLeast,
+    ),
+    (
+        "strict-mode resolve p99 at concurrency 4 <= 1.05x open mode",
+        "strict_p99_ratio",
+        1.05,
         Bound::AtMost,
     ),
     (
@@ -435,6 +447,14 @@ impl Report {
             "  at concurrency {HEADLINE_CONCURRENCY}: throughput {} of the echo, p99 {} of the echo's",
             self.cell("resolve_throughput_ratio", 2),
             self.cell("resolve_p99_ratio", 2),
+        );
+        let _ = writeln!(
+            out,
+            "  strict mode (--clients) at concurrency {HEADLINE_CONCURRENCY}: {} msg/s, p99 {} ms; throughput {} of open mode, p99 {} of open mode's",
+            self.cell("strict_resolve_msgs_per_s", 0),
+            self.cell("strict_resolve_p99_ms", 2),
+            self.cell("strict_throughput_ratio", 2),
+            self.cell("strict_p99_ratio", 2),
         );
         let _ = writeln!(
             out,

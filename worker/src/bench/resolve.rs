@@ -75,6 +75,7 @@ pub async fn closed_loop(
     concurrency: usize,
     warmup: Duration,
     window: Duration,
+    user_id: Option<&str>,
 ) -> Result<Level, BenchError> {
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
@@ -103,6 +104,7 @@ pub async fn closed_loop(
             exchange: ns.inbound_exchange(),
             tokens,
             id: client as u64,
+            user_id: user_id.map(str::to_owned),
         };
         tasks.spawn(client.run(measured_from, end));
     }
@@ -125,6 +127,7 @@ struct Client {
     exchange: String,
     tokens: usize,
     id: u64,
+    user_id: Option<String>,
 }
 
 impl Client {
@@ -140,10 +143,13 @@ impl Client {
             sequence += 1;
             let correlation_id = sequence.to_string();
             let body = request(self.tokens, (self.id << 40) ^ sequence);
-            let properties = BasicProperties::default()
+            let mut properties = BasicProperties::default()
                 .with_content_type("application/json".into())
                 .with_reply_to(DIRECT_REPLY_TO.into())
                 .with_correlation_id(correlation_id.as_str().into());
+            if let Some(user) = &self.user_id {
+                properties = properties.with_user_id(user.as_str().into());
+            }
             self.channel
                 .basic_publish(
                     self.exchange.as_str().into(),
@@ -295,6 +301,7 @@ async fn levels(
                     concurrency,
                     config.warmup,
                     config.resolve_time,
+                    None,
                 )
                 .await?,
             );
@@ -304,4 +311,59 @@ async fn levels(
         }
     }
     Ok(out)
+}
+
+/// The worker in strict mode (CONTRACT.md §10) over the same store, at the
+/// headline concurrency, its requests naming the bench's broker user: what
+/// the identity check costs, next to the open-mode figures of [`compare`]
+/// (measured just before, on the same store and namespace).
+pub async fn strict(
+    config: &BenchConfig,
+    connection: &Connection,
+    worker_ns: &Namespace,
+    store: &Preloaded,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    let user = mmt_shared::broker::Broker::new(&config.amqp_url, &Default::default())?
+        .username()
+        .to_owned();
+    let clients = store.data_dir.with_file_name("clients.toml");
+    std::fs::write(
+        &clients,
+        format!(
+            "[clients.{}]\nbroker_users = [{user:?}]\n",
+            super::scale::CLIENT_ID
+        ),
+    )
+    .map_err(BenchError::io("cannot write the bench's clients file"))?;
+    let mut worker_config = worker_config(
+        config,
+        worker_ns,
+        QueueType::Quorum,
+        &store.data_dir,
+        &store.key_file,
+    );
+    worker_config.clients = Some(clients);
+    let worker = Worker::start(&worker_config).await?;
+    let measured = closed_loop(
+        connection,
+        worker_ns,
+        store.tokens,
+        HEADLINE_CONCURRENCY,
+        config.warmup,
+        config.resolve_time,
+        Some(&user),
+    )
+    .await;
+    worker.stop().await?;
+    let level = measured?;
+    level.record(figures, "strict_resolve");
+    if let (Some(open_rate), Some(open_p99)) = (
+        figures.get("resolve_msgs_per_s"),
+        figures.get("resolve_p99_ms"),
+    ) {
+        figures.set("strict_throughput_ratio", level.msgs_per_s / open_rate);
+        figures.set("strict_p99_ratio", level.p99_ms / open_p99);
+    }
+    Ok(())
 }

@@ -287,6 +287,7 @@ pub async fn measure(
         HEADLINE_CONCURRENCY,
         config.warmup,
         config.resolve_time,
+        None,
     )
     .await?;
     level.record(figures, &format!("resolve_{point}"));
