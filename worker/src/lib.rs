@@ -12,6 +12,8 @@
 //! - [`worker`]: a running worker assembled from the above;
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
+//! - [`integrations`], [`oauth`]: the integrations file and the OAuth client
+//!   of the refresh engine;
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -23,7 +25,9 @@ pub mod consumer;
 pub mod crypto;
 pub mod events;
 pub mod fixtures;
+pub mod integrations;
 pub mod lifecycle;
+pub mod oauth;
 pub mod rpc;
 pub mod service;
 pub mod stats;
