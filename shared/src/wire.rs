@@ -147,17 +147,21 @@ pub enum ErrorCode {
     /// Not JSON, a missing or mistyped field, an unknown scope or operation,
     /// an empty or oversized body.
     InvalidMessage,
+    /// The access token expired while the provider keeps failing to refresh
+    /// it: retryable, the user need do nothing (CONTRACT.md §9).
+    RefreshPending,
 }
 
 impl ErrorCode {
     /// Every code, in contract order.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::ScopeMismatch,
         ErrorCode::NotFound,
         ErrorCode::Revoked,
         ErrorCode::ReauthRequired,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidMessage,
+        ErrorCode::RefreshPending,
     ];
 
     /// The wire name.
@@ -169,6 +173,7 @@ impl ErrorCode {
             ErrorCode::ReauthRequired => "reauth_required",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::RefreshPending => "refresh_pending",
         }
     }
 }

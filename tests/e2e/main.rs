@@ -5,7 +5,8 @@
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures, and
-//! `bench` runs the benchmark harness in its quick form.
+//! `refresh` one test per row of §9, and `bench` runs the benchmark harness
+//! in its quick form.
 
 mod bad_input;
 mod bench;
@@ -14,6 +15,7 @@ mod durability;
 mod errors;
 mod faults;
 mod proxy;
+mod refresh;
 mod scenarios;
 mod topology;
 mod util;

@@ -55,6 +55,8 @@ pub struct TestWorker {
     pub queue_type: QueueType,
     /// The URL the worker connects with (a proxy's, in fault tests).
     pub worker_url: String,
+    /// The integrations file the worker starts with.
+    pub integrations: Option<PathBuf>,
     pub connection: Connection,
     worker: Option<Worker>,
     publisher: Publisher,
@@ -97,6 +99,7 @@ impl TestWorker {
             prefetch: 64,
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
+            integrations: self.integrations.clone(),
         }
     }
 
@@ -123,6 +126,7 @@ impl TestWorker {
             dir,
             queue_type: QueueType::Quorum,
             worker_url: amqp_url(),
+            integrations: None,
             connection,
             worker: None,
             events,

@@ -52,6 +52,7 @@ impl RunningWorker {
             prefetch: 64,
             wallet_types: Vec::new(),
             sweep_interval: Duration::from_millis(200),
+            integrations: None,
         };
         let worker = Worker::start(&config)
             .await

@@ -71,9 +71,13 @@ pub struct RunArgs {
     /// deFiWallet, cryptocurrencyWallet and cryptocurrencyAddress.
     #[arg(long, env = "MMT_WALLET_BROKER_TYPES", value_delimiter = ',')]
     pub wallet_broker_types: Vec<String>,
-    /// How often expired tokens are moved to reauth_required, in ms.
+    /// How often the due index is looked at (expiries, refreshes), in ms.
     #[arg(long, env = "MMT_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub sweep_interval_ms: u64,
+    /// The integrations file (TOML, CONTRACT.md §9): how to refresh tokens
+    /// at their providers. Reloaded on SIGHUP.
+    #[arg(long, env = "MMT_INTEGRATIONS", value_name = "FILE")]
+    pub integrations: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -93,6 +97,7 @@ impl RunArgs {
                 .filter(|w| !w.is_empty())
                 .collect(),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
+            integrations: self.integrations.clone(),
         }
     }
 }

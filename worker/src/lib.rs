@@ -14,6 +14,7 @@
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
 //! - [`integrations`], [`oauth`]: the integrations file and the OAuth client
 //!   of the refresh engine;
+//! - [`refresh`]: the refresh engine (scheduler, rules, store steps);
 //! - [`cli`]: the command line.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -28,6 +29,7 @@ pub mod fixtures;
 pub mod integrations;
 pub mod lifecycle;
 pub mod oauth;
+pub mod refresh;
 pub mod rpc;
 pub mod service;
 pub mod stats;

@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 /// Exit codes, documented in the README.
 mod exit {
     pub const FAILURE: u8 = 1;
+    pub const CONFIG: u8 = 2;
     pub const KEY: u8 = 3;
     pub const STORE: u8 = 4;
     pub const BROKER: u8 = 5;
@@ -92,6 +93,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
         Some(WorkerError::Amqp(_)) => exit::BROKER,
+        Some(WorkerError::Integrations(_)) => exit::CONFIG,
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
     }

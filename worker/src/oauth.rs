@@ -150,35 +150,16 @@ impl OAuthClient {
         url: &url::Url,
         fields: &[(&str, &str)],
     ) -> Result<Answer, Failure> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in fields {
-            form.append_pair(name, value);
-        }
         let mut request = self
             .http
             .post(url.clone())
             .timeout(integration.timeout)
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json");
-        match integration.client_auth {
-            ClientAuth::Basic => {
-                let pair = Zeroizing::new(format!(
-                    "{}:{}",
-                    form_encode(&integration.client_id),
-                    Zeroizing::new(form_encode(integration.client_secret.expose())).as_str()
-                ));
-                let header = Zeroizing::new(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
-                ));
-                request = request.header("authorization", header.as_str());
-            }
-            ClientAuth::Post => {
-                form.append_pair("client_id", &integration.client_id);
-                form.append_pair("client_secret", integration.client_secret.expose());
-            }
+        if integration.client_auth == ClientAuth::Basic {
+            request = request.header("authorization", basic_auth(integration).as_str());
         }
-        let body = Zeroizing::new(form.finish());
+        let body = form_body(integration, fields);
         let mut response = request
             .body(body.as_bytes().to_vec())
             .send()
@@ -207,6 +188,32 @@ impl OAuthClient {
             body: read,
         })
     }
+}
+
+/// The form body: `fields`, and the client credentials with `post`.
+fn form_body(integration: &Integration, fields: &[(&str, &str)]) -> Zeroizing<String> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in fields {
+        form.append_pair(name, value);
+    }
+    if integration.client_auth == ClientAuth::Post {
+        form.append_pair("client_id", &integration.client_id);
+        form.append_pair("client_secret", integration.client_secret.expose());
+    }
+    Zeroizing::new(form.finish())
+}
+
+/// The `Authorization` header of `basic` (RFC 6749 §2.3.1).
+fn basic_auth(integration: &Integration) -> Zeroizing<String> {
+    let pair = Zeroizing::new(format!(
+        "{}:{}",
+        form_encode(&integration.client_id),
+        Zeroizing::new(form_encode(integration.client_secret.expose())).as_str()
+    ));
+    Zeroizing::new(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+    ))
 }
 
 /// RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic.

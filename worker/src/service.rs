@@ -13,14 +13,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use std::sync::{Arc, RwLock};
+
+use crate::integrations::Integrations;
 use crate::lifecycle::{self, ConnectInput, ConnectPlan, Rejection, RevokePlan};
+use crate::refresh;
 use crate::store::{Found, Identity, Store, StoreError, TokenSecrets};
 
 /// The longest raw token accepted, in bytes.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
-
-/// How many expired tokens one sweep moves at most.
-const SWEEP_LIMIT: usize = 1024;
 
 /// One delivery, as the service sees it.
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +166,7 @@ fn describe(error: &serde_json::Error) -> String {
 pub struct Service {
     store: Store,
     extra_wallet_types: Vec<String>,
+    integrations: RwLock<Arc<Integrations>>,
 }
 
 impl Service {
@@ -174,7 +176,27 @@ impl Service {
         Self {
             store,
             extra_wallet_types,
+            integrations: RwLock::new(Arc::new(Integrations::none())),
         }
+    }
+
+    /// The same service with these integrations (CONTRACT.md §9).
+    pub fn with_integrations(self, integrations: Integrations) -> Self {
+        self.set_integrations(integrations);
+        self
+    }
+
+    /// The integrations in force.
+    pub fn integrations(&self) -> Arc<Integrations> {
+        self.integrations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the integrations (a SIGHUP reload).
+    pub fn set_integrations(&self, integrations: Integrations) {
+        *self.integrations.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(integrations);
     }
 
     /// The store.
@@ -286,6 +308,7 @@ impl Service {
         let now = inbound.received_at;
         let at = lifecycle::event_time(inbound.timestamp, now);
         let stamp = rfc3339(now);
+        let integrations = self.integrations();
         let mut change = self.store.change();
         let mut tokens = Vec::with_capacity(payload.account_tokens.len());
         let mut events = Vec::with_capacity(payload.account_tokens.len());
@@ -333,6 +356,18 @@ impl Service {
             };
             let meta = plan.meta();
             change.put_token(&token_id, meta, existing.as_ref().map(|(_, m)| m), &secrets)?;
+            let previous = match existing {
+                Some(_) => self.store.refresh_record(&token_id)?,
+                None => None,
+            };
+            refresh::pass::own(
+                &mut change,
+                &token_id,
+                meta,
+                previous.as_ref(),
+                integrations.get(&meta.broker_type),
+                at,
+            )?;
             let mut event = token_event(kind, &stamp, &token_id, meta.state, meta);
             event.message_id = inbound.message_id.map(str::to_owned);
             events.push(event);
@@ -372,6 +407,9 @@ impl Service {
         let (reply, events) = match (lifecycle::revoke(found.lookup(), &msg.client_id), &found) {
             (Ok(RevokePlan::Revoke), Found::Live { meta, .. }) => {
                 change.revoke(&msg.token_id, meta, now)?;
+                if let Some(record) = self.store.refresh_record(&msg.token_id)? {
+                    change.drop_refresh(&msg.token_id, &record, None);
+                }
                 let event = token_event(
                     EventKind::TokenRevoked,
                     &stamp,
@@ -420,10 +458,21 @@ impl Service {
             return Ok(r.into());
         }
         let found = self.store.find(&msg.token_id)?;
-        match (
-            lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now),
-            found,
-        ) {
+        let mut verdict = lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now);
+        if let (Err(rejection), Found::Live { meta, .. }) = (&mut verdict, &found)
+            && rejection.code == ErrorCode::ReauthRequired
+            && refresh::rules::pending(
+                meta,
+                self.integrations().get(&meta.broker_type).is_some(),
+                now,
+            )
+        {
+            *rejection = Rejection {
+                code: ErrorCode::RefreshPending,
+                message: "the token is being refreshed at its provider; retry shortly".into(),
+            };
+        }
+        match (verdict, found) {
             (
                 Ok(()),
                 Found::Live {
@@ -509,36 +558,6 @@ impl Service {
             applied: true,
         })
     }
-
-    /// Moves every token past its expiry to `reauth_required`; returns the
-    /// `token.expired` events to publish once flushed.
-    pub fn sweep_expired(&self, now: UnixMillis) -> Result<Vec<Event>, StoreError> {
-        let due = self.store.due_expiries(now, SWEEP_LIMIT)?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let lock = self.store.lock();
-        let mut change = self.store.change();
-        let stamp = rfc3339(now);
-        let mut events = Vec::new();
-        for token_id in due {
-            let Found::Live { meta, sealed, .. } = self.store.find(&token_id)? else {
-                continue;
-            };
-            if lifecycle::expires_now(&meta, now) {
-                let next = change.expire(&token_id, &meta, sealed, now)?;
-                events.push(token_event(
-                    EventKind::TokenExpired,
-                    &stamp,
-                    &token_id,
-                    next.state,
-                    &next,
-                ));
-            }
-        }
-        change.commit(&lock)?;
-        Ok(events)
-    }
 }
 
 /// What a state-changing handler decided.
@@ -594,7 +613,7 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
     Ok(())
 }
 
-fn token_event(
+pub(crate) fn token_event(
     kind: EventKind,
     at: &str,
     token_id: &str,

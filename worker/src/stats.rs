@@ -129,8 +129,12 @@ impl Stats {
             | EventKind::TokenRotated
             | EventKind::TokenRefreshed
             | EventKind::TokenExpired
-            | EventKind::TokenRevoked => locked(&self.recent_lifecycle).push(event),
-            EventKind::WorkerStats => {}
+            | EventKind::TokenRevoked
+            | EventKind::TokenRefreshFailed
+            | EventKind::TokenRevokedUpstream => locked(&self.recent_lifecycle).push(event),
+            EventKind::WorkerStats
+            | EventKind::IntegrationUnhealthy
+            | EventKind::IntegrationHealthy => {}
         }
     }
 

@@ -9,6 +9,7 @@
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
+//! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
 //!
 //! Beside sled's files, `key-check` holds the key check value: it is read
 //! before sled opens, so a wrong key is refused before anything is written.
@@ -28,6 +29,9 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
+
+pub mod refresh;
+pub use refresh::{Lease, RefreshRecord};
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';

@@ -572,7 +572,12 @@ impl State {
                 self.counts_stale = true;
                 self.lifecycle.push_back(Lifecycle::from(event));
             }
-            EventKind::MessageDeadLettered | EventKind::WorkerStats => {}
+            EventKind::MessageDeadLettered
+            | EventKind::WorkerStats
+            | EventKind::TokenRefreshFailed
+            | EventKind::TokenRevokedUpstream
+            | EventKind::IntegrationUnhealthy
+            | EventKind::IntegrationHealthy => {}
         }
     }
 

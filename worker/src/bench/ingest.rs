@@ -271,6 +271,7 @@ pub fn worker_config(
         prefetch: config.prefetch,
         wallet_types: Vec::new(),
         sweep_interval: Duration::from_secs(1),
+        integrations: None,
     }
 }
 
