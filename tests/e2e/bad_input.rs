@@ -205,3 +205,205 @@ async fn a_raw_token_in_the_wrong_place_never_reaches_the_reason_or_the_event() 
     .await;
     assert!(!reason.contains("raw-misplaced-secret"), "{reason}");
 }
+
+/// What a field holds, so that only values it refuses are sent to it.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    OptionalText,
+    Choice,
+    OptionalChoice,
+    Object,
+    List,
+    OptionalCount,
+}
+
+impl Kind {
+    /// Whether the worker takes `value` here (then it is no bad input).
+    fn takes(self, value: &serde_json::Value) -> bool {
+        let choice = |v: &serde_json::Value| v == "read" || v == "write";
+        match self {
+            Kind::Text => value.is_string(),
+            Kind::OptionalText => value.is_string() || value.is_null(),
+            Kind::Choice => choice(value),
+            Kind::OptionalChoice => choice(value) || value.is_null(),
+            Kind::Object => value.is_object(),
+            Kind::List => value.is_array(),
+            Kind::OptionalCount => value.is_u64() || value.is_null(),
+        }
+    }
+}
+
+/// What no reply, header, event or log line may ever hold: the visible part
+/// of every hostile value below.
+const MARKERS: [&str; 3] = ["CRET-MARK", "98765432123456789", "1234.5678"];
+
+/// Stands for a value written with unicode escapes, which serde_json's
+/// serializer would never produce.
+const ESCAPED: &str = "ESCAPED-PLACEHOLDER";
+
+/// Values of every JSON kind carrying a marker: quotes, backslashes, unicode
+/// escapes, control characters, numbers.
+fn hostile_values() -> Vec<serde_json::Value> {
+    vec![
+        json!("raw\"SECRET-MARK-XYZ"),
+        json!("raw\\\"SECRET-MARK\\"),
+        json!(ESCAPED),
+        json!("\u{1}\u{1f}\n\tSECRET-MARK\u{7f}"),
+        json!("é\u{2028}`SECRET-MARK`'"),
+        json!(98765432123456789u64),
+        json!(-98765432123456789i64),
+        json!(1234.5678),
+        json!(true),
+        json!(null),
+        json!(["raw\"SECRET-MARK", 98765432123456789u64]),
+        json!({"k": "raw\\SECRET-MARK"}),
+    ]
+}
+
+/// Every field of every message kind: (routing key, a good body, the field's
+/// JSON pointer, what it holds).
+fn every_field() -> Vec<(&'static str, serde_json::Value, &'static str, Kind)> {
+    let connected = connected("acme", "u", "read", "coinbase", "cb-1", "raw-ok");
+    let mut connected = connected;
+    connected["accessToken"]["expiresInSeconds"] = json!(60);
+    connected["accessToken"]["refreshTokenExpiresInSeconds"] = json!(600);
+    connected["accessToken"]["accountTokens"][0]["refreshToken"] = json!("raw-refresh");
+    let removed = json!({"clientId": "acme", "tokenId": "tok_x"});
+    let resolve = json!({"clientId": "acme", "tokenId": "tok_x", "operation": "read"});
+    let link = json!({"clientId": "acme", "endUserId": "u", "scope": "read"});
+    let ic = "integration.connected";
+    let account = "/accessToken/accountTokens/0";
+    let mut out = vec![
+        (ic, "/clientId", Kind::Text),
+        (ic, "/endUserId", Kind::Text),
+        (ic, "/scope", Kind::Choice),
+        (ic, "/accessToken", Kind::Object),
+        (ic, "/accessToken/brokerType", Kind::Text),
+        (ic, "/accessToken/brokerName", Kind::OptionalText),
+        (ic, "/accessToken/accountTokens", Kind::List),
+        (ic, account, Kind::Object),
+        (ic, "/accessToken/expiresInSeconds", Kind::OptionalCount),
+        (
+            ic,
+            "/accessToken/refreshTokenExpiresInSeconds",
+            Kind::OptionalCount,
+        ),
+    ]
+    .into_iter()
+    .map(|(rk, pointer, kind)| (rk, connected.clone(), pointer, kind))
+    .collect::<Vec<_>>();
+    for (suffix, kind) in [
+        ("/account", Kind::Object),
+        ("/account/accountId", Kind::Text),
+        ("/account/accountName", Kind::OptionalText),
+        ("/accessToken", Kind::Text),
+        ("/refreshToken", Kind::OptionalText),
+    ] {
+        let pointer: &'static str = Box::leak(format!("{account}{suffix}").into_boxed_str());
+        out.push((ic, connected.clone(), pointer, kind));
+    }
+    for (pointer, kind) in [("/clientId", Kind::Text), ("/tokenId", Kind::Text)] {
+        out.push(("connection.removed", removed.clone(), pointer, kind));
+    }
+    for (pointer, kind) in [
+        ("/clientId", Kind::Text),
+        ("/tokenId", Kind::Text),
+        ("/operation", Kind::Choice),
+    ] {
+        out.push(("token.resolve", resolve.clone(), pointer, kind));
+    }
+    for (pointer, kind) in [
+        ("/clientId", Kind::Text),
+        ("/endUserId", Kind::Text),
+        ("/scope", Kind::OptionalChoice),
+    ] {
+        out.push(("link.access_tokens", link.clone(), pointer, kind));
+    }
+    out
+}
+
+fn assert_no_marker(what: &str, text: &str) {
+    for marker in MARKERS {
+        assert!(
+            !text.contains(marker),
+            "{marker} leaked into {what}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_token_in_a_mistyped_field_never_reaches_the_reply_the_header_the_event_or_the_log() {
+    use std::process::Stdio;
+    let mut w = TestWorker::start_idle("leak").await;
+    let log_path = w.dir.path().join("worker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = tokio::process::Command::new(crate::util::worker_binary())
+        .arg("run")
+        .arg("--namespace")
+        .arg(w.ns.as_str())
+        .arg("--data-dir")
+        .arg(w.data_dir())
+        .arg("--key-file")
+        .arg(w.key_file())
+        .env("MMT_AMQP_URL", crate::util::amqp_url())
+        .env_remove("MMT_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mmt-worker starts");
+    let deadline = tokio::time::Instant::now() + crate::util::PATIENCE;
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("worker ready")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker did not get ready: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut sent = 0usize;
+    for (routing_key, good, pointer, kind) in every_field() {
+        for value in hostile_values() {
+            if kind.takes(&value) {
+                continue;
+            }
+            let mut body = good.clone();
+            *body.pointer_mut(pointer).expect("the field exists") = value;
+            let text = body.to_string().replace(
+                &format!("\"{ESCAPED}\""),
+                r#""raw\u0022\u005c\u0053\u0045CRET-MARK\u0000""#,
+            );
+            let mut step = Step::new(routing_key, json!(null));
+            step.body = None;
+            step.raw_body = Some(text.clone());
+            step.message_id = Some(format!("leak-{sent}"));
+            let reply = w.send(step).await;
+            assert_eq!(reply["ok"], false, "{text} -> {reply}");
+            assert_eq!(code(&reply), "invalid_message", "{text} -> {reply}");
+            assert_no_marker("the reply", &reply.to_string());
+            let dead = w.dead_letter().await;
+            assert_eq!(dead.data, text.as_bytes());
+            let reason = header(&dead, "x-mmt-error");
+            assert_no_marker("x-mmt-error", &reason);
+            assert_no_marker(
+                "the dead letter's headers",
+                &format!("{:?}", dead.properties.headers()),
+            );
+            let event = w.event("message.dead_lettered").await;
+            assert_no_marker("message.dead_lettered", &event.to_string());
+            sent += 1;
+        }
+    }
+    assert!(sent > 100, "only {sent} hostile messages");
+    child.start_kill().expect("worker stopped");
+    child.wait().await.expect("reaped");
+    let logged = std::fs::read_to_string(&log_path).expect("log");
+    assert!(logged.contains("message.dead_lettered"), "{logged}");
+    assert_no_marker("the worker's log", &logged);
+    w.finish().await;
+}

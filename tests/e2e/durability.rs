@@ -139,6 +139,7 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, usize, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
+    use std::os::unix::fs::PermissionsExt;
     let mut w = TestWorker::start("wrong-key").await;
     let id = w
         .issue("acme", "u", "read", "coinbase", "cb-1", "raw-locked")
@@ -147,6 +148,7 @@ async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
     let before = fingerprint(&w.data_dir());
     let wrong_key = w.dir.path().join("wrong.key");
     std::fs::write(&wrong_key, format!("{}\n", "ab".repeat(32))).expect("write key");
+    std::fs::set_permissions(&wrong_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let output = tokio::process::Command::new(worker_binary())
         .arg("run")
         .arg("--namespace")
@@ -188,6 +190,7 @@ fn a_key_file_is_created_0600_when_absent_and_refused_when_malformed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.key");
     std::fs::write(&bad, "not a key").expect("write");
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let output = std::process::Command::new(worker_binary())
         .args(["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir"])
         .arg(dir.path().join("data"))
@@ -224,4 +227,63 @@ fn a_key_file_is_created_0600_when_absent_and_refused_when_malformed() {
         std::fs::read_to_string(&fresh).expect("key").trim().len(),
         64
     );
+}
+
+#[test]
+fn a_mistyped_key_file_for_an_existing_store_mints_no_key_and_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (key, _) =
+        mmt_worker::crypto::MasterKey::load_or_create(&dir.path().join("mmt.key")).expect("key");
+    drop(mmt_worker::store::Store::open(&data, key).expect("a store"));
+    let before = fingerprint(&data);
+    let typo = dir.path().join("keys").join("mmt.kye");
+    let output = std::process::Command::new(worker_binary())
+        .args(["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir"])
+        .arg(&data)
+        .arg("--key-file")
+        .arg(&typo)
+        .output()
+        .expect("mmt-worker runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "key file {} does not exist but {} already holds a store",
+            typo.display(),
+            data.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!typo.exists(), "no key may be minted for an existing store");
+    assert!(!dir.path().join("keys").exists());
+    assert_eq!(fingerprint(&data), before);
+}
+
+#[test]
+fn a_key_file_readable_by_group_or_others_refuses_to_start_with_exit_7() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("mmt.key");
+    mmt_worker::crypto::MasterKey::load_or_create(&key).expect("key");
+    for mode in [0o644, 0o640, 0o606] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let output = std::process::Command::new(worker_binary())
+            .args(["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .expect("mmt-worker runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(7), "{stderr}");
+        assert!(
+            stderr.contains(&format!("key file {} has mode {mode:04o}", key.display())),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "refused before the store"
+        );
+    }
 }

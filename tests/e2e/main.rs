@@ -4,16 +4,18 @@
 //! tests run in parallel on one broker. The modules read like the contract:
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
-//! promises of §7, `topology` §3, `scenarios` replays the fixtures, and
-//! `refresh` one test per row of §9, and `bench` runs the benchmark harness
-//! in its quick form.
+//! promises of §7, `topology` §3, `scenarios` replays the fixtures, `pipes`
+//! runs the command-line tools into a closed pipe, `refresh` has one test
+//! per row of §9, and `bench` runs the benchmark harness in its quick form.
 
 mod bad_input;
 mod bench;
+mod consistency;
 mod contract;
 mod durability;
 mod errors;
 mod faults;
+mod pipes;
 mod proxy;
 mod refresh;
 mod scenarios;

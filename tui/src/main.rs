@@ -107,12 +107,19 @@ async fn dump(args: &Args) -> anyhow::Result<()> {
         Duration::from_secs(args.timeout_secs),
     )
     .await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&snapshot)? + "\n"
     } else {
-        print!("{}", view::dump::text(&snapshot, namespace.as_str()));
+        view::dump::text(&snapshot, namespace.as_str())
+    };
+    let mut out = std::io::stdout().lock();
+    let written = std::io::Write::write_all(&mut out, text.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut out));
+    match written {
+        // `mmt-tui --dump | head`: a closed stdout is a normal end.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
     }
-    Ok(())
 }
 
 async fn frame_bench(args: &Args) -> anyhow::Result<()> {

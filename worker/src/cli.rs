@@ -64,7 +64,9 @@ pub struct RunArgs {
     /// Deliveries of one message before a quorum queue dead-letters it.
     #[arg(long, env = "MMT_DELIVERY_LIMIT", default_value_t = 5)]
     pub delivery_limit: u32,
-    /// Unacknowledged deliveries per queue (also the largest batch).
+    /// Unacknowledged deliveries per queue: the largest batch of a read
+    /// queue, twice the largest batch of a state-changing queue (one batch
+    /// is applied while the one before it is flushed).
     #[arg(long, env = "MMT_PREFETCH", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
     /// More self-custody wallet integrations (comma-separated), beyond

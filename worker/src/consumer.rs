@@ -1,7 +1,8 @@
 //! The AMQP edge of one inbound queue: take deliveries in batches, let the
-//! [`Service`] decide, make the batch durable with one flush, dead-letter bad
-//! input with publisher confirms, reply, publish events, then acknowledge the
-//! batch with one `multiple` ack.
+//! [`Service`] decide (on a blocking thread), make the batch durable with one
+//! flush while the next batch is applied, dead-letter bad input with
+//! publisher confirms, reply, publish events, then acknowledge the batch with
+//! one `multiple` ack.
 
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use lapin::types::AMQPValue;
 use lapin::{Channel, Confirmation, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::events::{Event, EventKind};
-use mmt_shared::time_fmt::{now_millis, rfc3339};
+use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 use mmt_shared::wire::MessageKind;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
@@ -26,7 +28,7 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     /// The broker link failed.
-    #[error("AMQP: {0}")]
+    #[error("AMQP")]
     Amqp(#[from] lapin::Error),
     /// The broker did not take an acknowledgement: the channel is gone.
     #[error("the broker did not take the acknowledgement of {queue}: channel lost")]
@@ -51,8 +53,8 @@ pub enum ConsumerError {
     Ended,
     /// The store failed to read or write (disk full, I/O error): sled keeps
     /// failing after that, so the worker stops without acknowledging.
-    #[error("store: {0}")]
-    Store(StoreError),
+    #[error("store")]
+    Store(#[source] StoreError),
 }
 
 /// Publishes dead letters to `NS.dead` on a channel in confirm mode.
@@ -136,17 +138,51 @@ enum Handled {
     Failed(String),
 }
 
+/// A batch the service has decided on, not yet answered.
+struct Applied {
+    batch: Vec<Delivery>,
+    handled: Vec<Handled>,
+    received_at: UnixMillis,
+}
+
+/// An applied batch whose flush is in flight.
+struct Pending {
+    applied: Applied,
+    flush: JoinHandle<Result<usize, StoreError>>,
+}
+
+/// The outcome of the pending batch's flush; never resolves without one.
+async fn flushed(pending: &mut Option<Pending>) -> Result<Result<usize, StoreError>, JoinError> {
+    match pending.as_mut() {
+        Some(p) => (&mut p.flush).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl QueueConsumer {
-    /// Consumes until `shutdown` fires (finishing the batch in hand) or the
-    /// link fails.
+    /// Consumes until `shutdown` fires (finishing the batches in hand) or the
+    /// link fails. State-changing queues are pipelined: batch k+1 is taken
+    /// and applied while batch k's flush is in flight; batch k is answered
+    /// and acknowledged only once its flush has completed, and always before
+    /// batch k+1.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let mut pending: Option<Pending> = None;
         loop {
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
+                    if let Some(p) = pending.take() {
+                        self.complete(p.applied, p.flush.await).await?;
+                    }
                     // Unacknowledged prefetched deliveries go back to the queue.
                     self.channel.close(200, "mmt-worker stopping".into()).await?;
                     return Ok(());
+                }
+                result = flushed(&mut pending) => {
+                    if let Some(p) = pending.take() {
+                        self.complete(p.applied, result).await?;
+                    }
+                    continue;
                 }
                 next = self.consumer.next() => next,
             };
@@ -167,67 +203,102 @@ impl QueueConsumer {
                 }
             }
             self.counters.received(batch.len());
-            self.process(&batch).await?;
-            for delivery in &mut batch {
-                delivery.data.zeroize();
+            let applied = self.apply(batch).await?;
+            if let Some(p) = pending.take() {
+                self.complete(p.applied, p.flush.await).await?;
+            }
+            // A repeated message id is answered from the store, and what it
+            // answers from must be on disk too (an earlier flush may have
+            // failed), so every batch with an answer is flushed, not only
+            // applied ones.
+            let answered = applied
+                .handled
+                .iter()
+                .any(|h| matches!(h, Handled::Answered(Outcome::Done { .. })));
+            if self.kind.mutates() && answered {
+                let service = self.service.clone();
+                let flush = tokio::spawn(async move { service.store().flush().await });
+                pending = Some(Pending { applied, flush });
+            } else {
+                self.finish(applied).await?;
             }
         }
     }
 
-    /// Handles a batch: applies it, flushes once, dead-letters bad input
-    /// (confirmed), replies, publishes events, then acknowledges: one
-    /// `multiple` ack, or one by one when a failed message must go back.
-    async fn process(&self, batch: &[Delivery]) -> Result<(), ConsumerError> {
-        let received_at = now_millis();
-        let mut handled = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            let inbound = Inbound {
-                kind: self.kind,
-                body: &delivery.data,
-                message_id: delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|m| m.as_str()),
-                timestamp: *delivery.properties.timestamp(),
-                received_at,
-            };
-            match self.service.handle(&inbound) {
-                Ok(outcome) => handled.push(Handled::Answered(outcome)),
-                Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
-                Err(error) => {
-                    tracing::error!(queue = %self.queue, %error, "processing failed");
-                    handled.push(Handled::Failed(error.to_string()));
+    /// Lets the service decide on every delivery of a batch, on a blocking
+    /// thread (the store and the seals are CPU and disk work).
+    async fn apply(&self, batch: Vec<Delivery>) -> Result<Applied, ConsumerError> {
+        let (service, kind, queue) = (self.service.clone(), self.kind, self.queue.clone());
+        tokio::task::spawn_blocking(move || {
+            let received_at = now_millis();
+            let mut handled = Vec::with_capacity(batch.len());
+            for delivery in &batch {
+                let inbound = Inbound {
+                    kind,
+                    body: &delivery.data,
+                    message_id: delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.as_str()),
+                    timestamp: *delivery.properties.timestamp(),
+                    received_at,
+                };
+                match service.handle(&inbound) {
+                    Ok(outcome) => handled.push(Handled::Answered(outcome)),
+                    Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
+                    Err(error) => {
+                        tracing::error!(%queue, error = &error as &dyn std::error::Error, "processing failed");
+                        handled.push(Handled::Failed(error.to_string()));
+                    }
                 }
             }
-        }
-        // A repeated message id is answered from the store, and what it
-        // answers from must be on disk too (an earlier flush may have failed),
-        // so every batch with an answer is flushed, not only applied ones.
-        let answered = handled
-            .iter()
-            .any(|h| matches!(h, Handled::Answered(Outcome::Done { .. })));
-        if self.kind.mutates() && answered {
-            self.service
-                .store()
-                .flush()
-                .await
-                .map_err(ConsumerError::Store)?;
-        }
+            Ok(Applied {
+                batch,
+                handled,
+                received_at,
+            })
+        })
+        .await
+        .map_err(|_| ConsumerError::Ended)?
+    }
+
+    /// Finishes a batch once its flush has come back.
+    async fn complete(
+        &self,
+        applied: Applied,
+        flushed: Result<Result<usize, StoreError>, JoinError>,
+    ) -> Result<(), ConsumerError> {
+        flushed
+            .map_err(|_| ConsumerError::Ended)?
+            .map_err(ConsumerError::Store)?;
+        self.finish(applied).await
+    }
+
+    /// Answers an applied (and, where it changed anything, flushed) batch:
+    /// dead-letters bad input (confirmed), replies, publishes events, then
+    /// acknowledges: one `multiple` ack, or one by one when a failed message
+    /// must go back.
+    async fn finish(&self, applied: Applied) -> Result<(), ConsumerError> {
+        let Applied {
+            mut batch,
+            handled,
+            received_at,
+        } = applied;
         let mut requeue = Vec::new();
         let mut unanswered = Vec::new();
         for (index, (delivery, this)) in batch.iter().zip(&handled).enumerate() {
             match this {
                 Handled::Answered(Outcome::Done { .. }) => unanswered.push(index),
                 Handled::Answered(Outcome::Invalid { code, reason }) => {
-                    self.answer(batch, &handled, &mut unanswered).await?;
+                    self.answer(&batch, &handled, &mut unanswered).await?;
                     self.dead_letter(delivery, reason, Some(*code), received_at)
                         .await?;
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
                         .await?;
                 }
                 Handled::Failed(reason) => {
-                    self.answer(batch, &handled, &mut unanswered).await?;
+                    self.answer(&batch, &handled, &mut unanswered).await?;
                     if self.exhausted(delivery) {
                         let reason = format!("processing failed on every delivery: {reason}");
                         self.dead_letter(delivery, &reason, None, received_at)
@@ -238,9 +309,12 @@ impl QueueConsumer {
                 }
             }
         }
-        self.answer(batch, &handled, &mut unanswered).await?;
-        self.acknowledge(batch, &requeue).await?;
+        self.answer(&batch, &handled, &mut unanswered).await?;
+        self.acknowledge(&batch, &requeue).await?;
         self.counters.acked(batch.len() - requeue.len());
+        for delivery in &mut batch {
+            delivery.data.zeroize();
+        }
         Ok(())
     }
 

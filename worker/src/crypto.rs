@@ -4,7 +4,9 @@
 //! key is sealed (wrapped) under the master key. Both seals bind the tokenId as
 //! associated data, so neither a sealed record nor a wrapped key can be moved
 //! onto another tokenId. A key check value, sealed under the master key, lets
-//! the store refuse a wrong key before anything is read or written.
+//! the store refuse a wrong key before anything is read or written. A record
+//! tag (keyed BLAKE2b under a key derived from the master key) authenticates
+//! each stored record whole, metadata and tombstones included.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -12,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use orion::hazardous::aead::xchacha20poly1305::{Nonce, SecretKey, XChaCha20Poly1305};
+use orion::hazardous::kdf::hkdf::{Hkdf, SHA256};
 use orion::hazardous::mac::poly1305::POLY1305_OUTSIZE;
 use orion::hazardous::stream::xchacha20::XCHACHA_NONCESIZE;
 use zeroize::Zeroizing;
@@ -21,6 +24,11 @@ pub const KEY_BYTES: usize = 32;
 
 const KCV_PLAINTEXT: &[u8] = b"mmt key check value v1";
 const KCV_AD: &[u8] = b"mmt-kcv-v1";
+const RECORD_MAC_SALT: &[u8] = b"mmt-record-mac";
+const RECORD_MAC_INFO: &[u8] = b"v2";
+
+/// Length of a record tag in bytes.
+pub const TAG_BYTES: usize = 32;
 
 /// What can go wrong with keys and seals.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +51,40 @@ pub enum CryptoError {
     /// moved onto another token.
     #[error("authentication failed: wrong key or tampered data")]
     Unseal,
+    /// The key file is readable or writable by group or others.
+    #[error(
+        "key file {path} has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
+    )]
+    KeyFileMode {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file is absent but the data directory already holds a store:
+    /// a new key could never open it.
+    #[error(
+        "key file {path} does not exist but {data_dir} already holds a store: refusing to create a new key for it (is --key-file right?)"
+    )]
+    NoKeyForStore {
+        /// The key file.
+        path: PathBuf,
+        /// The data directory.
+        data_dir: PathBuf,
+    },
     /// The operating system's random source failed.
     #[error("random source or cipher failure")]
     Cipher,
 }
 
 /// The master key. It never leaves this module in plain form and is wiped on
-/// drop.
-pub struct MasterKey(SecretKey);
+/// drop. Beside it, the key that authenticates the store's records, derived
+/// from it (HKDF-SHA256), so that no metadata on disk can be changed without
+/// the key.
+pub struct MasterKey {
+    key: SecretKey,
+    record_mac: orion::auth::SecretKey,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,45 +121,110 @@ impl MasterKey {
                     .and_then(|()| file.write_all(b"\n"))
                     .and_then(|()| file.sync_all())
                     .map_err(key_file_error)?;
-                Ok((Self(key), true))
+                Ok((Self::from_key(key)?, true))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let mut text = Zeroizing::new(String::new());
-                OpenOptions::new()
-                    .read(true)
-                    .open(path)
-                    .and_then(|mut f| f.read_to_string(&mut text))
-                    .map_err(key_file_error)?;
-                let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-                    CryptoError::KeyFormat {
-                        path: path.to_owned(),
-                    }
-                })?);
-                let key =
-                    SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::KeyFormat {
-                        path: path.to_owned(),
-                    })?;
-                Ok((Self(key), false))
+                Ok((Self::read(path)?, false))
             }
             Err(e) => Err(key_file_error(e)),
         }
     }
 
+    /// Loads the key of the store in `data_dir` from `path`; an absent file
+    /// is an error, never a new key.
+    pub fn load(path: &Path, data_dir: &Path) -> Result<Self, CryptoError> {
+        if !path.exists() {
+            return Err(CryptoError::NoKeyForStore {
+                path: path.to_owned(),
+                data_dir: data_dir.to_owned(),
+            });
+        }
+        Self::read(path)
+    }
+
+    /// Reads the key file, refusing one that group or others can access.
+    fn read(path: &Path) -> Result<Self, CryptoError> {
+        use std::os::unix::fs::PermissionsExt;
+        let key_file_error = |source| CryptoError::KeyFile {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .open(path)
+            .map_err(key_file_error)?;
+        let mode = file
+            .metadata()
+            .map_err(key_file_error)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(CryptoError::KeyFileMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(key_file_error)?;
+        let format_error = || CryptoError::KeyFormat {
+            path: path.to_owned(),
+        };
+        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| format_error())?);
+        let key = SecretKey::try_from(bytes.as_slice()).map_err(|_| format_error())?;
+        Self::from_key(key)
+    }
+
     /// A fresh random key (for tests and benchmarks).
     pub fn generate() -> Result<Self, CryptoError> {
-        SecretKey::generate()
-            .map(Self)
+        Self::from_key(SecretKey::generate().map_err(|_| CryptoError::Cipher)?)
+    }
+
+    fn from_key(key: SecretKey) -> Result<Self, CryptoError> {
+        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<SHA256>::derive_key(
+            RECORD_MAC_SALT,
+            key_bytes(&key),
+            Some(RECORD_MAC_INFO),
+            &mut derived[..],
+        )
+        .map_err(|_| CryptoError::Cipher)?;
+        let record_mac =
+            orion::auth::SecretKey::try_from(&derived[..]).map_err(|_| CryptoError::Cipher)?;
+        Ok(Self { key, record_mac })
+    }
+
+    /// The tag that authenticates a stored record of `token_id`.
+    pub fn record_tag(&self, token_id: &str, record: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        orion::auth::authenticate(&self.record_mac, &record_mac_input(token_id, record))
+            .map(|tag| tag.unprotected_as_ref::<[u8]>().to_vec())
             .map_err(|_| CryptoError::Cipher)
+    }
+
+    /// Checks a tag made by [`MasterKey::record_tag`].
+    pub fn verify_record_tag(
+        &self,
+        token_id: &str,
+        record: &[u8],
+        tag: &[u8],
+    ) -> Result<(), CryptoError> {
+        let tag = orion::auth::Tag::try_from(tag).map_err(|_| CryptoError::Unseal)?;
+        orion::auth::authenticate_verify(
+            &tag,
+            &self.record_mac,
+            &record_mac_input(token_id, record),
+        )
+        .map_err(|_| CryptoError::Unseal)
     }
 
     /// The key check value to store beside the data.
     pub fn check_value(&self) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.0, KCV_PLAINTEXT, KCV_AD)
+        seal(&self.key, KCV_PLAINTEXT, KCV_AD)
     }
 
     /// Whether `kcv` was made by this key.
     pub fn verify_check_value(&self, kcv: &[u8]) -> bool {
-        matches!(open(&self.0, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
+        matches!(open(&self.key, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
     }
 
     /// Seals `secrets` for `token_id` under a fresh data key. `binding` (the
@@ -139,7 +238,7 @@ impl MasterKey {
     ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
         let data_key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
         let sealed = seal(&data_key, secrets, &record_ad(token_id, binding))?;
-        let wrapped = seal(&self.0, key_bytes(&data_key), &wrap_ad(token_id))?;
+        let wrapped = seal(&self.key, key_bytes(&data_key), &wrap_ad(token_id))?;
         Ok((sealed, wrapped))
     }
 
@@ -151,11 +250,20 @@ impl MasterKey {
         sealed: &[u8],
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let data_key_bytes = open(&self.0, wrapped, &wrap_ad(token_id))?;
+        let data_key_bytes = open(&self.key, wrapped, &wrap_ad(token_id))?;
         let data_key =
             SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
         open(&data_key, sealed, &record_ad(token_id, binding))
     }
+}
+
+fn record_mac_input(token_id: &str, record: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(16 + token_id.len() + record.len());
+    input.extend_from_slice(b"mmt-record-v2\0");
+    input.extend_from_slice(&(token_id.len() as u32).to_be_bytes());
+    input.extend_from_slice(token_id.as_bytes());
+    input.extend_from_slice(record);
+    input
 }
 
 fn key_bytes(key: &SecretKey) -> &[u8] {
@@ -245,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn record_tags_bind_the_token_id_the_bytes_and_the_key() {
+        let key = MasterKey::generate().expect("random key");
+        let other = MasterKey::generate().expect("random key");
+        let tag = key.record_tag("tok_a", b"record").expect("tags");
+        assert_eq!(tag.len(), TAG_BYTES);
+        assert!(key.verify_record_tag("tok_a", b"record", &tag).is_ok());
+        assert!(key.verify_record_tag("tok_b", b"record", &tag).is_err());
+        assert!(key.verify_record_tag("tok_a", b"recorD", &tag).is_err());
+        assert!(other.verify_record_tag("tok_a", b"record", &tag).is_err());
+        assert!(
+            key.verify_record_tag("tok_a", b"record", &tag[1..])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn key_file_is_created_0600_and_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mmt.key");
@@ -261,10 +385,42 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_readable_by_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mmt.key");
+        MasterKey::load_or_create(&path).expect("creates");
+        for mode in [0o640, 0o604, 0o660, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            match MasterKey::load_or_create(&path) {
+                Err(error @ CryptoError::KeyFileMode { .. }) => {
+                    let text = error.to_string();
+                    assert!(text.contains(&path.display().to_string()), "{text}");
+                    assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                }
+                other => panic!("mode {mode:o}: {other:?}"),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        assert!(MasterKey::load_or_create(&path).is_ok());
+    }
+
+    #[test]
+    fn an_absent_key_file_for_an_existing_store_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("typo.key");
+        assert!(matches!(
+            MasterKey::load(&path, dir.path()),
+            Err(CryptoError::NoKeyForStore { .. })
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_key_file_without_a_key_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mmt.key");
         std::fs::write(&path, "not hex").expect("writes");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(matches!(
             MasterKey::load_or_create(&path),
             Err(CryptoError::KeyFormat { .. })

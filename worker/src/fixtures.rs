@@ -62,7 +62,7 @@ pub enum FixtureError {
         reference: String,
     },
     /// The broker link.
-    #[error("broker: {0}")]
+    #[error("broker")]
     Amqp(#[from] lapin::Error),
     /// The broker could not route the message.
     #[error(
@@ -380,17 +380,16 @@ impl Publisher {
     }
 }
 
+/// `step.a.0.b`: field `a`, item 0, field `b` of the reply of `step` (a JSON
+/// pointer once the dots are slashes).
 fn lookup<'a>(replies: &'a HashMap<String, Value>, reference: &str) -> Option<&'a Value> {
-    let mut parts = reference.split('.');
-    let mut value = replies.get(parts.next()?)?;
-    for part in parts {
-        value = match value {
-            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
-            Value::Object(map) => map.get(part)?,
-            _ => return None,
-        };
-    }
-    Some(value)
+    let (step, path) = reference.split_once('.').unwrap_or((reference, ""));
+    let pointer: String = path
+        .split('.')
+        .filter(|part| !part.is_empty())
+        .map(|part| format!("/{}", part.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    replies.get(step)?.pointer(&pointer)
 }
 
 fn substitute(
@@ -528,6 +527,9 @@ mod tests {
         );
         let mut bad = json!("${c.tokens.1.tokenId}");
         assert!(substitute(&mut bad, &replies, "r1", "s").is_err());
+        let mut whole = json!("${c}");
+        substitute(&mut whole, &replies, "r1", "s").expect("resolves");
+        assert_eq!(whole, replies["c"]);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`crypto`]: the master key and envelope encryption;
 //! - [`store`]: the sled store and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
+//! - `decode`: bodies into messages, and reasons for those that do not
+//!   decode, built from structure only;
 //! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
 //! - [`stats`], [`console`]: counters, `worker.stats` and the console's
 //!   requests;
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod console;
 pub mod consumer;
 pub mod crypto;
+mod decode;
 pub mod events;
 pub mod fixtures;
 pub mod integrations;

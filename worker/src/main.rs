@@ -2,6 +2,7 @@
 //! `mmt_worker` library; errors are printed once, with their causes, and
 //! mapped to exit codes that say what kind of problem it is.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,13 +23,18 @@ mod exit {
     pub const STORE: u8 = 4;
     pub const BROKER: u8 = 5;
     pub const EXPECTATION: u8 = 6;
+    pub const KEY_FILE_MODE: u8 = 7;
 }
 
+/// Logs on stderr: text (coloured only when stderr is a terminal, so a log
+/// file holds no escape codes) or one JSON object per line.
 fn init_logs(format: LogFormat, default_filter: &str) {
+    use std::io::IsTerminal;
     let filter =
         EnvFilter::try_from_env("MMT_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -64,29 +70,27 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // `mmt-worker publish ... | head`: a closed stdout is a normal end.
+        Err(error) if broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("mmt-worker: {}", chain(&error));
+            eprintln!("mmt-worker: {error:#}");
             ExitCode::from(exit_code(&error))
         }
     }
 }
 
-/// The error and its causes on one line, each said once (some messages
-/// already quote their cause).
-fn chain(error: &anyhow::Error) -> String {
-    let mut out = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
+/// Whether `error` is a write to a stdout whose reader has gone.
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<WorkerError>() {
+        Some(WorkerError::Key(CryptoError::KeyFileMode { .. })) => exit::KEY_FILE_MODE,
         Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => {
             exit::KEY
         }
@@ -149,25 +153,32 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let mut failed = 0usize;
+    let mut out = std::io::stdout().lock();
     for (path, scenario) in args.files.iter().zip(&scenarios) {
-        println!("# {}: {}", path.display(), scenario.description);
+        writeln!(out, "# {}: {}", path.display(), scenario.description)?;
         for report in publisher.run(scenario).await? {
             let reply = report.reply.as_ref().map_or_else(
                 || "(no reply asked)".to_owned(),
                 |r| fixtures::redacted(&report.routing_key, r).to_string(),
             );
             match &report.mismatch {
-                None => println!("  ok   {} {} -> {reply}", report.name, report.routing_key),
+                None => writeln!(
+                    out,
+                    "  ok   {} {} -> {reply}",
+                    report.name, report.routing_key
+                )?,
                 Some(why) => {
                     failed += 1;
-                    println!(
+                    writeln!(
+                        out,
                         "  FAIL {} {} -> {reply}\n       {why}",
                         report.name, report.routing_key
-                    );
+                    )?;
                 }
             }
         }
     }
+    out.flush()?;
     let _ = connection.close(200, "done".into()).await;
     if failed > 0 {
         eprintln!("mmt-worker: {failed} step(s) did not get the expected reply");
@@ -185,7 +196,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let binary = std::env::current_exe().context("cannot find the mmt-worker binary")?;
     let report = mmt_worker::bench::run(&args.config(binary)).await?;
-    print!("{}", report.table());
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", report.table())?;
+    out.flush()?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report.to_json())?;
         std::fs::write(path, json + "\n")

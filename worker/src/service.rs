@@ -10,7 +10,6 @@ use mmt_shared::wire::{
     SdkAccessToken, TokenResolve, TokenState,
 };
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use std::sync::{Arc, RwLock};
@@ -106,60 +105,9 @@ pub fn message_key(kind: MessageKind, message_id: Option<&str>, body: &[u8]) -> 
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Outcome> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
-    {
-        return Err(Outcome::invalid(
-            ErrorCode::InvalidMessage,
-            "body must be a JSON object",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() {
-            "body is not valid JSON"
-        } else {
-            "body does not match the message"
-        };
-        Outcome::invalid(
-            ErrorCode::InvalidMessage,
-            format!("{what}: {}", describe(&e)),
-        )
-    })
-}
-
-/// serde's message with every value from the input blanked out: a raw token
-/// in the wrong place must not reach a header, an event or a log line.
-fn describe(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    loop {
-        let quote = rest.find('"');
-        let variant = rest.find("variant `");
-        match (quote, variant) {
-            (Some(q), v) if v.is_none_or(|v| q < v) => {
-                out.push_str(&rest[..q]);
-                out.push_str("\"…\"");
-                rest = rest[q + 1..]
-                    .find('"')
-                    .map_or("", |end| &rest[q + 1 + end + 1..]);
-            }
-            (_, Some(v)) => {
-                let start = v + "variant `".len();
-                out.push_str(&rest[..start]);
-                out.push_str("…`");
-                rest = rest[start..]
-                    .find('`')
-                    .map_or("", |end| &rest[start + end + 1..]);
-            }
-            _ => {
-                out.push_str(rest);
-                return out;
-            }
-        }
-    }
+fn decode<T: crate::decode::Message>(body: &[u8]) -> Result<T, Outcome> {
+    crate::decode::decode(body)
+        .map_err(|reason| Outcome::invalid(ErrorCode::InvalidMessage, reason))
 }
 
 /// The service: the store and the operator's settings.
@@ -638,23 +586,89 @@ fn new_token_id() -> String {
 mod tests {
     use super::*;
 
-    fn reason(body: &str) -> String {
-        match decode::<IntegrationConnected>(body.as_bytes()) {
-            Err(Outcome::Invalid { reason, .. }) => reason,
+    fn reason<T: crate::decode::Message>(body: &str) -> String {
+        match decode::<T>(body.as_bytes()) {
+            Err(Outcome::Invalid { reason, code }) => {
+                assert_eq!(code, ErrorCode::InvalidMessage);
+                reason
+            }
             _ => panic!("expected bad input"),
         }
     }
 
     #[test]
-    fn input_values_never_reach_the_reason() {
+    fn a_raw_token_with_a_quote_in_a_mistyped_field_never_reaches_the_reason() {
+        let body = r#"{"clientId":"a","endUserId":"u","scope":"read","accessToken":{"brokerType":"x","accountTokens":"raw\"SECRET-TAIL-XYZ"}}"#;
+        let why = reason::<IntegrationConnected>(body);
+        assert!(!why.contains("SECRET-TAIL-XYZ"), "{why}");
+        assert!(
+            why.starts_with(
+                "invalid type at `accessToken.accountTokens`: expected an array, found a string"
+            ),
+            "{why}"
+        );
         let misplaced = r#"{"clientId":"a","endUserId":"u","scope":"read","accessToken":{"brokerType":"x","accountTokens":[{"account":"raw-secret-1","accessToken":"t"}]}}"#;
-        let why = reason(misplaced);
+        let why = reason::<IntegrationConnected>(misplaced);
         assert!(!why.contains("raw-secret-1"), "{why}");
-        assert!(why.contains("expected struct Account"), "{why}");
-        let variant = r#"{"clientId":"a","endUserId":"u","scope":"raw-secret-2","accessToken":{"brokerType":"x"}}"#;
-        let why = reason(variant);
+        assert!(
+            why.contains("at `accessToken.accountTokens[0].account`: expected an object"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_raw_token_sent_as_a_number_never_reaches_the_reason() {
+        let body = r#"{"clientId":"a","endUserId":"u","scope":"read","accessToken":{"brokerType":"x","accountTokens":[{"account":{"accountId":"c"},"accessToken":98765432123456789}]}}"#;
+        let why = reason::<IntegrationConnected>(body);
+        assert!(!why.contains("98765432123456789"), "{why}");
+        assert!(
+            why.contains(
+                "at `accessToken.accountTokens[0].accessToken`: expected a string, found a number"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_scope_or_operation_is_named_without_its_value() {
+        let body = r#"{"clientId":"a","endUserId":"u","scope":"raw-secret-2","accessToken":{"brokerType":"x"}}"#;
+        let why = reason::<IntegrationConnected>(body);
         assert!(!why.contains("raw-secret-2"), "{why}");
-        assert!(why.contains("expected `read` or `write`"), "{why}");
+        assert!(
+            why.contains("unknown variant at `scope`: expected `read` or `write`"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn an_operation_or_scope_of_the_wrong_json_kind_names_the_field_not_a_json_error() {
+        for value in ["7", "true", "null", r#"["read"]"#] {
+            let why = reason::<TokenResolve>(&format!(
+                r#"{{"clientId":"a","tokenId":"t","operation":{value}}}"#
+            ));
+            assert!(
+                why.starts_with("invalid type at `operation`: expected `read` or `write`, found "),
+                "{value}: {why}"
+            );
+            let why = reason::<IntegrationConnected>(&format!(
+                r#"{{"clientId":"a","endUserId":"u","scope":{value},"accessToken":{{"brokerType":"x"}}}}"#
+            ));
+            assert!(
+                why.starts_with("invalid type at `scope`: expected `read` or `write`, found "),
+                "{value}: {why}"
+            );
+        }
+        for value in ["7", "true", r#"["read"]"#] {
+            let why = reason::<LinkAccessTokens>(&format!(
+                r#"{{"clientId":"a","endUserId":"u","scope":{value}}}"#
+            ));
+            assert!(
+                why.starts_with(
+                    "invalid type at `scope`: expected `read` or `write` or null, found "
+                ),
+                "{value}: {why}"
+            );
+        }
     }
 
     #[test]

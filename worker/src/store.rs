@@ -1,15 +1,19 @@
 //! The embedded sled store: one tree, keys prefixed by what they hold.
 //!
+//! Format v2 (the `v` key holds the format byte):
+//!
 //! | prefix | key | value |
 //! |---|---|---|
 //! | `i` | identity (client, end user, integration, scope, account) | tokenId |
-//! | `t` | tokenId | [`TokenMeta`] and the sealed secrets |
-//! | `k` | tokenId | the token's data key, wrapped by the master key |
-//! | `x` | tokenId | [`Tombstone`] of a revoked token (no secret) |
+//! | `t` | tokenId | the token's one [`record`]: live ([`TokenMeta`], wrapped data key, sealed secrets) or revoked ([`Tombstone`]), authenticated whole |
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
 //! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
+//! | `v` | | the format version |
+//!
+//! A v1 directory (wrapped keys under `k`, tombstones under `x`) is migrated
+//! when it opens ([`migrate`]).
 //!
 //! Beside sled's files, `key-check` holds the key check value: it is read
 //! before sled opens, so a wrong key is refused before anything is written.
@@ -30,12 +34,24 @@ use zeroize::Zeroizing;
 use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 
+mod migrate;
+#[cfg(test)]
+mod migrate_tests;
+#[cfg(test)]
+mod race_tests;
+mod record;
 pub mod refresh;
+#[cfg(test)]
+mod testing;
+
+use record::{Record, RecordRef};
 pub use refresh::{Lease, RefreshRecord};
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
+/// v1 only: a token's wrapped data key.
 const DATA_KEY: u8 = b'k';
+/// v1 only: a revoked token's tombstone.
 const TOMBSTONE: u8 = b'x';
 const PROCESSED: u8 = b'p';
 const EXPIRY: u8 = b'e';
@@ -79,6 +95,16 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The store was written in a format this worker does not know (by a
+    /// newer mmt).
+    #[error(
+        "the store's format is {found}, this worker knows format {}: run the mmt version that wrote it",
+        migrate::FORMAT
+    )]
+    Format {
+        /// The format byte found.
+        found: u8,
+    },
     /// The store holds tokens but no key check value.
     #[error(
         "the data directory {path} is not empty but has no key-check file; refusing to guess the key"
@@ -88,13 +114,13 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// A read or write failed (disk full, I/O error): worth retrying.
-    #[error("store I/O: {0}")]
+    #[error("store I/O")]
     Io(#[from] sled::Error),
     /// A record did not decode.
-    #[error("store record does not decode: {0}")]
+    #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
     /// A seal did not open or could not be made.
-    #[error("store crypto: {0}")]
+    #[error("store crypto")]
     Crypto(#[from] CryptoError),
 }
 
@@ -122,12 +148,6 @@ impl Drop for TokenSecrets {
             r.zeroize();
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredToken {
-    meta: TokenMeta,
-    sealed: Vec<u8>,
 }
 
 /// The identity of a token: (client, end user, integration, scope, account).
@@ -267,7 +287,13 @@ pub struct Store {
     db: sled::Db,
     key: MasterKey,
     writer: Mutex<()>,
+    /// The token counts: a copy in memory of the `c` keys, so that a commit
+    /// writes the new counts without reading them first and the console's
+    /// counts read no record.
+    counts: Mutex<Counts>,
 }
+
+type Counts = BTreeMap<Vec<u8>, u64>;
 
 /// Proof that the caller holds the writer lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
@@ -292,10 +318,19 @@ impl Store {
                     source: other,
                 },
             })?;
+        migrate::to_current(&db, &key, usize::MAX)?;
+        let mut counts = Counts::new();
+        for entry in db.scan_prefix([COUNT]) {
+            let (key, value) = entry?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) {
+                counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
+            }
+        }
         Ok(Self {
             db,
             key,
             writer: Mutex::new(()),
+            counts: Mutex::new(counts),
         })
     }
 
@@ -325,25 +360,24 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// What is stored under `token_id`.
+    /// What is stored under `token_id`: one read of one value, so it is
+    /// consistent even while a writer replaces the same token.
     pub fn find(&self, token_id: &str) -> Result<Found, StoreError> {
-        if let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? {
-            let stored: StoredToken = postcard::from_bytes(&bytes)?;
-            let wrapped = self
-                .db
-                .get(prefixed(DATA_KEY, token_id.as_bytes()))?
-                .map(|v| v.to_vec())
-                .unwrap_or_default();
-            return Ok(Found::Live {
-                meta: stored.meta,
-                sealed: stored.sealed,
+        let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? else {
+            return Ok(Found::Missing);
+        };
+        Ok(match record::decode(&self.key, token_id, &bytes)? {
+            Record::Live {
+                meta,
                 wrapped,
-            });
-        }
-        if let Some(bytes) = self.db.get(prefixed(TOMBSTONE, token_id.as_bytes()))? {
-            return Ok(Found::Revoked(postcard::from_bytes(&bytes)?));
-        }
-        Ok(Found::Missing)
+                sealed,
+            } => Found::Live {
+                meta,
+                sealed,
+                wrapped,
+            },
+            Record::Revoked(tomb) => Found::Revoked(tomb),
+        })
     }
 
     /// Opens a live token's secrets.
@@ -389,18 +423,16 @@ impl Store {
         Ok(out)
     }
 
-    /// The token counts by (state, scope, integration), revoked included.
+    /// The token counts by (state, scope, integration), revoked included
+    /// (from memory: no read of the store).
     pub fn counts(&self) -> Result<Vec<(CountKey, u64)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.db.scan_prefix([COUNT]) {
-            let (key, value) = entry?;
-            if let (Some(key), Ok(bytes)) =
-                (CountKey::decode(&key), <[u8; 8]>::try_from(&value[..]))
-            {
-                out.push((key, u64::from_be_bytes(bytes)));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(key, n)| Some((CountKey::decode(key)?, *n)))
+            .collect())
     }
 
     /// Starts the atomic change of one message.
@@ -443,28 +475,11 @@ pub struct TokenPage {
     pub scanned: usize,
 }
 
-type Head = Option<(sled::IVec, sled::IVec)>;
-
-fn next_entry(iter: &mut sled::Iter) -> Result<Head, StoreError> {
-    Ok(iter.next().transpose()?)
-}
-
 impl Store {
-    fn scan_after(&self, prefix: u8, after: Option<&str>) -> sled::Iter {
-        use std::ops::Bound;
-        let start = match after {
-            Some(after) => Bound::Excluded(prefixed(prefix, after.as_bytes())),
-            None => Bound::Included(vec![prefix]),
-        };
-        self.db
-            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![prefix + 1])))
-    }
-
     /// A page of the tokens, live and revoked, ordered by tokenId, starting
     /// after `after`: at most `limit` tokens for which `keep` holds, after
-    /// examining at most `max_scan` records. Two range scans (live records
-    /// and tombstones) are merged as they go; only metadata is decoded, the
-    /// sealed secrets are never read.
+    /// examining at most `max_scan` records. Only metadata is kept; the
+    /// sealed secrets are never opened.
     pub fn list_tokens(
         &self,
         after: Option<&str>,
@@ -472,53 +487,59 @@ impl Store {
         max_scan: usize,
         keep: &dyn Fn(&str, &Listed) -> bool,
     ) -> Result<TokenPage, StoreError> {
-        let mut live = self.scan_after(TOKEN, after);
-        let mut dead = self.scan_after(TOMBSTONE, after);
-        let mut live_head = next_entry(&mut live)?;
-        let mut dead_head = next_entry(&mut dead)?;
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(prefixed(TOKEN, after.as_bytes())),
+            None => Bound::Included(vec![TOKEN]),
+        };
+        let mut records = self
+            .db
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![TOKEN + 1])));
         let mut page = TokenPage {
             tokens: Vec::new(),
             next_after: None,
             scanned: 0,
         };
         while page.tokens.len() < limit && page.scanned < max_scan {
-            let from_live = match (&live_head, &dead_head) {
-                (None, None) => break,
-                (Some((l, _)), Some((d, _))) => l.get(1..) <= d.get(1..),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            let entry = if from_live {
-                std::mem::replace(&mut live_head, next_entry(&mut live)?)
-            } else {
-                std::mem::replace(&mut dead_head, next_entry(&mut dead)?)
-            };
-            let Some((key, value)) = entry else {
-                break;
+            let Some((key, value)) = records.next().transpose()? else {
+                page.next_after = None;
+                return Ok(page);
             };
             page.scanned += 1;
             let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
-            let listed = if from_live {
-                let (meta, _sealed) = postcard::take_from_bytes::<TokenMeta>(&value)?;
-                Listed::Live(meta)
-            } else {
-                Listed::Revoked(postcard::from_bytes(&value)?)
+            let listed = match record::decode(&self.key, &token_id, &value)? {
+                Record::Live { meta, .. } => Listed::Live(meta),
+                Record::Revoked(tomb) => Listed::Revoked(tomb),
             };
             if keep(&token_id, &listed) {
                 page.tokens.push((token_id.clone(), listed));
             }
             page.next_after = Some(token_id);
         }
-        if live_head.is_none() && dead_head.is_none() {
+        if records.next().is_none() {
             page.next_after = None;
         }
         Ok(page)
     }
 }
 
+/// Whether `dir` already holds a store: anything in it but the temporary
+/// file of a first start that crashed before its key check was in place.
+pub fn holds_a_store(dir: &Path) -> bool {
+    let tmp = std::ffi::OsString::from(format!("{KEY_CHECK_FILE}.tmp"));
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name() != tmp)
+    })
+}
+
 /// Verifies `key` against the data directory's key check file, or creates
-/// the file for a new, empty data directory.
+/// the file (and the directory, mode 0700) for a new, empty data directory.
+/// A `key-check.tmp` alone is what a first start that crashed leaves: it is
+/// replaced.
 fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
     let path = dir.join(KEY_CHECK_FILE);
     let io_error = |source| StoreError::KeyCheck {
         path: path.clone(),
@@ -530,15 +551,16 @@ fn check_key(dir: &Path, key: &MasterKey) -> Result<(), StoreError> {
             path: dir.to_owned(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let occupied = std::fs::read_dir(dir)
-                .map(|mut entries| entries.next().is_some())
-                .unwrap_or(false);
-            if occupied {
+            if holds_a_store(dir) {
                 return Err(StoreError::MissingKeyCheck {
                     path: dir.to_owned(),
                 });
             }
-            std::fs::create_dir_all(dir).map_err(io_error)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_error)?;
             let tmp = dir.join(format!("{KEY_CHECK_FILE}.tmp"));
             let write = || -> std::io::Result<()> {
                 let mut file = std::fs::File::create(&tmp)?;
@@ -611,16 +633,14 @@ impl Change<'_> {
         }
         self.count(meta.state, meta.scope, &meta.broker_type, 1);
         self.batch.insert(identity.key(), token_id.as_bytes());
-        let stored = StoredToken {
-            meta: meta.clone(),
-            sealed,
-        };
-        self.batch.insert(
-            prefixed(TOKEN, token_id.as_bytes()),
-            postcard::to_stdvec(&stored)?,
-        );
-        self.batch
-            .insert(prefixed(DATA_KEY, token_id.as_bytes()), wrapped);
+        self.record(
+            token_id,
+            &RecordRef::Live {
+                meta,
+                wrapped: &wrapped,
+                sealed: &sealed,
+            },
+        )?;
         if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
             self.batch.insert(expiry_key(at, token_id), &[]);
         }
@@ -633,7 +653,8 @@ impl Change<'_> {
         &mut self,
         token_id: &str,
         meta: &TokenMeta,
-        sealed: Vec<u8>,
+        wrapped: &[u8],
+        sealed: &[u8],
         now: UnixMillis,
     ) -> Result<TokenMeta, StoreError> {
         let mut next = meta.clone();
@@ -644,20 +665,20 @@ impl Change<'_> {
         }
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(next.state, next.scope, &next.broker_type, 1);
-        let stored = StoredToken {
-            meta: next.clone(),
-            sealed,
-        };
-        self.batch.insert(
-            prefixed(TOKEN, token_id.as_bytes()),
-            postcard::to_stdvec(&stored)?,
-        );
+        self.record(
+            token_id,
+            &RecordRef::Live {
+                meta: &next,
+                wrapped,
+                sealed,
+            },
+        )?;
         Ok(next)
     }
 
-    /// Revokes a live token: its record, its data key, its identity entry and
-    /// its expiry entry go in the same batch; a tombstone without secrets
-    /// stays.
+    /// Revokes a live token: its record (data key and secrets with it) is
+    /// replaced by a tombstone without secrets, and its identity entry and
+    /// expiry entry go, in the same batch.
     pub fn revoke(
         &mut self,
         token_id: &str,
@@ -672,8 +693,6 @@ impl Change<'_> {
             account_id: &meta.account_id,
         };
         self.batch.remove(identity.key());
-        self.batch.remove(prefixed(TOKEN, token_id.as_bytes()));
-        self.batch.remove(prefixed(DATA_KEY, token_id.as_bytes()));
         if let Some(at) = meta.expires_at {
             self.batch.remove(expiry_key(at, token_id));
         }
@@ -683,12 +702,16 @@ impl Change<'_> {
             scope: meta.scope,
             revoked_at: now,
         };
-        self.batch.insert(
-            prefixed(TOMBSTONE, token_id.as_bytes()),
-            postcard::to_stdvec(&tomb)?,
-        );
+        self.record(token_id, &RecordRef::Revoked(&tomb))?;
         self.count(meta.state, meta.scope, &meta.broker_type, -1);
         self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
+        Ok(())
+    }
+
+    fn record(&mut self, token_id: &str, record: &RecordRef<'_>) -> Result<(), StoreError> {
+        let value = record::encode(&self.store.key, token_id, record)?;
+        self.batch
+            .insert(prefixed(TOKEN, token_id.as_bytes()), value);
         Ok(())
     }
 
@@ -697,51 +720,31 @@ impl Change<'_> {
         self.batch.insert(processed_key(kind, message_id), reply);
     }
 
-    /// Applies every write atomically. The caller holds the writer lock.
+    /// Applies every write atomically. The caller holds the writer lock; the
+    /// counts in memory follow the store once the batch is applied.
     pub fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
-        for (key, delta) in std::mem::take(&mut self.counts) {
-            let current = self
-                .store
-                .db
-                .get(&key)?
-                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
-                .map_or(0, u64::from_be_bytes);
-            let next = current.saturating_add_signed(delta);
-            self.batch.insert(key, &next.to_be_bytes());
+        let mut current = self.store.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = std::mem::take(&mut self.counts);
+        let next: Vec<(Vec<u8>, u64)> = counts
+            .into_iter()
+            .map(|(key, delta)| {
+                let n = current.get(&key).copied().unwrap_or(0);
+                (key, n.saturating_add_signed(delta))
+            })
+            .collect();
+        for (key, n) in &next {
+            self.batch.insert(key.as_slice(), &n.to_be_bytes());
         }
         self.store.db.apply_batch(self.batch)?;
+        current.extend(next);
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{meta, secrets};
     use super::*;
-    use crate::lifecycle::{self, ConnectInput};
-
-    fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
-        let input = ConnectInput {
-            client_id: client,
-            end_user_id: user,
-            broker_type: "coinbase",
-            broker_name: "Coinbase",
-            account_id: "cb-1",
-            account_name: "Main",
-            scope,
-            expires_in_seconds: Some(60),
-            refresh_expires_in_seconds: None,
-            has_refresh_token: false,
-            at: 1_000,
-        };
-        lifecycle::connect(None, &input, 1_000).meta().clone()
-    }
-
-    fn secrets() -> TokenSecrets {
-        TokenSecrets {
-            access_token: "raw-access".into(),
-            refresh_token: Some("raw-refresh".into()),
-        }
-    }
 
     #[test]
     fn identities_differ_by_every_part_and_users_are_prefixes() {
@@ -913,6 +916,49 @@ mod tests {
         ));
         let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
         assert!(Store::open(&data, key).is_ok());
+    }
+
+    #[test]
+    fn a_leftover_key_check_tmp_from_a_crashed_first_start_does_not_lock_out_an_empty_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        std::fs::write(data.join("key-check.tmp"), b"half written").expect("write");
+        assert!(!holds_a_store(&data));
+        let key_path = dir.path().join("k");
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        drop(Store::open(&data, key).expect("an empty store with a leftover tmp opens"));
+        assert!(!data.join("key-check.tmp").exists());
+        assert!(holds_a_store(&data));
+        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+        assert!(
+            Store::open(&data, key).is_ok(),
+            "its key check is the key's"
+        );
+    }
+
+    #[test]
+    fn a_key_check_tmp_beside_data_still_refuses_to_guess_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("key-check.tmp"), b"x").expect("write");
+        std::fs::write(dir.path().join("conf"), b"sled").expect("write");
+        assert!(matches!(
+            Store::open(dir.path(), MasterKey::generate().expect("random key")),
+            Err(StoreError::MissingKeyCheck { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_data_directory_is_created_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("a").join("data");
+        drop(Store::open(&data, MasterKey::generate().expect("random key")).expect("opens"));
+        let mode = std::fs::metadata(&data)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

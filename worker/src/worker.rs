@@ -71,7 +71,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The broker link (at start: unreachable or refusing the topology).
-    #[error("broker: {0}")]
+    #[error("broker")]
     Amqp(#[from] lapin::Error),
     /// The broker URL does not parse.
     #[error("broker URL: {0}")]
@@ -80,7 +80,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
     /// A task panicked.
-    #[error("worker task failed: {0}")]
+    #[error("worker task failed")]
     Task(#[from] tokio::task::JoinError),
     /// The integrations file is refused.
     #[error("integrations file")]
@@ -116,7 +116,13 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
-        let (key, created) = MasterKey::load_or_create(&config.key_file)?;
+        // A store that exists never gets a freshly minted key: a mistyped
+        // --key-file must not leave a new key behind.
+        let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
+            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
+        } else {
+            MasterKey::load_or_create(&config.key_file)?
+        };
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
@@ -321,7 +327,12 @@ impl Session {
                 dead: dead.clone(),
                 events: events.clone(),
                 service: service.clone(),
-                max_batch: usize::from(config.prefetch.max(1)),
+                // A pipelined queue has two batches unacknowledged at once.
+                max_batch: if kind.mutates() {
+                    usize::from(config.prefetch / 2).max(1)
+                } else {
+                    usize::from(config.prefetch.max(1))
+                },
                 delivery_limit: match config.queue_type {
                     QueueType::Quorum if kind.mutates() => Some(config.delivery_limit),
                     _ => None,
@@ -362,7 +373,10 @@ impl Session {
                 // channel; a link that fails meanwhile changes nothing.
                 while let Some(joined) = self.tasks.join_next().await {
                     if let Ok(Err(error)) = joined {
-                        tracing::debug!(%error, "consumer ended with an error while stopping");
+                        tracing::debug!(
+                            error = &error as &dyn std::error::Error,
+                            "consumer ended with an error while stopping"
+                        );
                     }
                 }
             }
@@ -407,14 +421,20 @@ async fn supervise(
                 return Ok(());
             }
             SessionEnd::Fatal(error) => {
-                tracing::error!(%error, "stopping: this failure needs an operator");
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "stopping: this failure needs an operator"
+                );
                 session.close().await;
                 return Err(error);
             }
             SessionEnd::LinkLost(error) => error,
         };
         let lost_at = Instant::now();
-        tracing::warn!(error = %lost, "broker link lost; reconnecting");
+        tracing::warn!(
+            error = &lost as &dyn std::error::Error,
+            "broker link lost; reconnecting"
+        );
         session.close().await;
         let mut attempt: u32 = 0;
         session = loop {
@@ -427,7 +447,11 @@ async fn supervise(
             attempt = attempt.saturating_add(1);
             match Session::open(&config, &service, &refresher, &stats).await {
                 Ok(session) => break session,
-                Err(error) => tracing::warn!(attempt, %error, "reconnect failed"),
+                Err(error) => tracing::warn!(
+                    attempt,
+                    error = &error as &dyn std::error::Error,
+                    "reconnect failed"
+                ),
             }
         };
         let took = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX);

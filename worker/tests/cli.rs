@@ -36,3 +36,50 @@ fn a_bad_namespace_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("namespace"));
 }
+
+/// Runs `mmt-worker run` against a port where no broker answers, with a new
+/// key: it logs one warning ("created a new master key") and exits 5.
+fn run_without_broker(extra: &[&str]) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_mmt-worker"))
+        .args(extra)
+        .args(["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--key-file")
+        .arg(dir.path().join("mmt.key"))
+        .env_remove("MMT_LOG")
+        .env_remove("MMT_LOG_FORMAT")
+        .output()
+        .expect("runs");
+    (
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.code(),
+    )
+}
+
+#[test]
+fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let (stderr, code) = run_without_broker(&[]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("created a new master key"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in: {stderr:?}");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line() {
+    let (stderr, code) = run_without_broker(&["--log-format", "json"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    let mut lines = stderr.lines().collect::<Vec<_>>();
+    let last = lines.pop().expect("the error line");
+    assert!(last.starts_with("mmt-worker: broker"), "{last}");
+    assert!(!lines.is_empty(), "{stderr}");
+    for line in lines {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert_eq!(record["level"], "WARN", "{line}");
+        assert_eq!(
+            record["fields"]["message"],
+            "created a new master key: back it up, the data is unreadable without it",
+            "{line}"
+        );
+    }
+}

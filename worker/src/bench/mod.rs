@@ -95,16 +95,16 @@ impl BenchConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// The broker link.
-    #[error("broker: {0}")]
+    #[error("broker")]
     Amqp(#[from] lapin::Error),
     /// The in-process worker.
-    #[error("worker: {0}")]
+    #[error("worker")]
     Worker(#[from] WorkerError),
     /// The store (direct preload).
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] StoreError),
     /// The master key.
-    #[error("key: {0}")]
+    #[error("key")]
     Key(#[from] CryptoError),
     /// A file or directory.
     #[error("{what}")]
@@ -147,10 +147,10 @@ pub enum BenchError {
     #[error("{0} panicked")]
     Panicked(&'static str),
     /// A background task panicked.
-    #[error("bench task failed: {0}")]
+    #[error("bench task failed")]
     Task(#[from] tokio::task::JoinError),
     /// The JSON report.
-    #[error("JSON report: {0}")]
+    #[error("JSON report")]
     Json(#[from] serde_json::Error),
     /// A bench namespace (the prefix is too long).
     #[error(transparent)]

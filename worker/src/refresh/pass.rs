@@ -119,7 +119,12 @@ pub fn expiry_pass(service: &Service, now: UnixMillis) -> Result<PassOutcome, St
                 continue;
             }
         };
-        let Found::Live { meta, sealed, .. } = found else {
+        let Found::Live {
+            meta,
+            sealed,
+            wrapped,
+        } = found
+        else {
             change.skip_expiry(at, &token_id);
             continue;
         };
@@ -140,7 +145,7 @@ pub fn expiry_pass(service: &Service, now: UnixMillis) -> Result<PassOutcome, St
             };
             change.put_refresh(&token_id, previous.as_ref(), &next, Some(at))?;
         } else if lifecycle::expires_now(&meta, now) {
-            let next = change.expire(&token_id, &meta, sealed, now)?;
+            let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
             outcome
                 .events
                 .push(expired_event(&token_id, &next, ExpiryReason::Expired, now));
@@ -243,7 +248,7 @@ pub fn lease_pass(
                 }
             }
             Due::Expire(reason) => {
-                let next = change.expire(&token_id, &meta, sealed, now)?;
+                let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
                 change.drop_refresh(&token_id, &record, None);
                 outcome
                     .events
@@ -275,8 +280,14 @@ pub fn apply(
     let store = service.store();
     let token_id = leased.token_id.as_str();
     let lock = store.lock();
-    let (Found::Live { meta, sealed, .. }, Some(record)) =
-        (store.find(token_id)?, store.refresh_record(token_id)?)
+    let (
+        Found::Live {
+            meta,
+            sealed,
+            wrapped,
+        },
+        Some(record),
+    ) = (store.find(token_id)?, store.refresh_record(token_id)?)
     else {
         return Ok(Vec::new());
     };
@@ -321,7 +332,7 @@ pub fn apply(
         }
         Err(failure) => match rules::after_failure(&meta, &record, failure, now, unit()) {
             AfterFailure::Expire(reason) => {
-                let next = change.expire(token_id, &meta, sealed, now)?;
+                let next = change.expire(token_id, &meta, &wrapped, &sealed, now)?;
                 change.drop_refresh(token_id, &record, None);
                 vec![expired_event(token_id, &next, reason, now)]
             }

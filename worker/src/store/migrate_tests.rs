@@ -1,0 +1,135 @@
+//! The v1 -> v2 migration against a data directory written by the v1 worker
+//! (`fixtures/stores/v1`: the v1 `mmt-worker run` fed every fixture message,
+//! revocations and expiries included, and its test-only key).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const UPHOLD_ACCESS: &str = "upat_VXBob2xkQ2FyZFVTRF9yZWFkX2FjY2Vzcw";
+
+/// A copy of the v1 fixture in a fresh directory: (tempdir, data, key file).
+fn v1_copy() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stores/v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    for name in ["conf", "db", "key-check"] {
+        std::fs::copy(fixture.join("data").join(name), data.join(name)).expect("copies");
+    }
+    let key = dir.path().join("mmt.key");
+    std::fs::copy(fixture.join("mmt.key"), &key).expect("copies");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    (dir, data, key)
+}
+
+fn key(path: &Path) -> MasterKey {
+    MasterKey::load_or_create(path).expect("key").0
+}
+
+fn v1_keys(data: &Path) -> (usize, usize) {
+    let db = sled::open(data).expect("opens");
+    (
+        db.scan_prefix([DATA_KEY]).count(),
+        db.scan_prefix([TOMBSTONE]).count(),
+    )
+}
+
+/// Everything the migrated store holds, checked: every live token opens,
+/// every count matches the records, no v1 key is left.
+fn check_migrated(store: &Store) -> (usize, usize) {
+    let page = store
+        .list_tokens(None, usize::MAX, usize::MAX, &|_, _| true)
+        .expect("lists");
+    let (mut live, mut revoked, mut uphold) = (0, 0, false);
+    for (token_id, listed) in &page.tokens {
+        match (listed, store.find(token_id).expect("reads")) {
+            (
+                Listed::Live(_),
+                Found::Live {
+                    meta,
+                    sealed,
+                    wrapped,
+                },
+            ) => {
+                let secrets = store
+                    .open_secrets(token_id, &meta, &sealed, &wrapped)
+                    .expect("a migrated token opens");
+                uphold |= secrets.access_token == UPHOLD_ACCESS;
+                live += 1;
+            }
+            (Listed::Revoked(_), Found::Revoked(_)) => revoked += 1,
+            _ => panic!("{token_id}: the listing and find disagree"),
+        }
+    }
+    assert!(uphold, "the Uphold fixture token must come through");
+    let counted: u64 = store.counts().expect("counts").iter().map(|(_, n)| n).sum();
+    assert_eq!(counted as usize, live + revoked);
+    assert!(store.db.scan_prefix([DATA_KEY]).next().is_none());
+    assert!(store.db.scan_prefix([TOMBSTONE]).next().is_none());
+    assert_eq!(
+        store.db.get(migrate::FORMAT_KEY).expect("reads").as_deref(),
+        Some(&[migrate::FORMAT][..])
+    );
+    (live, revoked)
+}
+
+#[test]
+fn a_v1_directory_opens_migrated_with_every_token_and_tombstone() {
+    let (_dir, data, key_file) = v1_copy();
+    let (wrapped, tombstones) = v1_keys(&data);
+    assert!(wrapped >= 5 && tombstones >= 1, "{wrapped} {tombstones}");
+    let store = Store::open(&data, key(&key_file)).expect("a v1 store opens");
+    assert_eq!(check_migrated(&store), (wrapped, tombstones));
+    drop(store);
+    let again = Store::open(&data, key(&key_file)).expect("reopens");
+    assert_eq!(check_migrated(&again), (wrapped, tombstones));
+}
+
+#[test]
+fn a_migration_killed_half_way_resumes_at_the_next_open() {
+    let (_dir, data, key_file) = v1_copy();
+    let (wrapped, tombstones) = v1_keys(&data);
+    {
+        let db = sled::open(&data).expect("opens");
+        let (n, done) = migrate::to_current(&db, &key(&key_file), 3).expect("migrates");
+        assert_eq!((n, done), (3, false));
+        db.flush().expect("flushes");
+    }
+    assert_eq!(
+        v1_keys(&data).0 + v1_keys(&data).1,
+        wrapped + tombstones - 3
+    );
+    let store = Store::open(&data, key(&key_file)).expect("resumes");
+    assert_eq!(check_migrated(&store), (wrapped, tombstones));
+}
+
+#[test]
+fn a_wrong_key_refuses_a_v1_directory_before_anything_is_written() {
+    let (_dir, data, key_file) = v1_copy();
+    let before = std::fs::read(data.join("db")).expect("reads");
+    let wrong = MasterKey::generate().expect("random key");
+    assert!(matches!(
+        Store::open(&data, wrong),
+        Err(StoreError::WrongKey { .. })
+    ));
+    assert_eq!(std::fs::read(data.join("db")).expect("reads"), before);
+    assert!(Store::open(&data, key(&key_file)).is_ok());
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, key_file) = (dir.path().join("data"), dir.path().join("mmt.key"));
+    drop(Store::open(&data, key(&key_file)).expect("opens"));
+    {
+        let db = sled::open(&data).expect("opens");
+        db.insert(migrate::FORMAT_KEY, &[9]).expect("writes");
+        db.flush().expect("flushes");
+    }
+    assert!(matches!(
+        Store::open(&data, key(&key_file)),
+        Err(StoreError::Format { found: 9 })
+    ));
+}

@@ -1,0 +1,33 @@
+//! What the store's unit tests share: a token's metadata and secrets.
+
+use mmt_shared::wire::Scope;
+
+use super::TokenSecrets;
+use crate::lifecycle::{self, ConnectInput, TokenMeta};
+
+/// The metadata of a Coinbase token of `client`'s `user` that expires at
+/// 61,000 ms.
+pub(super) fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
+    let input = ConnectInput {
+        client_id: client,
+        end_user_id: user,
+        broker_type: "coinbase",
+        broker_name: "Coinbase",
+        account_id: "cb-1",
+        account_name: "Main",
+        scope,
+        expires_in_seconds: Some(60),
+        refresh_expires_in_seconds: None,
+        has_refresh_token: false,
+        at: 1_000,
+    };
+    lifecycle::connect(None, &input, 1_000).meta().clone()
+}
+
+/// Raw secrets that tests look for.
+pub(super) fn secrets() -> TokenSecrets {
+    TokenSecrets {
+        access_token: "raw-access".into(),
+        refresh_token: Some("raw-refresh".into()),
+    }
+}
