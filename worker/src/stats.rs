@@ -16,13 +16,16 @@ use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
-use mmt_shared::console::{CodeCount, CountRow, QueueStats, RECENT_CAPACITY, WorkerStats};
+use mmt_shared::console::{
+    CodeCount, CountRow, QueueStats, RECENT_CAPACITY, RefreshStats, WorkerStats,
+};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, MessageKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
+use crate::refresh::Refresher;
 use crate::service::Service;
 use crate::store::StoreError;
 
@@ -157,6 +160,7 @@ impl Stats {
         }
         now.dead_depth = last.dead_depth;
         now.store_bytes = last.store_bytes;
+        now.refresh = last.refresh;
         now
     }
 
@@ -201,6 +205,7 @@ impl Stats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dead_depth: depths.get(self.queues.len()).copied().flatten(),
             store_bytes: 0,
+            refresh: RefreshStats::default(),
         }
     }
 }
@@ -247,6 +252,7 @@ async fn depth(channel: &Channel, queue: &str) -> Option<u64> {
 pub async fn publish(
     stats: Arc<Stats>,
     service: Arc<Service>,
+    refresher: Arc<Refresher>,
     events: Events,
     channel: Channel,
     namespace: Namespace,
@@ -271,6 +277,7 @@ pub async fn publish(
         previous = stats.totals();
         since = Instant::now();
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
+        body.refresh = refresher.health();
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
     }

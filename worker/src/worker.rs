@@ -295,6 +295,7 @@ impl Session {
         let publish_stats = stats::publish(
             stats.clone(),
             service.clone(),
+            refresher.clone(),
             events.clone(),
             connection.create_channel().await?,
             namespace.clone(),

@@ -69,6 +69,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
+        refresh: Default::default(),
     }
 }
 

@@ -67,6 +67,7 @@ fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        refresh: Default::default(),
     }
 }
 

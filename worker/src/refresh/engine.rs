@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use mmt_shared::console::{IntegrationHealth, RefreshStats};
 use mmt_shared::events::{Event, EventKind};
-use mmt_shared::time_fmt::{now_millis, rfc3339};
+use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -28,24 +29,23 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Refresh health, for `worker.stats` and the console.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Health {
-    /// Requests in flight now.
-    pub in_flight: u64,
-    /// Successful refreshes since start.
-    pub refreshed: u64,
-    /// Failed refreshes since start.
-    pub failed: u64,
-    /// Records skipped because they did not decode, since start.
-    pub skipped_records: u64,
-    /// Tokens whose last refresh failed, by integration.
-    pub failing: BTreeMap<String, u64>,
-    /// The last failure code, by integration.
-    pub last_error: BTreeMap<String, String>,
-    /// Integrations whose credentials the provider refuses.
-    pub unhealthy: Vec<String>,
+fn row<'a>(
+    rows: &'a mut BTreeMap<String, IntegrationHealth>,
+    broker_type: &str,
+) -> &'a mut IntegrationHealth {
+    rows.entry(broker_type.to_owned())
+        .or_insert_with(|| IntegrationHealth {
+            broker_type: broker_type.to_owned(),
+            ..IntegrationHealth::default()
+        })
 }
+
+/// "Due soon" in the stats: within this window.
+const DUE_SOON_WINDOW_MS: UnixMillis = 60_000;
+/// How often "due soon" is counted.
+const DUE_SOON_EVERY: Duration = Duration::from_secs(1);
+/// The most "due soon" counts (the index is read that far).
+const DUE_SOON_CAP: usize = 100_000;
 
 /// The refresh engine of one worker.
 pub struct Refresher {
@@ -58,7 +58,9 @@ pub struct Refresher {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
     unhealthy: Mutex<HashSet<String>>,
-    failing: Mutex<BTreeMap<String, String>>,
+    failing: Mutex<BTreeMap<String, (String, Option<UnixMillis>)>>,
+    due_soon: AtomicU64,
+    due_counted: Mutex<Option<Instant>>,
     last_error: Mutex<BTreeMap<String, String>>,
     refreshed: AtomicU64,
     failed: AtomicU64,
@@ -81,6 +83,8 @@ impl Refresher {
             events_rx: tokio::sync::Mutex::new(events_rx),
             unhealthy: Mutex::default(),
             failing: Mutex::default(),
+            due_soon: AtomicU64::default(),
+            due_counted: Mutex::default(),
             last_error: Mutex::default(),
             refreshed: AtomicU64::default(),
             failed: AtomicU64::default(),
@@ -111,20 +115,33 @@ impl Refresher {
         self.wake.notify_one();
     }
 
-    /// Refresh health now.
-    pub fn health(&self) -> Health {
-        let mut failing = BTreeMap::new();
-        for broker_type in locked(&self.failing).values() {
-            *failing.entry(broker_type.clone()).or_default() += 1;
+    /// Refresh health now (no store read: `due_soon` is counted by the
+    /// scheduler at most once a second).
+    pub fn health(&self) -> RefreshStats {
+        let now = now_millis();
+        let mut rows: BTreeMap<String, IntegrationHealth> = BTreeMap::new();
+        let mut pending = 0;
+        for (broker_type, expires_at) in locked(&self.failing).values() {
+            row(&mut rows, broker_type).failing += 1;
+            if expires_at.is_some_and(|at| at <= now) {
+                pending += 1;
+            }
         }
-        Health {
+        for (broker_type, code) in locked(&self.last_error).iter() {
+            row(&mut rows, broker_type).last_error = Some(code.clone());
+        }
+        for broker_type in locked(&self.unhealthy).iter() {
+            row(&mut rows, broker_type).unhealthy = true;
+        }
+        RefreshStats {
+            concurrency: *locked(&self.capacity) as u64,
             in_flight: locked(&self.in_flight).len() as u64,
+            due_soon: self.due_soon.load(Ordering::Relaxed),
             refreshed: self.refreshed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            refresh_pending: pending,
             skipped_records: self.skipped.load(Ordering::Relaxed),
-            failing,
-            last_error: locked(&self.last_error).clone(),
-            unhealthy: locked(&self.unhealthy).iter().cloned().collect(),
+            integrations: rows.into_values().collect(),
         }
     }
 
@@ -194,6 +211,7 @@ impl Refresher {
         if let Some(outcome) = self.blocking(move |s| pass::expiry_pass(s, now)).await? {
             self.settle(outcome, events).await?;
         }
+        self.count_due_soon(now).await?;
         let free = self.permits.available_permits();
         if free == 0 {
             return Ok(());
@@ -215,6 +233,25 @@ impl Refresher {
             };
             locked(&self.in_flight).insert(lease.token_id.clone());
             tokio::spawn(self.clone().request(lease, permit));
+        }
+        Ok(())
+    }
+
+    /// Counts the tokens due within a minute, at most once a second.
+    async fn count_due_soon(&self, now: UnixMillis) -> Result<(), StoreError> {
+        {
+            let mut counted = locked(&self.due_counted);
+            if counted.is_some_and(|at| at.elapsed() < DUE_SOON_EVERY) {
+                return Ok(());
+            }
+            *counted = Some(Instant::now());
+        }
+        let until = now.saturating_add(DUE_SOON_WINDOW_MS);
+        if let Some(n) = self
+            .blocking(move |s| Ok(s.store().due_count(until, DUE_SOON_CAP)))
+            .await?
+        {
+            self.due_soon.store(n as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -292,7 +329,10 @@ impl Refresher {
                 if *failure == Failure::InvalidGrant {
                     locked(&self.failing).remove(&leased.token_id);
                 } else {
-                    locked(&self.failing).insert(leased.token_id.clone(), broker_type.clone());
+                    locked(&self.failing).insert(
+                        leased.token_id.clone(),
+                        (broker_type.clone(), leased.expires_at),
+                    );
                 }
                 if *failure == Failure::InvalidClient
                     && locked(&self.unhealthy).insert(broker_type.clone())

@@ -11,4 +11,4 @@ pub mod pass;
 pub mod reload;
 pub mod rules;
 
-pub use engine::{Health, Refresher};
+pub use engine::Refresher;

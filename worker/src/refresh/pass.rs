@@ -44,6 +44,8 @@ pub struct Leased {
     pub lease: Lease,
     /// The refresh token to present.
     pub refresh_token: Zeroizing<String>,
+    /// The access token's expiry when leased.
+    pub expires_at: Option<UnixMillis>,
 }
 
 fn unit() -> f64 {
@@ -244,6 +246,7 @@ pub fn lease_pass(
                         broker_type: meta.broker_type.clone(),
                         lease,
                         refresh_token,
+                        expires_at: meta.expires_at,
                     });
                 }
             }
