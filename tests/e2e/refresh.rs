@@ -522,3 +522,43 @@ async fn regression_one_undecodable_record_does_not_stop_expiry_of_the_others() 
     assert_eq!(w.worker().refresher().health().skipped_records, 1);
     w.finish().await;
 }
+
+fn delayed(user: &str, refresh: &str) -> Value {
+    json!({
+        "clientId": "acme",
+        "endUserId": user,
+        "scope": "read",
+        "delayedAuth": {"brokerType": BROKER, "refreshToken": refresh},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_auth_connection_is_stored_with_an_empty_account_and_refreshed_at_once() {
+    let (mut w, p) = start("refresh-delayed-auth", Options::default(), Setup::default()).await;
+    let reply = w.connect(delayed("u1", &p.issue_refresh_token())).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["tokens"][0]["accountId"], "");
+    assert_eq!(reply["tokens"][0]["created"], true);
+    let id = token_id(&reply);
+    assert_eq!(reply["accessTokens"][0]["accessToken"], id.as_str());
+    assert_eq!(w.event("token.refreshed").await["tokenId"], id.as_str());
+    let resolved = w.resolve("acme", &id, "read").await;
+    assert!(
+        resolved["accessToken"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("fxat_")),
+        "{resolved}"
+    );
+    assert_eq!(resolved["accountId"], "");
+    let again = w.connect(delayed("u1", &p.issue_refresh_token())).await;
+    assert_eq!(token_id(&again), id);
+    assert_eq!(again["tokens"][0]["created"], false);
+    let both = json!({
+        "clientId": "acme", "endUserId": "u2", "scope": "read",
+        "delayedAuth": {"brokerType": BROKER, "refreshToken": "r"},
+        "accessToken": {"brokerType": BROKER, "accountTokens": []},
+    });
+    assert_eq!(code(&w.connect(both).await), "invalid_request");
+    assert_eq!(count(&p.counters().reuses), 0);
+    w.finish().await;
+}

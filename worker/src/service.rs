@@ -5,9 +5,9 @@
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::{
-    ConnectedReply, ConnectionRemoved, ErrorCode, ErrorReply, IntegrationConnected, IssuedToken,
-    LinkAccessTokens, LinkReply, MAX_BODY_BYTES, MessageKind, RemovedReply, ResolveReply,
-    SdkAccessToken, TokenResolve, TokenState,
+    ConnectedReply, ConnectionRemoved, ErrorCode, ErrorReply, IntegrationConnected,
+    IntegrationPayload, IssuedToken, LinkAccessTokens, LinkReply, MAX_BODY_BYTES, MessageKind,
+    RemovedReply, ResolveReply, SdkAccessToken, TokenResolve, TokenState,
 };
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -230,7 +230,20 @@ impl Service {
         msg: &IntegrationConnected,
         inbound: &Inbound<'_>,
     ) -> Result<Applied<'_>, StoreError> {
-        let payload = &msg.access_token;
+        let delayed;
+        let payload = match (&msg.access_token, &msg.delayed_auth) {
+            (Some(payload), None) => payload,
+            (None, Some(auth)) => {
+                delayed = auth.as_payload();
+                &delayed
+            }
+            _ => {
+                return Ok(Applied::Invalid(Outcome::invalid(
+                    ErrorCode::InvalidRequest,
+                    "give accessToken or delayedAuth, exactly one",
+                )));
+            }
+        };
         if let Err(r) = lifecycle::check_id("clientId", &msg.client_id)
             .and_then(|()| lifecycle::check_id("endUserId", &msg.end_user_id))
             .and_then(|()| lifecycle::check_id("accessToken.brokerType", &payload.broker_type))
@@ -250,7 +263,7 @@ impl Service {
                 reply: to_json(&reply),
             });
         }
-        if let Err(invalid) = validate_accounts(msg) {
+        if let Err(invalid) = validate_accounts(payload, msg.delayed_auth.is_some()) {
             return Ok(Applied::Invalid(invalid));
         }
         let now = inbound.received_at;
@@ -522,8 +535,10 @@ enum Applied<'a> {
     },
 }
 
-fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
-    let accounts = &msg.access_token.account_tokens;
+/// Checks the accounts of a payload; a `delayed` one (from `delayedAuth`)
+/// has one account, accountId `""` and no access token yet.
+fn validate_accounts(payload: &IntegrationPayload, delayed: bool) -> Result<(), Outcome> {
+    let accounts = &payload.account_tokens;
     if accounts.is_empty() {
         return Err(Outcome::invalid(
             ErrorCode::InvalidRequest,
@@ -532,8 +547,10 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
     }
     let mut seen = std::collections::HashSet::with_capacity(accounts.len());
     for account in accounts {
-        lifecycle::check_id("account.accountId", &account.account.account_id)
-            .map_err(Outcome::from)?;
+        if !delayed {
+            lifecycle::check_id("account.accountId", &account.account.account_id)
+                .map_err(Outcome::from)?;
+        }
         if !seen.insert(account.account.account_id.as_str()) {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
@@ -544,7 +561,13 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
             .refresh_token
             .as_ref()
             .map_or(0, |r| r.expose().len());
-        if account.access_token.is_empty() {
+        if delayed && refresh_len == 0 {
+            return Err(Outcome::invalid(
+                ErrorCode::InvalidRequest,
+                "delayedAuth.refreshToken is empty",
+            ));
+        }
+        if !delayed && account.access_token.is_empty() {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
                 "an accessToken is empty",
