@@ -562,3 +562,83 @@ async fn a_delayed_auth_connection_is_stored_with_an_empty_account_and_refreshed
     assert_eq!(count(&p.counters().reuses), 0);
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_connection_is_revoked_locally_at_once_then_upstream_from_a_sealed_job() {
+    let setup = Setup {
+        revoke: true,
+        ..Setup::default()
+    };
+    let (mut w, p) = start("refresh-revoke-upstream", Options::default(), setup).await;
+    let refresh = p.issue_refresh_token();
+    let id = token_id(
+        &w.connect(oauth_connected("u1", "raw-acc-1", &refresh, 3600, None))
+            .await,
+    );
+    let reply = w.revoke("acme", &id).await;
+    assert_eq!(reply, json!({"ok": true, "revoked": true}));
+    assert_eq!(code(&w.resolve("acme", &id, "read").await), "revoked");
+    let done = w.event("token.revoked_upstream").await;
+    assert_eq!(
+        (done["tokenId"].as_str(), done["ok"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert!(p.is_revoked(&refresh) && p.is_revoked("raw-acc-1"));
+    let store = w.worker().service().store();
+    assert!(
+        store.upstream_jobs(10).expect("reads").is_empty(),
+        "the job and its secret are gone"
+    );
+
+    p.set_mode(Mode::Status(503));
+    let refresh = p.issue_refresh_token();
+    let id = token_id(
+        &w.connect(oauth_connected("u2", "raw-acc-2", &refresh, 3600, None))
+            .await,
+    );
+    let seen = count(&p.counters().requests);
+    w.revoke("acme", &id).await;
+    until("two failed attempts", || {
+        count(&p.counters().requests) >= seen + 2
+    })
+    .await;
+    p.set_mode(Mode::Normal);
+    let done = w.event("token.revoked_upstream").await;
+    assert_eq!(
+        (done["tokenId"].as_str(), done["ok"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+
+    p.set_mode(Mode::Status(400));
+    let id = token_id(
+        &w.connect(oauth_connected(
+            "u3",
+            "raw-acc-3",
+            &p.issue_refresh_token(),
+            3600,
+            None,
+        ))
+        .await,
+    );
+    let seen = count(&p.counters().requests);
+    w.revoke("acme", &id).await;
+    let done = w.event("token.revoked_upstream").await;
+    assert_eq!(
+        (done["tokenId"].as_str(), done["ok"].as_bool()),
+        (Some(id.as_str()), Some(false))
+    );
+    assert_eq!(
+        count(&p.counters().requests),
+        seen + 1,
+        "given up at once on a 4xx"
+    );
+    assert!(
+        w.worker()
+            .service()
+            .store()
+            .upstream_jobs(10)
+            .expect("reads")
+            .is_empty()
+    );
+    w.finish().await;
+}

@@ -366,8 +366,35 @@ impl Service {
         let stamp = rfc3339(now);
         let mut change = self.store.change();
         let (reply, events) = match (lifecycle::revoke(found.lookup(), &msg.client_id), &found) {
-            (Ok(RevokePlan::Revoke), Found::Live { meta, .. }) => {
+            (
+                Ok(RevokePlan::Revoke),
+                Found::Live {
+                    meta,
+                    sealed,
+                    wrapped,
+                },
+            ) => {
                 change.revoke(&msg.token_id, meta, now)?;
+                let revokes_upstream = self
+                    .integrations()
+                    .get(&meta.broker_type)
+                    .is_some_and(|i| i.revoke_url.is_some());
+                if revokes_upstream {
+                    match self
+                        .store
+                        .open_secrets(&msg.token_id, meta, sealed, wrapped)
+                    {
+                        Ok(secrets) => {
+                            change.start_upstream_job(&msg.token_id, meta, &secrets, now)?;
+                        }
+                        Err(error) if error.is_transient() => return Err(error),
+                        Err(error) => tracing::error!(
+                            token_id = msg.token_id,
+                            error = &error as &dyn std::error::Error,
+                            "revoked locally; its secrets do not open, so no upstream revocation"
+                        ),
+                    }
+                }
                 if let Some(record) = self.store.refresh_record(&msg.token_id)? {
                     change.drop_refresh(&msg.token_id, &record, None);
                 }

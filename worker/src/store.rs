@@ -10,6 +10,7 @@
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
 //! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
+//! | `u` | see [`upstream`] | sealed upstream revocation jobs |
 //! | `v` | | the format version |
 //!
 //! A v1 directory (wrapped keys under `k`, tombstones under `x`) is migrated
@@ -43,9 +44,11 @@ mod record;
 pub mod refresh;
 #[cfg(test)]
 mod testing;
+pub mod upstream;
 
 use record::{Record, RecordRef};
 pub use refresh::{Lease, RefreshRecord};
+pub use upstream::UpstreamJob;
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';

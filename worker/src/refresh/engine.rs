@@ -22,11 +22,17 @@ use crate::consumer::ConsumerError;
 use crate::events::Events;
 use crate::oauth::{ClientError, Failure, Grant, OAuthClient};
 use crate::refresh::pass::{self, Leased, PassOutcome};
+use crate::refresh::upstream::{self, JobLease};
 use crate::service::Service;
 use crate::store::StoreError;
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The in-flight mark of an upstream revocation job.
+fn job_key(token_id: &str) -> String {
+    format!("upstream:{token_id}")
 }
 
 fn row<'a>(
@@ -234,7 +240,93 @@ impl Refresher {
             locked(&self.in_flight).insert(lease.token_id.clone());
             tokio::spawn(self.clone().request(lease, permit));
         }
+        self.revoke_upstream(now, events).await
+    }
+
+    /// Leases due upstream revocation jobs with the permits left.
+    async fn revoke_upstream(
+        self: &Arc<Self>,
+        now: UnixMillis,
+        events: &Events,
+    ) -> Result<(), StoreError> {
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let busy = locked(&self.in_flight).clone();
+        let Some((jobs, ended, skipped)) = self
+            .blocking(move |s| {
+                upstream::lease_jobs(s, now, free, &|id| busy.contains(&job_key(id)))
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let outcome = PassOutcome {
+            changed: !jobs.is_empty() || !ended.is_empty() || skipped > 0,
+            events: ended,
+            skipped,
+        };
+        self.settle(outcome, events).await?;
+        for job in jobs {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            locked(&self.in_flight).insert(job_key(&job.token_id));
+            tokio::spawn(self.clone().revoke(job, permit));
+        }
         Ok(())
+    }
+
+    async fn revoke(self: Arc<Self>, job: JobLease, permit: OwnedSemaphorePermit) {
+        let integration = self
+            .service
+            .integrations()
+            .get(&job.job.broker_type)
+            .cloned();
+        let result = match &integration {
+            Some(integration) => upstream::attempt(&self.client, integration, &job.secrets).await,
+            None => Err(Failure::Refused(0)),
+        };
+        if let Err(failure) = &result {
+            tracing::warn!(
+                token_id = job.token_id,
+                broker_type = job.job.broker_type,
+                code = failure.code(),
+                "upstream revocation failed"
+            );
+        }
+        let key = job_key(&job.token_id);
+        let now = now_millis();
+        let finished = self
+            .blocking(move |s| upstream::finish(s, &job, &result, now))
+            .await;
+        self.deliver(finished, &key).await;
+        drop(permit);
+        self.wake.notify_one();
+    }
+
+    /// Flushes what an answer wrote, then queues its events; the in-flight
+    /// mark `key` goes either way.
+    async fn deliver(&self, stored: Result<Option<Vec<Event>>, StoreError>, key: &str) {
+        let flushed = match stored {
+            Ok(Some(events)) => self.service.store().flush().await.map(|_| events),
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        match flushed {
+            Ok(events) => {
+                for event in events {
+                    let _ = self.events_tx.send(event);
+                }
+            }
+            Err(error) => tracing::error!(
+                key,
+                error = &error as &dyn std::error::Error,
+                "an answer could not be stored; the lease runs out and it is tried again"
+            ),
+        }
+        locked(&self.in_flight).remove(key);
     }
 
     /// Counts the tokens due within a minute, at most once a second.
@@ -279,22 +371,7 @@ impl Refresher {
         let applied = self
             .blocking(move |s| pass::apply(s, &leased, &answer, now))
             .await;
-        let flushed = match applied {
-            Ok(Some(events)) => self.service.store().flush().await.map(|_| events),
-            Ok(None) => Ok(Vec::new()),
-            Err(error) => Err(error),
-        };
-        match flushed {
-            Ok(events) => {
-                for event in events {
-                    let _ = self.events_tx.send(event);
-                }
-            }
-            Err(error) => {
-                tracing::error!(token_id, %error, "a refresh answer could not be stored; the lease runs out and the refresh is tried again");
-            }
-        }
-        locked(&self.in_flight).remove(&token_id);
+        self.deliver(applied, &token_id).await;
         drop(permit);
         self.wake.notify_one();
     }

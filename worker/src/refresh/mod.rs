@@ -4,11 +4,13 @@
 //! - [`rules`]: the pure rules (due times, decisions, outcomes);
 //! - [`pass`]: the store steps, one atomic change each;
 //! - [`engine`]: the scheduler and the requests ([`Refresher`]);
+//! - [`upstream`]: upstream revocation jobs (RFC 7009);
 //! - [`reload`]: the integrations file reloaded on SIGHUP.
 
 pub mod engine;
 pub mod pass;
 pub mod reload;
 pub mod rules;
+pub mod upstream;
 
 pub use engine::Refresher;
