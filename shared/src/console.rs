@@ -311,6 +311,9 @@ pub struct WorkerStats {
     /// the clients file (`strict`), CONTRACT.md §10.
     #[serde(default)]
     pub identity: IdentityMode,
+    /// The refresh engine's health (CONTRACT.md §9).
+    #[serde(default)]
+    pub refresh: RefreshStats,
 }
 
 /// How many refusals one client had.
@@ -342,6 +345,43 @@ impl IdentityMode {
             IdentityMode::Strict => "strict",
         }
     }
+}
+
+/// The refresh engine's health in `worker.stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RefreshStats {
+    /// `refresh_concurrency` in force.
+    pub concurrency: u64,
+    /// Refresh requests in flight now.
+    pub in_flight: u64,
+    /// Tokens due within the next minute.
+    pub due_soon: u64,
+    /// Successful refreshes since the worker started.
+    pub refreshed: u64,
+    /// Failed refreshes since the worker started.
+    pub failed: u64,
+    /// Tokens past `expiresAt` whose refresh keeps failing (resolve answers
+    /// `refresh_pending`).
+    pub refresh_pending: u64,
+    /// Store records skipped because they do not decode, since start.
+    pub skipped_records: u64,
+    /// Per configured integration that has failed since start.
+    pub integrations: Vec<IntegrationHealth>,
+}
+
+/// One integration's refresh health.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IntegrationHealth {
+    /// The brokerType.
+    pub broker_type: String,
+    /// Tokens whose last refresh failed.
+    pub failing: u64,
+    /// The last failure code (`timeout`, `http_503`, `invalid_client`, ...).
+    pub last_error: Option<String>,
+    /// Whether the provider refuses the operator's client credentials.
+    pub unhealthy: bool,
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@ pub enum EventKind {
     /// Same tokenId, new raw token (the identity connected again).
     #[serde(rename = "token.rotated")]
     TokenRotated,
-    /// The worker refreshed a token at its exchange (reserved: see
-    /// docs/protocol.md).
+    /// The worker refreshed a token at its provider (CONTRACT.md §9).
     #[serde(rename = "token.refreshed")]
     TokenRefreshed,
     /// A token passed its expiry with no way to refresh: `reauth_required`.
@@ -35,6 +34,19 @@ pub enum EventKind {
     /// Periodic counters and rates.
     #[serde(rename = "worker.stats")]
     WorkerStats,
+    /// A refresh failed after `expiresAt` (at most once per token per
+    /// minute); `reason` says how.
+    #[serde(rename = "token.refresh_failed")]
+    TokenRefreshFailed,
+    /// The provider call of an upstream revocation ended; `ok` says how.
+    #[serde(rename = "token.revoked_upstream")]
+    TokenRevokedUpstream,
+    /// The provider refuses the operator's client credentials.
+    #[serde(rename = "integration.unhealthy")]
+    IntegrationUnhealthy,
+    /// An unhealthy integration answers again.
+    #[serde(rename = "integration.healthy")]
+    IntegrationHealthy,
 }
 
 impl EventKind {
@@ -49,6 +61,10 @@ impl EventKind {
             EventKind::RequestRejected => "request.rejected",
             EventKind::MessageDeadLettered => "message.dead_lettered",
             EventKind::WorkerStats => "worker.stats",
+            EventKind::TokenRefreshFailed => "token.refresh_failed",
+            EventKind::TokenRevokedUpstream => "token.revoked_upstream",
+            EventKind::IntegrationUnhealthy => "integration.unhealthy",
+            EventKind::IntegrationHealthy => "integration.healthy",
         }
     }
 }
@@ -97,6 +113,9 @@ pub struct Event {
     /// property), when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_user: Option<String>,
+    /// For `token.revoked_upstream`: whether the provider confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
 }
 
 impl Event {
@@ -116,6 +135,7 @@ impl Event {
             reason: None,
             message_id: None,
             broker_user: None,
+            ok: None,
         }
     }
 }
@@ -135,6 +155,10 @@ mod tests {
             EventKind::RequestRejected,
             EventKind::MessageDeadLettered,
             EventKind::WorkerStats,
+            EventKind::TokenRefreshFailed,
+            EventKind::TokenRevokedUpstream,
+            EventKind::IntegrationUnhealthy,
+            EventKind::IntegrationHealthy,
         ] {
             let json = serde_json::to_string(&kind).expect("serializes");
             assert_eq!(json, format!("\"{}\"", kind.routing_key()));

@@ -150,11 +150,14 @@ pub enum ErrorCode {
     /// The broker user that published the message may not act for the
     /// client it names (CONTRACT.md §10, strict mode).
     Forbidden,
+    /// The access token expired while the provider keeps failing to refresh
+    /// it: retryable, the user need do nothing (CONTRACT.md §9).
+    RefreshPending,
 }
 
 impl ErrorCode {
     /// Every code, in contract order.
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::ScopeMismatch,
         ErrorCode::NotFound,
         ErrorCode::Revoked,
@@ -162,6 +165,7 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidMessage,
         ErrorCode::Forbidden,
+        ErrorCode::RefreshPending,
     ];
 
     /// The wire name.
@@ -174,6 +178,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidMessage => "invalid_message",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RefreshPending => "refresh_pending",
         }
     }
 }
@@ -195,8 +200,60 @@ pub struct IntegrationConnected {
     pub end_user_id: String,
     /// The scope the user granted.
     pub scope: Scope,
-    /// The SDK's access-token payload.
-    pub access_token: IntegrationPayload,
+    /// The SDK's access-token payload (or `delayedAuth`).
+    #[serde(default, deserialize_with = "present")]
+    pub access_token: Option<IntegrationPayload>,
+    /// The SDK's `DelayedAuthPayload`: a refresh token only, refreshed into
+    /// an access token at once (CONTRACT.md §9).
+    #[serde(default, deserialize_with = "present")]
+    pub delayed_auth: Option<DelayedAuthPayload>,
+}
+
+/// An optional field that may be absent but not `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The SDK's `DelayedAuthPayload`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelayedAuthPayload {
+    /// The integration.
+    pub broker_type: String,
+    /// The integration's display name.
+    #[serde(default)]
+    pub broker_name: Option<String>,
+    /// The raw refresh token.
+    pub refresh_token: Secret,
+    /// Lifetime of the refresh token, from the message's time.
+    #[serde(default)]
+    pub refresh_token_expires_in_seconds: Option<u64>,
+}
+
+impl DelayedAuthPayload {
+    /// The same connection as an access-token payload: one account with
+    /// accountId `""`, no access token yet, expired from the start (so it
+    /// is refreshed at once).
+    pub fn as_payload(&self) -> IntegrationPayload {
+        IntegrationPayload {
+            broker_type: self.broker_type.clone(),
+            broker_name: self.broker_name.clone(),
+            account_tokens: vec![AccountToken {
+                account: Account {
+                    account_id: String::new(),
+                    account_name: None,
+                },
+                access_token: Secret::new(String::new()),
+                refresh_token: Some(self.refresh_token.clone()),
+            }],
+            expires_in_seconds: Some(0),
+            refresh_token_expires_in_seconds: self.refresh_token_expires_in_seconds,
+        }
+    }
 }
 
 /// The SDK's `accessToken` object.
@@ -434,8 +491,9 @@ mod tests {
         }"#;
         let msg: IntegrationConnected = serde_json::from_str(body).expect("valid");
         assert_eq!(msg.scope, Scope::Write);
-        assert_eq!(msg.access_token.account_tokens.len(), 1);
-        assert_eq!(msg.access_token.expires_in_seconds, Some(60));
+        let payload = msg.access_token.expect("an access-token payload");
+        assert_eq!(payload.account_tokens.len(), 1);
+        assert_eq!(payload.expires_in_seconds, Some(60));
     }
 
     #[test]

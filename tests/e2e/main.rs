@@ -6,8 +6,8 @@
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures,
 //! `examples` runs the README's publisher examples, `pipes` runs the
-//! command-line tools into a closed pipe, and `bench` runs the benchmark
-//! harness in its quick form.
+//! command-line tools into a closed pipe, `refresh` has one test per row of
+//! §9, and `bench` runs the benchmark harness in its quick form.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
@@ -23,6 +23,7 @@ mod identity;
 mod pipes;
 mod privileges;
 mod proxy;
+mod refresh;
 mod scenarios;
 mod tls;
 mod topology;

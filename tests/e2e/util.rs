@@ -56,6 +56,8 @@ pub struct TestWorker {
     pub queue_type: QueueType,
     /// The URL the worker connects with (a proxy's, in fault tests).
     pub worker_url: String,
+    /// The integrations file the worker starts with.
+    pub integrations: Option<PathBuf>,
     pub connection: Connection,
     /// The clients file the worker starts with (strict mode), if any.
     pub clients: Option<PathBuf>,
@@ -103,6 +105,7 @@ impl TestWorker {
             wallet_types: vec!["ledgerLive".to_owned()],
             sweep_interval: Duration::from_millis(50),
             clients: self.clients.clone(),
+            integrations: self.integrations.clone(),
         }
     }
 
@@ -129,6 +132,7 @@ impl TestWorker {
             dir,
             queue_type: QueueType::Quorum,
             worker_url: amqp_url(),
+            integrations: None,
             connection,
             clients: None,
             tls: TlsArgs::default(),

@@ -54,6 +54,7 @@ impl RunningWorker {
             wallet_types: Vec::new(),
             sweep_interval: Duration::from_millis(200),
             clients: None,
+            integrations: None,
         };
         let worker = Worker::start(&config)
             .await

@@ -105,7 +105,7 @@ pub struct RunArgs {
     /// deFiWallet, cryptocurrencyWallet and cryptocurrencyAddress.
     #[arg(long, env = "MMT_WALLET_BROKER_TYPES", value_delimiter = ',')]
     pub wallet_broker_types: Vec<String>,
-    /// How often expired tokens are moved to reauth_required, in ms.
+    /// How often the due index is looked at (expiries, refreshes), in ms.
     #[arg(long, env = "MMT_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub sweep_interval_ms: u64,
     /// The clients file (TOML, CONTRACT.md §10): who may act for which
@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// clientId of every message. SIGHUP reloads it.
     #[arg(long, env = "MMT_CLIENTS", value_name = "FILE")]
     pub clients: Option<PathBuf>,
+    /// The integrations file (TOML, CONTRACT.md §9): how to refresh tokens
+    /// at their providers. Reloaded on SIGHUP.
+    #[arg(long, env = "MMT_INTEGRATIONS", value_name = "FILE")]
+    pub integrations: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -133,6 +137,7 @@ impl RunArgs {
                 .collect(),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
             clients: self.clients.clone(),
+            integrations: self.integrations.clone(),
         }
     }
 }

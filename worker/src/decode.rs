@@ -75,11 +75,19 @@ const PAYLOAD: Shape = Shape::Object(&[
     optional(&["refreshTokenExpiresInSeconds"], OPTIONAL_COUNT),
 ]);
 
+const DELAYED: Shape = Shape::Object(&[
+    required(&["brokerType"], Shape::Text),
+    optional(&["brokerName"], OPTIONAL_TEXT),
+    required(&["refreshToken"], Shape::Text),
+    optional(&["refreshTokenExpiresInSeconds"], OPTIONAL_COUNT),
+]);
+
 const CONNECTED: Shape = Shape::Object(&[
     required(&["clientId"], Shape::Text),
     required(&["endUserId"], Shape::Text),
     required(&["scope"], SCOPE),
-    required(&["accessToken"], PAYLOAD),
+    optional(&["accessToken"], PAYLOAD),
+    optional(&["delayedAuth"], DELAYED),
 ]);
 
 const REMOVED: Shape = Shape::Object(&[

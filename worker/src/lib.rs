@@ -18,6 +18,9 @@
 //! - [`fixtures`]: fixture files and their replay;
 //! - [`bench`]: `mmt-worker bench`, the performance harness;
 //! - [`brokersetup`]: `mmt-worker broker-setup`, least-privilege users;
+//! - [`integrations`], [`oauth`]: the integrations file and the OAuth client
+//!   of the refresh engine;
+//! - [`refresh`]: the refresh engine (scheduler, rules, store steps);
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -36,7 +39,10 @@ pub mod events;
 pub mod fixtures;
 pub mod health;
 pub mod identity;
+pub mod integrations;
 pub mod lifecycle;
+pub mod oauth;
+pub mod refresh;
 pub mod rpc;
 pub mod service;
 pub mod stats;

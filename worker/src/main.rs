@@ -97,7 +97,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
         Some(WorkerError::Amqp(_)) | Some(WorkerError::Connect(_)) => exit::BROKER,
-        Some(WorkerError::Clients(_)) => exit::CONFIG,
+        Some(WorkerError::Clients(_)) | Some(WorkerError::Integrations(_)) => exit::CONFIG,
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
     }

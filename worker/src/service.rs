@@ -5,22 +5,23 @@
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::{
-    ConnectedReply, ConnectionRemoved, ErrorCode, ErrorReply, IntegrationConnected, IssuedToken,
-    LinkAccessTokens, LinkReply, MAX_BODY_BYTES, MessageKind, RemovedReply, ResolveReply,
-    SdkAccessToken, TokenResolve, TokenState,
+    ConnectedReply, ConnectionRemoved, ErrorCode, ErrorReply, IntegrationConnected,
+    IntegrationPayload, IssuedToken, LinkAccessTokens, LinkReply, MAX_BODY_BYTES, MessageKind,
+    RemovedReply, ResolveReply, SdkAccessToken, TokenResolve, TokenState,
 };
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use std::sync::{Arc, RwLock};
+
 use crate::identity::Gate;
+use crate::integrations::Integrations;
 use crate::lifecycle::{self, ConnectInput, ConnectPlan, Rejection, RevokePlan};
+use crate::refresh;
 use crate::store::{Found, Identity, Store, StoreError, TokenSecrets};
 
 /// The longest raw token accepted, in bytes.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
-
-/// How many expired tokens one sweep moves at most.
-const SWEEP_LIMIT: usize = 1024;
 
 /// One delivery, as the service sees it.
 #[derive(Clone, Copy, Debug)]
@@ -131,6 +132,7 @@ pub struct Service {
     store: Store,
     extra_wallet_types: Vec<String>,
     identity: Gate,
+    integrations: RwLock<Arc<Integrations>>,
 }
 
 impl Service {
@@ -141,6 +143,7 @@ impl Service {
             store,
             extra_wallet_types,
             identity: Gate::default(),
+            integrations: RwLock::new(Arc::new(Integrations::none())),
         }
     }
 
@@ -148,6 +151,25 @@ impl Service {
     pub fn with_identity(mut self, gate: Gate) -> Self {
         self.identity = gate;
         self
+    }
+
+    /// The same service with these integrations (CONTRACT.md §9).
+    pub fn with_integrations(self, integrations: Integrations) -> Self {
+        self.set_integrations(integrations);
+        self
+    }
+
+    /// The integrations in force.
+    pub fn integrations(&self) -> Arc<Integrations> {
+        self.integrations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the integrations (a SIGHUP reload).
+    pub fn set_integrations(&self, integrations: Integrations) {
+        *self.integrations.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(integrations);
     }
 
     /// The store.
@@ -246,7 +268,20 @@ impl Service {
         msg: &IntegrationConnected,
         inbound: &Inbound<'_>,
     ) -> Result<Applied<'_>, StoreError> {
-        let payload = &msg.access_token;
+        let delayed;
+        let payload = match (&msg.access_token, &msg.delayed_auth) {
+            (Some(payload), None) => payload,
+            (None, Some(auth)) => {
+                delayed = auth.as_payload();
+                &delayed
+            }
+            _ => {
+                return Ok(Applied::Invalid(Outcome::invalid(
+                    ErrorCode::InvalidRequest,
+                    "give accessToken or delayedAuth, exactly one",
+                )));
+            }
+        };
         if let Err(r) = lifecycle::check_id("clientId", &msg.client_id)
             .and_then(|()| lifecycle::check_id("endUserId", &msg.end_user_id))
             .and_then(|()| lifecycle::check_id("accessToken.brokerType", &payload.broker_type))
@@ -266,12 +301,13 @@ impl Service {
                 reply: to_json(&reply),
             });
         }
-        if let Err(invalid) = validate_accounts(msg) {
+        if let Err(invalid) = validate_accounts(payload, msg.delayed_auth.is_some()) {
             return Ok(Applied::Invalid(invalid));
         }
         let now = inbound.received_at;
         let at = lifecycle::event_time(inbound.timestamp, now);
         let stamp = rfc3339(now);
+        let integrations = self.integrations();
         let mut change = self.store.change();
         let mut tokens = Vec::with_capacity(payload.account_tokens.len());
         let mut events = Vec::with_capacity(payload.account_tokens.len());
@@ -319,6 +355,18 @@ impl Service {
             };
             let meta = plan.meta();
             change.put_token(&token_id, meta, existing.as_ref().map(|(_, m)| m), &secrets)?;
+            let previous = match existing {
+                Some(_) => self.store.refresh_record(&token_id)?,
+                None => None,
+            };
+            refresh::pass::own(
+                &mut change,
+                &token_id,
+                meta,
+                previous.as_ref(),
+                integrations.get(&meta.broker_type),
+                at,
+            )?;
             let mut event = token_event(kind, &stamp, &token_id, meta.state, meta);
             event.message_id = inbound.message_id.map(str::to_owned);
             events.push(event);
@@ -356,8 +404,38 @@ impl Service {
         let stamp = rfc3339(now);
         let mut change = self.store.change();
         let (reply, events) = match (lifecycle::revoke(found.lookup(), &msg.client_id), &found) {
-            (Ok(RevokePlan::Revoke), Found::Live { meta, .. }) => {
+            (
+                Ok(RevokePlan::Revoke),
+                Found::Live {
+                    meta,
+                    sealed,
+                    wrapped,
+                },
+            ) => {
                 change.revoke(&msg.token_id, meta, now)?;
+                let revokes_upstream = self
+                    .integrations()
+                    .get(&meta.broker_type)
+                    .is_some_and(|i| i.revoke_url.is_some());
+                if revokes_upstream {
+                    match self
+                        .store
+                        .open_secrets(&msg.token_id, meta, sealed, wrapped)
+                    {
+                        Ok(secrets) => {
+                            change.start_upstream_job(&msg.token_id, meta, &secrets, now)?;
+                        }
+                        Err(error) if error.is_transient() => return Err(error),
+                        Err(error) => tracing::error!(
+                            token_id = msg.token_id,
+                            error = &error as &dyn std::error::Error,
+                            "revoked locally; its secrets do not open, so no upstream revocation"
+                        ),
+                    }
+                }
+                if let Some(record) = self.store.refresh_record(&msg.token_id)? {
+                    change.drop_refresh(&msg.token_id, &record, None);
+                }
                 let event = token_event(
                     EventKind::TokenRevoked,
                     &stamp,
@@ -406,10 +484,21 @@ impl Service {
             return Ok(r.into());
         }
         let found = self.store.find(&msg.token_id)?;
-        match (
-            lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now),
-            found,
-        ) {
+        let mut verdict = lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now);
+        if let (Err(rejection), Found::Live { meta, .. }) = (&mut verdict, &found)
+            && rejection.code == ErrorCode::ReauthRequired
+            && refresh::rules::pending(
+                meta,
+                self.integrations().get(&meta.broker_type).is_some(),
+                now,
+            )
+        {
+            *rejection = Rejection {
+                code: ErrorCode::RefreshPending,
+                message: "the token is being refreshed at its provider; retry shortly".into(),
+            };
+        }
+        match (verdict, found) {
             (
                 Ok(()),
                 Found::Live {
@@ -495,41 +584,6 @@ impl Service {
             applied: true,
         })
     }
-
-    /// Moves every token past its expiry to `reauth_required`; returns the
-    /// `token.expired` events to publish once flushed.
-    pub fn sweep_expired(&self, now: UnixMillis) -> Result<Vec<Event>, StoreError> {
-        let due = self.store.due_expiries(now, SWEEP_LIMIT)?;
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let lock = self.store.lock();
-        let mut change = self.store.change();
-        let stamp = rfc3339(now);
-        let mut events = Vec::new();
-        for token_id in due {
-            let Found::Live {
-                meta,
-                sealed,
-                wrapped,
-            } = self.store.find(&token_id)?
-            else {
-                continue;
-            };
-            if lifecycle::expires_now(&meta, now) {
-                let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
-                events.push(token_event(
-                    EventKind::TokenExpired,
-                    &stamp,
-                    &token_id,
-                    next.state,
-                    &next,
-                ));
-            }
-        }
-        change.commit(&lock)?;
-        Ok(events)
-    }
 }
 
 /// What a state-changing handler decided.
@@ -546,8 +600,10 @@ enum Applied<'a> {
     },
 }
 
-fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
-    let accounts = &msg.access_token.account_tokens;
+/// Checks the accounts of a payload; a `delayed` one (from `delayedAuth`)
+/// has one account, accountId `""` and no access token yet.
+fn validate_accounts(payload: &IntegrationPayload, delayed: bool) -> Result<(), Outcome> {
+    let accounts = &payload.account_tokens;
     if accounts.is_empty() {
         return Err(Outcome::invalid(
             ErrorCode::InvalidRequest,
@@ -556,8 +612,10 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
     }
     let mut seen = std::collections::HashMap::with_capacity(accounts.len());
     for (index, account) in accounts.iter().enumerate() {
-        lifecycle::check_id("account.accountId", &account.account.account_id)
-            .map_err(Outcome::from)?;
+        if !delayed {
+            lifecycle::check_id("account.accountId", &account.account.account_id)
+                .map_err(Outcome::from)?;
+        }
         if let Some(first) = seen.insert(account.account.account_id.as_str(), index) {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
@@ -570,7 +628,13 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
             .refresh_token
             .as_ref()
             .map_or(0, |r| r.expose().len());
-        if account.access_token.is_empty() {
+        if delayed && refresh_len == 0 {
+            return Err(Outcome::invalid(
+                ErrorCode::InvalidRequest,
+                "delayedAuth.refreshToken is empty",
+            ));
+        }
+        if !delayed && account.access_token.is_empty() {
             return Err(Outcome::invalid(
                 ErrorCode::InvalidRequest,
                 "an accessToken is empty",
@@ -587,7 +651,7 @@ fn validate_accounts(msg: &IntegrationConnected) -> Result<(), Outcome> {
     Ok(())
 }
 
-fn token_event(
+pub(crate) fn token_event(
     kind: EventKind,
     at: &str,
     token_id: &str,

@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
     ClientCount, CodeCount, CountRow, DeadLetterRow, IdentityMode, QueueStats, RECENT_CAPACITY,
-    ReasonCount, WorkerStats, reason_kind,
+    ReasonCount, RefreshStats, WorkerStats, reason_kind,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
 use crate::health::{Latencies, Process};
+use crate::refresh::Refresher;
 use crate::service::Service;
 use crate::store::StoreError;
 
@@ -197,8 +198,12 @@ impl Stats {
             | EventKind::TokenRotated
             | EventKind::TokenRefreshed
             | EventKind::TokenExpired
-            | EventKind::TokenRevoked => locked(&self.recent_lifecycle).push(event),
-            EventKind::WorkerStats => {}
+            | EventKind::TokenRevoked
+            | EventKind::TokenRefreshFailed
+            | EventKind::TokenRevokedUpstream => locked(&self.recent_lifecycle).push(event),
+            EventKind::WorkerStats
+            | EventKind::IntegrationUnhealthy
+            | EventKind::IntegrationHealthy => {}
         }
     }
 
@@ -261,6 +266,7 @@ impl Stats {
         now.store_bytes = last.store_bytes;
         now.cpu_percent = last.cpu_percent;
         now.rss_bytes = last.rss_bytes;
+        now.refresh = last.refresh;
         now
     }
 
@@ -315,6 +321,7 @@ impl Stats {
             cpu_percent: None,
             rss_bytes: None,
             identity: self.identity,
+            refresh: RefreshStats::default(),
         }
     }
 }
@@ -387,6 +394,7 @@ async fn depth(channel: &Channel, queue: &str) -> Depth {
 pub async fn publish(
     stats: Arc<Stats>,
     service: Arc<Service>,
+    refresher: Arc<Refresher>,
     events: Events,
     channel: Channel,
     namespace: Namespace,
@@ -416,6 +424,7 @@ pub async fn publish(
         }
         (body.cpu_percent, body.rss_bytes) = process.sample();
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
+        body.refresh = refresher.health();
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
     }

@@ -9,6 +9,8 @@
 //! | `p` | kind, message id | the original reply (never a secret) |
 //! | `e` | expiry (big-endian ms), tokenId | nothing: the expiry index |
 //! | `c` | state, scope, integration | how many tokens are in that group |
+//! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
+//! | `u` | see [`upstream`] | sealed upstream revocation jobs |
 //! | `v` | | the format version |
 //!
 //! A v1 directory (wrapped keys under `k`, tombstones under `x`) is migrated
@@ -40,10 +42,14 @@ mod processed;
 #[cfg(test)]
 mod race_tests;
 mod record;
+pub mod refresh;
 #[cfg(test)]
 mod testing;
+pub mod upstream;
 
 use record::{Record, RecordRef};
+pub use refresh::{Lease, RefreshRecord};
+pub use upstream::UpstreamJob;
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
@@ -744,7 +750,7 @@ impl Change<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{meta, secrets};
+    use super::testing::{meta, secrets, when_unlocked};
     use super::*;
 
     #[test]
@@ -912,11 +918,16 @@ mod tests {
         let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
         drop(Store::open(&data, key).expect("opens"));
         assert!(matches!(
-            Store::open(&data, MasterKey::generate().expect("random key")),
+            when_unlocked(|| Store::open(&data, MasterKey::generate().expect("random key"))),
             Err(StoreError::WrongKey { .. })
         ));
-        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
-        assert!(Store::open(&data, key).is_ok());
+        assert!(
+            when_unlocked(|| Store::open(
+                &data,
+                MasterKey::load_or_create(&key_path).expect("key").0
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
@@ -931,9 +942,12 @@ mod tests {
         drop(Store::open(&data, key).expect("an empty store with a leftover tmp opens"));
         assert!(!data.join("key-check.tmp").exists());
         assert!(holds_a_store(&data));
-        let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
         assert!(
-            Store::open(&data, key).is_ok(),
+            when_unlocked(|| Store::open(
+                &data,
+                MasterKey::load_or_create(&key_path).expect("key").0
+            ))
+            .is_ok(),
             "its key check is the key's"
         );
     }

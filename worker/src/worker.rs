@@ -1,5 +1,6 @@
 //! Assembles a running worker: key, store, and a supervised broker session
-//! (connection, topology, one consumer per inbound queue, the expiry sweep)
+//! (connection, topology, one consumer per inbound queue, the refresh
+//! scheduler)
 //! that is rebuilt with backoff and jitter whenever the link fails.
 
 use std::path::PathBuf;
@@ -13,7 +14,6 @@ use lapin::types::FieldTable;
 use mmt_shared::backoff::Backoff;
 use mmt_shared::broker::ConnectError;
 use mmt_shared::config::BrokerArgs;
-use mmt_shared::time_fmt::now_millis;
 use mmt_shared::tomlfile::FileError;
 use mmt_shared::wire::MessageKind;
 use tokio::task::JoinSet;
@@ -26,6 +26,9 @@ use crate::consumer::{ConsumerError, DeadLetters, QueueConsumer};
 use crate::crypto::{CryptoError, MasterKey};
 use crate::events::Events;
 use crate::identity::{Gate, Mode};
+use crate::integrations::Integrations;
+use crate::oauth::ClientError;
+use crate::refresh::{self, Refresher};
 use crate::service::Service;
 use crate::stats::{self, Stats};
 use crate::store::{Store, StoreError};
@@ -55,10 +58,12 @@ pub struct WorkerConfig {
     pub prefetch: u16,
     /// Wallet integrations beyond the built-in ones.
     pub wallet_types: Vec<String>,
-    /// How often expired tokens are moved to `reauth_required`.
+    /// How often the due index is looked at (expiries, refreshes).
     pub sweep_interval: Duration,
     /// The clients file (CONTRACT.md §10): strict mode; `None` is open mode.
     pub clients: Option<PathBuf>,
+    /// The integrations file (CONTRACT.md §9), reloaded on SIGHUP.
+    pub integrations: Option<PathBuf>,
 }
 
 /// Why the worker could not start or stopped.
@@ -89,6 +94,12 @@ pub enum WorkerError {
     /// A task panicked.
     #[error("worker task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The integrations file is refused.
+    #[error("integrations file")]
+    Integrations(#[source] FileError),
+    /// The HTTP client of the refresh engine.
+    #[error(transparent)]
+    Http(#[from] ClientError),
 }
 
 /// Counters of the broker link, for logs and the console.
@@ -105,8 +116,12 @@ pub struct Worker {
     shutdown: CancellationToken,
     supervisor: tokio::task::JoinHandle<Result<(), WorkerError>>,
     service: Arc<Service>,
+    refresher: Arc<Refresher>,
     link: Arc<LinkStats>,
 }
+
+/// How long a clean stop waits for refreshes in flight.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(15);
 
 impl Worker {
     /// Checks the key against the store, connects, declares the topology and
@@ -129,11 +144,19 @@ impl Worker {
         }
         let identity = mode.name();
         let gate = Gate::new(mode);
+        let integrations = match &config.integrations {
+            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
+            None => Integrations::none(),
+        };
         let store = Store::open(&config.data_dir, key)?;
-        let service =
-            Arc::new(Service::new(store, config.wallet_types.clone()).with_identity(gate.clone()));
+        let service = Arc::new(
+            Service::new(store, config.wallet_types.clone())
+                .with_identity(gate.clone())
+                .with_integrations(integrations),
+        );
+        let refresher = Refresher::new(service.clone())?;
         let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
-        let session = Session::open(config, &service, &stats).await?;
+        let session = Session::open(config, &service, &refresher, &stats).await?;
         let shutdown = CancellationToken::new();
         match &config.clients {
             Some(path) => {
@@ -144,10 +167,19 @@ impl Worker {
                 "identity: open mode (no --clients file): the clientId of every message is trusted as claimed"
             ),
         }
+        if let Some(path) = &config.integrations {
+            tokio::spawn(refresh::reload::on_sighup(
+                service.clone(),
+                refresher.clone(),
+                path.clone(),
+                shutdown.clone(),
+            ));
+        }
         let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(
             config.clone(),
             service.clone(),
+            refresher.clone(),
             stats,
             session,
             shutdown.clone(),
@@ -158,6 +190,7 @@ impl Worker {
             shutdown,
             supervisor,
             service,
+            refresher,
             link,
         })
     }
@@ -170,6 +203,11 @@ impl Worker {
     /// The service (for the bench and tests that look at the store).
     pub fn service(&self) -> &Arc<Service> {
         &self.service
+    }
+
+    /// The refresh engine.
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
     }
 
     /// The link counters.
@@ -194,6 +232,7 @@ impl Worker {
             // waits forever: keep the store alive so the process can exit.
             std::mem::forget(self.service.clone());
         } else {
+            self.refresher.drain(DRAIN_PATIENCE).await;
             self.service.store().flush().await?;
         }
         outcome
@@ -227,6 +266,7 @@ impl Session {
     async fn open(
         config: &WorkerConfig,
         service: &Arc<Service>,
+        refresher: &Arc<Refresher>,
         stats: &Arc<Stats>,
     ) -> Result<Self, WorkerError> {
         let connection = config
@@ -273,6 +313,7 @@ impl Session {
         let publish_stats = stats::publish(
             stats.clone(),
             service.clone(),
+            refresher.clone(),
             events.clone(),
             connection.create_channel().await?,
             namespace.clone(),
@@ -319,12 +360,11 @@ impl Session {
             };
             tasks.spawn(queue_consumer.run(stop.clone()));
         }
-        tasks.spawn(sweep(
-            service.clone(),
-            events,
-            config.sweep_interval,
-            stop.clone(),
-        ));
+        tasks.spawn(
+            refresher
+                .clone()
+                .run(events, config.sweep_interval, stop.clone()),
+        );
         Ok(Self {
             connection,
             stop,
@@ -387,6 +427,7 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::fr
 async fn supervise(
     config: WorkerConfig,
     service: Arc<Service>,
+    refresher: Arc<Refresher>,
     stats: Arc<Stats>,
     mut session: Session,
     shutdown: CancellationToken,
@@ -423,7 +464,7 @@ async fn supervise(
                 () = tokio::time::sleep(wait) => {}
             }
             attempt = attempt.saturating_add(1);
-            match Session::open(&config, &service, &stats).await {
+            match Session::open(&config, &service, &refresher, &stats).await {
                 Ok(session) => break session,
                 Err(error) => tracing::warn!(
                     attempt,
@@ -441,40 +482,5 @@ async fn supervise(
             attempts = attempt,
             "broker link recovered; consuming again"
         );
-    }
-}
-
-async fn sweep(
-    service: Arc<Service>,
-    events: Events,
-    every: Duration,
-    stop: CancellationToken,
-) -> Result<(), ConsumerError> {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return Ok(()),
-            _ = ticks.tick() => {}
-        }
-        let expired = match service.sweep_expired(now_millis()) {
-            Ok(expired) => expired,
-            Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
-            Err(error) => {
-                tracing::error!(%error, "expiry sweep skipped a record it cannot read");
-                continue;
-            }
-        };
-        if !expired.is_empty() {
-            service
-                .store()
-                .flush()
-                .await
-                .map_err(ConsumerError::Store)?;
-            for event in &expired {
-                events.emit(event).await;
-            }
-        }
     }
 }

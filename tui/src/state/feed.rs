@@ -160,6 +160,10 @@ impl From<Event> for Lifecycle {
             EventKind::RequestRejected => "rejected",
             EventKind::MessageDeadLettered => "dead-lettered",
             EventKind::WorkerStats => "stats",
+            EventKind::TokenRefreshFailed => "refresh failed",
+            EventKind::TokenRevokedUpstream => "revoked upstream",
+            EventKind::IntegrationUnhealthy => "integration unhealthy",
+            EventKind::IntegrationHealthy => "integration healthy",
         };
         Self {
             time: clock(&event.at),

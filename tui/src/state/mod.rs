@@ -478,7 +478,11 @@ impl State {
                         (self.lifecycle_selected + 1).min(self.lifecycle.len() - 1);
                 }
             }
-            EventKind::WorkerStats => {}
+            EventKind::WorkerStats
+            | EventKind::TokenRefreshFailed
+            | EventKind::TokenRevokedUpstream
+            | EventKind::IntegrationUnhealthy
+            | EventKind::IntegrationHealthy => {}
         }
     }
 

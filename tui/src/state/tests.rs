@@ -81,6 +81,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         rejections_by_client: Vec::new(),
+        refresh: Default::default(),
     }
 }
 

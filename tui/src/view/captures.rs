@@ -111,6 +111,7 @@ fn stats() -> WorkerStats {
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         identity: mmt_shared::console::IdentityMode::Strict,
+        refresh: Default::default(),
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),

@@ -85,6 +85,7 @@ fn stats(rejections: u64) -> WorkerStats {
                 count: 2,
             },
         ],
+        refresh: Default::default(),
     }
 }
 

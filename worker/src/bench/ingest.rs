@@ -269,6 +269,7 @@ pub fn worker_config(
         wallet_types: Vec::new(),
         sweep_interval: Duration::from_secs(1),
         clients: None,
+        integrations: None,
     }
 }
 

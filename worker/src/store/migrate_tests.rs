@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::testing::when_unlocked;
 use super::*;
 
 const UPHOLD_ACCESS: &str = "upat_VXBob2xkQ2FyZFVTRF9yZWFkX2FjY2Vzcw";
@@ -29,7 +30,7 @@ fn key(path: &Path) -> MasterKey {
 }
 
 fn v1_keys(data: &Path) -> (usize, usize) {
-    let db = sled::open(data).expect("opens");
+    let db = when_unlocked(|| sled::open(data)).expect("opens");
     (
         db.scan_prefix([DATA_KEY]).count(),
         db.scan_prefix([TOMBSTONE]).count(),
@@ -38,7 +39,7 @@ fn v1_keys(data: &Path) -> (usize, usize) {
 
 /// The v1 processed records: ((kind, message id), reply bytes).
 fn v1_replies(data: &Path) -> Vec<((MessageKind, String), Vec<u8>)> {
-    let db = sled::open(data).expect("opens");
+    let db = when_unlocked(|| sled::open(data)).expect("opens");
     db.scan_prefix([PROCESSED_V1])
         .map(|entry| {
             let (key, reply) = entry.expect("reads");
@@ -113,11 +114,11 @@ fn a_v1_directory_opens_migrated_with_every_token_and_tombstone() {
     let replies = v1_replies(&data);
     assert!(wrapped >= 5 && tombstones >= 1, "{wrapped} {tombstones}");
     assert!(replies.iter().any(|((_, id), _)| id == "fx-uphold-read-1"));
-    let store = Store::open(&data, key(&key_file)).expect("a v1 store opens");
+    let store = when_unlocked(|| Store::open(&data, key(&key_file))).expect("a v1 store opens");
     assert_eq!(check_migrated(&store), (wrapped, tombstones));
     check_replies(&store, &replies);
     drop(store);
-    let again = Store::open(&data, key(&key_file)).expect("reopens");
+    let again = when_unlocked(|| Store::open(&data, key(&key_file))).expect("reopens");
     assert_eq!(check_migrated(&again), (wrapped, tombstones));
     check_replies(&again, &replies);
 }
@@ -128,7 +129,7 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
     let (wrapped, tombstones) = v1_keys(&data);
     let replies = v1_replies(&data);
     {
-        let db = sled::open(&data).expect("opens");
+        let db = when_unlocked(|| sled::open(&data)).expect("opens");
         let (n, done) = migrate::to_current(&db, &key(&key_file), 3).expect("migrates");
         assert_eq!((n, done), (3, false));
         db.flush().expect("flushes");
@@ -137,7 +138,7 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
         v1_keys(&data).0 + v1_keys(&data).1,
         wrapped + tombstones - 3
     );
-    let store = Store::open(&data, key(&key_file)).expect("resumes");
+    let store = when_unlocked(|| Store::open(&data, key(&key_file))).expect("resumes");
     assert_eq!(check_migrated(&store), (wrapped, tombstones));
     check_replies(&store, &replies);
 }
@@ -152,21 +153,21 @@ fn a_wrong_key_refuses_a_v1_directory_before_anything_is_written() {
         Err(StoreError::WrongKey { .. })
     ));
     assert_eq!(std::fs::read(data.join("db")).expect("reads"), before);
-    assert!(Store::open(&data, key(&key_file)).is_ok());
+    assert!(when_unlocked(|| Store::open(&data, key(&key_file))).is_ok());
 }
 
 #[test]
 fn a_store_of_a_newer_format_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, key_file) = (dir.path().join("data"), dir.path().join("mmt.key"));
-    drop(Store::open(&data, key(&key_file)).expect("opens"));
+    drop(when_unlocked(|| Store::open(&data, key(&key_file))).expect("opens"));
     {
-        let db = sled::open(&data).expect("opens");
+        let db = when_unlocked(|| sled::open(&data)).expect("opens");
         db.insert(migrate::FORMAT_KEY, &[9]).expect("writes");
         db.flush().expect("flushes");
     }
     assert!(matches!(
-        Store::open(&data, key(&key_file)),
+        when_unlocked(|| Store::open(&data, key(&key_file))),
         Err(StoreError::Format { found: 9 })
     ));
 }

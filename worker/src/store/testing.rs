@@ -31,3 +31,23 @@ pub(super) fn secrets() -> TokenSecrets {
         refresh_token: Some("raw-refresh".into()),
     }
 }
+
+/// Runs `open` until the store's file lock is free: sled releases it from
+/// its background threads a moment after the last handle is dropped, so a
+/// test that reopens a directory at once may find it still held.
+pub(super) fn when_unlocked<T, E: std::fmt::Debug>(
+    mut open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(e)
+                if format!("{e:?}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! The refresh scheduler: one loop per broker session that wakes on a tick
+//! or when a request ends, runs the expiry pass and leases due tokens (store
+//! work on blocking threads), and requests that outlive a session.
+//!
+//! Bounds: at most `refresh_concurrency` requests in flight (a semaphore)
+//! and one per token (the `in_flight` set here, the durable lease across a
+//! crash). Order per request: lease flushed, request sent, answer sealed and
+//! flushed, then events; see docs/protocol.md "Refresh".
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mmt_shared::console::{IntegrationHealth, RefreshStats};
+use mmt_shared::events::{Event, EventKind};
+use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::ConsumerError;
+use crate::events::Events;
+use crate::oauth::{ClientError, Failure, Grant, OAuthClient};
+use crate::refresh::pass::{self, Leased, PassOutcome};
+use crate::refresh::upstream::{self, JobLease};
+use crate::service::Service;
+use crate::store::StoreError;
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The in-flight mark of an upstream revocation job.
+fn job_key(token_id: &str) -> String {
+    format!("upstream:{token_id}")
+}
+
+fn row<'a>(
+    rows: &'a mut BTreeMap<String, IntegrationHealth>,
+    broker_type: &str,
+) -> &'a mut IntegrationHealth {
+    rows.entry(broker_type.to_owned())
+        .or_insert_with(|| IntegrationHealth {
+            broker_type: broker_type.to_owned(),
+            ..IntegrationHealth::default()
+        })
+}
+
+/// "Due soon" in the stats: within this window.
+const DUE_SOON_WINDOW_MS: UnixMillis = 60_000;
+/// How often "due soon" is counted.
+const DUE_SOON_EVERY: Duration = Duration::from_secs(1);
+/// The most "due soon" counts (the index is read that far).
+const DUE_SOON_CAP: usize = 100_000;
+
+/// The refresh engine of one worker.
+pub struct Refresher {
+    service: Arc<Service>,
+    client: OAuthClient,
+    permits: Arc<Semaphore>,
+    capacity: Mutex<usize>,
+    in_flight: Mutex<HashSet<String>>,
+    wake: Notify,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
+    unhealthy: Mutex<HashSet<String>>,
+    failing: Mutex<BTreeMap<String, (String, Option<UnixMillis>)>>,
+    due_soon: AtomicU64,
+    due_counted: Mutex<Option<Instant>>,
+    last_error: Mutex<BTreeMap<String, String>>,
+    refreshed: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Refresher {
+    /// An engine over `service`, with its integrations' concurrency.
+    pub fn new(service: Arc<Service>) -> Result<Arc<Self>, ClientError> {
+        let capacity = service.integrations().concurrency;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Ok(Arc::new(Self {
+            service,
+            client: OAuthClient::new()?,
+            permits: Arc::new(Semaphore::new(capacity)),
+            capacity: Mutex::new(capacity),
+            in_flight: Mutex::default(),
+            wake: Notify::new(),
+            events_tx,
+            events_rx: tokio::sync::Mutex::new(events_rx),
+            unhealthy: Mutex::default(),
+            failing: Mutex::default(),
+            due_soon: AtomicU64::default(),
+            due_counted: Mutex::default(),
+            last_error: Mutex::default(),
+            refreshed: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            skipped: AtomicU64::default(),
+        }))
+    }
+
+    /// Applies a new `refresh_concurrency` (after a reload): requests in
+    /// flight finish; new ones respect the new bound.
+    pub fn resize(&self, concurrency: usize) {
+        let mut capacity = locked(&self.capacity);
+        if concurrency > *capacity {
+            self.permits.add_permits(concurrency - *capacity);
+        } else {
+            let gone = self.permits.forget_permits(*capacity - concurrency);
+            // Permits held by requests now are forgotten as they come back.
+            let owed = *capacity - concurrency - gone;
+            if owed > 0 {
+                let permits = self.permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned(owed as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *capacity = concurrency;
+        self.wake.notify_one();
+    }
+
+    /// Refresh health now (no store read: `due_soon` is counted by the
+    /// scheduler at most once a second).
+    pub fn health(&self) -> RefreshStats {
+        let now = now_millis();
+        let mut rows: BTreeMap<String, IntegrationHealth> = BTreeMap::new();
+        let mut pending = 0;
+        for (broker_type, expires_at) in locked(&self.failing).values() {
+            row(&mut rows, broker_type).failing += 1;
+            if expires_at.is_some_and(|at| at <= now) {
+                pending += 1;
+            }
+        }
+        for (broker_type, code) in locked(&self.last_error).iter() {
+            row(&mut rows, broker_type).last_error = Some(code.clone());
+        }
+        for broker_type in locked(&self.unhealthy).iter() {
+            row(&mut rows, broker_type).unhealthy = true;
+        }
+        RefreshStats {
+            concurrency: *locked(&self.capacity) as u64,
+            in_flight: locked(&self.in_flight).len() as u64,
+            due_soon: self.due_soon.load(Ordering::Relaxed),
+            refreshed: self.refreshed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            refresh_pending: pending,
+            skipped_records: self.skipped.load(Ordering::Relaxed),
+            integrations: rows.into_values().collect(),
+        }
+    }
+
+    /// Waits (at most `patience`) for the requests in flight to end, so that
+    /// a clean stop leaves no lease behind.
+    pub async fn drain(&self, patience: Duration) {
+        let started = Instant::now();
+        while !locked(&self.in_flight).is_empty() && started.elapsed() < patience {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The scheduler loop of one session, until `stop`: publishes the
+    /// engine's events on `events`, looks at the due index every `every` and
+    /// whenever a request ends. A store I/O error ends it (the worker stops).
+    pub async fn run(
+        self: Arc<Self>,
+        events: Events,
+        every: Duration,
+        stop: CancellationToken,
+    ) -> Result<(), ConsumerError> {
+        let mut rx = self.events_rx.lock().await;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                Some(event) = rx.recv() => {
+                    events.emit(&event).await;
+                    continue;
+                }
+                _ = ticks.tick() => {}
+                () = self.wake.notified() => {}
+            }
+            self.tick(&events).await.map_err(ConsumerError::Store)?;
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Service) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Option<T>, StoreError> {
+        let service = self.service.clone();
+        match tokio::task::spawn_blocking(move || work(&service)).await {
+            Ok(result) => result.map(Some),
+            Err(error) => {
+                tracing::error!(%error, "a refresh pass panicked; trying again at the next tick");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn settle(&self, outcome: PassOutcome, events: &Events) -> Result<(), StoreError> {
+        self.skipped.fetch_add(outcome.skipped, Ordering::Relaxed);
+        if outcome.changed {
+            self.service.store().flush().await?;
+        }
+        for event in &outcome.events {
+            events.emit(event).await;
+        }
+        Ok(())
+    }
+
+    async fn tick(self: &Arc<Self>, events: &Events) -> Result<(), StoreError> {
+        let now = now_millis();
+        if let Some(outcome) = self.blocking(move |s| pass::expiry_pass(s, now)).await? {
+            self.settle(outcome, events).await?;
+        }
+        self.count_due_soon(now).await?;
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let busy = locked(&self.in_flight).clone();
+        let leased = self
+            .blocking(move |s| pass::lease_pass(s, now, free, &|id| busy.contains(id)))
+            .await?;
+        let Some((leased, outcome)) = leased else {
+            return Ok(());
+        };
+        // The leases are durable before any request goes out.
+        self.settle(outcome, events).await?;
+        for lease in leased {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                // Shrunk meanwhile: the lease runs out and the token is
+                // taken again then.
+                break;
+            };
+            locked(&self.in_flight).insert(lease.token_id.clone());
+            tokio::spawn(self.clone().request(lease, permit));
+        }
+        self.revoke_upstream(now, events).await
+    }
+
+    /// Leases due upstream revocation jobs with the permits left.
+    async fn revoke_upstream(
+        self: &Arc<Self>,
+        now: UnixMillis,
+        events: &Events,
+    ) -> Result<(), StoreError> {
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let busy = locked(&self.in_flight).clone();
+        let Some((jobs, ended, skipped)) = self
+            .blocking(move |s| {
+                upstream::lease_jobs(s, now, free, &|id| busy.contains(&job_key(id)))
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let outcome = PassOutcome {
+            changed: !jobs.is_empty() || !ended.is_empty() || skipped > 0,
+            events: ended,
+            skipped,
+        };
+        self.settle(outcome, events).await?;
+        for job in jobs {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            locked(&self.in_flight).insert(job_key(&job.token_id));
+            tokio::spawn(self.clone().revoke(job, permit));
+        }
+        Ok(())
+    }
+
+    async fn revoke(self: Arc<Self>, job: JobLease, permit: OwnedSemaphorePermit) {
+        let integration = self
+            .service
+            .integrations()
+            .get(&job.job.broker_type)
+            .cloned();
+        let result = match &integration {
+            Some(integration) => upstream::attempt(&self.client, integration, &job.secrets).await,
+            None => Err(Failure::Refused(0)),
+        };
+        if let Err(failure) = &result {
+            tracing::warn!(
+                token_id = job.token_id,
+                broker_type = job.job.broker_type,
+                code = failure.code(),
+                "upstream revocation failed"
+            );
+        }
+        let key = job_key(&job.token_id);
+        let now = now_millis();
+        let finished = self
+            .blocking(move |s| upstream::finish(s, &job, &result, now))
+            .await;
+        self.deliver(finished, &key).await;
+        drop(permit);
+        self.wake.notify_one();
+    }
+
+    /// Flushes what an answer wrote, then queues its events; the in-flight
+    /// mark `key` goes either way.
+    async fn deliver(&self, stored: Result<Option<Vec<Event>>, StoreError>, key: &str) {
+        let flushed = match stored {
+            Ok(Some(events)) => self.service.store().flush().await.map(|_| events),
+            Ok(None) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        match flushed {
+            Ok(events) => {
+                for event in events {
+                    let _ = self.events_tx.send(event);
+                }
+            }
+            Err(error) => tracing::error!(
+                key,
+                error = &error as &dyn std::error::Error,
+                "an answer could not be stored; the lease runs out and it is tried again"
+            ),
+        }
+        locked(&self.in_flight).remove(key);
+    }
+
+    /// Counts the tokens due within a minute, at most once a second.
+    async fn count_due_soon(&self, now: UnixMillis) -> Result<(), StoreError> {
+        {
+            let mut counted = locked(&self.due_counted);
+            if counted.is_some_and(|at| at.elapsed() < DUE_SOON_EVERY) {
+                return Ok(());
+            }
+            *counted = Some(Instant::now());
+        }
+        let until = now.saturating_add(DUE_SOON_WINDOW_MS);
+        if let Some(n) = self
+            .blocking(move |s| Ok(s.store().due_count(until, DUE_SOON_CAP)))
+            .await?
+        {
+            self.due_soon.store(n as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn request(self: Arc<Self>, leased: Leased, permit: OwnedSemaphorePermit) {
+        let integration = self
+            .service
+            .integrations()
+            .get(&leased.broker_type)
+            .cloned();
+        let answer = match &integration {
+            Some(integration) => {
+                self.client
+                    .refresh(integration, &leased.refresh_token)
+                    .await
+            }
+            None => Err(Failure::Transient {
+                code: "not_configured".into(),
+                retry_after: None,
+            }),
+        };
+        self.observe(&leased, &answer);
+        let token_id = leased.token_id.clone();
+        let now = now_millis();
+        let applied = self
+            .blocking(move |s| pass::apply(s, &leased, &answer, now))
+            .await;
+        self.deliver(applied, &token_id).await;
+        drop(permit);
+        self.wake.notify_one();
+    }
+
+    fn observe(&self, leased: &Leased, answer: &Result<Grant, Failure>) {
+        let broker_type = &leased.broker_type;
+        let at = rfc3339(now_millis());
+        let health = |kind: EventKind, reason: Option<String>| {
+            let mut event = Event::new(kind, at.clone());
+            event.broker_type = Some(broker_type.clone());
+            event.reason = reason;
+            let _ = self.events_tx.send(event);
+        };
+        match answer {
+            Ok(_) => {
+                self.refreshed.fetch_add(1, Ordering::Relaxed);
+                locked(&self.failing).remove(&leased.token_id);
+                if locked(&self.unhealthy).remove(broker_type) {
+                    health(EventKind::IntegrationHealthy, None);
+                }
+            }
+            Err(failure) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let code = failure.code();
+                tracing::warn!(
+                    token_id = leased.token_id,
+                    broker_type,
+                    code,
+                    "refresh failed"
+                );
+                locked(&self.last_error).insert(broker_type.clone(), code.clone());
+                if *failure == Failure::InvalidGrant {
+                    locked(&self.failing).remove(&leased.token_id);
+                } else {
+                    locked(&self.failing).insert(
+                        leased.token_id.clone(),
+                        (broker_type.clone(), leased.expires_at),
+                    );
+                }
+                if *failure == Failure::InvalidClient
+                    && locked(&self.unhealthy).insert(broker_type.clone())
+                {
+                    health(EventKind::IntegrationUnhealthy, Some(code));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The refresh engine's store steps, each one atomic change under the writer
+//! lock, run on a blocking thread: take ownership of a token at connect
+//! ([`own`]), the v1 expiry pass ([`expiry_pass`]), leasing the due tokens
+//! ([`lease_pass`]) and applying an answer ([`apply`]).
+//!
+//! A record that does not decode never stops a pass: its index entry is
+//! removed (the record stays for an operator to look at), it is counted and
+//! logged, and the pass goes on (issue 8, item 2).
+
+use mmt_shared::events::{Event, EventKind};
+use mmt_shared::time_fmt::{UnixMillis, rfc3339};
+use mmt_shared::wire::TokenState;
+use zeroize::Zeroizing;
+
+use crate::integrations::{DEFAULT_REFRESH_AHEAD_SECS, Integration};
+use crate::lifecycle::{self, TokenMeta};
+use crate::oauth::{Failure, Grant};
+use crate::refresh::rules::{self, AfterFailure, Due, ExpiryReason};
+use crate::service::{Service, token_event};
+use crate::store::{Change, Found, Lease, RefreshRecord, StoreError, TokenSecrets};
+
+/// The most index entries one pass looks at.
+pub const PASS_LIMIT: usize = 1024;
+
+/// What a pass did, besides its writes.
+#[derive(Debug, Default)]
+pub struct PassOutcome {
+    /// Events to publish once the change is flushed.
+    pub events: Vec<Event>,
+    /// Records that did not decode and were skipped.
+    pub skipped: u64,
+    /// Whether anything was written (a flush is due).
+    pub changed: bool,
+}
+
+/// A token leased for a refresh: the request may go out once the lease is
+/// flushed.
+pub struct Leased {
+    /// The token.
+    pub token_id: String,
+    /// Its integration.
+    pub broker_type: String,
+    /// The lease written for it.
+    pub lease: Lease,
+    /// The refresh token to present.
+    pub refresh_token: Zeroizing<String>,
+    /// The access token's expiry when leased.
+    pub expires_at: Option<UnixMillis>,
+}
+
+fn unit() -> f64 {
+    rand::random::<f64>()
+}
+
+/// At connect (mint or reconnection): the engine owns the token when it is
+/// refreshable, with a fresh record; otherwise a record left from before
+/// goes.
+pub fn own(
+    change: &mut Change<'_>,
+    token_id: &str,
+    meta: &TokenMeta,
+    previous: Option<&RefreshRecord>,
+    integration: Option<&Integration>,
+    issued_at: UnixMillis,
+) -> Result<(), StoreError> {
+    let next = integration
+        .filter(|_| rules::refreshable(meta, true))
+        .and_then(|i| rules::schedule(meta, i.refresh_ahead, issued_at, unit()));
+    match (next, previous) {
+        (Some(next), previous) => change.put_refresh(token_id, previous, &next, meta.expires_at),
+        (None, Some(previous)) => {
+            change.drop_refresh(token_id, previous, None);
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+fn expired_event(token_id: &str, meta: &TokenMeta, reason: ExpiryReason, now: UnixMillis) -> Event {
+    let mut event = token_event(
+        EventKind::TokenExpired,
+        &rfc3339(now),
+        token_id,
+        TokenState::ReauthRequired,
+        meta,
+    );
+    event.reason = reason.as_reason().map(str::to_owned);
+    event
+}
+
+/// A read that failed: an I/O error stops the pass (worth retrying); a
+/// record that does not decode or open is counted, logged and skipped.
+fn skip(error: StoreError, token_id: &str, outcome: &mut PassOutcome) -> Result<(), StoreError> {
+    if error.is_transient() {
+        return Err(error);
+    }
+    tracing::error!(token_id, %error, "skipping a token record that cannot be read");
+    outcome.skipped += 1;
+    Ok(())
+}
+
+/// The v1 expiry pass over the `e` index: tokens that are not refreshable go
+/// to `reauth_required` at their expiry; a refreshable one (its integration
+/// configured since it was stored) is handed to the engine, due now.
+pub fn expiry_pass(service: &Service, now: UnixMillis) -> Result<PassOutcome, StoreError> {
+    let store = service.store();
+    let due = store.due_expiry_entries(now, PASS_LIMIT)?;
+    let mut outcome = PassOutcome::default();
+    if due.is_empty() {
+        return Ok(outcome);
+    }
+    let integrations = service.integrations();
+    let lock = store.lock();
+    let mut change = store.change();
+    for (at, token_id) in due {
+        let found = match store.find(&token_id) {
+            Ok(found) => found,
+            Err(error) => {
+                skip(error, &token_id, &mut outcome)?;
+                change.skip_expiry(at, &token_id);
+                continue;
+            }
+        };
+        let Found::Live {
+            meta,
+            sealed,
+            wrapped,
+        } = found
+        else {
+            change.skip_expiry(at, &token_id);
+            continue;
+        };
+        if meta.expires_at != Some(at) || meta.state != TokenState::Active {
+            change.skip_expiry(at, &token_id);
+        } else if rules::refreshable(&meta, integrations.get(&meta.broker_type).is_some()) {
+            let previous = match store.refresh_record(&token_id) {
+                Ok(previous) => previous,
+                Err(error) => {
+                    skip(error, &token_id, &mut outcome)?;
+                    change.skip_expiry(at, &token_id);
+                    continue;
+                }
+            };
+            let next = RefreshRecord {
+                due_at: now,
+                ..previous.clone().unwrap_or_default()
+            };
+            change.put_refresh(&token_id, previous.as_ref(), &next, Some(at))?;
+        } else if lifecycle::expires_now(&meta, now) {
+            let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
+            outcome
+                .events
+                .push(expired_event(&token_id, &next, ExpiryReason::Expired, now));
+        }
+    }
+    change.commit(&lock)?;
+    outcome.changed = true;
+    Ok(outcome)
+}
+
+/// Leases up to `limit` due tokens (skipping those `busy` says are in
+/// flight here), and settles the other due ones: the refresh token's own
+/// expiry, an integration removed, a lease still running.
+pub fn lease_pass(
+    service: &Service,
+    now: UnixMillis,
+    limit: usize,
+    busy: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Leased>, PassOutcome), StoreError> {
+    let store = service.store();
+    let mut outcome = PassOutcome::default();
+    let mut leased = Vec::new();
+    if limit == 0 {
+        return Ok((leased, outcome));
+    }
+    let due = store.due_refreshes(now, PASS_LIMIT)?;
+    if due.is_empty() {
+        return Ok((leased, outcome));
+    }
+    let integrations = service.integrations();
+    let lock = store.lock();
+    let mut change = store.change();
+    for (at, token_id) in due {
+        if leased.len() >= limit {
+            break;
+        }
+        if busy(&token_id) {
+            continue;
+        }
+        let stale = RefreshRecord {
+            due_at: at,
+            ..RefreshRecord::default()
+        };
+        let (meta, sealed, wrapped, record) =
+            match (store.find(&token_id), store.refresh_record(&token_id)) {
+                (
+                    Ok(Found::Live {
+                        meta,
+                        sealed,
+                        wrapped,
+                    }),
+                    Ok(Some(record)),
+                ) => (meta, sealed, wrapped, record),
+                (Err(error), _) | (_, Err(error)) => {
+                    skip(error, &token_id, &mut outcome)?;
+                    change.skip_due(at, &token_id);
+                    continue;
+                }
+                _ => {
+                    change.drop_refresh(&token_id, &stale, None);
+                    continue;
+                }
+            };
+        if record.due_at != at {
+            change.skip_due(at, &token_id);
+            continue;
+        }
+        let integration = integrations.get(&meta.broker_type);
+        let timeout = integration.map_or(std::time::Duration::ZERO, |i| i.timeout);
+        match rules::on_due(
+            &meta,
+            &record,
+            integration.is_some(),
+            timeout,
+            now,
+            rand::random(),
+        ) {
+            Due::Refresh(next) => {
+                let secrets = match store.open_secrets(&token_id, &meta, &sealed, &wrapped) {
+                    Ok(secrets) => secrets,
+                    Err(error) => {
+                        skip(error, &token_id, &mut outcome)?;
+                        change.skip_due(at, &token_id);
+                        continue;
+                    }
+                };
+                let Some(refresh_token) = secrets.refresh_token.as_ref() else {
+                    change.drop_refresh(&token_id, &record, meta.expires_at);
+                    continue;
+                };
+                let refresh_token = Zeroizing::new(refresh_token.clone());
+                change.put_refresh(&token_id, Some(&record), &next, None)?;
+                if let Some(lease) = next.lease {
+                    leased.push(Leased {
+                        token_id,
+                        broker_type: meta.broker_type.clone(),
+                        lease,
+                        refresh_token,
+                        expires_at: meta.expires_at,
+                    });
+                }
+            }
+            Due::Expire(reason) => {
+                let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
+                change.drop_refresh(&token_id, &record, None);
+                outcome
+                    .events
+                    .push(expired_event(&token_id, &next, reason, now));
+            }
+            Due::Release => {
+                let back = (meta.state == TokenState::Active)
+                    .then_some(meta.expires_at)
+                    .flatten();
+                change.drop_refresh(&token_id, &record, back);
+            }
+            Due::Wait(next) => change.put_refresh(&token_id, Some(&record), &next, None)?,
+        }
+    }
+    change.commit(&lock)?;
+    outcome.changed = true;
+    Ok((leased, outcome))
+}
+
+/// Applies the answer to a leased refresh, unless the lease is no longer
+/// the record's (a reconnection or a revocation came first: the answer is
+/// dropped). The new tokens are sealed in the same change as the record.
+pub fn apply(
+    service: &Service,
+    leased: &Leased,
+    answer: &Result<Grant, Failure>,
+    now: UnixMillis,
+) -> Result<Vec<Event>, StoreError> {
+    let store = service.store();
+    let token_id = leased.token_id.as_str();
+    let lock = store.lock();
+    let (
+        Found::Live {
+            meta,
+            sealed,
+            wrapped,
+        },
+        Some(record),
+    ) = (store.find(token_id)?, store.refresh_record(token_id)?)
+    else {
+        return Ok(Vec::new());
+    };
+    if record.lease.map(|l| l.id) != Some(leased.lease.id) {
+        tracing::info!(
+            token_id,
+            "refresh answer dropped: the token changed meanwhile"
+        );
+        return Ok(Vec::new());
+    }
+    let ahead = service.integrations().get(&meta.broker_type).map_or(
+        std::time::Duration::from_secs(DEFAULT_REFRESH_AHEAD_SECS),
+        |i| i.refresh_ahead,
+    );
+    let sent_at = leased.lease.sent_at;
+    let mut change = store.change();
+    let stamp = rfc3339(now);
+    let events = match answer {
+        Ok(grant) => {
+            let next_meta = rules::refreshed_meta(&meta, grant, sent_at, now);
+            let secrets = TokenSecrets {
+                access_token: grant.access_token.expose().to_owned(),
+                refresh_token: Some(grant.refresh_token.as_ref().map_or_else(
+                    || leased.refresh_token.to_string(),
+                    |r| r.expose().to_owned(),
+                )),
+            };
+            change.put_token(token_id, &next_meta, Some(&meta), &secrets)?;
+            match rules::after_success(&next_meta, ahead, sent_at, now, unit()) {
+                Some(next) => {
+                    change.put_refresh(token_id, Some(&record), &next, next_meta.expires_at)?
+                }
+                None => change.drop_refresh(token_id, &record, None),
+            }
+            vec![token_event(
+                EventKind::TokenRefreshed,
+                &stamp,
+                token_id,
+                TokenState::Active,
+                &next_meta,
+            )]
+        }
+        Err(failure) => match rules::after_failure(&meta, &record, failure, now, unit()) {
+            AfterFailure::Expire(reason) => {
+                let next = change.expire(token_id, &meta, &wrapped, &sealed, now)?;
+                change.drop_refresh(token_id, &record, None);
+                vec![expired_event(token_id, &next, reason, now)]
+            }
+            AfterFailure::Retry {
+                record: next,
+                failed_event,
+            } => {
+                change.put_refresh(token_id, Some(&record), &next, None)?;
+                if failed_event {
+                    let mut event = token_event(
+                        EventKind::TokenRefreshFailed,
+                        &stamp,
+                        token_id,
+                        TokenState::Active,
+                        &meta,
+                    );
+                    event.reason = Some(failure.code());
+                    vec![event]
+                } else {
+                    Vec::new()
+                }
+            }
+        },
+    };
+    change.commit(&lock)?;
+    Ok(events)
+}
