@@ -61,9 +61,22 @@ pub enum ConnectError {
         url: String,
         /// Why.
         #[source]
-        source: lapin::Error,
+        source: LinkError,
     },
 }
+
+/// lapin's error, shown by its own text alone: that text already names the
+/// cause lapin also reports as its source, which would print it twice.
+#[derive(Debug)]
+pub struct LinkError(pub lapin::Error);
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LinkError {}
 
 /// `url` without its password and query, for logs and errors:
 /// `amqp://guest:***@127.0.0.1:5672/%2f`.
@@ -181,7 +194,7 @@ impl Broker {
     pub async fn connect(&self, name: &str) -> Result<Connection, ConnectError> {
         let fail = |source| ConnectError::Connect {
             url: self.shown.clone(),
-            source,
+            source: LinkError(source),
         };
         let runtime = lapin::runtime::default_runtime().map_err(fail)?;
         Connection::connect_uri_with_config(
