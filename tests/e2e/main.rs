@@ -18,6 +18,7 @@ mod faults;
 mod pipes;
 mod proxy;
 mod refresh;
+mod refresh_faults;
 mod scenarios;
 mod topology;
 mod util;
