@@ -116,6 +116,11 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        // The integrations file is checked before anything is created.
+        let integrations = match &config.integrations {
+            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
+            None => Integrations::none(),
+        };
         // A store that exists never gets a freshly minted key: a mistyped
         // --key-file must not leave a new key behind.
         let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
@@ -126,10 +131,6 @@ impl Worker {
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
-        let integrations = match &config.integrations {
-            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
-            None => Integrations::none(),
-        };
         let store = Store::open(&config.data_dir, key)?;
         let service = Arc::new(
             Service::new(store, config.wallet_types.clone()).with_integrations(integrations),
