@@ -317,3 +317,43 @@ async fn ten_thousand_tokens_due_together_against_a_slow_provider_stay_bounded_a
     );
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_broken_integrations_file_keeps_the_one_in_force_and_says_why() {
+    let provider = Provider::start(Options::default()).await.expect("provider");
+    let mut w = TestWorker::start_idle("refresh-sighup").await;
+    let path = integrations_file(w.dir.path(), &provider, &Setup::default());
+    w.integrations = Some(path.clone());
+    let mut child = Child::start(&w).await;
+    std::fs::write(&path, "refresh_concurrency = \"many\"\n").expect("breaks");
+    let pid = child.process.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let log_path = w.dir.path().join("worker.log");
+    until("the refusal in the log", || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("integrations file refused; keeping the one in force")
+    })
+    .await;
+    assert!(
+        child.process.try_wait().expect("waits").is_none(),
+        "still running"
+    );
+    let id = token_id(
+        &w.connect(oauth_connected(
+            "u1",
+            "raw-a",
+            &provider.issue_refresh_token(),
+            2,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(w.event("token.refreshed").await["tokenId"], id.as_str());
+    child.kill_9().await;
+    w.finish().await;
+}

@@ -140,12 +140,12 @@ impl Worker {
         let session = Session::open(config, &service, &refresher, &stats).await?;
         let shutdown = CancellationToken::new();
         if let Some(path) = &config.integrations {
-            tokio::spawn(refresh::reload::on_sighup(
+            refresh::reload::on_sighup(
                 service.clone(),
                 refresher.clone(),
                 path.clone(),
                 shutdown.clone(),
-            ));
+            );
         }
         let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(
