@@ -479,6 +479,12 @@ impl Bulk {
     /// Publishes every (routing key, message id, body) and waits for the
     /// broker's confirms (not for the replies).
     pub async fn publish(&self, messages: &[(&str, String, Value)]) {
+        self.publish_at(messages, None).await;
+    }
+
+    /// As [`Bulk::publish`], every message with this `timestamp` property
+    /// (seconds) when given.
+    pub async fn publish_at(&self, messages: &[(&str, String, Value)], timestamp: Option<u64>) {
         use lapin::BasicProperties;
         use lapin::options::BasicPublishOptions;
         let mut confirms = Vec::with_capacity(messages.len());
@@ -489,6 +495,10 @@ impl Bulk {
                 .with_message_id(id.as_str().into())
                 .with_correlation_id(id.as_str().into())
                 .with_reply_to(mmt_worker::fixtures::DIRECT_REPLY_TO.into());
+            let properties = match timestamp {
+                Some(t) => properties.with_timestamp(t),
+                None => properties,
+            };
             let confirm = self
                 .channel
                 .basic_publish(

@@ -128,6 +128,11 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        // The integrations file is checked before anything is created.
+        let integrations = match &config.integrations {
+            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
+            None => Integrations::none(),
+        };
         let mode = match &config.clients {
             Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
             None => Mode::Open,
@@ -144,10 +149,6 @@ impl Worker {
         }
         let identity = mode.name();
         let gate = Gate::new(mode);
-        let integrations = match &config.integrations {
-            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
-            None => Integrations::none(),
-        };
         let store = Store::open(&config.data_dir, key)?;
         let service = Arc::new(
             Service::new(store, config.wallet_types.clone())
@@ -168,12 +169,12 @@ impl Worker {
             ),
         }
         if let Some(path) = &config.integrations {
-            tokio::spawn(refresh::reload::on_sighup(
+            refresh::reload::on_sighup(
                 service.clone(),
                 refresher.clone(),
                 path.clone(),
                 shutdown.clone(),
-            ));
+            );
         }
         let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(

@@ -88,3 +88,35 @@ fn log_format_json_writes_one_json_object_per_log_line() {
         );
     }
 }
+
+#[test]
+fn a_refused_integrations_file_exits_2_naming_file_line_and_key_before_anything_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("integrations.toml");
+    std::fs::write(
+        &file,
+        "[integrations.x]\ntoken_url = \"http://evil.example/t?secret=hunter2\"\nclient_id = \"c\"\nclient_secret_env = \"PATH\"\n",
+    )
+    .expect("writes");
+    let output = Command::new(env!("CARGO_BIN_EXE_mmt-worker"))
+        .args(["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--key-file")
+        .arg(dir.path().join("mmt.key"))
+        .arg("--integrations")
+        .arg(&file)
+        .env_remove("MMT_LOG")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("integrations.toml:2: key `integrations.x.token_url`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("evil"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mmt.key").exists() && !dir.path().join("data").exists());
+}

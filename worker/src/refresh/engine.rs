@@ -66,6 +66,7 @@ pub struct Refresher {
     unhealthy: Mutex<HashSet<String>>,
     failing: Mutex<BTreeMap<String, (String, Option<UnixMillis>)>>,
     due_soon: AtomicU64,
+    settled: Mutex<Vec<Vec<Event>>>,
     due_counted: Mutex<Option<Instant>>,
     last_error: Mutex<BTreeMap<String, String>>,
     refreshed: AtomicU64,
@@ -90,6 +91,7 @@ impl Refresher {
             unhealthy: Mutex::default(),
             failing: Mutex::default(),
             due_soon: AtomicU64::default(),
+            settled: Mutex::default(),
             due_counted: Mutex::default(),
             last_error: Mutex::default(),
             refreshed: AtomicU64::default(),
@@ -213,6 +215,24 @@ impl Refresher {
     }
 
     async fn tick(self: &Arc<Self>, events: &Events) -> Result<(), StoreError> {
+        // Answers applied since the last tick: one flush makes them all
+        // durable before their events go out (and before a lease of the
+        // same tokens, whose own flush comes later still).
+        let settled: Vec<Event> = std::mem::take(&mut *locked(&self.settled))
+            .into_iter()
+            .flatten()
+            .collect();
+        if !settled.is_empty() {
+            self.settle(
+                PassOutcome {
+                    events: settled,
+                    skipped: 0,
+                    changed: true,
+                },
+                events,
+            )
+            .await?;
+        }
         let now = now_millis();
         if let Some(outcome) = self.blocking(move |s| pass::expiry_pass(s, now)).await? {
             self.settle(outcome, events).await?;
@@ -309,17 +329,9 @@ impl Refresher {
     /// Flushes what an answer wrote, then queues its events; the in-flight
     /// mark `key` goes either way.
     async fn deliver(&self, stored: Result<Option<Vec<Event>>, StoreError>, key: &str) {
-        let flushed = match stored {
-            Ok(Some(events)) => self.service.store().flush().await.map(|_| events),
-            Ok(None) => Ok(Vec::new()),
-            Err(error) => Err(error),
-        };
-        match flushed {
-            Ok(events) => {
-                for event in events {
-                    let _ = self.events_tx.send(event);
-                }
-            }
+        match stored {
+            Ok(Some(events)) => locked(&self.settled).push(events),
+            Ok(None) => {}
             Err(error) => tracing::error!(
                 key,
                 error = &error as &dyn std::error::Error,

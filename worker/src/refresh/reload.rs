@@ -39,8 +39,9 @@ pub async fn reload(service: &Service, refresher: &Refresher, path: PathBuf) -> 
     }
 }
 
-/// Reloads `path` on every SIGHUP until `stop`.
-pub async fn on_sighup(
+/// Starts reloading `path` on every SIGHUP until `stop`. The handler is in
+/// place when this returns (a SIGHUP right after start is never fatal).
+pub fn on_sighup(
     service: Arc<Service>,
     refresher: Arc<Refresher>,
     path: PathBuf,
@@ -54,15 +55,17 @@ pub async fn on_sighup(
             return;
         }
     };
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            received = hangups.recv() => {
-                if received.is_none() {
-                    return;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    reload(&service, &refresher, path.clone()).await;
                 }
-                reload(&service, &refresher, path.clone()).await;
             }
         }
-    }
+    });
 }
