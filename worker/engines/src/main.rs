@@ -2,6 +2,8 @@
 //! each in a child process of its own, and reports size, speed and memory
 //! per engine (issue 11: is sled what stops the footprint targets?).
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
