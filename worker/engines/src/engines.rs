@@ -9,18 +9,33 @@ use crate::workload::Write;
 
 /// Which engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// sled 0.34, configured as worker/src/store.rs configures it.
     Sled,
     /// redb 2 (a copy-on-write B-tree in one file).
     Redb,
-    /// fjall 2 (an LSM tree: journal, memtables, sorted segments).
+    /// fjall 2 (an LSM tree: journal, memtables, sorted segments), its
+    /// default lz4 block compression.
     Fjall,
+    /// fjall 2 with compression off: what the layout costs without it.
+    FjallRaw,
+}
+
+impl Kind {
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sled => "sled",
+            Kind::Redb => "redb",
+            Kind::Fjall => "fjall",
+            Kind::FjallRaw => "fjall-raw",
+        }
+    }
 }
 
 /// All of them, in report order.
-pub const ALL: [Kind; 3] = [Kind::Sled, Kind::Redb, Kind::Fjall];
+pub const ALL: [Kind; 4] = [Kind::Sled, Kind::Redb, Kind::Fjall, Kind::FjallRaw];
 
 /// An open store.
 pub trait Kv {
@@ -54,13 +69,18 @@ pub fn open(kind: Kind, dir: &Path, cache: u64) -> anyhow::Result<Box<dyn Kv>> {
             txn.commit()?;
             Box::new(RedbKv(db))
         }
-        Kind::Fjall => {
+        Kind::Fjall | Kind::FjallRaw => {
+            let options = match kind {
+                Kind::FjallRaw => fjall::PartitionCreateOptions::default()
+                    .compression(fjall::CompressionType::None),
+                _ => fjall::PartitionCreateOptions::default(),
+            };
             let keyspace = fjall::Config::new(dir)
                 .cache_size(cache)
                 .open()
                 .context("open fjall")?;
             let part = keyspace
-                .open_partition("store", fjall::PartitionCreateOptions::default())
+                .open_partition("store", options)
                 .context("open the fjall partition")?;
             Box::new(FjallKv { keyspace, part })
         }

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     .context("create the temporary directory")?;
     let mut figures = Vec::new();
     for kind in engines::ALL {
-        let dir = root.path().join(format!("{kind:?}").to_lowercase());
+        let dir = root.path().join(kind.name());
         let load = serde_json::from_slice(&child(kind, &dir, tokens, &args, false)?)?;
         if args.drop_caches {
             drop_page_cache()?;
@@ -112,7 +112,7 @@ fn child(
     let exe = std::env::current_exe().context("find this binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("--engine")
-        .arg(format!("{kind:?}").to_lowercase())
+        .arg(kind.name())
         .arg("--dir")
         .arg(dir)
         .arg("--tokens")

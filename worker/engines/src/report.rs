@@ -12,8 +12,8 @@ pub(crate) fn table(figures: &[EngineFigures]) -> String {
     for f in figures {
         let (l, o) = (&f.load, &f.open);
         out.push_str(&format!(
-            "| {:?} | {:.0} | {:.0} ({:.0}) | {:.0} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.1} / {:.1} | {:.0} | {:.0} ({:.0}) |\n",
-            f.engine,
+            "| {} | {:.0} | {:.0} ({:.0}) | {:.0} | {:.0} | {:.0} | {:.0} ({:.0}) | {:.1} / {:.1} | {:.0} | {:.0} ({:.0}) |\n",
+            f.engine.name(),
             l.load_tokens_per_s,
             l.alloc_per_token_load,
             l.disk_per_token_load,

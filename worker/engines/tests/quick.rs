@@ -25,7 +25,7 @@ fn quick_run_reports_every_figure_for_every_engine() {
         .iter()
         .map(|f| f["engine"].as_str().expect("engine"))
         .collect();
-    assert_eq!(engines, ["sled", "redb", "fjall"]);
+    assert_eq!(engines, ["sled", "redb", "fjall", "fjall-raw"]);
     for f in &figures {
         let (load, open) = (&f["load"], &f["open"]);
         let num = |v: &Value, name: &str| -> f64 {
