@@ -342,17 +342,9 @@ async fn a_raw_token_in_a_mistyped_field_never_reaches_the_reply_the_header_the_
     let mut w = TestWorker::start_idle("leak").await;
     let log_path = w.dir.path().join("worker.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = tokio::process::Command::new(crate::util::worker_binary())
-        .arg("run")
-        .arg("--namespace")
-        .arg(w.ns.as_str())
-        .arg("--data-dir")
-        .arg(w.data_dir())
-        .arg("--key-file")
-        .arg(w.key_file())
-        .env("MMT_AMQP_URL", crate::util::amqp_url())
+    let mut child = w
+        .run_command()
         .env_remove("MMT_LOG")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)

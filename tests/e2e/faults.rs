@@ -17,9 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::proxy::Proxy;
-use crate::util::{
-    Bulk, PATIENCE, TestWorker, amqp_url, code, connected, connections, token_id, worker_binary,
-};
+use crate::util::{Bulk, PATIENCE, TestWorker, code, connected, connections, token_id};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -107,18 +105,10 @@ impl Child {
     /// waits for its "worker ready" line.
     async fn start(w: &TestWorker) -> Self {
         let log_path = w.dir.path().join("worker.log");
-        let mut process = tokio::process::Command::new(worker_binary())
-            .arg("run")
-            .arg("--namespace")
-            .arg(w.ns.as_str())
-            .arg("--data-dir")
-            .arg(w.data_dir())
-            .arg("--key-file")
-            .arg(w.key_file())
+        let mut process = w
+            .run_command()
             .arg("--prefetch")
             .arg("128")
-            .env("MMT_AMQP_URL", amqp_url())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -311,18 +311,10 @@ async fn start_binary(
     w: &TestWorker,
     clients: &std::path::Path,
 ) -> (tokio::process::Child, Arc<std::sync::Mutex<String>>) {
-    let mut child = tokio::process::Command::new(worker_binary())
-        .arg("run")
-        .arg("--namespace")
-        .arg(w.ns.as_str())
-        .arg("--data-dir")
-        .arg(w.data_dir())
-        .arg("--key-file")
-        .arg(w.key_file())
+    let mut child = w
+        .run_command()
         .arg("--clients")
         .arg(clients)
-        .env("MMT_AMQP_URL", amqp_url())
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

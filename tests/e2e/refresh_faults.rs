@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::refresh::{BROKER, Setup, integrations_file, oauth_connected, until};
-use crate::util::{Bulk, PATIENCE, TestWorker, amqp_url, files_under, token_id, worker_binary};
+use crate::util::{Bulk, PATIENCE, TestWorker, files_under, token_id};
 
 fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(Ordering::SeqCst)
@@ -37,21 +37,13 @@ struct Child {
 impl Child {
     async fn start(w: &TestWorker) -> Self {
         let log_path = w.dir.path().join("worker.log");
-        let mut process = tokio::process::Command::new(worker_binary())
-            .arg("run")
-            .arg("--namespace")
-            .arg(w.ns.as_str())
-            .arg("--data-dir")
-            .arg(w.data_dir())
-            .arg("--key-file")
-            .arg(w.key_file())
+        let mut process = w
+            .run_command()
             .arg("--sweep-interval-ms")
             .arg("50")
             .arg("--integrations")
             .arg(w.integrations.as_ref().expect("an integrations file"))
-            .env("MMT_AMQP_URL", amqp_url())
             .env("MMT_LOG", "info,mmt_worker=debug,lapin=warn")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -83,6 +83,23 @@ impl TestWorker {
         this
     }
 
+    /// `mmt-worker run` on this test's namespace, data directory, key and
+    /// broker, stdin closed; callers add their options and outputs.
+    pub fn run_command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(worker_binary());
+        command
+            .arg("run")
+            .arg("--namespace")
+            .arg(self.ns.as_str())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--key-file")
+            .arg(self.key_file())
+            .env("MMT_AMQP_URL", amqp_url())
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
