@@ -223,10 +223,15 @@ pub struct DeadLetterRow {
     pub size: u64,
 }
 
-/// The kind of a dead-letter reason: the text before the first `:`, which
-/// leaves out the field, line and column that vary from message to message.
+/// The kind of a dead-letter reason: the text before the first `:` and
+/// without a trailing `(line N, column M)`, which leaves out the field, line
+/// and column that vary from message to message.
 pub fn reason_kind(reason: &str) -> &str {
-    reason.split(':').next().unwrap_or(reason).trim()
+    let head = reason.split(':').next().unwrap_or(reason).trim();
+    match head.rfind(" (line ") {
+        Some(at) if head.ends_with(')') => &head[..at],
+        _ => head,
+    }
 }
 
 /// How many dead letters of one kind of reason ([`reason_kind`]).
@@ -407,6 +412,14 @@ mod tests {
             "body is not valid JSON"
         );
         assert_eq!(reason_kind("no colon"), "no colon");
+        assert_eq!(
+            reason_kind("body is not valid JSON (line 1, column 2)"),
+            "body is not valid JSON"
+        );
+        assert_eq!(
+            reason_kind("missing field `endUserId` (line 1, column 93)"),
+            "missing field `endUserId`"
+        );
     }
 
     #[test]
