@@ -14,7 +14,7 @@ use mmt_worker::fixtures::{Publisher, Step};
 use serde_json::{Value, json};
 
 use crate::brokeruser::{BrokerUser, raw_call};
-use crate::util::{PATIENCE, TestWorker, connected, token_id, worker_binary};
+use crate::util::{PATIENCE, TestWorker, bound_tap, connected, token_id, worker_binary};
 
 const NONE: [&str; 3] = ["^$", "^$", "^$"];
 
@@ -191,40 +191,7 @@ async fn least_privilege_users_from_broker_setup_serve_and_confine() {
     .expect("JSON page");
     assert_eq!(page["tokens"][0]["tokenId"], token.as_str(), "{page}");
     let channel = console_conn.create_channel().await.expect("channel");
-    let feed = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("the console's own events queue");
-    channel
-        .queue_bind(
-            feed.name().clone(),
-            w.ns.events_exchange().as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bound to NS.events");
-    let mut events = channel
-        .basic_consume(
-            feed.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consumes its events");
+    let mut events = bound_tap(&channel, &w.ns.events_exchange()).await;
     let first = tokio::time::timeout(PATIENCE, events.next())
         .await
         .expect("an event (worker.stats at least) in time")

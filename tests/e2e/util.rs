@@ -330,6 +330,13 @@ async fn events_tap(connection: &Connection, ns: &Namespace) -> Consumer {
         )
         .await
         .expect("events exchange");
+    bound_tap(&channel, &ns.events_exchange()).await
+}
+
+/// An exclusive queue of its own bound to every key of `exchange`, consumed
+/// without acknowledgement (declares nothing but that queue, so a user with
+/// read-only rights can use it).
+pub async fn bound_tap(channel: &lapin::Channel, exchange: &str) -> Consumer {
     let queue = channel
         .queue_declare(
             "".into(),
@@ -345,14 +352,14 @@ async fn events_tap(connection: &Connection, ns: &Namespace) -> Consumer {
     channel
         .queue_bind(
             queue.name().clone(),
-            ns.events_exchange().into(),
+            exchange.into(),
             "#".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
         .expect("tap binding");
-    consume(&channel, queue.name().clone(), "tap consumer").await
+    consume(channel, queue.name().clone(), "tap consumer").await
 }
 
 /// A one-account `integration.connected` body.
