@@ -15,8 +15,9 @@ use serde::Deserialize;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
 
+use super::keys::prefixed;
 use super::record::{self, RecordRef};
-use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, prefixed, processed};
+use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, processed};
 use crate::crypto::MasterKey;
 use crate::lifecycle::{TokenMeta, Tombstone};
 

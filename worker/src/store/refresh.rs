@@ -16,7 +16,8 @@
 use mmt_shared::time_fmt::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Store, StoreError, expiry_key, prefixed};
+use super::keys::{expiry_key, prefixed};
+use super::{Change, Store, StoreError};
 
 const REFRESH: u8 = b'r';
 const DUE: u8 = b'd';

@@ -13,7 +13,8 @@ use mmt_shared::wire::Scope;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Change, Store, StoreError, TokenSecrets, prefixed, push_part};
+use super::keys::{prefixed, push_part};
+use super::{Change, Store, StoreError, TokenSecrets};
 use crate::lifecycle::TokenMeta;
 
 const UPSTREAM: u8 = b'u';

@@ -1,0 +1,269 @@
+//! Unit tests of the store: keys, round trips, counts, listing, corruption.
+
+use super::testing::{meta, secrets, when_unlocked};
+use super::*;
+use mmt_shared::wire::{Scope, TokenState};
+
+#[test]
+fn identities_differ_by_every_part_and_users_are_prefixes() {
+    let base = Identity {
+        client_id: "acme",
+        end_user_id: "u1",
+        broker_type: "coinbase",
+        scope: Scope::Read,
+        account_id: "a",
+    };
+    let variants = [
+        Identity {
+            client_id: "acme2",
+            ..base.clone()
+        },
+        Identity {
+            end_user_id: "u2",
+            ..base.clone()
+        },
+        Identity {
+            broker_type: "binance",
+            ..base.clone()
+        },
+        Identity {
+            scope: Scope::Write,
+            ..base.clone()
+        },
+        Identity {
+            account_id: "b",
+            ..base.clone()
+        },
+    ];
+    for v in &variants {
+        assert_ne!(v.key(), base.key());
+    }
+    assert!(base.key().starts_with(&user_prefix("acme", "u1")));
+    assert!(!user_prefix("ac", "meu1").starts_with(&user_prefix("acme", "u1")));
+}
+
+#[test]
+fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+    let m = meta("acme", "u1", Scope::Read);
+    let lock = store.lock();
+    let mut change = store.change();
+    change
+        .put_token("tok_1", &m, None, &secrets())
+        .expect("puts");
+    change.commit(&lock).expect("commits");
+    let Found::Live {
+        meta: got,
+        sealed,
+        wrapped,
+    } = store.find("tok_1").expect("reads")
+    else {
+        panic!("expected a live token");
+    };
+    assert_eq!(got, m);
+    let opened = store
+        .open_secrets("tok_1", &got, &sealed, &wrapped)
+        .expect("opens");
+    assert_eq!(opened.access_token, "raw-access");
+    assert_eq!(
+        store.due_expiries(60_999, 10).expect("scans"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.due_expiries(61_000, 10).expect("scans"),
+        vec!["tok_1".to_owned()]
+    );
+    assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
+
+    let mut change = store.change();
+    change.revoke("tok_1", &m, 2_000).expect("revokes");
+    change.commit(&lock).expect("commits");
+    assert!(matches!(
+        store.find("tok_1").expect("reads"),
+        Found::Revoked(_)
+    ));
+    assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
+    assert!(
+        store
+            .tokens_of_user("acme", "u1")
+            .expect("scans")
+            .is_empty()
+    );
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        counts,
+        vec![
+            (
+                CountKey {
+                    state: TokenState::Active,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into()
+                },
+                0
+            ),
+            (
+                CountKey {
+                    state: TokenState::Revoked,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into()
+                },
+                1
+            ),
+        ]
+    );
+}
+
+#[test]
+fn list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+    let lock = store.lock();
+    let mut change = store.change();
+    for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+        change
+            .put_token(
+                &format!("tok_{i}"),
+                &meta("acme", user, Scope::Read),
+                None,
+                &secrets(),
+            )
+            .expect("puts");
+    }
+    change.commit(&lock).expect("commits");
+    let mut change = store.change();
+    change
+        .revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)
+        .expect("revokes");
+    change.commit(&lock).expect("commits");
+    let all = |_: &str, _: &Listed| true;
+    let first = store.list_tokens(None, 3, 100, &all).expect("lists");
+    let ids: Vec<_> = first.tokens.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["tok_0", "tok_1", "tok_2"]);
+    assert!(matches!(first.tokens[2].1, Listed::Revoked(_)));
+    assert_eq!(first.next_after.as_deref(), Some("tok_2"));
+    let second = store
+        .list_tokens(first.next_after.as_deref(), 3, 100, &all)
+        .expect("lists");
+    let ids: Vec<_> = second.tokens.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["tok_3", "tok_4"]);
+    assert_eq!(second.next_after, None);
+    let revoked_only = |_: &str, l: &Listed| matches!(l, Listed::Revoked(_));
+    let bounded = store
+        .list_tokens(None, 10, 2, &revoked_only)
+        .expect("lists");
+    assert!(bounded.tokens.is_empty());
+    assert_eq!(
+        (bounded.scanned, bounded.next_after.as_deref()),
+        (2, Some("tok_1"))
+    );
+}
+
+#[test]
+fn a_wrong_key_is_refused_and_a_right_one_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("k");
+    let data = dir.path().join("data");
+    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    drop(Store::open(&data, key).expect("opens"));
+    assert!(matches!(
+        when_unlocked(|| Store::open(&data, MasterKey::generate().expect("random key"))),
+        Err(StoreError::WrongKey { .. })
+    ));
+    assert!(
+        when_unlocked(|| Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_leftover_key_check_tmp_from_a_crashed_first_start_does_not_lock_out_an_empty_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(data.join("key-check.tmp"), b"half written").expect("write");
+    assert!(!holds_a_store(&data));
+    let key_path = dir.path().join("k");
+    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    drop(Store::open(&data, key).expect("an empty store with a leftover tmp opens"));
+    assert!(!data.join("key-check.tmp").exists());
+    assert!(holds_a_store(&data));
+    assert!(
+        when_unlocked(|| Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0))
+            .is_ok(),
+        "its key check is the key's"
+    );
+}
+
+#[test]
+fn a_key_check_tmp_beside_data_still_refuses_to_guess_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("key-check.tmp"), b"x").expect("write");
+    std::fs::write(dir.path().join("conf"), b"sled").expect("write");
+    assert!(matches!(
+        Store::open(dir.path(), MasterKey::generate().expect("random key")),
+        Err(StoreError::MissingKeyCheck { .. })
+    ));
+}
+
+#[test]
+fn a_new_data_directory_is_created_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("a").join("data");
+    drop(Store::open(&data, MasterKey::generate().expect("random key")).expect("opens"));
+    let mode = std::fs::metadata(&data)
+        .expect("exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn a_record_moved_onto_another_token_id_does_not_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+    let m = meta("acme", "u1", Scope::Read);
+    let lock = store.lock();
+    let mut change = store.change();
+    change
+        .put_token("tok_1", &m, None, &secrets())
+        .expect("puts");
+    change.commit(&lock).expect("commits");
+    let Found::Live {
+        sealed, wrapped, ..
+    } = store.find("tok_1").expect("reads")
+    else {
+        panic!("expected a live token");
+    };
+    assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
+    let other_client = meta("evil", "u1", Scope::Read);
+    assert!(
+        store
+            .open_secrets("tok_1", &other_client, &sealed, &wrapped)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_garbled_store_is_refused_with_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("k");
+    let data = dir.path().join("data");
+    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    drop(Store::open(&data, key).expect("opens"));
+    let conf = data.join("conf");
+    std::fs::write(&conf, b"garbage that is not a sled config").expect("garble");
+    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    let opened = std::panic::catch_unwind(|| Store::open(&data, key).map(|_| ()));
+    let result = opened.expect("opening a garbled store must not panic");
+    let error = result.expect_err("a garbled store must be refused");
+    assert!(
+        matches!(error, StoreError::Corrupt { .. } | StoreError::Open { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(&data.display().to_string()),
+        "{error}"
+    );
+}
