@@ -16,6 +16,11 @@ pub enum EventKind {
     /// Same tokenId, new raw token (the identity connected again).
     #[serde(rename = "token.rotated")]
     TokenRotated,
+    /// Same tokenId, same raw token: the identity connected again with the
+    /// token already stored (state back to `active`; an extension, see
+    /// docs/protocol.md §5).
+    #[serde(rename = "token.reconnected")]
+    TokenReconnected,
     /// The worker refreshed a token at its provider (CONTRACT.md §9).
     #[serde(rename = "token.refreshed")]
     TokenRefreshed,
@@ -55,6 +60,7 @@ impl EventKind {
         match self {
             EventKind::TokenIssued => "token.issued",
             EventKind::TokenRotated => "token.rotated",
+            EventKind::TokenReconnected => "token.reconnected",
             EventKind::TokenRefreshed => "token.refreshed",
             EventKind::TokenExpired => "token.expired",
             EventKind::TokenRevoked => "token.revoked",
@@ -149,6 +155,7 @@ mod tests {
         for kind in [
             EventKind::TokenIssued,
             EventKind::TokenRotated,
+            EventKind::TokenReconnected,
             EventKind::TokenRefreshed,
             EventKind::TokenExpired,
             EventKind::TokenRevoked,

@@ -40,6 +40,49 @@ async fn same_identity_connecting_again_keeps_the_token_id_replaces_the_raw_toke
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_raw_token_connecting_again_is_reconnected_not_rotated() {
+    let mut w = TestWorker::start("same-raw-token").await;
+    let first = w
+        .connect(connected(
+            "acme", "u1", "read", "coinbase", "cb-1", "raw-same",
+        ))
+        .await;
+    let id = token_id(&first);
+    assert_eq!(w.event("token.issued").await["tokenId"], id.as_str());
+    let again = w
+        .connect(connected(
+            "acme", "u1", "read", "coinbase", "cb-1", "raw-same",
+        ))
+        .await;
+    assert_eq!(token_id(&again), id);
+    assert_eq!(again["tokens"][0]["created"], false);
+    let reconnected = w.event("token.reconnected").await;
+    assert_eq!(reconnected["tokenId"], id.as_str());
+    assert_eq!(reconnected["state"], "active");
+    w.connect(connected(
+        "acme", "u1", "read", "coinbase", "cb-1", "raw-new",
+    ))
+    .await;
+    let next: Vec<String> = w
+        .events_until("token.rotated")
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .filter(|kind| kind.starts_with("token."))
+        .collect();
+    assert_eq!(
+        next,
+        ["token.rotated"],
+        "a changed raw token is a rotation, and the reconnection published nothing else"
+    );
+    assert_eq!(
+        w.resolve("acme", &id, "read").await["accessToken"],
+        "raw-new"
+    );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_different_end_user_on_the_same_integration_gets_a_new_token_id() {
     let mut w = TestWorker::start("other-user").await;
     let a = w

@@ -267,6 +267,28 @@ impl TestWorker {
             .unwrap_or_else(|_| panic!("no {kind} event within {PATIENCE:?}"))
     }
 
+    /// Every event up to and including the first of `kind`, in the order
+    /// they were published (routing key and body).
+    pub async fn events_until(&mut self, kind: &str) -> Vec<(String, Value)> {
+        let wait = async {
+            let mut seen = Vec::new();
+            while let Some(delivery) = self.events.next().await {
+                let delivery = delivery.expect("event delivery");
+                let key = delivery.routing_key.to_string();
+                let body = serde_json::from_slice::<Value>(&delivery.data).expect("event is JSON");
+                let last = key == kind;
+                seen.push((key, body));
+                if last {
+                    return seen;
+                }
+            }
+            panic!("events tap closed")
+        };
+        tokio::time::timeout(PATIENCE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event within {PATIENCE:?}"))
+    }
+
     /// Every event published so far that is already in the tap, without
     /// waiting.
     pub async fn drain_events(&mut self) -> Vec<(String, Value)> {

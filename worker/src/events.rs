@@ -39,7 +39,10 @@ impl Events {
     /// Logs and publishes one event. Events are telemetry: a failure to
     /// publish is logged, never fatal to the message that caused it.
     pub async fn emit(&self, event: &Event) {
-        if matches!(event.kind, EventKind::TokenIssued | EventKind::TokenRotated) {
+        if matches!(
+            event.kind,
+            EventKind::TokenIssued | EventKind::TokenRotated | EventKind::TokenReconnected
+        ) {
             tracing::debug!(
                 event = event.kind.routing_key(),
                 token_id = event.token_id.as_deref(),

@@ -2,6 +2,7 @@
 //! message, now). No broker, no disk: the store and the consumers call these
 //! and carry out what they decide.
 
+use mmt_shared::events::EventKind;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{ErrorCode, MAX_ID_BYTES, Operation, Scope, TokenState};
 use serde::{Deserialize, Serialize};
@@ -149,22 +150,40 @@ pub struct ConnectInput<'a> {
     pub at: UnixMillis,
 }
 
-/// What to do with one connected account.
+/// What the store holds for an identity when it connects again: the tokenId
+/// its index points to, what is stored under it, and whether the raw tokens
+/// that arrive are the ones already sealed there.
+#[derive(Clone, Copy, Debug)]
+pub struct Holder<'a> {
+    /// The tokenId the identity index points to.
+    pub token_id: &'a str,
+    /// What is stored under it.
+    pub lookup: Lookup<'a>,
+    /// Whether the arriving access and refresh tokens equal the stored ones.
+    pub same_secrets: bool,
+}
+
+/// What to do with one connected account: the whole decision, tokenId
+/// included.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnectPlan {
-    /// No live token has this identity: mint a new tokenId.
-    Mint(TokenMeta),
-    /// The identity has a live token: keep its tokenId, replace the raw
-    /// token, back to `active`.
-    Rotate(TokenMeta),
+pub struct ConnectPlan {
+    /// The tokenId to store under: the holder's, or a newly minted one.
+    pub token_id: String,
+    /// The record to store.
+    pub meta: TokenMeta,
+    /// Whether the tokenId was minted by this message (the reply's
+    /// `created`).
+    pub created: bool,
+    /// What to publish: `token.issued` for a new tokenId, `token.rotated`
+    /// when the raw token changed, `token.reconnected` when the same raw
+    /// token came again (docs/protocol.md §5).
+    pub event: EventKind,
 }
 
 impl ConnectPlan {
     /// The record to store.
     pub fn meta(&self) -> &TokenMeta {
-        match self {
-            ConnectPlan::Mint(meta) | ConnectPlan::Rotate(meta) => meta,
-        }
+        &self.meta
     }
 }
 
@@ -172,14 +191,20 @@ fn after(at: UnixMillis, seconds: Option<u64>) -> Option<UnixMillis> {
     seconds.map(|s| at.saturating_add(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)))
 }
 
-/// The rule for `integration.connected`, given the live token of the same
-/// identity (client, end user, integration, scope, account) if there is one.
-/// A revoked token is never live: its identity connecting again mints anew.
+/// The rule for `integration.connected`, given what holds the identity
+/// (client, end user, integration, scope, account) if anything does. Only a
+/// live token keeps its tokenId: a revoked identity (or none) gets a new one
+/// from `mint`, so a revoked tokenId is never brought back.
 pub fn connect(
-    existing: Option<&TokenMeta>,
+    holder: Option<Holder<'_>>,
     input: &ConnectInput<'_>,
     now: UnixMillis,
+    mint: impl FnOnce() -> String,
 ) -> ConnectPlan {
+    let live = holder.and_then(|h| match h.lookup {
+        Lookup::Live(meta) => Some((h, meta)),
+        Lookup::Revoked(_) | Lookup::Missing => None,
+    });
     let meta = TokenMeta {
         client_id: input.client_id.to_owned(),
         end_user_id: input.end_user_id.to_owned(),
@@ -189,7 +214,7 @@ pub fn connect(
         account_name: input.account_name.to_owned(),
         scope: input.scope,
         state: TokenState::Active,
-        created_at: existing.map_or(now, |e| e.created_at),
+        created_at: live.map_or(now, |(_, m)| m.created_at),
         updated_at: now,
         expires_at: after(input.at, input.expires_in_seconds),
         refresh_expires_at: if input.has_refresh_token {
@@ -199,15 +224,30 @@ pub fn connect(
         },
         has_refresh_token: input.has_refresh_token,
     };
-    match existing {
-        Some(_) => ConnectPlan::Rotate(meta),
-        None => ConnectPlan::Mint(meta),
+    match live {
+        Some((holder, _)) => ConnectPlan {
+            token_id: holder.token_id.to_owned(),
+            meta,
+            created: false,
+            event: if holder.same_secrets {
+                EventKind::TokenReconnected
+            } else {
+                EventKind::TokenRotated
+            },
+        },
+        None => ConnectPlan {
+            token_id: mint(),
+            meta,
+            created: true,
+            event: EventKind::TokenIssued,
+        },
     }
 }
 
-/// The state of a live token at `now`. An access token past its expiry needs
-/// the user to reconnect: refreshing at the exchange is not built (see
-/// docs/protocol.md), so a refresh token does not save it.
+/// The state of a live token at `now`. An access token past its expiry is
+/// never handed out: it is `reauth_required` unless the refresh engine
+/// renews it first (resolve says `refresh_pending` instead while a refresh
+/// can still save it: [`crate::refresh::rules::pending`]).
 pub fn effective_state(meta: &TokenMeta, now: UnixMillis) -> TokenState {
     match (meta.state, meta.expires_at) {
         (TokenState::Active, Some(expires_at)) if expires_at <= now => TokenState::ReauthRequired,
@@ -306,8 +346,20 @@ mod tests {
         }
     }
 
+    fn mint() -> String {
+        "tok_new".to_owned()
+    }
+
     fn live(scope: Scope) -> TokenMeta {
-        connect(None, &input(scope), NOW).meta().clone()
+        connect(None, &input(scope), NOW, mint).meta
+    }
+
+    fn holder<'a>(lookup: Lookup<'a>, same_secrets: bool) -> Holder<'a> {
+        Holder {
+            token_id: "tok_old",
+            lookup,
+            same_secrets,
+        }
     }
 
     fn tomb(client: &str) -> Tombstone {
@@ -324,21 +376,49 @@ mod tests {
         let mut old = live(Scope::Read);
         old.state = TokenState::ReauthRequired;
         old.created_at = NOW - 5_000;
-        let plan = connect(Some(&old), &input(Scope::Read), NOW);
-        let ConnectPlan::Rotate(meta) = plan else {
-            panic!("expected a rotation, got {plan:?}");
-        };
-        assert_eq!(meta.state, TokenState::Active);
-        assert_eq!(meta.created_at, NOW - 5_000);
-        assert_eq!(meta.updated_at, NOW);
+        let plan = connect(
+            Some(holder(Lookup::Live(&old), false)),
+            &input(Scope::Read),
+            NOW,
+            mint,
+        );
+        assert_eq!(plan.token_id, "tok_old");
+        assert!(!plan.created);
+        assert_eq!(plan.event, EventKind::TokenRotated);
+        assert_eq!(plan.meta.state, TokenState::Active);
+        assert_eq!(plan.meta.created_at, NOW - 5_000);
+        assert_eq!(plan.meta.updated_at, NOW);
+    }
+
+    #[test]
+    fn the_same_raw_token_connecting_again_is_a_reconnection_not_a_rotation() {
+        let mut old = live(Scope::Read);
+        old.state = TokenState::ReauthRequired;
+        let plan = connect(
+            Some(holder(Lookup::Live(&old), true)),
+            &input(Scope::Read),
+            NOW,
+            mint,
+        );
+        assert_eq!(plan.token_id, "tok_old");
+        assert!(!plan.created);
+        assert_eq!(plan.event, EventKind::TokenReconnected);
+        assert_eq!(plan.meta.state, TokenState::Active);
     }
 
     #[test]
     fn no_live_token_for_the_identity_mints() {
-        assert!(matches!(
-            connect(None, &input(Scope::Write), NOW),
-            ConnectPlan::Mint(_)
-        ));
+        for holder in [
+            None,
+            Some(holder(Lookup::Missing, false)),
+            Some(holder(Lookup::Revoked(&tomb("acme")), true)),
+        ] {
+            let plan = connect(holder, &input(Scope::Write), NOW, mint);
+            assert_eq!(plan.token_id, "tok_new", "{holder:?}");
+            assert!(plan.created);
+            assert_eq!(plan.event, EventKind::TokenIssued);
+            assert_eq!(plan.meta.created_at, NOW);
+        }
     }
 
     #[test]
@@ -397,7 +477,7 @@ mod tests {
     fn expiring_token_without_refresh_needs_reauth_after_expiry() {
         let mut binance = input(Scope::Read);
         binance.expires_in_seconds = Some(3600);
-        let meta = connect(None, &binance, NOW).meta().clone();
+        let meta = connect(None, &binance, NOW, mint).meta;
         assert_eq!(meta.expires_at, Some(NOW + 3_600_000));
         assert_eq!(effective_state(&meta, NOW + 3_599_999), TokenState::Active);
         assert_eq!(
@@ -419,7 +499,7 @@ mod tests {
     fn scope_is_judged_before_expiry() {
         let mut binance = input(Scope::Read);
         binance.expires_in_seconds = Some(1);
-        let meta = connect(None, &binance, NOW).meta().clone();
+        let meta = connect(None, &binance, NOW, mint).meta;
         let err = resolve(Lookup::Live(&meta), "acme", Operation::Write, NOW + 10_000)
             .expect_err("refused");
         assert_eq!(err.code, ErrorCode::ScopeMismatch);
@@ -479,10 +559,13 @@ mod tests {
         with.refresh_expires_in_seconds = Some(10);
         with.has_refresh_token = true;
         assert_eq!(
-            connect(None, &with, NOW).meta().refresh_expires_at,
+            connect(None, &with, NOW, mint).meta.refresh_expires_at,
             Some(NOW + 10_000)
         );
         with.has_refresh_token = false;
-        assert_eq!(connect(None, &with, NOW).meta().refresh_expires_at, None);
+        assert_eq!(
+            connect(None, &with, NOW, mint).meta.refresh_expires_at,
+            None
+        );
     }
 }

@@ -196,6 +196,7 @@ impl Stats {
             }
             EventKind::TokenIssued
             | EventKind::TokenRotated
+            | EventKind::TokenReconnected
             | EventKind::TokenRefreshed
             | EventKind::TokenExpired
             | EventKind::TokenRevoked

@@ -137,7 +137,8 @@ pub struct Lifecycle {
     pub at: String,
     /// When (`HH:MM:SS`, UTC).
     pub time: String,
-    /// What happened: `issued`, `rotated`, `refreshed`, `expired`, `revoked`.
+    /// What happened: `issued`, `rotated`, `reconnected`, `refreshed`,
+    /// `expired`, `revoked`.
     pub what: &'static str,
     /// The token.
     pub token_id: String,
@@ -154,6 +155,7 @@ impl From<Event> for Lifecycle {
         let what = match event.kind {
             EventKind::TokenIssued => "issued",
             EventKind::TokenRotated => "rotated",
+            EventKind::TokenReconnected => "reconnected",
             EventKind::TokenRefreshed => "refreshed",
             EventKind::TokenExpired => "expired",
             EventKind::TokenRevoked => "revoked",

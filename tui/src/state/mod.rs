@@ -464,6 +464,7 @@ impl State {
             }
             EventKind::TokenIssued
             | EventKind::TokenRotated
+            | EventKind::TokenReconnected
             | EventKind::TokenRefreshed
             | EventKind::TokenExpired
             | EventKind::TokenRevoked => {

@@ -143,7 +143,7 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
                 has_refresh_token: true,
                 at: now,
             };
-            let plan = lifecycle::connect(None, &input, now);
+            let plan = lifecycle::connect(None, &input, now, String::new);
             let secrets = TokenSecrets {
                 access_token: secret("cbat", index),
                 refresh_token: Some(secret("cbrt", index)),

@@ -21,7 +21,7 @@ pub(super) fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
         has_refresh_token: false,
         at: 1_000,
     };
-    lifecycle::connect(None, &input, 1_000).meta().clone()
+    lifecycle::connect(None, &input, 1_000, String::new).meta
 }
 
 /// Raw secrets that tests look for.
