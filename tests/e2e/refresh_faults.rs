@@ -172,15 +172,31 @@ async fn kill_9_while_refreshes_are_in_flight_never_reuses_a_refresh_token_nor_l
         provider.set_mode(Mode::Normal);
         child = Child::start(&w).await;
     }
-    let before = refreshed(&all);
+    // Every token goes on refreshing after the last restart: each one has a
+    // token.refreshed event of its own after it (a count of events could be
+    // made up by fast tokens refreshed twice while a stuck one never is).
+    let after_restart = all.len();
     let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-    while refreshed(&all) < before + tokens as u64 {
+    loop {
+        seen(&mut w, &mut all).await;
+        let refreshed_since: HashSet<&str> = all[after_restart..]
+            .iter()
+            .filter(|(k, _)| k == "token.refreshed")
+            .filter_map(|(_, e)| e["tokenId"].as_str())
+            .collect();
+        let missing: Vec<&String> = ids
+            .iter()
+            .filter(|id| !refreshed_since.contains(id.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no refreshes after the last restart"
+            "not refreshed after the last restart: {missing:?}, provider {:?}",
+            provider.counters()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-        seen(&mut w, &mut all).await;
     }
     child.kill_9().await;
     assert_eq!(
@@ -194,12 +210,6 @@ async fn kill_9_while_refreshes_are_in_flight_never_reuses_a_refresh_token_nor_l
         expired.is_empty(),
         "tokens lost to reauth_required: {expired:?}"
     );
-    let refreshed_ids: HashSet<&str> = all
-        .iter()
-        .filter(|(k, _)| k == "token.refreshed")
-        .filter_map(|(_, e)| e["tokenId"].as_str())
-        .collect();
-    assert!(ids.iter().all(|id| refreshed_ids.contains(id.as_str())));
     let log = std::fs::read_to_string(w.dir.path().join("worker.log")).expect("log");
     for secret in secrets.iter().chain([&provider.client_secret()]) {
         assert!(!log.contains(secret.as_str()), "a secret in the log");
@@ -241,9 +251,11 @@ async fn ten_thousand_tokens_due_together_against_a_slow_provider_stay_bounded_a
     let provider = Provider::start(Options::default()).await.expect("provider");
     provider.set_mode(Mode::Slow(Duration::from_millis(20)));
     let mut w = TestWorker::start_idle("refresh-10k").await;
+    // Due 30 s after the message time, expiring 60 s later: the headroom a
+    // loaded 2-core machine needs for 10,000 refreshes of a debug build.
     let setup = Setup {
         concurrency,
-        refresh_ahead_seconds: 30,
+        refresh_ahead_seconds: 60,
         ..Setup::default()
     };
     w.integrations = Some(integrations_file(w.dir.path(), &provider, &setup));
@@ -258,21 +270,21 @@ async fn ten_thousand_tokens_due_together_against_a_slow_provider_stay_bounded_a
                     &format!("u{i}"),
                     "raw",
                     &provider.issue_refresh_token(),
-                    60,
+                    90,
                     None,
                 ),
             )
         })
         .collect();
     // One timestamp for all: every token expires in the same second, and is
-    // due 30 s before (less the jitter of up to 3 s).
+    // due 60 s before (less the jitter).
     let t0 = mmt_shared::time_fmt::now_millis() / 1000;
-    let expiry = (t0 + 60) * 1000;
+    let expiry = (t0 + 90) * 1000;
     bulk.publish_at(&messages, Some(u64::try_from(t0).expect("positive")))
         .await;
     bulk.wait_answered(n, PATIENCE * 8).await;
     let ingested = mmt_shared::time_fmt::now_millis();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
     while count(&provider.counters().refreshes) < n as u64 {
         assert!(
             tokio::time::Instant::now() < deadline,
