@@ -181,6 +181,10 @@ pub struct BenchArgs {
     /// Prefetch of the worker and of the no-op consumers.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
+    /// Also time each scale start after dropping the page cache (`sync`, then
+    /// `3` into /proc/sys/vm/drop_caches: needs root).
+    #[arg(long)]
+    pub drop_caches: bool,
 }
 
 impl BenchArgs {
@@ -193,6 +197,7 @@ impl BenchArgs {
             worker_binary,
             self.quick,
         );
+        config.drop_caches = self.drop_caches;
         let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         if let Some(messages) = self.messages {
             config.messages = count(messages);

@@ -65,6 +65,8 @@ pub struct BenchConfig {
     pub worker_binary: PathBuf,
     /// A small run (CI): the figures only show that the harness works.
     pub quick: bool,
+    /// Also measure each scale start with the page cache dropped (root).
+    pub drop_caches: bool,
 }
 
 impl BenchConfig {
@@ -88,6 +90,7 @@ impl BenchConfig {
             scale_tokens: if quick { 20_000 } else { 1_000_000 },
             worker_binary,
             quick,
+            drop_caches: false,
         }
     }
 }

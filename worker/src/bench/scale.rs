@@ -10,7 +10,8 @@
 //! reply. It does not go through the broker.
 //!
 //! Per point: the time from spawning `mmt-worker run` to the reply to a
-//! resolve request that was queued before the spawn; closed-loop resolve at
+//! resolve request that was queued before the spawn (also with the page
+//! cache dropped first, with `--drop-caches`); closed-loop resolve at
 //! the headline concurrency; `VmRSS` and `VmHWM` of the child after that
 //! load; the bytes of the data directory.
 
@@ -173,7 +174,18 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
     Ok(())
 }
 
-/// Measures the worker child over `store`; records `<figure>_<point>`.
+/// A worker child that has answered its first resolve.
+struct Started {
+    child: tokio::process::Child,
+    pid: u32,
+    log_path: PathBuf,
+    /// From the spawn to the answer.
+    start_ms: f64,
+}
+
+/// Measures the worker child over `store`; records `<figure>_<point>`. With
+/// `config.drop_caches`, first a start with the page cache dropped
+/// (`cold_start_ms_<point>`): the child is stopped again at once.
 pub async fn measure(
     config: &BenchConfig,
     connection: &Connection,
@@ -193,6 +205,56 @@ pub async fn measure(
     )
     .await?;
     setup.close(200, "declared".into()).await?;
+    if config.drop_caches {
+        drop_page_cache()?;
+        let mut cold = start(config, connection, ns, store, point).await?;
+        figures.set(&format!("cold_start_ms_{point}"), cold.start_ms);
+        stop(&mut cold.child, cold.pid, &cold.log_path).await?;
+    }
+    let Started {
+        mut child,
+        pid,
+        log_path,
+        start_ms,
+    } = start(config, connection, ns, store, point).await?;
+    figures.set(&format!("start_ms_{point}"), start_ms);
+    let level = closed_loop(
+        connection,
+        ns,
+        store.tokens,
+        HEADLINE_CONCURRENCY,
+        config.warmup,
+        config.resolve_time,
+        None,
+    )
+    .await?;
+    level.record(figures, &format!("resolve_{point}"));
+    figures.set(
+        &format!("console_frame_ms_{point}"),
+        console_frame_ms(config, ns).await?,
+    );
+    let (rss, peak) = memory(pid)?;
+    figures.set(&format!("rss_mb_{point}"), rss);
+    figures.set(&format!("rss_peak_mb_{point}"), peak);
+    stop(&mut child, pid, &log_path).await?;
+    let disk = bytes_under(&store.data_dir)? as f64;
+    figures.set(&format!("disk_mb_{point}"), disk / (1024.0 * 1024.0));
+    figures.set(
+        &format!("disk_bytes_per_token_{point}"),
+        disk / store.tokens.max(1) as f64,
+    );
+    Ok(())
+}
+
+/// Spawns `mmt-worker run` over `store` with a resolve request queued before
+/// the spawn, and waits for its answer.
+async fn start(
+    config: &BenchConfig,
+    connection: &Connection,
+    ns: &Namespace,
+    store: &Preloaded,
+    point: &str,
+) -> Result<Started, BenchError> {
     let probe = connection.create_channel().await?;
     let mut probe_replies = probe
         .basic_consume(
@@ -272,38 +334,17 @@ pub async fn measure(
             )));
         }
     }
-    figures.set(
-        &format!("start_ms_{point}"),
-        spawned.elapsed().as_secs_f64() * 1000.0,
-    );
+    let start_ms = spawned.elapsed().as_secs_f64() * 1000.0;
     probe.close(200, "ready".into()).await?;
     let pid = child
         .id()
         .ok_or_else(|| BenchError::Child("exited after answering".into()))?;
-    let level = closed_loop(
-        connection,
-        ns,
-        store.tokens,
-        HEADLINE_CONCURRENCY,
-        config.warmup,
-        config.resolve_time,
-        None,
-    )
-    .await?;
-    level.record(figures, &format!("resolve_{point}"));
-    figures.set(
-        &format!("console_frame_ms_{point}"),
-        console_frame_ms(config, ns).await?,
-    );
-    let (rss, peak) = memory(pid)?;
-    figures.set(&format!("rss_mb_{point}"), rss);
-    figures.set(&format!("rss_peak_mb_{point}"), peak);
-    stop(&mut child, pid, &log_path).await?;
-    figures.set(
-        &format!("disk_mb_{point}"),
-        bytes_under(&store.data_dir)? as f64 / (1024.0 * 1024.0),
-    );
-    Ok(())
+    Ok(Started {
+        child,
+        pid,
+        log_path,
+        start_ms,
+    })
 }
 
 /// The console's p99 frame time on its heaviest screen against the running
@@ -329,6 +370,20 @@ async fn console_frame_ms(config: &BenchConfig, ns: &Namespace) -> Result<f64, B
     figures["heaviest_p99_ms"]
         .as_f64()
         .ok_or_else(|| BenchError::Child(format!("mmt-tui --frame-bench said {figures}")))
+}
+
+/// Writes what is dirty and drops the page cache, dentries and inodes (as
+/// root): the next start reads the store from the disk.
+fn drop_page_cache() -> Result<(), BenchError> {
+    let synced = std::process::Command::new("sync")
+        .status()
+        .map_err(BenchError::io("cannot run sync"))?;
+    if !synced.success() {
+        return Err(BenchError::Child(format!("sync failed: {synced}")));
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", b"3").map_err(BenchError::io(
+        "cannot drop the page cache (--drop-caches needs root): /proc/sys/vm/drop_caches",
+    ))
 }
 
 /// `VmRSS` and `VmHWM` of a process, in MiB.
