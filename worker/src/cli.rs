@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
-use crate::bench::BenchConfig;
+use crate::bench::{BenchConfig, Phase};
 use crate::topology::QueueType;
 use crate::worker::WorkerConfig;
 
@@ -181,6 +181,10 @@ pub struct BenchArgs {
     /// Prefetch of the worker and of the no-op consumers.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
+    /// Only these phases, comma-separated (`ingest` is ceiling and ingest
+    /// together, also spelt `ceiling`) [default: every phase].
+    #[arg(long, value_name = "PHASES", value_delimiter = ',')]
+    pub phases: Vec<Phase>,
 }
 
 impl BenchArgs {
@@ -204,6 +208,9 @@ impl BenchArgs {
             config.scale_tokens = count(tokens);
         }
         config.prefetch = self.prefetch;
+        if !self.phases.is_empty() {
+            config.phases.clone_from(&self.phases);
+        }
         config
     }
 }
