@@ -383,18 +383,22 @@ async fn ingest_phase(
         let ns = namespaces.part(part)?;
         let drained =
             ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
-        figures.set(&format!("{prefix}ceiling_msgs_per_s"), drained.ceiling);
-        figures.set(&format!("{prefix}ingest_msgs_per_s"), drained.ingest);
-        figures.set(
-            &format!("{prefix}ingest_ratio"),
-            drained.ingest / drained.ceiling,
+        let (ceiling, ingest) = (drained.ceiling.rate(), drained.ingest.rate());
+        figures.set(&format!("{prefix}ceiling_msgs_per_s"), ceiling);
+        figures.set(&format!("{prefix}ingest_msgs_per_s"), ingest);
+        figures.set(&format!("{prefix}ingest_ratio"), ingest / ceiling);
+        let cpu = (
+            drained.ceiling.cpu_us_per_msg(),
+            drained.ingest.cpu_us_per_msg(),
         );
+        figures.set(&format!("{prefix}ceiling_cpu_us_per_msg"), cpu.0);
+        figures.set(&format!("{prefix}ingest_cpu_us_per_msg"), cpu.1);
         eprintln!(
-            "bench: run {}/{} {part}: ceiling {:.0} msg/s, ingest {:.0} msg/s",
+            "bench: run {}/{} {part}: ceiling {ceiling:.0} msg/s, ingest {ingest:.0} msg/s; bench process CPU per message {:.0} / {:.0} us",
             run + 1,
             config.runs,
-            drained.ceiling,
-            drained.ingest
+            cpu.0,
+            cpu.1,
         );
     }
     Ok(())
