@@ -401,3 +401,41 @@ async fn drain_worker(
     }
     Ok(drained)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_cpu_time_grows_while_this_thread_computes() {
+        let before = process_cpu().expect("/proc/self/stat has the CPU times");
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut x = 0u64;
+        let mut now = before;
+        while now < before + Duration::from_millis(50) && Instant::now() < give_up {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(super::super::mix(x));
+            }
+            now = process_cpu().expect("/proc/self/stat has the CPU times");
+        }
+        assert!(
+            now >= before + Duration::from_millis(50),
+            "CPU time went from {before:?} to {now:?} in 20 s of computing"
+        );
+    }
+
+    #[test]
+    fn cpu_per_message_spans_the_messages_after_the_first() {
+        let at = Instant::now();
+        let drain = |count, cpu| Drain {
+            first: at,
+            last: at,
+            count,
+            cpu,
+        };
+        let span = Some((Duration::from_secs(1), Duration::from_millis(1_500)));
+        assert!((drain(11, span).cpu_us_per_msg() - 50_000.0).abs() < 1e-6);
+        assert!(drain(1, span).cpu_us_per_msg().is_nan());
+        assert!(drain(11, None).cpu_us_per_msg().is_nan());
+    }
+}
