@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
-use crate::bench::BenchConfig;
+use crate::bench::{BenchConfig, Phase};
 use crate::topology::QueueType;
 use crate::worker::WorkerConfig;
 
@@ -185,6 +185,10 @@ pub struct BenchArgs {
     /// `3` into /proc/sys/vm/drop_caches: needs root).
     #[arg(long)]
     pub drop_caches: bool,
+    /// Only these phases, comma-separated (`ingest` is ceiling and ingest
+    /// together, also spelt `ceiling`) [default: every phase].
+    #[arg(long, value_name = "PHASES", value_delimiter = ',')]
+    pub phases: Vec<Phase>,
 }
 
 impl BenchArgs {
@@ -209,6 +213,9 @@ impl BenchArgs {
             config.scale_tokens = count(tokens);
         }
         config.prefetch = self.prefetch;
+        if !self.phases.is_empty() {
+            config.phases.clone_from(&self.phases);
+        }
         config
     }
 }

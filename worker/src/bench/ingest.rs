@@ -146,6 +146,8 @@ pub struct Drain {
     first: Instant,
     last: Instant,
     count: usize,
+    /// The bench process's CPU time at the first and the last reply.
+    cpu: Option<(Duration, Duration)>,
 }
 
 impl Drain {
@@ -158,6 +160,33 @@ impl Drain {
             0.0
         }
     }
+
+    /// CPU time of the whole bench process (consumer, broker client, store,
+    /// the bench's own reply consumer) per message between the first and
+    /// the last reply, in microseconds: unlike the rate, it hardly depends
+    /// on what else the machine runs. NaN where `/proc` cannot say.
+    pub fn cpu_us_per_msg(&self) -> f64 {
+        match self.cpu {
+            Some((first, last)) if self.count > 1 => {
+                last.saturating_sub(first).as_secs_f64() * 1e6 / (self.count - 1) as f64
+            }
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// The CPU time (user and system, every thread) this process has used so
+/// far, from `/proc/self/stat` (in the kernel's fixed 100 Hz `USER_HZ`
+/// ticks, so to 10 ms).
+fn process_cpu() -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces: the fields start after its `)`.
+    let (_, fields) = stat.rsplit_once(')')?;
+    let mut fields = fields.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 1000 / USER_HZ))
 }
 
 impl Replies {
@@ -207,6 +236,7 @@ impl Replies {
         let mut first = None;
         let mut last = Instant::now();
         let mut count = 0;
+        let (mut cpu_first, mut cpu_last) = (None, None);
         while count < expected {
             let delivery = match tokio::time::timeout(PATIENCE, self.consumer.next()).await {
                 Ok(Some(delivery)) => delivery?,
@@ -219,7 +249,10 @@ impl Replies {
                 }
             };
             last = Instant::now();
-            first.get_or_insert(last);
+            if first.is_none() {
+                first = Some(last);
+                cpu_first = process_cpu();
+            }
             if !delivery.data.starts_with(br#"{"ok":true"#) {
                 return Err(BenchError::Failed {
                     phase,
@@ -227,11 +260,15 @@ impl Replies {
                 });
             }
             count += 1;
+            if count == expected {
+                cpu_last = process_cpu();
+            }
         }
         Ok(Drain {
             first: first.unwrap_or(last),
             last,
             count,
+            cpu: cpu_first.zip(cpu_last),
         })
     }
 
@@ -242,13 +279,13 @@ impl Replies {
     }
 }
 
-/// Ceiling and ingest rates, in messages per second.
+/// Ceiling and ingest drains of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct Drained {
     /// The no-op consumer.
-    pub ceiling: f64,
+    pub ceiling: Drain,
     /// The worker.
-    pub ingest: f64,
+    pub ingest: Drain,
 }
 
 /// The worker configuration of the bench's in-process workers.
@@ -296,31 +333,34 @@ pub async fn ceiling_and_ingest(
     setup.close(200, "declared".into()).await?;
     let messages = connected_messages(&format!("{}-{run}", ns.as_str()), config.messages);
     let mut replies = Replies::new(connection).await?;
-    let mut ceiling = 0.0;
-    let mut ingest = 0.0;
-    for step in 0..2 {
-        if (step + run).is_multiple_of(2) {
-            preload(connection, ns, &messages, replies.queue()).await?;
-            ceiling = ceiling::drain(
+    let mut step = async |ceiling_step: bool| -> Result<Drain, BenchError> {
+        preload(connection, ns, &messages, replies.queue()).await?;
+        if ceiling_step {
+            return ceiling::drain(
                 connection,
                 ns,
                 config.prefetch,
                 &mut replies,
                 messages.len(),
             )
-            .await?
-            .rate();
-        } else {
-            let dir = root.join(format!("ingest-{}-{run}", ns.as_str()));
-            preload(connection, ns, &messages, replies.queue()).await?;
-            ingest = drain_worker(config, ns, queue_type, &dir, &mut replies, messages.len())
-                .await?
-                .rate();
-            std::fs::remove_dir_all(&dir)
-                .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
+            .await;
         }
-    }
+        let dir = root.join(format!("ingest-{}-{run}", ns.as_str()));
+        let drained =
+            drain_worker(config, ns, queue_type, &dir, &mut replies, messages.len()).await?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
+        Ok(drained)
+    };
+    let ceiling_first = run.is_multiple_of(2);
+    let first = step(ceiling_first).await?;
+    let second = step(!ceiling_first).await?;
     replies.close().await?;
+    let (ceiling, ingest) = if ceiling_first {
+        (first, second)
+    } else {
+        (second, first)
+    };
     Ok(Drained { ceiling, ingest })
 }
 
@@ -360,4 +400,42 @@ async fn drain_worker(
         });
     }
     Ok(drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_cpu_time_grows_while_this_thread_computes() {
+        let before = process_cpu().expect("/proc/self/stat has the CPU times");
+        let give_up = Instant::now() + Duration::from_secs(20);
+        let mut x = 0u64;
+        let mut now = before;
+        while now < before + Duration::from_millis(50) && Instant::now() < give_up {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(super::super::mix(x));
+            }
+            now = process_cpu().expect("/proc/self/stat has the CPU times");
+        }
+        assert!(
+            now >= before + Duration::from_millis(50),
+            "CPU time went from {before:?} to {now:?} in 20 s of computing"
+        );
+    }
+
+    #[test]
+    fn cpu_per_message_spans_the_messages_after_the_first() {
+        let at = Instant::now();
+        let drain = |count, cpu| Drain {
+            first: at,
+            last: at,
+            count,
+            cpu,
+        };
+        let span = Some((Duration::from_secs(1), Duration::from_millis(1_500)));
+        assert!((drain(11, span).cpu_us_per_msg() - 50_000.0).abs() < 1e-6);
+        assert!(drain(1, span).cpu_us_per_msg().is_nan());
+        assert!(drain(11, None).cpu_us_per_msg().is_nan());
+    }
 }

@@ -1,8 +1,9 @@
 //! `mmt-worker bench`: the worker's performance next to the broker's own
 //! ceiling, measured in one run, on one machine, against the local broker.
 //!
-//! Phases, each in namespaces of its own (`<namespace>-bench-<id>-<part>`),
-//! deleted at the end, also when a phase fails:
+//! Phases (`--phases` picks some), each in namespaces of its own
+//! (`<namespace>-bench-<id>-<part>`), deleted at the end, also when a phase
+//! fails:
 //! - [`ceiling`]: a no-op consumer drains N `integration.connected` messages
 //!   (reply, one multiple-ack per batch): the broker's ceiling;
 //! - [`ingest`]: the real worker drains the same N messages; both queue types;
@@ -38,9 +39,29 @@ use self::report::{Report, RunFigures};
 /// How long any single wait of the bench may take before it gives up.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// A part of the bench that `--phases` can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Ceiling and ingest, both queue types (measured together: the ratio
+    /// needs both from the same run).
+    #[value(alias = "ceiling")]
+    Ingest,
+    /// Resolve against the echo, open and strict mode.
+    Resolve,
+    /// The worker child process over the small and the large store.
+    Scale,
+}
+
+impl Phase {
+    /// Every phase, in the order a run takes them.
+    pub const ALL: [Phase; 3] = [Phase::Ingest, Phase::Resolve, Phase::Scale];
+}
+
 /// What a bench run does.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
+    /// The phases run (every one unless `--phases` says otherwise).
+    pub phases: Vec<Phase>,
     /// The broker.
     pub amqp_url: String,
     /// The prefix of the bench's own namespaces.
@@ -70,6 +91,11 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
+    /// Whether `phase` is one of the phases run.
+    pub fn runs_phase(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
+    }
+
     /// The full run, or the quick one, with the given broker and binary.
     pub fn new(
         amqp_url: String,
@@ -78,6 +104,7 @@ impl BenchConfig {
         quick: bool,
     ) -> Self {
         Self {
+            phases: Phase::ALL.to_vec(),
             amqp_url,
             namespace,
             messages: if quick { 2_000 } else { 20_000 },
@@ -279,65 +306,60 @@ async fn phases(
     namespaces: &mut Namespaces,
     root: &std::path::Path,
 ) -> Result<(Vec<RunFigures>, Vec<String>), BenchError> {
-    let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
-    eprintln!(
-        "bench: loaded {} tokens directly into a store",
-        config.small_tokens
+    let (resolve, scale) = (
+        config.runs_phase(Phase::Resolve),
+        config.runs_phase(Phase::Scale),
     );
-    let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
-    eprintln!(
-        "bench: loaded {} tokens directly into a store in {:.1} s",
-        config.scale_tokens, large.load_secs
-    );
+    let small = if resolve || scale {
+        let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store",
+            config.small_tokens
+        );
+        Some(small)
+    } else {
+        None
+    };
+    let large = if scale {
+        let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store in {:.1} s",
+            config.scale_tokens, large.load_secs
+        );
+        Some(large)
+    } else {
+        None
+    };
     let mut runs = Vec::with_capacity(config.runs);
     for run in 0..config.runs {
         let mut figures = RunFigures::default();
-        figures.set("preload_tokens_per_s", large.tokens_per_s());
-        for queue_type in [QueueType::Quorum, QueueType::Classic] {
-            let part = match queue_type {
-                QueueType::Quorum => "quorum",
-                QueueType::Classic => "classic",
-            };
-            let ns = namespaces.part(part)?;
-            let drained =
-                ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
-            let prefix = match queue_type {
-                QueueType::Quorum => "",
-                QueueType::Classic => "classic_",
-            };
-            figures.set(&format!("{prefix}ceiling_msgs_per_s"), drained.ceiling);
-            figures.set(&format!("{prefix}ingest_msgs_per_s"), drained.ingest);
-            figures.set(
-                &format!("{prefix}ingest_ratio"),
-                drained.ingest / drained.ceiling,
-            );
-            eprintln!(
-                "bench: run {}/{} {part}: ceiling {:.0} msg/s, ingest {:.0} msg/s",
-                run + 1,
-                config.runs,
-                drained.ceiling,
-                drained.ingest
-            );
+        if config.runs_phase(Phase::Ingest) {
+            ingest_phase(config, connection, namespaces, run, root, &mut figures).await?;
         }
-        let worker_ns = namespaces.part("resolve")?;
-        let echo_ns = namespaces.part("echo")?;
-        resolve::compare(
-            config,
-            connection,
-            &worker_ns,
-            &echo_ns,
-            &small,
-            run,
-            &mut figures,
-        )
-        .await?;
-        resolve::strict(config, connection, &worker_ns, &small, &mut figures).await?;
-        eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
-        let scale_ns = namespaces.part("scale")?;
-        for (point, store) in [("1k", &small), ("1m", &large)] {
-            scale::measure(config, connection, &scale_ns, store, point, &mut figures).await?;
+        if let (true, Some(small)) = (resolve, &small) {
+            let worker_ns = namespaces.part("resolve")?;
+            let echo_ns = namespaces.part("echo")?;
+            resolve::compare(
+                config,
+                connection,
+                &worker_ns,
+                &echo_ns,
+                small,
+                run,
+                &mut figures,
+            )
+            .await?;
+            resolve::strict(config, connection, &worker_ns, small, &mut figures).await?;
+            eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
         }
-        eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
+        if let (Some(small), Some(large)) = (&small, &large) {
+            figures.set("preload_tokens_per_s", large.tokens_per_s());
+            let scale_ns = namespaces.part("scale")?;
+            for (point, store) in [("1k", small), ("1m", large)] {
+                scale::measure(config, connection, &scale_ns, store, point, &mut figures).await?;
+            }
+            eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
+        }
         runs.push(figures);
     }
     let notes = vec![format!(
@@ -345,4 +367,42 @@ async fn phases(
         config.small_tokens, config.scale_tokens
     )];
     Ok((runs, notes))
+}
+
+/// Ceiling and ingest of one run, quorum then classic queues.
+async fn ingest_phase(
+    config: &BenchConfig,
+    connection: &Connection,
+    namespaces: &mut Namespaces,
+    run: usize,
+    root: &std::path::Path,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    for queue_type in [QueueType::Quorum, QueueType::Classic] {
+        let (part, prefix) = match queue_type {
+            QueueType::Quorum => ("quorum", ""),
+            QueueType::Classic => ("classic", "classic_"),
+        };
+        let ns = namespaces.part(part)?;
+        let drained =
+            ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
+        let (ceiling, ingest) = (drained.ceiling.rate(), drained.ingest.rate());
+        figures.set(&format!("{prefix}ceiling_msgs_per_s"), ceiling);
+        figures.set(&format!("{prefix}ingest_msgs_per_s"), ingest);
+        figures.set(&format!("{prefix}ingest_ratio"), ingest / ceiling);
+        let cpu = (
+            drained.ceiling.cpu_us_per_msg(),
+            drained.ingest.cpu_us_per_msg(),
+        );
+        figures.set(&format!("{prefix}ceiling_cpu_us_per_msg"), cpu.0);
+        figures.set(&format!("{prefix}ingest_cpu_us_per_msg"), cpu.1);
+        eprintln!(
+            "bench: run {}/{} {part}: ceiling {ceiling:.0} msg/s, ingest {ingest:.0} msg/s; bench process CPU per message {:.0} / {:.0} us",
+            run + 1,
+            config.runs,
+            cpu.0,
+            cpu.1,
+        );
+    }
+    Ok(())
 }

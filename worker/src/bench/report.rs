@@ -442,6 +442,14 @@ impl Report {
                 self.cell(&format!("{prefix}ingest_ratio"), 2),
             );
         }
+        for (label, prefix) in [("quorum", ""), ("classic", "classic_")] {
+            let _ = writeln!(
+                out,
+                "  {label}: bench process CPU per message (us), ceiling {}, worker {}",
+                self.cell(&format!("{prefix}ceiling_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}ingest_cpu_us_per_msg"), 0),
+            );
+        }
         let _ = writeln!(
             out,
             "\nResolve: closed loop, {:.0} s per level, {} tokens; latencies in ms",
