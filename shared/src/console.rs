@@ -175,6 +175,38 @@ pub struct TokenRow {
     /// token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// The refresh engine's state of the token, when the engine owns it
+    /// (CONTRACT.md §9: an active token with a refresh token whose
+    /// integration is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<TokenRefresh>,
+}
+
+/// The refresh engine's state of one token, from its refresh record: times
+/// and codes only, never a token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRefresh {
+    /// When the engine looks at the token next (refresh ahead of expiry,
+    /// retry, or the end of a request in flight), RFC 3339 UTC.
+    pub next_at: String,
+    /// When it was last refreshed, RFC 3339 UTC, if it ever was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed_at: Option<String>,
+    /// Failed refreshes since the last success.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The code of the last failure (`timeout`, `http_503`, ...) while
+    /// failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether a refresh request is in flight now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_flight: bool,
+    /// Whether the access token is past `expiresAt` while the engine still
+    /// tries (resolve answers `refresh_pending`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The reply to `console.tokens`.
@@ -435,6 +467,7 @@ mod tests {
             end_user_id: None,
             account_id: None,
             created_at: None,
+            refresh: None,
         };
         let json = serde_json::to_string(&row).expect("serializes");
         assert_eq!(

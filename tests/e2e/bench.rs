@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::util;
 
 /// The figures the JSON object must hold (medians at the top level).
-const FIGURES: [&str; 35] = [
+const FIGURES: [&str; 39] = [
     "ceiling_msgs_per_s",
     "ingest_msgs_per_s",
     "ingest_ratio",
@@ -50,6 +50,10 @@ const FIGURES: [&str; 35] = [
     "disk_mb_1m",
     "preload_tokens_per_s",
     "console_frame_ms_1m",
+    "console_search_ms_1m",
+    "console_search_first_ms_1m",
+    "console_sort_ms_1m",
+    "console_sort_first_ms_1m",
 ];
 
 #[tokio::test]

@@ -24,6 +24,7 @@ mod pipes;
 mod privileges;
 mod proxy;
 mod refresh;
+mod refresh_console;
 mod refresh_faults;
 mod scenarios;
 mod tls;

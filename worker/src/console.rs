@@ -17,12 +17,12 @@ use mmt_shared::console::{
     SnapshotReply, SnapshotRequest, SortBy, TOKENS_ROUTING_KEY, TokenRow, TokensReply,
     TokensRequest,
 };
-use mmt_shared::time_fmt::{now_millis, rfc3339};
+use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 use mmt_shared::wire::{ErrorCode, ErrorReply, TokenState};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::console_query::{Query, TopRows};
+use crate::console_query::{Query, TopRows, refresh_of};
 use crate::consumer::ConsumerError;
 use crate::service::Service;
 use crate::stats::{self, Stats};
@@ -200,9 +200,20 @@ fn snapshot(
     })
 }
 
-fn row(token_id: String, listed: Listed) -> TokenRow {
-    match listed {
+/// The console row of a listed token, with its refresh state when the
+/// engine owns it (one read of its refresh record).
+fn row(
+    service: &Service,
+    now: UnixMillis,
+    token_id: String,
+    listed: Listed,
+) -> Result<TokenRow, StoreError> {
+    Ok(match listed {
         Listed::Live(meta) => TokenRow {
+            refresh: service
+                .store()
+                .refresh_record(&token_id)?
+                .map(|record| refresh_of(&record, meta.expires_at, now)),
             token_id,
             client_id: meta.client_id,
             broker_type: meta.broker_type,
@@ -225,8 +236,18 @@ fn row(token_id: String, listed: Listed) -> TokenRow {
             end_user_id: None,
             account_id: None,
             created_at: None,
+            refresh: None,
         },
-    }
+    })
+}
+
+/// The console rows of listed tokens.
+fn rows(service: &Service, listed: Vec<(String, Listed)>) -> Result<Vec<TokenRow>, StoreError> {
+    let now = now_millis();
+    listed
+        .into_iter()
+        .map(|(id, listed)| row(service, now, id, listed))
+        .collect()
 }
 
 fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, StoreError> {
@@ -249,11 +270,7 @@ fn tokens(request: &TokensRequest, service: &Service) -> Result<TokensReply, Sto
             .list_tokens(request.after.as_deref(), limit, MAX_SCAN as usize, &keep)?;
     Ok(TokensReply {
         ok: true,
-        tokens: page
-            .tokens
-            .into_iter()
-            .map(|(id, listed)| row(id, listed))
-            .collect(),
+        tokens: rows(service, page.tokens)?,
         next_after: page.next_after,
         scanned: page.scanned as u64,
         total: None,
@@ -315,10 +332,13 @@ fn one_token(token_id: &str, service: &Service) -> Result<TokensReply, StoreErro
         Found::Revoked(tomb) => Some(Listed::Revoked(tomb)),
         Found::Missing => None,
     };
-    let tokens: Vec<TokenRow> = listed
-        .map(|listed| row(token_id.to_owned(), listed))
-        .into_iter()
-        .collect();
+    let tokens = rows(
+        service,
+        listed
+            .map(|listed| (token_id.to_owned(), listed))
+            .into_iter()
+            .collect(),
+    )?;
     Ok(TokensReply {
         ok: true,
         total: Some(tokens.len() as u64),
@@ -355,11 +375,7 @@ fn search(
     let top = top.into_inner();
     let (complete, scanned) = page;
     let matched = top.matched;
-    let tokens: Vec<TokenRow> = top
-        .into_rows(offset)
-        .into_iter()
-        .map(|(id, listed)| row(id, listed))
-        .collect();
+    let tokens = rows(service, top.into_rows(offset))?;
     let shown = (offset + tokens.len()) as u64;
     Ok(TokensReply {
         ok: true,
@@ -375,105 +391,4 @@ fn search(
 }
 
 #[cfg(test)]
-mod tests {
-    use mmt_shared::wire::MessageKind;
-    use serde_json::{Value, json};
-
-    use super::*;
-    use crate::crypto::MasterKey;
-    use crate::service::Inbound;
-    use crate::store::Store;
-
-    fn service(dir: &std::path::Path) -> Service {
-        let store = Store::open(dir, MasterKey::generate().expect("random key")).expect("opens");
-        Service::new(store, Vec::new())
-    }
-
-    fn connect(service: &Service, client: &str, user: &str, scope: &str) {
-        let body = json!({
-            "clientId": client, "endUserId": user, "scope": scope,
-            "accessToken": {"brokerType": "coinbase", "accountTokens": [
-                {"account": {"accountId": "acct"}, "accessToken": "raw"}
-            ]}
-        })
-        .to_string();
-        service
-            .handle(&Inbound {
-                kind: MessageKind::IntegrationConnected,
-                body: body.as_bytes(),
-                message_id: None,
-                timestamp: None,
-                received_at: now_millis(),
-                user_id: None,
-            })
-            .expect("stored");
-    }
-
-    fn ask(service: &Service, request: Value) -> TokensReply {
-        let stats = Stats::new(&Namespace::new("t").expect("valid"));
-        let reply = answer(
-            Request::Tokens,
-            request.to_string().as_bytes(),
-            service,
-            &stats,
-        )
-        .expect("answered");
-        serde_json::from_slice(&reply).expect("a listing")
-    }
-
-    #[test]
-    fn a_search_sorts_every_token_and_counts_the_matches() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let service = service(dir.path());
-        for (client, user) in [
-            ("zeta", "u1"),
-            ("acme", "u2"),
-            ("mid", "u3"),
-            ("acme", "u4"),
-        ] {
-            connect(&service, client, user, "read");
-        }
-        connect(&service, "globex", "u5", "write");
-        let page = ask(
-            &service,
-            json!({"sort": "clientId", "limit": 2, "offset": 1, "filter": "read"}),
-        );
-        let clients: Vec<&str> = page.tokens.iter().map(|t| t.client_id.as_str()).collect();
-        assert_eq!(clients, ["acme", "mid"]);
-        assert_eq!(page.total, Some(4), "the write token does not match");
-        assert_eq!(page.next_offset, Some(3));
-        assert_eq!(page.scanned, 5);
-        let users: Vec<_> = ask(&service, json!({"sort": "endUserId", "descending": true}))
-            .tokens
-            .into_iter()
-            .filter_map(|t| t.end_user_id)
-            .collect();
-        assert_eq!(users, ["u5", "u4", "u3", "u2", "u1"]);
-        let by_client = ask(&service, json!({"byClient": true}));
-        assert_eq!(
-            by_client.by_client.first(),
-            Some(&ClientCount {
-                client_id: "acme".into(),
-                count: 2
-            })
-        );
-        assert_eq!(by_client.total, Some(5));
-    }
-
-    #[test]
-    fn one_token_is_found_by_its_id_with_every_field() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let service = service(dir.path());
-        connect(&service, "acme", "user-42", "write");
-        let any = ask(&service, json!({}));
-        let id = any.tokens[0].token_id.clone();
-        let found = ask(&service, json!({"tokenId": id}));
-        assert_eq!(found.tokens.len(), 1);
-        let row = &found.tokens[0];
-        assert_eq!(row.end_user_id.as_deref(), Some("user-42"));
-        assert_eq!(row.account_id.as_deref(), Some("acct"));
-        assert!(row.created_at.is_some());
-        let missing = ask(&service, json!({"tokenId": "tok_nope"}));
-        assert!(missing.tokens.is_empty());
-    }
-}
+mod tests;

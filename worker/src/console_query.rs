@@ -1,13 +1,30 @@
 //! The console's token search (docs/console.md, "Tokens"): the filter terms
-//! of a `console.tokens` request, whether a listed token matches them, and
-//! the top rows of a sort over every token. Pure: the store scan that feeds
-//! it lives in `console.rs`.
+//! of a `console.tokens` request, whether a listed token matches them, the
+//! top rows of a sort over every token, and a token's refresh state as the
+//! console shows it. Pure: the store reads that feed it live in `console.rs`.
 
-use mmt_shared::console::SortBy;
+use mmt_shared::console::{SortBy, TokenRefresh};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::TokenState;
 
-use crate::store::Listed;
+use crate::store::{Listed, RefreshRecord};
+
+/// A token's refresh state at `now` from its refresh record (the token
+/// expires at `expires_at`): no secret is in either.
+pub fn refresh_of(
+    record: &RefreshRecord,
+    expires_at: Option<UnixMillis>,
+    now: UnixMillis,
+) -> TokenRefresh {
+    TokenRefresh {
+        next_at: rfc3339(record.due_at),
+        last_refreshed_at: record.last_refreshed_at.map(rfc3339),
+        attempts: record.attempts,
+        last_error: record.last_error.clone().filter(|_| record.attempts > 0),
+        in_flight: record.lease.is_some_and(|lease| lease.until > now),
+        pending: expires_at.is_some_and(|at| at <= now),
+    }
+}
 
 /// The fields a term can be narrowed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,6 +375,43 @@ mod tests {
             };
             assert_eq!(ids, want, "descending: {descending}");
         }
+    }
+
+    #[test]
+    fn the_refresh_state_tells_in_flight_failing_and_pending() {
+        let failing = RefreshRecord {
+            due_at: 1_795_003_200_000,
+            attempts: 3,
+            lease: Some(crate::store::Lease {
+                id: 7,
+                sent_at: 900,
+                until: 2_000,
+            }),
+            last_error: Some("http_503".into()),
+            last_refreshed_at: Some(1_795_000_000_000),
+            last_failed_event_at: None,
+        };
+        let seen = refresh_of(&failing, Some(1_000), 1_500);
+        assert_eq!(
+            seen,
+            TokenRefresh {
+                next_at: rfc3339(1_795_003_200_000),
+                last_refreshed_at: Some(rfc3339(1_795_000_000_000)),
+                attempts: 3,
+                last_error: Some("http_503".into()),
+                in_flight: true,
+                pending: true,
+            }
+        );
+        let later = refresh_of(&failing, Some(9_000), 2_000);
+        assert!(!later.in_flight, "the lease ran out");
+        assert!(!later.pending, "not past expiresAt yet");
+        let healthy = RefreshRecord {
+            attempts: 0,
+            lease: None,
+            ..failing
+        };
+        assert_eq!(refresh_of(&healthy, None, 1_500).last_error, None);
     }
 
     #[test]

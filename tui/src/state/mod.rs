@@ -9,6 +9,7 @@ mod detail;
 mod feed;
 mod health;
 mod msg;
+mod refresh;
 mod select;
 mod tokens;
 mod worker;
@@ -27,6 +28,7 @@ use worker::state_index;
 pub use worker::{CountLine, QueueLine, Rates, Series, WorkerView};
 
 pub use feed::{DeadLetter, Lifecycle, Rejection};
+pub use refresh::{RefreshHealth, RefreshMark};
 pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
 
 /// A worker is "alive" while its last `worker.stats` is younger than this.
@@ -479,8 +481,8 @@ impl State {
                         (self.lifecycle_selected + 1).min(self.lifecycle.len() - 1);
                 }
             }
+            EventKind::TokenRefreshFailed => self.tokens.touch(),
             EventKind::WorkerStats
-            | EventKind::TokenRefreshFailed
             | EventKind::TokenRevokedUpstream
             | EventKind::IntegrationUnhealthy
             | EventKind::IntegrationHealthy => {}
@@ -531,6 +533,7 @@ impl State {
             identity: stats.identity,
             cpu_percent: stats.cpu_percent,
             rss_bytes: stats.rss_bytes,
+            refresh: RefreshHealth::from(&stats.refresh),
         });
     }
 

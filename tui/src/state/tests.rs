@@ -290,6 +290,7 @@ fn wire_row(id: &str, client: &str, state: TokenState) -> WireRow {
         end_user_id: Some("user-42".into()),
         account_id: Some("cb-1".into()),
         created_at: Some("2026-11-18T11:00:00Z".into()),
+        refresh: None,
     }
 }
 

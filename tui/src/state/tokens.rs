@@ -8,6 +8,7 @@ use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{Scope, TokenState};
 
 use super::Action;
+use super::refresh::TokenRefresh;
 
 /// Rows per page asked of the worker.
 pub const PAGE_SIZE: u32 = 200;
@@ -35,6 +36,8 @@ pub struct TokenRow {
     pub expires_at: Option<String>,
     /// When it last changed (RFC 3339).
     pub updated_at: String,
+    /// The refresh engine's state of it, when the engine owns it.
+    pub refresh: Option<TokenRefresh>,
 }
 
 impl From<console::TokenRow> for TokenRow {
@@ -50,6 +53,7 @@ impl From<console::TokenRow> for TokenRow {
             created_at: row.created_at,
             expires_at: row.expires_at,
             updated_at: row.updated_at,
+            refresh: row.refresh.map(TokenRefresh::from),
         }
     }
 }
@@ -303,6 +307,11 @@ impl Tokens {
         if event.kind != EventKind::RequestRejected {
             row.updated_at = event.at.clone();
         }
+    }
+
+    /// A refresh failed somewhere: the page may show it, ask again.
+    pub fn touch(&mut self) {
+        self.stale = true;
     }
 
     /// Moves the selection.

@@ -69,6 +69,8 @@ pub struct WorkerView {
     pub cpu_percent: Option<f64>,
     /// The worker's resident memory.
     pub rss_bytes: Option<u64>,
+    /// The refresh engine's health.
+    pub refresh: super::RefreshHealth,
 }
 
 /// Per-second series for the sparklines.

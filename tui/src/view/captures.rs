@@ -12,8 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use mmt_shared::console::{
-    ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, ReasonCount, SnapshotReply,
-    TokenRow as WireRow, TokensReply, TokensRequest, WorkerStats,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, IntegrationHealth, QueueStats, ReasonCount,
+    RefreshStats, SnapshotReply, TokenRefresh, TokenRow as WireRow, TokensReply, TokensRequest,
+    WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
@@ -111,7 +112,21 @@ fn stats() -> WorkerStats {
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         identity: mmt_shared::console::IdentityMode::Strict,
-        refresh: Default::default(),
+        refresh: RefreshStats {
+            concurrency: 16,
+            in_flight: 1,
+            due_soon: 2,
+            refreshed: 18,
+            failed: 1,
+            refresh_pending: 0,
+            skipped_records: 0,
+            integrations: vec![IntegrationHealth {
+                broker_type: "coinbase".into(),
+                failing: 1,
+                last_error: Some("timeout".into()),
+                unhealthy: false,
+            }],
+        },
         rejections_by_client: vec![
             ClientCount {
                 client_id: "acme".into(),
@@ -230,6 +245,14 @@ fn row(n: u32, client: &str, broker: &str, scope: Scope, state: TokenState) -> W
         end_user_id: live.then(|| format!("user-{}", 40 + n)),
         account_id: live.then(|| format!("{broker}-{n}")),
         created_at: live.then(|| at(-4_000)),
+        refresh: (live && broker == "coinbase").then(|| TokenRefresh {
+            next_at: at(if n == 2 { 4_000 } else { 1_740_000 }),
+            last_refreshed_at: Some(at(-60_000)),
+            attempts: u32::from(n == 2),
+            last_error: (n == 2).then(|| "timeout".into()),
+            in_flight: false,
+            pending: false,
+        }),
     }
 }
 

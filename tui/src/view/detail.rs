@@ -1,16 +1,18 @@
 //! The detail pane over any screen: every field of one token, its tokenId in
-//! full, times with date and zone, and the recent events and refusals the
-//! console holds for it; or every field of one dead letter, its reason in
+//! full, times with date and zone, its refresh state, and the recent events
+//! and refusals the console holds for it; or every field of one dead letter, its reason in
 //! full.
 
+use mmt_shared::time_fmt::{UnixMillis, parse_rfc3339};
 use mmt_shared::wire::TokenState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
+use super::duration;
 use super::styles::Styles;
-use crate::state::{DeadLetter, Detail, State};
+use crate::state::{DeadLetter, Detail, RefreshMark, State, TokenRow};
 use crate::timefmt::stamp;
 
 /// How many events and refusals the pane lists.
@@ -18,12 +20,85 @@ const EVENTS_SHOWN: usize = 8;
 
 fn field(name: &str, value: String, styles: Styles) -> Line<'static> {
     Line::from(vec![
-        Span::styled(format!(" {name:<12}"), styles.dim()),
+        Span::styled(format!(" {name:<13}"), styles.dim()),
         Span::raw(value),
     ])
 }
 
-fn fields(detail: &Detail, styles: Styles) -> Vec<Line<'static>> {
+/// `2026-12-01 22:00:00 UTC (in 3m05s)` or `(... ago)`.
+fn stamp_from_now(at: &str, now: UnixMillis) -> String {
+    let Some(ms) = parse_rfc3339(at) else {
+        return stamp(at);
+    };
+    let seconds = |ms: UnixMillis| duration(u64::try_from(ms / 1000).unwrap_or(0));
+    let delta = ms - now;
+    if delta >= 0 {
+        format!("{} (in {})", stamp(at), seconds(delta))
+    } else {
+        format!("{} ({} ago)", stamp(at), seconds(-delta))
+    }
+}
+
+/// The refresh engine's part: when the token was refreshed and will be, and
+/// why it is failing.
+fn refresh_fields(row: &TokenRow, now: UnixMillis, styles: Styles) -> Vec<Line<'static>> {
+    let Some(refresh) = &row.refresh else {
+        let why = match row.state {
+            TokenState::Active => {
+                "not refreshed by the worker (no refresh token, or its integration is not configured)"
+            }
+            TokenState::ReauthRequired => "none: the end user must connect again",
+            TokenState::Revoked => "-",
+        };
+        return vec![field("refresh", why.to_owned(), styles)];
+    };
+    let mut lines = vec![
+        field(
+            "refreshed",
+            refresh.last_refreshed_at.as_deref().map_or_else(
+                || "never by this store".to_owned(),
+                |at| stamp_from_now(at, now),
+            ),
+            styles,
+        ),
+        field(
+            "next refresh",
+            stamp_from_now(&refresh.next_at, now),
+            styles,
+        ),
+    ];
+    let news = match refresh.mark(now) {
+        RefreshMark::Pending => Some((
+            "PENDING: past expiresAt; resolve answers refresh_pending",
+            styles.bad(),
+        )),
+        RefreshMark::InFlight => Some(("a refresh request is in flight now", styles.good())),
+        RefreshMark::Failing(_) | RefreshMark::Next(_) => None,
+    };
+    if let Some((text, style)) = news {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<13}", "refresh"), styles.dim()),
+            Span::styled(text.to_owned(), style),
+        ]));
+    }
+    if refresh.attempts > 0 {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<13}", "failing"), styles.dim()),
+            Span::styled(
+                format!(
+                    "{} attempt{} since the last success, last error {}",
+                    refresh.attempts,
+                    if refresh.attempts == 1 { "" } else { "s" },
+                    refresh.last_error.as_deref().unwrap_or("?")
+                ),
+                styles.warn(),
+            ),
+        ]));
+    }
+    lines
+}
+
+fn fields(detail: &Detail, now: UnixMillis, styles: Styles) -> Vec<Line<'static>> {
     let mut lines = vec![field("tokenId", detail.token_id.clone(), styles)];
     let Some(row) = &detail.row else {
         let why = if detail.loading {
@@ -57,7 +132,7 @@ fn fields(detail: &Detail, styles: Styles) -> Vec<Line<'static>> {
         field("integration", row.broker_type.clone(), styles),
         field("scope", row.scope.as_str().to_owned(), styles),
         Line::from(vec![
-            Span::styled(format!(" {:<12}", "state"), styles.dim()),
+            Span::styled(format!(" {:<13}", "state"), styles.dim()),
             Span::styled(row.state.as_str().to_owned(), state_style),
         ]),
         field(
@@ -84,6 +159,7 @@ fn fields(detail: &Detail, styles: Styles) -> Vec<Line<'static>> {
             styles,
         ),
     ]);
+    lines.extend(refresh_fields(row, now, styles));
     lines
 }
 
@@ -176,7 +252,7 @@ fn dead_letter(dead: &DeadLetter, styles: Styles) -> Vec<Line<'static>> {
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let (lines, title) = match (&state.detail, &state.dead_open) {
         (Some(detail), _) => {
-            let mut lines = fields(detail, styles);
+            let mut lines = fields(detail, state.now, styles);
             lines.push(Line::raw(""));
             lines.extend(history(state, &detail.token_id, styles));
             (lines, " Token (y copies the tokenId · Esc closes) ")

@@ -7,6 +7,7 @@ pub mod dump;
 mod health;
 mod help;
 mod overview;
+mod refresh;
 mod rejections;
 pub mod styles;
 mod table;
@@ -172,4 +173,7 @@ fn footer_line(screen: Screen, styles: Styles) -> Line<'static> {
 #[cfg(test)]
 mod captures;
 #[cfg(test)]
+#[macro_use]
 mod tests;
+#[cfg(test)]
+mod refresh_tests;

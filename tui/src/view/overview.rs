@@ -1,5 +1,6 @@
-//! The overview: token counts per state, integration and scope; rates with
-//! sparklines; queue depths; recent lifecycle events.
+//! The overview: token counts per state, integration and scope; the refresh
+//! engine's health; rates with sparklines; queue depths; recent lifecycle
+//! events.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -12,13 +13,51 @@ use super::table::{self, TableView};
 use super::{bytes, duration};
 use crate::state::{Series, State};
 
+/// From this width the refresh block is a column of its own beside the
+/// counts; below it, it sits under them.
+const REFRESH_COLUMN_FROM: u16 = 130;
+
+/// The refresh block's smallest height: two lines of figures and one
+/// failing integration.
+const REFRESH_MIN_HEIGHT: u16 = 5;
+
 /// Draws the overview in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [top, bottom] = Layout::vertical([Constraint::Length(12), Constraint::Min(3)]).areas(area);
-    let [counts, worker] =
-        Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
-    draw_counts(frame, counts, state, styles);
-    draw_worker(frame, worker, state, styles);
+    let beside = area.width >= REFRESH_COLUMN_FROM;
+    let top_height = match area.height {
+        h if h >= 40 => 16,
+        h if h >= 21 && !beside => 14,
+        _ => 12,
+    };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(top_height), Constraint::Min(3)]).areas(area);
+    if beside {
+        let [counts, refresh, worker] = Layout::horizontal([
+            Constraint::Length(44),
+            Constraint::Length(58),
+            Constraint::Min(30),
+        ])
+        .areas(top);
+        draw_counts(frame, counts, state, styles);
+        super::refresh::draw(frame, refresh, state, styles);
+        draw_worker(frame, worker, state, styles);
+    } else {
+        let [left, worker] =
+            Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
+        let lines = u16::try_from(state.counts.len()).unwrap_or(u16::MAX);
+        let refresh_height = super::refresh::wanted_height(state).clamp(
+            REFRESH_MIN_HEIGHT,
+            (top_height / 2 + 1).max(REFRESH_MIN_HEIGHT),
+        );
+        let counts_height = lines
+            .saturating_add(4)
+            .min(top_height.saturating_sub(refresh_height));
+        let [counts, refresh] =
+            Layout::vertical([Constraint::Length(counts_height), Constraint::Min(0)]).areas(left);
+        draw_counts(frame, counts, state, styles);
+        super::refresh::draw(frame, refresh, state, styles);
+        draw_worker(frame, worker, state, styles);
+    }
     draw_lifecycle(frame, bottom, state, styles);
 }
 

@@ -3,8 +3,8 @@
 //! the current time); the snapshots filter ids and times out.
 
 use mmt_shared::console::{
-    ClientCount, CodeCount, CountRow, DeadLetterRow, QueueStats, ReasonCount, SnapshotReply,
-    TokenRow as WireRow, TokensReply, WorkerStats,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, IntegrationHealth, QueueStats, ReasonCount,
+    RefreshStats, SnapshotReply, TokenRefresh, TokenRow as WireRow, TokensReply, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
@@ -49,7 +49,7 @@ fn queue(name: &str, rate: f64, depth: u64) -> QueueStats {
     }
 }
 
-fn stats(rejections: u64) -> WorkerStats {
+pub(super) fn stats(rejections: u64) -> WorkerStats {
     WorkerStats {
         at: String::new(),
         uptime_seconds: 3725,
@@ -85,7 +85,34 @@ fn stats(rejections: u64) -> WorkerStats {
                 count: 2,
             },
         ],
-        refresh: Default::default(),
+        refresh: refresh_stats(),
+    }
+}
+
+/// A refresh engine with trouble at two integrations.
+fn refresh_stats() -> RefreshStats {
+    RefreshStats {
+        concurrency: 16,
+        in_flight: 2,
+        due_soon: 40,
+        refreshed: 1203,
+        failed: 17,
+        refresh_pending: 3,
+        skipped_records: 0,
+        integrations: vec![
+            IntegrationHealth {
+                broker_type: "coinbase".into(),
+                failing: 12,
+                last_error: Some("http_503".into()),
+                unhealthy: false,
+            },
+            IntegrationHealth {
+                broker_type: "gemini".into(),
+                failing: 2,
+                last_error: Some("invalid_client".into()),
+                unhealthy: true,
+            },
+        ],
     }
 }
 
@@ -126,7 +153,7 @@ fn snapshot(now: i64) -> SnapshotReply {
 
 /// A console that has seen a worker, a few lifecycle events, rejections and
 /// a page of tokens.
-fn busy_state() -> State {
+pub(super) fn busy_state() -> State {
     let now = now_millis();
     let at = rfc3339(now);
     let mut token_id = token_ids();
@@ -201,17 +228,43 @@ fn busy_state() -> State {
         end_user_id: (token_state != TokenState::Revoked).then(|| format!("user-of-{client}")),
         account_id: (token_state != TokenState::Revoked).then(|| "cb-main".to_owned()),
         created_at: (token_state != TokenState::Revoked).then(|| at.clone()),
+        refresh: None,
+    };
+    let refreshing = |refresh: TokenRefresh, mut row: WireRow| {
+        row.refresh = Some(refresh);
+        row
+    };
+    let failing = TokenRefresh {
+        next_at: rfc3339(now + 42_000),
+        last_refreshed_at: Some(rfc3339(now - 3_600_000)),
+        attempts: 2,
+        last_error: Some("http_503".into()),
+        in_flight: false,
+        pending: false,
+    };
+    let pending = TokenRefresh {
+        attempts: 5,
+        pending: true,
+        ..failing.clone()
+    };
+    let soon = TokenRefresh {
+        attempts: 0,
+        last_error: None,
+        ..failing.clone()
     };
     let reply = TokensReply {
         ok: true,
         tokens: vec![
             row(&read_token, "acme", Scope::Read, TokenState::Revoked, None),
-            row(
-                &write_token,
-                "globex",
-                Scope::Write,
-                TokenState::Active,
-                Some(&at),
+            refreshing(
+                failing,
+                row(
+                    &write_token,
+                    "globex",
+                    Scope::Write,
+                    TokenState::Active,
+                    Some(&at),
+                ),
             ),
             row(
                 &token_id(),
@@ -219,6 +272,26 @@ fn busy_state() -> State {
                 Scope::Read,
                 TokenState::ReauthRequired,
                 Some(&at),
+            ),
+            refreshing(
+                pending,
+                row(
+                    &token_id(),
+                    "umbrella",
+                    Scope::Read,
+                    TokenState::Active,
+                    Some(&at),
+                ),
+            ),
+            refreshing(
+                soon,
+                row(
+                    &token_id(),
+                    "hooli",
+                    Scope::Read,
+                    TokenState::Active,
+                    Some(&at),
+                ),
             ),
         ],
         next_after: Some("tok_next".into()),
@@ -231,7 +304,7 @@ fn busy_state() -> State {
     state
 }
 
-fn screen(state: &State, width: u16, height: u16) -> String {
+pub(super) fn screen(state: &State, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
     terminal
         .draw(|frame| draw(frame, state, Styles::new(true)))

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod report;
 pub mod resolve;
 pub mod scale;
+pub mod search;
 
 use std::path::PathBuf;
 use std::time::Duration;

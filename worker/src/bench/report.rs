@@ -526,6 +526,14 @@ impl Report {
             self.cell("console_frame_ms_1k", 2),
             self.cell("console_frame_ms_1m", 2),
         );
+        let _ = writeln!(
+            out,
+            "  console token search (filter + sort) {} ms warm, {} ms first; sort of every token {} ms warm, {} ms first (large)",
+            self.cell("console_search_ms_1m", 0),
+            self.cell("console_search_first_ms_1m", 0),
+            self.cell("console_sort_ms_1m", 0),
+            self.cell("console_sort_first_ms_1m", 0),
+        );
         let _ = writeln!(out, "\nGoals (on the medians):");
         for goal in &self.goals {
             let verdict = match (goal.met(), goal.margin()) {

@@ -11,9 +11,10 @@
 //!
 //! Per point: the time from spawning `mmt-worker run` to the reply to a
 //! resolve request that was queued before the spawn (also with the page
-//! cache dropped first, with `--drop-caches`); closed-loop resolve at
-//! the headline concurrency; `VmRSS` and `VmHWM` of the child after that
-//! load; the bytes of the data directory.
+//! cache dropped first, with `--drop-caches`); closed-loop resolve at the
+//! headline concurrency; the console's frame time and its token search
+//! ([`super::search`]); `VmRSS` and `VmHWM` of the child after that load; the
+//! bytes of the data directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -233,6 +234,7 @@ pub async fn measure(
         &format!("console_frame_ms_{point}"),
         console_frame_ms(config, ns).await?,
     );
+    super::search::measure(connection, ns, point, figures).await?;
     let (rss, peak) = memory(pid)?;
     figures.set(&format!("rss_mb_{point}"), rss);
     figures.set(&format!("rss_peak_mb_{point}"), peak);
