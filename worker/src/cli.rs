@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
-use crate::bench::BenchConfig;
+use crate::bench::{BenchConfig, Phase};
 use crate::topology::QueueType;
 use crate::worker::WorkerConfig;
 
@@ -181,6 +181,19 @@ pub struct BenchArgs {
     /// Prefetch of the worker and of the no-op consumers.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
+    /// The phases to run (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PHASE,...")]
+    pub phases: Vec<Phase>,
+    /// Refresh throughput: tokens due at once per measurement [default: 10000, quick 300].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub refresh_tokens: Option<u64>,
+    /// Refresh lapses: tokens with expiries over the compressed hour [default: 100000, quick 500].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lapse_tokens: Option<u64>,
+    /// Refresh lapses: how many times faster the hour passes; must divide 3600
+    /// into at least 2 s [default: 60, quick 900].
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
+    pub compression: Option<u64>,
 }
 
 impl BenchArgs {
@@ -204,6 +217,18 @@ impl BenchArgs {
             config.scale_tokens = count(tokens);
         }
         config.prefetch = self.prefetch;
+        if !self.phases.is_empty() {
+            config.phases = self.phases.clone();
+        }
+        if let Some(tokens) = self.refresh_tokens {
+            config.refresh_tokens = count(tokens);
+        }
+        if let Some(tokens) = self.lapse_tokens {
+            config.lapse_tokens = count(tokens);
+        }
+        if let Some(factor) = self.compression {
+            config.compression = factor;
+        }
         config
     }
 }

@@ -11,11 +11,19 @@
 //! - [`scale`]: a store loaded directly with 1,000,000 tokens, served by a
 //!   worker child process: start time, memory, disk, resolve latency against
 //!   the same at 1,000 tokens;
-//! - [`report`]: medians over the runs, their spread, the goals, the table and
-//!   the JSON object.
+//! - [`refresh`]: the refresh engine against the local token server, the
+//!   worker a child process: refreshes per second, lapses at 100,000 tokens
+//!   in compressed time, CPU per refresh;
+//! - [`report`]: medians over the runs, their spread, the [`goals`], the
+//!   table and the JSON object; [`child`]: the worker child processes.
+//!
+//! `--phases` runs some of them only.
 
 pub mod ceiling;
+pub mod child;
+pub mod goals;
 pub mod ingest;
+pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod scale;
@@ -37,6 +45,19 @@ use self::report::{Report, RunFigures};
 
 /// How long any single wait of the bench may take before it gives up.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A part of the bench that `--phases` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Ceiling and ingest, both queue types.
+    Ingest,
+    /// Resolve against the echo, open and strict mode.
+    Resolve,
+    /// The 1,000 and the large store, served by a child process.
+    Scale,
+    /// The refresh engine.
+    Refresh,
+}
 
 /// What a bench run does.
 #[derive(Clone, Debug)]
@@ -65,6 +86,20 @@ pub struct BenchConfig {
     pub worker_binary: PathBuf,
     /// A small run (CI): the figures only show that the harness works.
     pub quick: bool,
+    /// The phases to run, in the bench's order whatever the order here.
+    pub phases: Vec<Phase>,
+    /// Refresh throughput: tokens all due at once per measurement.
+    pub refresh_tokens: usize,
+    /// Refresh throughput: the `refresh_concurrency` values measured.
+    pub refresh_concurrencies: Vec<usize>,
+    /// Refresh lapses: tokens whose expiries are spread over the hour.
+    pub lapse_tokens: usize,
+    /// Refresh lapses: how many times faster than real time the hour passes.
+    pub compression: u64,
+    /// Refresh lapses: `refresh_concurrency` (the default of the file).
+    pub lapse_concurrency: usize,
+    /// How long the local token server takes to answer a refresh.
+    pub provider_latency: Duration,
 }
 
 impl BenchConfig {
@@ -88,7 +123,18 @@ impl BenchConfig {
             scale_tokens: if quick { 20_000 } else { 1_000_000 },
             worker_binary,
             quick,
+            phases: vec![Phase::Ingest, Phase::Resolve, Phase::Scale, Phase::Refresh],
+            refresh_tokens: if quick { 300 } else { 10_000 },
+            refresh_concurrencies: vec![16, 64],
+            lapse_tokens: if quick { 500 } else { 100_000 },
+            compression: if quick { 900 } else { 60 },
+            lapse_concurrency: crate::integrations::DEFAULT_CONCURRENCY,
+            provider_latency: Duration::from_millis(5),
         }
+    }
+
+    fn runs_phase(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
     }
 }
 
@@ -156,6 +202,9 @@ pub enum BenchError {
     /// The JSON report.
     #[error("JSON report")]
     Json(#[from] serde_json::Error),
+    /// The refresh phase's integrations file.
+    #[error("integrations file")]
+    Integrations(#[from] mmt_shared::tomlfile::FileError),
     /// A bench namespace (the prefix is too long).
     #[error(transparent)]
     Namespace(#[from] BadNamespace),
@@ -276,70 +325,136 @@ async fn phases(
     namespaces: &mut Namespaces,
     root: &std::path::Path,
 ) -> Result<(Vec<RunFigures>, Vec<String>), BenchError> {
-    let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
-    eprintln!(
-        "bench: loaded {} tokens directly into a store",
-        config.small_tokens
-    );
-    let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
-    eprintln!(
-        "bench: loaded {} tokens directly into a store in {:.1} s",
-        config.scale_tokens, large.load_secs
-    );
+    let small = if config.runs_phase(Phase::Resolve) || config.runs_phase(Phase::Scale) {
+        let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store",
+            config.small_tokens
+        );
+        Some(small)
+    } else {
+        None
+    };
+    let large = if config.runs_phase(Phase::Scale) {
+        let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store in {:.1} s",
+            config.scale_tokens, large.load_secs
+        );
+        Some(large)
+    } else {
+        None
+    };
     let mut runs = Vec::with_capacity(config.runs);
     for run in 0..config.runs {
         let mut figures = RunFigures::default();
-        figures.set("preload_tokens_per_s", large.tokens_per_s());
-        for queue_type in [QueueType::Quorum, QueueType::Classic] {
-            let part = match queue_type {
-                QueueType::Quorum => "quorum",
-                QueueType::Classic => "classic",
-            };
-            let ns = namespaces.part(part)?;
-            let drained =
-                ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
-            let prefix = match queue_type {
-                QueueType::Quorum => "",
-                QueueType::Classic => "classic_",
-            };
-            figures.set(&format!("{prefix}ceiling_msgs_per_s"), drained.ceiling);
-            figures.set(&format!("{prefix}ingest_msgs_per_s"), drained.ingest);
-            figures.set(
-                &format!("{prefix}ingest_ratio"),
-                drained.ingest / drained.ceiling,
-            );
-            eprintln!(
-                "bench: run {}/{} {part}: ceiling {:.0} msg/s, ingest {:.0} msg/s",
-                run + 1,
-                config.runs,
-                drained.ceiling,
-                drained.ingest
-            );
+        if config.runs_phase(Phase::Ingest) {
+            ingest_phase(config, connection, namespaces, root, run, &mut figures).await?;
         }
-        let worker_ns = namespaces.part("resolve")?;
-        let echo_ns = namespaces.part("echo")?;
-        resolve::compare(
-            config,
-            connection,
-            &worker_ns,
-            &echo_ns,
-            &small,
-            run,
-            &mut figures,
-        )
-        .await?;
-        resolve::strict(config, connection, &worker_ns, &small, &mut figures).await?;
-        eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
-        let scale_ns = namespaces.part("scale")?;
-        for (point, store) in [("1k", &small), ("1m", &large)] {
-            scale::measure(config, connection, &scale_ns, store, point, &mut figures).await?;
+        if let (true, Some(small)) = (config.runs_phase(Phase::Resolve), &small) {
+            let worker_ns = namespaces.part("resolve")?;
+            let echo_ns = namespaces.part("echo")?;
+            resolve::compare(
+                config,
+                connection,
+                &worker_ns,
+                &echo_ns,
+                small,
+                run,
+                &mut figures,
+            )
+            .await?;
+            resolve::strict(config, connection, &worker_ns, small, &mut figures).await?;
+            eprintln!("bench: run {}/{} resolve done", run + 1, config.runs);
         }
-        eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
+        if let (Some(small), Some(large)) = (&small, &large) {
+            figures.set("preload_tokens_per_s", large.tokens_per_s());
+            let scale_ns = namespaces.part("scale")?;
+            for (point, store) in [("1k", small), ("1m", large)] {
+                scale::measure(config, connection, &scale_ns, store, point, &mut figures).await?;
+            }
+            eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
+        }
+        if config.runs_phase(Phase::Refresh) {
+            refresh_phase(config, connection, namespaces, root, run, &mut figures).await?;
+        }
         runs.push(figures);
     }
-    let notes = vec![format!(
-        "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",
-        config.small_tokens, config.scale_tokens
-    )];
+    let mut notes = Vec::new();
+    if config.runs_phase(Phase::Scale) {
+        notes.push(format!(
+            "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",
+            config.small_tokens, config.scale_tokens
+        ));
+    }
+    if config.runs_phase(Phase::Refresh) {
+        notes.push(refresh::note(config));
+    }
     Ok((runs, notes))
+}
+
+async fn ingest_phase(
+    config: &BenchConfig,
+    connection: &Connection,
+    namespaces: &mut Namespaces,
+    root: &std::path::Path,
+    run: usize,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    for queue_type in [QueueType::Quorum, QueueType::Classic] {
+        let (part, prefix) = match queue_type {
+            QueueType::Quorum => ("quorum", ""),
+            QueueType::Classic => ("classic", "classic_"),
+        };
+        let ns = namespaces.part(part)?;
+        let drained =
+            ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
+        figures.set(&format!("{prefix}ceiling_msgs_per_s"), drained.ceiling);
+        figures.set(&format!("{prefix}ingest_msgs_per_s"), drained.ingest);
+        figures.set(
+            &format!("{prefix}ingest_ratio"),
+            drained.ingest / drained.ceiling,
+        );
+        eprintln!(
+            "bench: run {}/{} {part}: ceiling {:.0} msg/s, ingest {:.0} msg/s",
+            run + 1,
+            config.runs,
+            drained.ceiling,
+            drained.ingest
+        );
+    }
+    Ok(())
+}
+
+async fn refresh_phase(
+    config: &BenchConfig,
+    connection: &Connection,
+    namespaces: &mut Namespaces,
+    root: &std::path::Path,
+    run: usize,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    let ns = namespaces.part("refresh")?;
+    let mut load_rate = 0.0;
+    for &concurrency in &config.refresh_concurrencies {
+        load_rate =
+            refresh::throughput(config, connection, &ns, root, concurrency, figures).await?;
+        eprintln!(
+            "bench: run {}/{} refresh at concurrency {concurrency}: {:.0} refreshes/s",
+            run + 1,
+            config.runs,
+            figures
+                .get(&format!("refresh_c{concurrency}_per_s"))
+                .unwrap_or(f64::NAN)
+        );
+    }
+    refresh::lapse::measure(config, connection, &ns, root, load_rate, figures).await?;
+    eprintln!(
+        "bench: run {}/{} refresh lapses at {} tokens: {}",
+        run + 1,
+        config.runs,
+        config.lapse_tokens,
+        figures.get("refresh_lapses").unwrap_or(f64::NAN)
+    );
+    Ok(())
 }

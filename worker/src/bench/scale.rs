@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
@@ -27,6 +27,7 @@ use mmt_shared::config::Namespace;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAccessToken};
 
+use super::child::WorkerChild;
 use super::report::RunFigures;
 use super::resolve::{HEADLINE_CONCURRENCY, closed_loop, request};
 use super::{BenchConfig, BenchError, PATIENCE, mix};
@@ -217,42 +218,22 @@ pub async fn measure(
                 .with_correlation_id("ready".into()),
         )
         .await?;
-    let log_path = store
-        .data_dir
-        .with_file_name(format!("worker-{point}-{}.log", now_millis()));
-    let log = std::fs::File::create(&log_path).map_err(BenchError::io(format!(
-        "cannot create {}",
-        log_path.display()
-    )))?;
     let spawned = Instant::now();
-    let mut child = tokio::process::Command::new(&config.worker_binary)
-        .arg("run")
-        .arg("--namespace")
-        .arg(ns.as_str())
-        .arg("--data-dir")
-        .arg(&store.data_dir)
-        .arg("--key-file")
-        .arg(&store.key_file)
-        .arg("--prefetch")
-        .arg(config.prefetch.to_string())
-        .env("MMT_AMQP_URL", &config.amqp_url)
-        .env("MMT_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(BenchError::io(format!(
-            "cannot start {}",
-            config.worker_binary.display()
-        )))?;
+    let mut worker = WorkerChild::spawn(
+        config,
+        ns,
+        (&store.data_dir, &store.key_file),
+        point,
+        &[],
+        &[],
+    )?;
     let ready = tokio::select! {
         reply = tokio::time::timeout(PATIENCE, probe_replies.next()) => reply,
-        status = child.wait() => {
+        status = worker.child.wait() => {
             return Err(BenchError::Child(format!(
                 "exited before answering ({}): {}",
                 status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                tail(&log_path)
+                worker.tail()
             )));
         }
     };
@@ -268,7 +249,7 @@ pub async fn measure(
         Ok(None) | Err(_) => {
             return Err(BenchError::Child(format!(
                 "no answer within {PATIENCE:?}: {}",
-                tail(&log_path)
+                worker.tail()
             )));
         }
     }
@@ -277,9 +258,6 @@ pub async fn measure(
         spawned.elapsed().as_secs_f64() * 1000.0,
     );
     probe.close(200, "ready".into()).await?;
-    let pid = child
-        .id()
-        .ok_or_else(|| BenchError::Child("exited after answering".into()))?;
     let level = closed_loop(
         connection,
         ns,
@@ -295,10 +273,10 @@ pub async fn measure(
         &format!("console_frame_ms_{point}"),
         console_frame_ms(config, ns).await?,
     );
-    let (rss, peak) = memory(pid)?;
+    let (rss, peak) = memory(worker.pid)?;
     figures.set(&format!("rss_mb_{point}"), rss);
     figures.set(&format!("rss_peak_mb_{point}"), peak);
-    stop(&mut child, pid, &log_path).await?;
+    worker.stop().await?;
     figures.set(
         &format!("disk_mb_{point}"),
         bytes_under(&store.data_dir)? as f64 / (1024.0 * 1024.0),
@@ -351,45 +329,6 @@ fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
             .ok_or_else(|| BenchError::Child(format!("no {name} in {path}")))
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Stops the child with SIGTERM (as an operator would) and checks that it
-/// exits cleanly.
-async fn stop(
-    child: &mut tokio::process::Child,
-    pid: u32,
-    log_path: &Path,
-) -> Result<(), BenchError> {
-    let sent = tokio::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .await
-        .map_err(BenchError::io("cannot run kill"))?;
-    if !sent.success() {
-        return Err(BenchError::Child(format!("kill -TERM {pid} failed")));
-    }
-    match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(BenchError::Child(format!(
-            "stopped with {status}: {}",
-            tail(log_path)
-        ))),
-        Ok(Err(error)) => Err(BenchError::io("cannot wait for the worker")(error)),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(BenchError::Child(
-                "did not stop within 30 s of SIGTERM".into(),
-            ))
-        }
-    }
-}
-
-/// The last lines of the child's log, for an error message.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 /// The bytes of every file under `dir`.
