@@ -249,3 +249,40 @@ fn read_back(store: &Loaded, tally: &Tally) -> Result<Vec<bool>, BenchError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hour_and_the_window_scale_together_in_whole_seconds() {
+        let sixty = Compressed::new(60).expect("valid");
+        assert_eq!((sixty.hour_secs, sixty.ahead_secs), (60, 5));
+        let ten = Compressed::new(10).expect("valid");
+        assert_eq!((ten.hour_secs, ten.ahead_secs), (360, 30));
+        let quick = Compressed::new(900).expect("valid");
+        assert_eq!((quick.hour_secs, quick.ahead_secs), (4, 1));
+        assert_eq!(Compressed::new(7), None, "3600 / 7 is not whole");
+        assert_eq!(Compressed::new(3600), None, "a 1 s hour");
+        assert_eq!(Compressed::new(0), None);
+    }
+
+    #[test]
+    fn a_late_or_repeated_refresh_is_not_one_in_time() {
+        let mut tally = Tally {
+            expires_at: vec![1_000, 2_000],
+            refreshed_in_time: vec![false; 2],
+            seen: vec![false; 2],
+            margins_ms: Vec::new(),
+            late: 0,
+            extra: 0,
+            errors: 0,
+        };
+        tally.observe(0, 1_000);
+        tally.observe(1, 2_001);
+        tally.observe(1, 1_500);
+        assert_eq!(tally.refreshed_in_time, vec![true, false]);
+        assert_eq!((tally.late, tally.extra), (1, 1));
+        assert_eq!(tally.margins_ms, vec![0.0, -1.0]);
+    }
+}

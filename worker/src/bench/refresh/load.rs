@@ -183,3 +183,21 @@ impl Job<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_expiries_cover_the_span_evenly_from_the_base() {
+        let spread = Schedule::Spread {
+            base: 10_000,
+            span: 60_000,
+        };
+        assert_eq!(spread.expires_at(0, 4), 10_000);
+        assert_eq!(spread.expires_at(1, 4), 25_000);
+        assert_eq!(spread.expires_at(3, 4), 55_000);
+        let all = Schedule::AllDue { expires_at: 7 };
+        assert_eq!(all.expires_at(3, 4), 7);
+    }
+}
