@@ -1,8 +1,9 @@
 //! `mmt-worker bench --quick`, the way CI runs it: it must run against the
-//! real broker, write one JSON object holding every figure of issue #4, and
-//! leave no namespace behind. Only the presence of the figures is checked,
-//! never their values (a debug build on a busy machine says nothing about
-//! speed).
+//! real broker, write one JSON object holding every figure of issues #4 and
+//! #9, and leave no namespace behind. Only the presence of the figures is
+//! checked, never their speed (a debug build on a busy machine says nothing
+//! about it); what must hold at any speed is checked too: no refresh token
+//! presented twice, at most `refresh_concurrency` refreshes in flight.
 
 use std::process::Command;
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 use crate::util;
 
 /// The figures the JSON object must hold (medians at the top level).
-const FIGURES: [&str; 39] = [
+const FIGURES: [&str; 54] = [
     "ceiling_msgs_per_s",
     "ingest_msgs_per_s",
     "ingest_ratio",
@@ -54,6 +55,21 @@ const FIGURES: [&str; 39] = [
     "console_search_first_ms_1m",
     "console_sort_ms_1m",
     "console_sort_first_ms_1m",
+    "refresh_c16_per_s",
+    "refresh_c16_cpu_us",
+    "refresh_c16_peak_in_flight",
+    "refresh_c64_per_s",
+    "refresh_c64_cpu_us",
+    "refresh_c64_peak_in_flight",
+    "refresh_lapses",
+    "refresh_lapse_late",
+    "refresh_lapse_unrefreshed",
+    "refresh_lapse_min_margin_ms",
+    "refresh_lapse_needed_per_s",
+    "refresh_lapse_cpu_us",
+    "refresh_lapse_peak_in_flight",
+    "refresh_reuses",
+    "refresh_errors",
 ];
 
 #[tokio::test]
@@ -101,8 +117,40 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
             "{section} missing from {text}"
         );
     }
-    assert_eq!(report["goals"].as_array().map(Vec::len), Some(14));
+    assert_eq!(report["goals"].as_array().map(Vec::len), Some(16));
     assert_eq!(report["config"]["quick"], true);
+    assert_eq!(report["refresh_reuses"], 0.0, "a refresh token was reused");
+    for (figure, bound) in [
+        ("refresh_c16_peak_in_flight", 16.0),
+        ("refresh_c64_peak_in_flight", 64.0),
+        ("refresh_lapse_peak_in_flight", 16.0),
+    ] {
+        assert!(
+            report[figure]
+                .as_f64()
+                .is_some_and(|peak| (1.0..=bound).contains(&peak)),
+            "{figure}: {}",
+            report[figure]
+        );
+    }
+    for figure in [
+        "refresh_c16_per_s",
+        "refresh_c64_per_s",
+        "refresh_c16_cpu_us",
+    ] {
+        assert!(
+            report[figure].as_f64().is_some_and(|v| v > 0.0),
+            "{figure}: {}",
+            report[figure]
+        );
+    }
+    assert!(
+        report["refresh_lapses"]
+            .as_f64()
+            .is_some_and(|n| (0.0..=500.0).contains(&n)),
+        "lapses are counted over the 500 tokens: {}",
+        report["refresh_lapses"]
+    );
 
     let base = stderr
         .lines()
@@ -111,7 +159,7 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
         .unwrap_or_else(|| panic!("the bench did not name its namespaces:\n{stderr}"));
     assert!(base.starts_with(namespace.as_str()), "{base}");
     let connection = util::connect().await;
-    for part in ["quorum", "classic", "resolve", "echo", "scale"] {
+    for part in ["quorum", "classic", "resolve", "echo", "scale", "refresh"] {
         let ns = Namespace::new(&format!("{base}-{part}")).expect("valid namespace");
         for queue in mmt_worker::topology::queues(&ns) {
             let channel = connection.create_channel().await.expect("channel");

@@ -189,6 +189,16 @@ pub struct BenchArgs {
     /// together, also spelt `ceiling`) [default: every phase].
     #[arg(long, value_name = "PHASES", value_delimiter = ',')]
     pub phases: Vec<Phase>,
+    /// Refresh throughput: tokens due at once per measurement [default: 10000, quick 300].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub refresh_tokens: Option<u64>,
+    /// Refresh lapses: tokens with expiries over the compressed hour [default: 100000, quick 500].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lapse_tokens: Option<u64>,
+    /// Refresh lapses: how many times faster the hour passes; must divide 3600
+    /// into at least 2 s [default: 60, quick 900].
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
+    pub compression: Option<u64>,
 }
 
 impl BenchArgs {
@@ -215,6 +225,15 @@ impl BenchArgs {
         config.prefetch = self.prefetch;
         if !self.phases.is_empty() {
             config.phases.clone_from(&self.phases);
+        }
+        if let Some(tokens) = self.refresh_tokens {
+            config.refresh_tokens = count(tokens);
+        }
+        if let Some(tokens) = self.lapse_tokens {
+            config.lapse_tokens = count(tokens);
+        }
+        if let Some(factor) = self.compression {
+            config.compression = factor;
         }
         config
     }

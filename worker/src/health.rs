@@ -53,11 +53,11 @@ pub fn percentile(samples: &mut [(u64, u64)], q: f64) -> Option<f64> {
 
 /// Linux reports process CPU time in clock ticks of `USER_HZ`, which the
 /// kernel's ABI fixes at 100 for `/proc`.
-const USER_HZ: f64 = 100.0;
+pub const USER_HZ: f64 = 100.0;
 
-/// The CPU time (in ticks) of the process from `/proc/self/stat`: utime and
-/// stime, fields 14 and 15, counted after the command name's `)`.
-fn cpu_ticks(stat: &str) -> Option<u64> {
+/// The CPU time (in ticks) of a process from its `/proc/<pid>/stat`: utime
+/// and stime, fields 14 and 15, counted after the command name's `)`.
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
     let rest = stat.rsplit_once(')')?.1;
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;

@@ -12,11 +12,19 @@
 //! - [`scale`]: a store loaded directly with 1,000,000 tokens, served by a
 //!   worker child process: start time, memory, disk, resolve latency against
 //!   the same at 1,000 tokens;
-//! - [`report`]: medians over the runs, their spread, the goals, the table and
-//!   the JSON object.
+//! - [`refresh`]: the refresh engine against the local token server, the
+//!   worker a child process: refreshes per second, lapses at 100,000 tokens
+//!   in compressed time, CPU per refresh;
+//! - [`report`]: medians over the runs, their spread, the [`goals`], the
+//!   table and the JSON object; [`child`]: the worker child processes.
+//!
+//! `--phases` runs some of them only.
 
 pub mod ceiling;
+pub mod child;
+pub mod goals;
 pub mod ingest;
+pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod scale;
@@ -51,11 +59,13 @@ pub enum Phase {
     Resolve,
     /// The worker child process over the small and the large store.
     Scale,
+    /// The refresh engine against the local token server.
+    Refresh,
 }
 
 impl Phase {
     /// Every phase, in the order a run takes them.
-    pub const ALL: [Phase; 3] = [Phase::Ingest, Phase::Resolve, Phase::Scale];
+    pub const ALL: [Phase; 4] = [Phase::Ingest, Phase::Resolve, Phase::Scale, Phase::Refresh];
 }
 
 /// What a bench run does.
@@ -89,6 +99,18 @@ pub struct BenchConfig {
     pub quick: bool,
     /// Also measure each scale start with the page cache dropped (root).
     pub drop_caches: bool,
+    /// Refresh throughput: tokens all due at once per measurement.
+    pub refresh_tokens: usize,
+    /// Refresh throughput: the `refresh_concurrency` values measured.
+    pub refresh_concurrencies: Vec<usize>,
+    /// Refresh lapses: tokens whose expiries are spread over the hour.
+    pub lapse_tokens: usize,
+    /// Refresh lapses: how many times faster than real time the hour passes.
+    pub compression: u64,
+    /// Refresh lapses: `refresh_concurrency` (the default of the file).
+    pub lapse_concurrency: usize,
+    /// How long the local token server takes to answer a refresh.
+    pub provider_latency: Duration,
 }
 
 impl BenchConfig {
@@ -119,6 +141,12 @@ impl BenchConfig {
             worker_binary,
             quick,
             drop_caches: false,
+            refresh_tokens: if quick { 300 } else { 10_000 },
+            refresh_concurrencies: vec![16, 64],
+            lapse_tokens: if quick { 500 } else { 100_000 },
+            compression: if quick { 900 } else { 60 },
+            lapse_concurrency: crate::integrations::DEFAULT_CONCURRENCY,
+            provider_latency: Duration::from_millis(5),
         }
     }
 }
@@ -187,6 +215,9 @@ pub enum BenchError {
     /// The JSON report.
     #[error("JSON report")]
     Json(#[from] serde_json::Error),
+    /// The refresh phase's integrations file.
+    #[error("integrations file")]
+    Integrations(#[from] mmt_shared::tomlfile::FileError),
     /// A bench namespace (the prefix is too long).
     #[error(transparent)]
     Namespace(#[from] BadNamespace),
@@ -307,11 +338,7 @@ async fn phases(
     namespaces: &mut Namespaces,
     root: &std::path::Path,
 ) -> Result<(Vec<RunFigures>, Vec<String>), BenchError> {
-    let (resolve, scale) = (
-        config.runs_phase(Phase::Resolve),
-        config.runs_phase(Phase::Scale),
-    );
-    let small = if resolve || scale {
+    let small = if config.runs_phase(Phase::Resolve) || config.runs_phase(Phase::Scale) {
         let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
         eprintln!(
             "bench: loaded {} tokens directly into a store",
@@ -321,7 +348,7 @@ async fn phases(
     } else {
         None
     };
-    let large = if scale {
+    let large = if config.runs_phase(Phase::Scale) {
         let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
         eprintln!(
             "bench: loaded {} tokens directly into a store in {:.1} s",
@@ -335,9 +362,9 @@ async fn phases(
     for run in 0..config.runs {
         let mut figures = RunFigures::default();
         if config.runs_phase(Phase::Ingest) {
-            ingest_phase(config, connection, namespaces, run, root, &mut figures).await?;
+            ingest_phase(config, connection, namespaces, root, run, &mut figures).await?;
         }
-        if let (true, Some(small)) = (resolve, &small) {
+        if let (true, Some(small)) = (config.runs_phase(Phase::Resolve), &small) {
             let worker_ns = namespaces.part("resolve")?;
             let echo_ns = namespaces.part("echo")?;
             resolve::compare(
@@ -361,12 +388,21 @@ async fn phases(
             }
             eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
         }
+        if config.runs_phase(Phase::Refresh) {
+            refresh_phase(config, connection, namespaces, root, run, &mut figures).await?;
+        }
         runs.push(figures);
     }
-    let notes = vec![format!(
-        "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",
-        config.small_tokens, config.scale_tokens
-    )];
+    let mut notes = Vec::new();
+    if config.runs_phase(Phase::Scale) {
+        notes.push(format!(
+            "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",
+            config.small_tokens, config.scale_tokens
+        ));
+    }
+    if config.runs_phase(Phase::Refresh) {
+        notes.push(refresh::note(config));
+    }
     Ok((runs, notes))
 }
 
@@ -375,8 +411,8 @@ async fn ingest_phase(
     config: &BenchConfig,
     connection: &Connection,
     namespaces: &mut Namespaces,
-    run: usize,
     root: &std::path::Path,
+    run: usize,
     figures: &mut RunFigures,
 ) -> Result<(), BenchError> {
     for queue_type in [QueueType::Quorum, QueueType::Classic] {
@@ -405,5 +441,38 @@ async fn ingest_phase(
             cpu.1,
         );
     }
+    Ok(())
+}
+
+async fn refresh_phase(
+    config: &BenchConfig,
+    connection: &Connection,
+    namespaces: &mut Namespaces,
+    root: &std::path::Path,
+    run: usize,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    let ns = namespaces.part("refresh")?;
+    let mut load_rate = 0.0;
+    for &concurrency in &config.refresh_concurrencies {
+        load_rate =
+            refresh::throughput(config, connection, &ns, root, concurrency, figures).await?;
+        eprintln!(
+            "bench: run {}/{} refresh at concurrency {concurrency}: {:.0} refreshes/s",
+            run + 1,
+            config.runs,
+            figures
+                .get(&format!("refresh_c{concurrency}_per_s"))
+                .unwrap_or(f64::NAN)
+        );
+    }
+    refresh::lapse::measure(config, connection, &ns, root, load_rate, figures).await?;
+    eprintln!(
+        "bench: run {}/{} refresh lapses at {} tokens: {}",
+        run + 1,
+        config.runs,
+        config.lapse_tokens,
+        figures.get("refresh_lapses").unwrap_or(f64::NAN)
+    );
     Ok(())
 }

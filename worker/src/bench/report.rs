@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use super::BenchConfig;
+use super::goals::{GOALS, Goal};
 use super::resolve::HEADLINE_CONCURRENCY;
 
 /// The figures of one run, by name.
@@ -115,135 +116,6 @@ impl Machine {
     }
 }
 
-/// How a goal compares its figure with its target.
-#[derive(Clone, Copy, Debug)]
-enum Bound {
-    AtLeast,
-    AtMost,
-}
-
-/// One goal of issue #4.
-#[derive(Clone, Debug)]
-pub struct Goal {
-    /// What it says.
-    pub text: &'static str,
-    /// The figure it is about.
-    pub figure: &'static str,
-    /// The target.
-    pub target: f64,
-    bound: Bound,
-    /// The figure's median, if measured.
-    pub value: Option<f64>,
-}
-
-impl Goal {
-    /// Whether the goal is met; `None` when its figure was not measured.
-    pub fn met(&self) -> Option<bool> {
-        let value = self.value.filter(|v| v.is_finite())?;
-        Some(match self.bound {
-            Bound::AtLeast => value >= self.target,
-            Bound::AtMost => value <= self.target,
-        })
-    }
-
-    /// How far inside (positive) or outside (negative) the target the figure
-    /// is, as a fraction of the target.
-    pub fn margin(&self) -> Option<f64> {
-        let value = self.value.filter(|v| v.is_finite())?;
-        Some(match self.bound {
-            Bound::AtLeast => value / self.target - 1.0,
-            Bound::AtMost => 1.0 - value / self.target,
-        })
-    }
-}
-
-const GOALS: [(&str, &str, f64, Bound); 14] = [
-    (
-        "ingest >= 0.5x the ceiling, quorum queues (issue 11)",
-        "ingest_ratio",
-        0.5,
-        Bound::AtLeast,
-    ),
-    (
-        "ingest >= 0.5x the ceiling, classic queues (issue 11)",
-        "classic_ingest_ratio",
-        0.5,
-        Bound::AtLeast,
-    ),
-    (
-        "ingest >= 0.85x the ceiling, quorum queues",
-        "ingest_ratio",
-        0.85,
-        Bound::AtLeast,
-    ),
-    (
-        "ingest >= 0.85x the ceiling, classic queues",
-        "classic_ingest_ratio",
-        0.85,
-        Bound::AtLeast,
-    ),
-    (
-        "resolve throughput at concurrency 4 >= 0.8x the echo",
-        "resolve_throughput_ratio",
-        0.8,
-        Bound::AtLeast,
-    ),
-    (
-        "resolve p99 at concurrency 4 <= 1.25x the echo's p99",
-        "resolve_p99_ratio",
-        1.25,
-        Bound::AtMost,
-    ),
-    (
-        "strict-mode resolve throughput at concurrency 4 >= 0.95x open mode",
-        "strict_throughput_ratio",
-        0.95,
-        Bound::AtLeast,
-    ),
-    (
-        "strict-mode resolve p99 at concurrency 4 <= 1.05x open mode",
-        "strict_p99_ratio",
-        1.05,
-        Bound::AtMost,
-    ),
-    (
-        "resolve p99 at the large store <= 1.2x the figure at 1k tokens",
-        "resolve_p99_ratio_1m",
-        1.2,
-        Bound::AtMost,
-    ),
-    (
-        "worker start over the large store < 2000 ms",
-        "start_ms_1m",
-        2000.0,
-        Bound::AtMost,
-    ),
-    (
-        "worker start over the large store, page cache dropped < 2000 ms",
-        "cold_start_ms_1m",
-        2000.0,
-        Bound::AtMost,
-    ),
-    (
-        "worker RSS over the large store <= 200 MB (issue 11)",
-        "rss_mb_1m",
-        200.0,
-        Bound::AtMost,
-    ),
-    (
-        "disk per token at the large store <= 1000 bytes (issue 11)",
-        "disk_bytes_per_token_1m",
-        1000.0,
-        Bound::AtMost,
-    ),
-    (
-        "console frame time, heaviest screen, at the large store < 16 ms",
-        "console_frame_ms_1m",
-        16.0,
-        Bound::AtMost,
-    ),
-];
-
 /// How the console's frame time is measured.
 pub const CONSOLE_NOTE: &str = "console_frame_ms_*: p99 of `mmt-tui --frame-bench 200` on its heaviest screen, drawn at 200x60 into ratatui's TestBackend with the worker's live snapshot and first token page (layout, widgets and buffer diff; not the terminal's own output)";
 
@@ -263,7 +135,19 @@ pub struct Report {
     small_tokens: usize,
     scale_tokens: usize,
     resolve_secs: f64,
+    refresh: RefreshConfig,
     notes: Vec<String>,
+}
+
+/// The refresh phase's sizes, for the JSON object and the table.
+#[derive(Clone, Debug)]
+struct RefreshConfig {
+    tokens: usize,
+    concurrencies: Vec<usize>,
+    lapse_tokens: usize,
+    lapse_concurrency: usize,
+    compression: u64,
+    provider_latency_ms: f64,
 }
 
 impl Report {
@@ -319,6 +203,14 @@ impl Report {
             small_tokens: config.small_tokens,
             scale_tokens: config.scale_tokens,
             resolve_secs: config.resolve_time.as_secs_f64(),
+            refresh: RefreshConfig {
+                tokens: config.refresh_tokens,
+                concurrencies: config.refresh_concurrencies.clone(),
+                lapse_tokens: config.lapse_tokens,
+                lapse_concurrency: config.lapse_concurrency,
+                compression: config.compression,
+                provider_latency_ms: config.provider_latency.as_secs_f64() * 1000.0,
+            },
             notes,
         }
     }
@@ -378,6 +270,12 @@ impl Report {
                 "resolve_window_s": self.resolve_secs,
                 "small_tokens": self.small_tokens,
                 "scale_tokens": self.scale_tokens,
+                "refresh_tokens": self.refresh.tokens,
+                "refresh_concurrencies": self.refresh.concurrencies,
+                "lapse_tokens": self.refresh.lapse_tokens,
+                "lapse_concurrency": self.refresh.lapse_concurrency,
+                "compression": self.refresh.compression,
+                "provider_latency_ms": self.refresh.provider_latency_ms,
             }),
         );
         object.insert(
@@ -534,11 +432,14 @@ impl Report {
             self.cell("console_sort_ms_1m", 0),
             self.cell("console_sort_first_ms_1m", 0),
         );
+        self.refresh_table(&mut out);
         let _ = writeln!(out, "\nGoals (on the medians):");
         for goal in &self.goals {
             let verdict = match (goal.met(), goal.margin()) {
                 (Some(true), Some(m)) => format!("met, {:.0}% inside", m * 100.0),
                 (Some(false), Some(m)) => format!("MISSED by {:.0}%", -m * 100.0),
+                (Some(true), None) => "met".to_owned(),
+                (Some(false), None) => "MISSED".to_owned(),
                 _ => "not measured".to_owned(),
             };
             let value = self
@@ -550,6 +451,57 @@ impl Report {
             let _ = writeln!(out, "\nNote: {note}");
         }
         out
+    }
+}
+
+impl Report {
+    fn refresh_table(&self, out: &mut String) {
+        let r = &self.refresh;
+        let _ = writeln!(
+            out,
+            "\nRefresh engine: worker child against the local token server ({:.0} ms per answer)",
+            r.provider_latency_ms
+        );
+        let _ = writeln!(
+            out,
+            "  {:<26} {:>22} {:>22} {:>22}",
+            "backlog", "refreshes/s", "CPU us/refresh", "peak in flight"
+        );
+        for c in &r.concurrencies {
+            let _ = writeln!(
+                out,
+                "  {:<26} {:>22} {:>22} {:>22}",
+                format!("{} due, concurrency {c}", r.tokens),
+                self.cell(&format!("refresh_c{c}_per_s"), 0),
+                self.cell(&format!("refresh_c{c}_cpu_us"), 0),
+                self.cell(&format!("refresh_c{c}_peak_in_flight"), 0),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  lapses at {} tokens, hour compressed {}x, concurrency {}: {} (late events {}, not refreshed in the store {}); needed {} refreshes/s",
+            r.lapse_tokens,
+            r.compression,
+            r.lapse_concurrency,
+            self.cell("refresh_lapses", 0),
+            self.cell("refresh_lapse_late", 0),
+            self.cell("refresh_lapse_unrefreshed", 0),
+            self.cell("refresh_lapse_needed_per_s", 0),
+        );
+        let _ = writeln!(
+            out,
+            "  margin before expiresAt: min {} ms, median {} ms; CPU {} us/refresh; peak in flight {}",
+            self.cell("refresh_lapse_min_margin_ms", 0),
+            self.cell("refresh_lapse_p50_margin_ms", 0),
+            self.cell("refresh_lapse_cpu_us", 0),
+            self.cell("refresh_lapse_peak_in_flight", 0),
+        );
+        let _ = writeln!(
+            out,
+            "  refresh-token reuses {}; errors {}",
+            self.cell("refresh_reuses", 0),
+            self.cell("refresh_errors", 0),
+        );
     }
 }
 

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
@@ -29,6 +29,7 @@ use mmt_shared::config::Namespace;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAccessToken};
 
+use super::child::WorkerChild;
 use super::report::RunFigures;
 use super::resolve::{HEADLINE_CONCURRENCY, closed_loop, request};
 use super::{BenchConfig, BenchError, PATIENCE, mix};
@@ -175,18 +176,9 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
     Ok(())
 }
 
-/// A worker child that has answered its first resolve.
-struct Started {
-    child: tokio::process::Child,
-    pid: u32,
-    log_path: PathBuf,
-    /// From the spawn to the answer.
-    start_ms: f64,
-}
-
 /// Measures the worker child over `store`; records `<figure>_<point>`. With
 /// `config.drop_caches`, first a start with the page cache dropped
-/// (`cold_start_ms_<point>`): the child is stopped again at once.
+/// (`cold_start_ms_<point>`): that child is stopped again at once.
 pub async fn measure(
     config: &BenchConfig,
     connection: &Connection,
@@ -208,16 +200,11 @@ pub async fn measure(
     setup.close(200, "declared".into()).await?;
     if config.drop_caches {
         drop_page_cache()?;
-        let mut cold = start(config, connection, ns, store, point).await?;
-        figures.set(&format!("cold_start_ms_{point}"), cold.start_ms);
-        stop(&mut cold.child, cold.pid, &cold.log_path).await?;
+        let (mut cold, cold_ms) = start(config, connection, ns, store, point).await?;
+        figures.set(&format!("cold_start_ms_{point}"), cold_ms);
+        cold.stop().await?;
     }
-    let Started {
-        mut child,
-        pid,
-        log_path,
-        start_ms,
-    } = start(config, connection, ns, store, point).await?;
+    let (mut worker, start_ms) = start(config, connection, ns, store, point).await?;
     figures.set(&format!("start_ms_{point}"), start_ms);
     let level = closed_loop(
         connection,
@@ -235,10 +222,10 @@ pub async fn measure(
         console_frame_ms(config, ns).await?,
     );
     super::search::measure(connection, ns, point, figures).await?;
-    let (rss, peak) = memory(pid)?;
+    let (rss, peak) = memory(worker.pid)?;
     figures.set(&format!("rss_mb_{point}"), rss);
     figures.set(&format!("rss_peak_mb_{point}"), peak);
-    stop(&mut child, pid, &log_path).await?;
+    worker.stop().await?;
     let disk = bytes_under(&store.data_dir)? as f64;
     figures.set(&format!("disk_mb_{point}"), disk / (1024.0 * 1024.0));
     figures.set(
@@ -249,14 +236,15 @@ pub async fn measure(
 }
 
 /// Spawns `mmt-worker run` over `store` with a resolve request queued before
-/// the spawn, and waits for its answer.
+/// the spawn, and waits for its answer: the child and the milliseconds from
+/// the spawn to the answer.
 async fn start(
     config: &BenchConfig,
     connection: &Connection,
     ns: &Namespace,
     store: &Preloaded,
     point: &str,
-) -> Result<Started, BenchError> {
+) -> Result<(WorkerChild, f64), BenchError> {
     let probe = connection.create_channel().await?;
     let mut probe_replies = probe
         .basic_consume(
@@ -281,42 +269,22 @@ async fn start(
                 .with_correlation_id("ready".into()),
         )
         .await?;
-    let log_path = store
-        .data_dir
-        .with_file_name(format!("worker-{point}-{}.log", now_millis()));
-    let log = std::fs::File::create(&log_path).map_err(BenchError::io(format!(
-        "cannot create {}",
-        log_path.display()
-    )))?;
     let spawned = Instant::now();
-    let mut child = tokio::process::Command::new(&config.worker_binary)
-        .arg("run")
-        .arg("--namespace")
-        .arg(ns.as_str())
-        .arg("--data-dir")
-        .arg(&store.data_dir)
-        .arg("--key-file")
-        .arg(&store.key_file)
-        .arg("--prefetch")
-        .arg(config.prefetch.to_string())
-        .env("MMT_AMQP_URL", &config.amqp_url)
-        .env("MMT_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(BenchError::io(format!(
-            "cannot start {}",
-            config.worker_binary.display()
-        )))?;
+    let mut worker = WorkerChild::spawn(
+        config,
+        ns,
+        (&store.data_dir, &store.key_file),
+        point,
+        &[],
+        &[],
+    )?;
     let ready = tokio::select! {
         reply = tokio::time::timeout(PATIENCE, probe_replies.next()) => reply,
-        status = child.wait() => {
+        status = worker.child.wait() => {
             return Err(BenchError::Child(format!(
                 "exited before answering ({}): {}",
                 status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                tail(&log_path)
+                worker.tail()
             )));
         }
     };
@@ -332,21 +300,27 @@ async fn start(
         Ok(None) | Err(_) => {
             return Err(BenchError::Child(format!(
                 "no answer within {PATIENCE:?}: {}",
-                tail(&log_path)
+                worker.tail()
             )));
         }
     }
     let start_ms = spawned.elapsed().as_secs_f64() * 1000.0;
     probe.close(200, "ready".into()).await?;
-    let pid = child
-        .id()
-        .ok_or_else(|| BenchError::Child("exited after answering".into()))?;
-    Ok(Started {
-        child,
-        pid,
-        log_path,
-        start_ms,
-    })
+    Ok((worker, start_ms))
+}
+
+/// Writes what is dirty and drops the page cache, dentries and inodes (as
+/// root): the next start reads the store from the disk.
+fn drop_page_cache() -> Result<(), BenchError> {
+    let synced = std::process::Command::new("sync")
+        .status()
+        .map_err(BenchError::io("cannot run sync"))?;
+    if !synced.success() {
+        return Err(BenchError::Child(format!("sync failed: {synced}")));
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", b"3").map_err(BenchError::io(
+        "cannot drop the page cache (--drop-caches needs root): /proc/sys/vm/drop_caches",
+    ))
 }
 
 /// The console's p99 frame time on its heaviest screen against the running
@@ -374,20 +348,6 @@ async fn console_frame_ms(config: &BenchConfig, ns: &Namespace) -> Result<f64, B
         .ok_or_else(|| BenchError::Child(format!("mmt-tui --frame-bench said {figures}")))
 }
 
-/// Writes what is dirty and drops the page cache, dentries and inodes (as
-/// root): the next start reads the store from the disk.
-fn drop_page_cache() -> Result<(), BenchError> {
-    let synced = std::process::Command::new("sync")
-        .status()
-        .map_err(BenchError::io("cannot run sync"))?;
-    if !synced.success() {
-        return Err(BenchError::Child(format!("sync failed: {synced}")));
-    }
-    std::fs::write("/proc/sys/vm/drop_caches", b"3").map_err(BenchError::io(
-        "cannot drop the page cache (--drop-caches needs root): /proc/sys/vm/drop_caches",
-    ))
-}
-
 /// `VmRSS` and `VmHWM` of a process, in MiB.
 fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
     let path = format!("/proc/{pid}/status");
@@ -408,45 +368,6 @@ fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
             .ok_or_else(|| BenchError::Child(format!("no {name} in {path}")))
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Stops the child with SIGTERM (as an operator would) and checks that it
-/// exits cleanly.
-async fn stop(
-    child: &mut tokio::process::Child,
-    pid: u32,
-    log_path: &Path,
-) -> Result<(), BenchError> {
-    let sent = tokio::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .await
-        .map_err(BenchError::io("cannot run kill"))?;
-    if !sent.success() {
-        return Err(BenchError::Child(format!("kill -TERM {pid} failed")));
-    }
-    match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(BenchError::Child(format!(
-            "stopped with {status}: {}",
-            tail(log_path)
-        ))),
-        Ok(Err(error)) => Err(BenchError::io("cannot wait for the worker")(error)),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(BenchError::Child(
-                "did not stop within 30 s of SIGTERM".into(),
-            ))
-        }
-    }
-}
-
-/// The last lines of the child's log, for an error message.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
 /// The bytes of every file under `dir`.
