@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::util;
 
 /// The figures the JSON object must hold (medians at the top level).
-const FIGURES: [&str; 54] = [
+const FIGURES: [&str; 55] = [
     "ceiling_msgs_per_s",
     "ingest_msgs_per_s",
     "ingest_ratio",
@@ -47,6 +47,7 @@ const FIGURES: [&str; 54] = [
     "rss_mb_1m",
     "rss_peak_mb_1m",
     "disk_bytes_per_token_1m",
+    "rss_after_search_mb_1m",
     "disk_mb_1k",
     "disk_mb_1m",
     "preload_tokens_per_s",

@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -27,6 +26,9 @@ use crate::consumer::ConsumerError;
 use crate::service::Service;
 use crate::stats::{self, Stats};
 use crate::store::{Found, Listed, StoreError};
+
+/// Requests of one queue answered at once.
+const CONCURRENT: usize = 4;
 
 /// The default page size of a listing.
 const DEFAULT_PAGE: u32 = 100;
@@ -101,13 +103,23 @@ impl ConsoleServer {
         })
     }
 
-    /// Answers requests until `shutdown` fires or the link fails.
+    /// Answers requests until `shutdown` fires or the link fails, up to
+    /// [`CONCURRENT`] at once: a search that scans every token does not hold
+    /// up a detail lookup or the counts behind it.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let mut answering = tokio::task::JoinSet::new();
         loop {
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
-                next = self.consumer.next() => next,
+                Some(done) = answering.join_next(), if !answering.is_empty() => {
+                    match done {
+                        Ok(result) => result?,
+                        Err(error) => tracing::error!(%error, "console request task failed"),
+                    }
+                    continue;
+                }
+                next = self.consumer.next(), if answering.len() < CONCURRENT => next,
             };
             let Some(delivery) = next else {
                 return if shutdown.is_cancelled() {
@@ -121,28 +133,31 @@ impl ConsoleServer {
             let delivery = delivery?;
             let service = self.service.clone();
             let stats = self.stats.clone();
+            let channel = self.channel.clone();
             let request = self.request;
-            let body = delivery.data.clone();
-            let reply =
-                tokio::task::spawn_blocking(move || answer(request, &body, &service, &stats))
+            answering.spawn(async move {
+                let body = delivery.data.clone();
+                let reply =
+                    tokio::task::spawn_blocking(move || answer(request, &body, &service, &stats))
+                        .await
+                        .unwrap_or_else(|error| {
+                            tracing::error!(%error, "console request task failed");
+                            None
+                        });
+                match reply {
+                    Some(reply) => crate::rpc::answer(&channel, &delivery, &reply).await?,
+                    None => tracing::warn!(
+                        request = request.routing_key(),
+                        "console request not answered"
+                    ),
+                }
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
                     .await
-                    .unwrap_or_else(|error| {
-                        tracing::error!(%error, "console request task failed");
-                        None
-                    });
-            match reply {
-                Some(reply) => self.reply(&delivery, &reply).await?,
-                None => tracing::warn!(
-                    request = request.routing_key(),
-                    "console request not answered"
-                ),
-            }
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+                    .map(|_| ())
+            });
         }
-    }
-
-    async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
-        crate::rpc::answer(&self.channel, delivery, body).await
     }
 }
 
@@ -155,10 +170,17 @@ fn json<T: Serialize>(value: &T) -> Option<Vec<u8>> {
 /// The reply to one request, or `None` when the store failed (logged; the
 /// console times out and asks again).
 pub fn answer(request: Request, body: &[u8], service: &Service, stats: &Stats) -> Option<Vec<u8>> {
+    // From serde's category and position only: its text quotes the input.
     let invalid = |error: serde_json::Error| {
+        let what = match error.classify() {
+            serde_json::error::Category::Data => {
+                format!("body does not match {}", request.routing_key())
+            }
+            _ => "body is not valid JSON".to_owned(),
+        };
         ErrorReply::new(
             ErrorCode::InvalidMessage,
-            format!("body does not match {}: {error}", request.routing_key()),
+            format!("{what} (line {}, column {})", error.line(), error.column()),
         )
     };
     let reply = match request {

@@ -426,11 +426,12 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  console token search (filter + sort) {} ms warm, {} ms first; sort of every token {} ms warm, {} ms first (large)",
+            "  console token search (filter + sort) {} ms warm, {} ms first; sort of every token {} ms warm, {} ms first (large); RSS after the searches {} MB",
             self.cell("console_search_ms_1m", 0),
             self.cell("console_search_first_ms_1m", 0),
             self.cell("console_sort_ms_1m", 0),
             self.cell("console_sort_first_ms_1m", 0),
+            self.cell("rss_after_search_mb_1m", 0),
         );
         self.refresh_table(&mut out);
         let _ = writeln!(out, "\nGoals (on the medians):");

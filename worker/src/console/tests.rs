@@ -143,3 +143,34 @@ fn rows_carry_the_refresh_record_of_the_tokens_the_engine_owns() {
         .and_then(|t| t.refresh.clone());
     assert_eq!(with_refresh.map(|r| r.last_error), Some(want.last_error));
 }
+
+#[test]
+fn a_malformed_console_request_is_answered_without_quoting_its_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = service(dir.path());
+    let stats = Stats::new(&Namespace::new("t").expect("valid"));
+    for (request, body, starts) in [
+        (
+            Request::Tokens,
+            r#"{"sort":"raw-secret-1"}"#,
+            "body does not match console.tokens (line 1, column ",
+        ),
+        (
+            Request::Snapshot,
+            r#"{"recent":"raw-secret-2"}"#,
+            "body does not match console.snapshot (line 1, column ",
+        ),
+        (
+            Request::Tokens,
+            r#"{"raw-secret-3"#,
+            "body is not valid JSON (line 1, column ",
+        ),
+    ] {
+        let reply = answer(request, body.as_bytes(), &service, &stats).expect("answered");
+        let reply: Value = serde_json::from_slice(&reply).expect("JSON");
+        let message = reply["error"]["message"].as_str().expect("a message");
+        assert!(!message.contains("raw-secret"), "{message}");
+        assert!(message.starts_with(starts), "{message}");
+        assert_eq!(reply["error"]["code"], "invalid_message");
+    }
+}
