@@ -215,32 +215,41 @@ impl Refresher {
     }
 
     async fn tick(self: &Arc<Self>, events: &Events) -> Result<(), StoreError> {
-        // Answers applied since the last tick, the expiry pass and the new
-        // leases are made durable by one flush, before any of their events
-        // and before any request of the new leases goes out.
-        let mut outcome = PassOutcome::default();
-        outcome.events = std::mem::take(&mut *locked(&self.settled))
+        // Answers applied since the last tick: one flush makes them all
+        // durable before their events go out (and before a lease of the
+        // same tokens, whose own flush comes later still).
+        let settled: Vec<Event> = std::mem::take(&mut *locked(&self.settled))
             .into_iter()
             .flatten()
             .collect();
-        outcome.changed = !outcome.events.is_empty();
+        if !settled.is_empty() {
+            self.settle(
+                PassOutcome {
+                    events: settled,
+                    skipped: 0,
+                    changed: true,
+                },
+                events,
+            )
+            .await?;
+        }
         let now = now_millis();
-        if let Some(expired) = self.blocking(move |s| pass::expiry_pass(s, now)).await? {
-            outcome.absorb(expired);
+        if let Some(outcome) = self.blocking(move |s| pass::expiry_pass(s, now)).await? {
+            self.settle(outcome, events).await?;
         }
         self.count_due_soon(now).await?;
         let free = self.permits.available_permits();
-        let mut leased = Vec::new();
-        if free > 0 {
-            let busy = locked(&self.in_flight).clone();
-            if let Some((leases, leasing)) = self
-                .blocking(move |s| pass::lease_pass(s, now, free, &|id| busy.contains(id)))
-                .await?
-            {
-                leased = leases;
-                outcome.absorb(leasing);
-            }
+        if free == 0 {
+            return Ok(());
         }
+        let busy = locked(&self.in_flight).clone();
+        let leased = self
+            .blocking(move |s| pass::lease_pass(s, now, free, &|id| busy.contains(id)))
+            .await?;
+        let Some((leased, outcome)) = leased else {
+            return Ok(());
+        };
+        // The leases are durable before any request goes out.
         self.settle(outcome, events).await?;
         for lease in leased {
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {

@@ -33,15 +33,6 @@ pub struct PassOutcome {
     pub changed: bool,
 }
 
-impl PassOutcome {
-    /// Adds what another pass did, to be flushed and published together.
-    pub fn absorb(&mut self, other: PassOutcome) {
-        self.events.extend(other.events);
-        self.skipped += other.skipped;
-        self.changed |= other.changed;
-    }
-}
-
 /// A token leased for a refresh: the request may go out once the lease is
 /// flushed.
 pub struct Leased {
