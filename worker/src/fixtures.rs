@@ -24,8 +24,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// RabbitMQ's direct reply-to pseudo-queue.
-pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+pub use crate::rpc::DIRECT_REPLY_TO;
 
 /// What can go wrong reading or replaying fixtures.
 #[derive(Debug, thiserror::Error)]

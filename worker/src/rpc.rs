@@ -3,8 +3,28 @@
 //! also serves RabbitMQ's direct reply-to.
 
 use lapin::message::Delivery;
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Consumer};
+
+/// RabbitMQ's direct reply-to pseudo-queue.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// Consumes the answers to requests sent on `channel` with `reply_to` set to
+/// [`DIRECT_REPLY_TO`] (no acks: direct reply-to has none).
+pub async fn direct_replies(channel: &Channel) -> Result<Consumer, lapin::Error> {
+    channel
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
 
 /// Sends `body` as the answer to `request` on `channel`; nothing when the
 /// request asked for no answer.

@@ -11,8 +11,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::secret::Secret;
@@ -80,17 +79,7 @@ pub async fn closed_loop(
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let channel = connection.create_channel().await?;
-        let replies = channel
-            .basic_consume(
-                DIRECT_REPLY_TO.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let replies = crate::rpc::direct_replies(&channel).await?;
         clients.push((channel, replies));
     }
     let start = Instant::now();

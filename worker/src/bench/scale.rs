@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection};
 use mmt_shared::config::Namespace;
 use mmt_shared::time_fmt::now_millis;
@@ -250,17 +249,7 @@ async fn start(
     point: &str,
 ) -> Result<(WorkerChild, f64), BenchError> {
     let probe = connection.create_channel().await?;
-    let mut probe_replies = probe
-        .basic_consume(
-            DIRECT_REPLY_TO.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut probe_replies = crate::rpc::direct_replies(&probe).await?;
     probe
         .basic_publish(
             ns.inbound_exchange().into(),

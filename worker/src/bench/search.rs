@@ -12,8 +12,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{TOKENS_ROUTING_KEY, TokensReply};
@@ -50,17 +49,7 @@ pub async fn measure(
     figures: &mut RunFigures,
 ) -> Result<(), BenchError> {
     let channel = connection.create_channel().await?;
-    let mut replies = channel
-        .basic_consume(
-            DIRECT_REPLY_TO.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let mut replies = crate::rpc::direct_replies(&channel).await?;
     for (name, body) in queries() {
         let body = body.to_string();
         let mut times = Vec::with_capacity(WARM_ROUNDS + 1);
