@@ -36,7 +36,6 @@ use crate::crypto::MasterKey;
 use crate::fixtures::DIRECT_REPLY_TO;
 use crate::lifecycle::{self, ConnectInput};
 use crate::store::{Store, TokenSecrets};
-use crate::topology::{self, QueueType, TopologyConfig};
 
 /// The client every preloaded token belongs to.
 pub const CLIENT_ID: &str = "bench-client";
@@ -187,17 +186,7 @@ pub async fn measure(
     point: &str,
     figures: &mut RunFigures,
 ) -> Result<(), BenchError> {
-    let setup = connection.create_channel().await?;
-    topology::declare(
-        &setup,
-        &TopologyConfig {
-            namespace: ns.clone(),
-            queue_type: QueueType::Quorum,
-            delivery_limit: 5,
-        },
-    )
-    .await?;
-    setup.close(200, "declared".into()).await?;
+    super::refresh::declare(connection, ns).await?;
     let (mut worker, start_ms) = start(config, connection, ns, store, point).await?;
     figures.set(&format!("start_ms_{point}"), start_ms);
     let level = closed_loop(
