@@ -41,6 +41,9 @@ fn init_logs(format: LogFormat, default_filter: &str) {
     }
 }
 
+/// How long the end of `main` waits for the runtime's threads.
+const SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench runs workers in process: their per-message log lines would
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
             Command::BrokerSetup(args) => broker_setup(args).await,
         }
     });
+    // A store that failed can leave blocking threads waiting on it for
+    // ever: do not wait for them to exit.
+    runtime.shutdown_timeout(SHUTDOWN_PATIENCE);
     match result {
         Ok(code) => code,
         // `mmt-worker publish ... | head`: a closed stdout is a normal end.

@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::MessageKind;
@@ -75,6 +76,10 @@ const TOMBSTONE: u8 = b'x';
 const PROCESSED_V1: u8 = b'p';
 const EXPIRY: u8 = b'e';
 const COUNT: u8 = b'c';
+
+/// The longest a flush may take before the store counts as failed
+/// ([`StoreError::Stalled`]); a healthy disk takes milliseconds.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(20);
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +138,14 @@ pub enum StoreError {
     /// A read or write failed (disk full, I/O error): worth retrying.
     #[error("store I/O")]
     Io(#[from] sled::Error),
+    /// A flush did not finish in time: after some I/O errors (a full disk)
+    /// sled's flush waits forever while holding a lock every write then
+    /// waits on, so a flush this late means the disk has failed.
+    #[error(
+        "the store did not finish a flush within {} s: the disk is failing or full",
+        .0.as_secs()
+    )]
+    Stalled(Duration),
     /// A record did not decode.
     #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
@@ -144,7 +157,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same work later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Io(_))
+        matches!(self, StoreError::Io(_) | StoreError::Stalled(_))
     }
 }
 
@@ -359,7 +372,10 @@ impl Store {
 
     /// Makes everything committed so far durable on disk.
     pub async fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush_async().await?)
+        match tokio::time::timeout(FLUSH_PATIENCE, self.db.flush_async()).await {
+            Ok(flushed) => Ok(flushed?),
+            Err(_) => Err(StoreError::Stalled(FLUSH_PATIENCE)),
+        }
     }
 
     /// Bytes the store takes on disk.
