@@ -196,7 +196,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub lapse_tokens: Option<u64>,
     /// Refresh lapses: how many times faster the hour passes; must divide 3600
-    /// into at least 2 s [default: 60, quick 900].
+    /// into at least 2 s [default: 30, quick 900].
     #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
     pub compression: Option<u64>,
 }

@@ -41,7 +41,10 @@ impl Events {
     pub async fn emit(&self, event: &Event) {
         if matches!(
             event.kind,
-            EventKind::TokenIssued | EventKind::TokenRotated | EventKind::TokenReconnected
+            EventKind::TokenIssued
+                | EventKind::TokenRotated
+                | EventKind::TokenReconnected
+                | EventKind::TokenRefreshed
         ) {
             tracing::debug!(
                 event = event.kind.routing_key(),
@@ -68,7 +71,8 @@ impl Events {
     }
 
     /// Refusals, revocations, expiries and dead letters are worth a line at
-    /// `info`; issuing and rotating (the bulk of a busy day) only at `debug`.
+    /// `info`; issuing, rotating and refreshing (the bulk of a busy day) only
+    /// at `debug`.
     fn log(&self, event: &Event) {
         tracing::info!(
             event = event.kind.routing_key(),

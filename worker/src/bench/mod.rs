@@ -144,7 +144,7 @@ impl BenchConfig {
             refresh_tokens: if quick { 300 } else { 10_000 },
             refresh_concurrencies: vec![16, 64],
             lapse_tokens: if quick { 500 } else { 100_000 },
-            compression: if quick { 900 } else { 60 },
+            compression: if quick { 900 } else { 30 },
             lapse_concurrency: crate::integrations::DEFAULT_CONCURRENCY,
             provider_latency: Duration::from_millis(5),
         }

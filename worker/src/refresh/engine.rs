@@ -6,8 +6,13 @@
 //! and one per token (the `in_flight` set here, the durable lease across a
 //! crash). Order per request: lease flushed, request sent, answer sealed and
 //! flushed, then events; see docs/protocol.md "Refresh".
+//!
+//! Leases are taken ahead of free request slots ([`LEASE_AHEAD`] per slot)
+//! and queued: a request that ends starts the next queued one at once, so
+//! the request rate is not bound by how fast passes (and their flushes)
+//! follow each other.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +27,7 @@ use crate::consumer::ConsumerError;
 use crate::events::Events;
 use crate::oauth::{ClientError, Failure, Grant, OAuthClient};
 use crate::refresh::pass::{self, Leased, PassOutcome};
+use crate::refresh::rules;
 use crate::refresh::upstream::{self, JobLease};
 use crate::service::Service;
 use crate::store::StoreError;
@@ -52,6 +58,8 @@ const DUE_SOON_WINDOW_MS: UnixMillis = 60_000;
 const DUE_SOON_EVERY: Duration = Duration::from_secs(1);
 /// The most "due soon" counts (the index is read that far).
 const DUE_SOON_CAP: usize = 100_000;
+/// Leases queued ahead, per request slot.
+const LEASE_AHEAD: usize = 4;
 
 /// The refresh engine of one worker.
 pub struct Refresher {
@@ -60,6 +68,7 @@ pub struct Refresher {
     permits: Arc<Semaphore>,
     capacity: Mutex<usize>,
     in_flight: Mutex<HashSet<String>>,
+    ready: Mutex<VecDeque<Leased>>,
     wake: Notify,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
@@ -85,6 +94,7 @@ impl Refresher {
             permits: Arc::new(Semaphore::new(capacity)),
             capacity: Mutex::new(capacity),
             in_flight: Mutex::default(),
+            ready: Mutex::default(),
             wake: Notify::new(),
             events_tx,
             events_rx: tokio::sync::Mutex::new(events_rx),
@@ -143,7 +153,10 @@ impl Refresher {
         }
         RefreshStats {
             concurrency: *locked(&self.capacity) as u64,
-            in_flight: locked(&self.in_flight).len() as u64,
+            // Queued leases are marked in flight too, but not sent yet.
+            in_flight: locked(&self.in_flight)
+                .len()
+                .saturating_sub(locked(&self.ready).len()) as u64,
             due_soon: self.due_soon.load(Ordering::Relaxed),
             refreshed: self.refreshed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
@@ -153,10 +166,27 @@ impl Refresher {
         }
     }
 
-    /// Waits (at most `patience`) for the requests in flight to end, so that
-    /// a clean stop leaves no lease behind.
+    /// Gives back the queued leases and waits (at most `patience`) for the
+    /// requests in flight to end, so that a clean stop leaves no lease
+    /// behind.
     pub async fn drain(&self, patience: Duration) {
         let started = Instant::now();
+        let queued: Vec<Leased> = locked(&self.ready).drain(..).collect();
+        if !queued.is_empty() {
+            let now = now_millis();
+            let ids: Vec<String> = queued.iter().map(|l| l.token_id.clone()).collect();
+            match self.blocking(move |s| pass::unlease(s, &queued, now)).await {
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "queued leases could not be given back; they run out instead"
+                ),
+            }
+            let mut in_flight = locked(&self.in_flight);
+            for id in &ids {
+                in_flight.remove(id);
+            }
+        }
         while !locked(&self.in_flight).is_empty() && started.elapsed() < patience {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -238,29 +268,59 @@ impl Refresher {
             self.settle(outcome, events).await?;
         }
         self.count_due_soon(now).await?;
-        let free = self.permits.available_permits();
-        if free == 0 {
-            return Ok(());
+        let room = (self.permits.available_permits() + *locked(&self.capacity) * LEASE_AHEAD)
+            .saturating_sub(locked(&self.ready).len());
+        if room > 0 {
+            let busy = locked(&self.in_flight).clone();
+            if let Some((leased, outcome)) = self
+                .blocking(move |s| pass::lease_pass(s, now, room, &|id| busy.contains(id)))
+                .await?
+            {
+                {
+                    let mut in_flight = locked(&self.in_flight);
+                    for lease in &leased {
+                        in_flight.insert(lease.token_id.clone());
+                    }
+                }
+                // The leases are durable before any request goes out.
+                self.settle(outcome, events).await?;
+                locked(&self.ready).extend(leased);
+            }
         }
-        let busy = locked(&self.in_flight).clone();
-        let leased = self
-            .blocking(move |s| pass::lease_pass(s, now, free, &|id| busy.contains(id)))
-            .await?;
-        let Some((leased, outcome)) = leased else {
-            return Ok(());
-        };
-        // The leases are durable before any request goes out.
-        self.settle(outcome, events).await?;
-        for lease in leased {
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                // Shrunk meanwhile: the lease runs out and the token is
-                // taken again then.
-                break;
-            };
-            locked(&self.in_flight).insert(lease.token_id.clone());
-            tokio::spawn(self.clone().request(lease, permit));
-        }
+        self.dispatch();
         self.revoke_upstream(now, events).await
+    }
+
+    /// Starts a request for queued leases while request slots are free.
+    fn dispatch(self: &Arc<Self>) {
+        while let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            let Some(next) = self.next_ready() else {
+                return;
+            };
+            tokio::spawn(self.clone().request(next, permit));
+        }
+    }
+
+    /// The next queued lease whose request may still go out; the others are
+    /// let run out (the token is leased again then).
+    fn next_ready(&self) -> Option<Leased> {
+        let now = now_millis();
+        loop {
+            let next = locked(&self.ready).pop_front()?;
+            let timeout = self
+                .service
+                .integrations()
+                .get(&next.broker_type)
+                .map_or(Duration::ZERO, |i| i.timeout);
+            if now <= rules::send_by(&next.lease, timeout) {
+                return Some(next);
+            }
+            tracing::debug!(
+                token_id = next.token_id,
+                "a queued lease waited too long; it runs out and is taken again"
+            );
+            locked(&self.in_flight).remove(&next.token_id);
+        }
     }
 
     /// Leases due upstream revocation jobs with the permits left.
@@ -360,7 +420,19 @@ impl Refresher {
         Ok(())
     }
 
-    async fn request(self: Arc<Self>, leased: Leased, permit: OwnedSemaphorePermit) {
+    /// Runs `first`, then the queued leases while there are any, in one
+    /// request slot.
+    async fn request(self: Arc<Self>, first: Leased, permit: OwnedSemaphorePermit) {
+        let mut next = Some(first);
+        while let Some(leased) = next {
+            self.refresh(leased).await;
+            self.wake.notify_one();
+            next = self.next_ready();
+        }
+        drop(permit);
+    }
+
+    async fn refresh(&self, leased: Leased) {
         let integration = self
             .service
             .integrations()
@@ -384,8 +456,6 @@ impl Refresher {
             .blocking(move |s| pass::apply(s, &leased, &answer, now))
             .await;
         self.deliver(applied, &token_id).await;
-        drop(permit);
-        self.wake.notify_one();
     }
 
     fn observe(&self, leased: &Leased, answer: &Result<Grant, Failure>) {

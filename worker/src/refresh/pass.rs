@@ -1,7 +1,8 @@
 //! The refresh engine's store steps, each one atomic change under the writer
 //! lock, run on a blocking thread: take ownership of a token at connect
 //! ([`own`]), the v1 expiry pass ([`expiry_pass`]), leasing the due tokens
-//! ([`lease_pass`]) and applying an answer ([`apply`]).
+//! ([`lease_pass`]), giving back leases never sent ([`unlease`]) and
+//! applying an answer ([`apply`]).
 //!
 //! A record that does not decode never stops a pass: its index entry is
 //! removed (the record stays for an operator to look at), it is counted and
@@ -269,6 +270,34 @@ pub fn lease_pass(
     change.commit(&lock)?;
     outcome.changed = true;
     Ok((leased, outcome))
+}
+
+/// Gives back leases whose requests never went out (queued at a clean
+/// stop): due again now, so the next start need not wait for them to run
+/// out. A lease that is no longer the record's is left alone. Whether
+/// anything was written.
+pub fn unlease(service: &Service, leases: &[Leased], now: UnixMillis) -> Result<bool, StoreError> {
+    let store = service.store();
+    let lock = store.lock();
+    let mut change = store.change();
+    let mut changed = false;
+    for leased in leases {
+        let Some(record) = store.refresh_record(&leased.token_id)? else {
+            continue;
+        };
+        if record.lease.map(|l| l.id) != Some(leased.lease.id) {
+            continue;
+        }
+        let next = RefreshRecord {
+            due_at: now,
+            lease: None,
+            ..record.clone()
+        };
+        change.put_refresh(&leased.token_id, Some(&record), &next, None)?;
+        changed = true;
+    }
+    change.commit(&lock)?;
+    Ok(changed)
 }
 
 /// Applies the answer to a leased refresh, unless the lease is no longer

@@ -23,6 +23,14 @@ pub const FAILED_EVENT_EVERY: UnixMillis = 60_000;
 /// and flush the answer.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
+/// The last moment a lease's request may go out. Leases are taken ahead of
+/// free request slots (a request that ends starts the next one at once,
+/// without waiting for a pass), so a lease may wait up to one `timeout`
+/// before its request; one not sent by then is let run out.
+pub fn send_by(lease: &Lease, timeout: Duration) -> UnixMillis {
+    lease.sent_at.saturating_add(millis(timeout))
+}
+
 /// The refresh-ahead window is spread by up to this fraction of itself, so
 /// that tokens connected in the same second are not all due in the same one.
 const JITTER_FRACTION: f64 = 0.1;
@@ -143,7 +151,9 @@ pub fn on_due(
             ..record.clone()
         });
     }
-    let until = now.saturating_add(millis(timeout + LEASE_MARGIN));
+    // The wait for a request slot (at most `timeout`, see [`send_by`]), the
+    // request (at most `timeout`) and the margin.
+    let until = now.saturating_add(millis(timeout * 2 + LEASE_MARGIN));
     Due::Refresh(RefreshRecord {
         due_at: until,
         lease: Some(Lease {
@@ -309,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn a_due_token_is_leased_for_the_timeout_plus_a_margin_before_the_request() {
+    fn a_due_token_is_leased_for_its_wait_and_its_request_plus_a_margin() {
         let m = meta(Some(1_000));
         let Due::Refresh(r) = on_due(
             &m,
@@ -324,9 +334,10 @@ mod tests {
         let lease = r.lease.expect("leased");
         assert_eq!(
             (lease.id, lease.sent_at, lease.until),
-            (7, NOW, NOW + 15_000)
+            (7, NOW, NOW + 25_000)
         );
         assert_eq!(r.due_at, lease.until);
+        assert_eq!(send_by(&lease, Duration::from_secs(10)), NOW + 10_000);
     }
 
     #[test]
