@@ -1,6 +1,7 @@
 //! The refresh engine under faults: kill -9 of the real binary while
-//! refreshes are in flight, and many tokens due at once against a slow
-//! provider; and the promise that no secret leaves the worker.
+//! refreshes are in flight, a clean stop with leases queued, and many tokens
+//! due at once against a slow provider; and the promise that no secret
+//! leaves the worker.
 //!
 //! What a kill can and cannot cost (CONTRACT.md §9): a request whose answer
 //! the provider produced but the worker had not yet made durable is lost
@@ -22,7 +23,7 @@ use mmt_oauth_fixture::{Mode, Options, Provider};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::refresh::{BROKER, Setup, integrations_file, oauth_connected, until};
+use crate::refresh::{BROKER, Setup, integrations_file, oauth_connected, start, until};
 use crate::util::{Bulk, PATIENCE, TestWorker, files_under, token_id};
 
 fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
@@ -359,5 +360,69 @@ async fn sighup_with_a_broken_integrations_file_keeps_the_one_in_force_and_says_
     );
     assert_eq!(w.event("token.refreshed").await["tokenId"], id.as_str());
     child.kill_9().await;
+    w.finish().await;
+}
+
+/// Tokens of `ids` whose refresh record holds a lease.
+fn leased(w: &mmt_worker::service::Service, ids: &[String]) -> usize {
+    ids.iter()
+        .filter(|id| {
+            w.store()
+                .refresh_record(id)
+                .expect("record reads")
+                .is_some_and(|r| r.lease.is_some())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_gives_queued_leases_back_and_the_restart_refreshes_each_once() {
+    let options = Options {
+        expires_in: Some(3600),
+        ..Options::default()
+    };
+    let setup = Setup {
+        concurrency: 2,
+        ..Setup::default()
+    };
+    let (mut w, p) = start("refresh-queued-stop", options, setup).await;
+    p.set_mode(Mode::Slow(Duration::from_millis(400)));
+    let n = 20;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let reply = w
+            .connect(oauth_connected(
+                &format!("q{i}"),
+                "raw",
+                &p.issue_refresh_token(),
+                2,
+                None,
+            ))
+            .await;
+        ids.push(token_id(&reply));
+    }
+    let service = w.worker().service().clone();
+    // Two requests in flight and leases queued behind them (4 per slot).
+    until("leases queued behind the requests in flight", || {
+        leased(&service, &ids) > 2
+    })
+    .await;
+    w.stop_worker().await;
+    assert_eq!(
+        leased(&service, &ids),
+        0,
+        "a clean stop leaves no lease: the answered ones are applied, the queued ones given back"
+    );
+    drop(service);
+    let before = count(&p.counters().refreshes);
+    assert!(before < n as u64, "the stop came before every refresh");
+    p.set_mode(Mode::Normal);
+    w.start_worker().await;
+    until("every token refreshed once", || {
+        count(&p.counters().refreshes) >= n as u64
+    })
+    .await;
+    assert_eq!(count(&p.counters().refreshes), n as u64);
+    assert_eq!(count(&p.counters().reuses), 0);
     w.finish().await;
 }
