@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::util;
 
 /// The figures the JSON object must hold (medians at the top level).
-const FIGURES: [&str; 55] = [
+const FIGURES: [&str; 60] = [
     "ceiling_msgs_per_s",
     "ingest_msgs_per_s",
     "ingest_ratio",
@@ -56,6 +56,11 @@ const FIGURES: [&str; 55] = [
     "console_search_first_ms_1m",
     "console_sort_ms_1m",
     "console_sort_first_ms_1m",
+    "broker_msgs_per_s",
+    "broker_rss_mb",
+    "broker_rss_peak_mb",
+    "broker_disk_bytes_per_token",
+    "broker_direct_disk_bytes_per_token",
     "refresh_c16_per_s",
     "refresh_c16_cpu_us",
     "refresh_c16_peak_in_flight",
@@ -118,7 +123,7 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
             "{section} missing from {text}"
         );
     }
-    assert_eq!(report["goals"].as_array().map(Vec::len), Some(16));
+    assert_eq!(report["goals"].as_array().map(Vec::len), Some(17));
     assert_eq!(report["config"]["quick"], true);
     assert_eq!(report["refresh_reuses"], 0.0, "a refresh token was reused");
     for (figure, bound) in [

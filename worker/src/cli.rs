@@ -178,6 +178,9 @@ pub struct BenchArgs {
     /// Tokens of the large store of the scale phase [default: 1000000, quick 20000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub scale_tokens: Option<u64>,
+    /// Connects of the scale phase's footprint through the broker [default: 200000, quick 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub footprint_tokens: Option<u64>,
     /// Prefetch of the worker and of the no-op consumers.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
@@ -221,6 +224,9 @@ impl BenchArgs {
         }
         if let Some(tokens) = self.scale_tokens {
             config.scale_tokens = count(tokens);
+        }
+        if let Some(tokens) = self.footprint_tokens {
+            config.footprint_tokens = count(tokens);
         }
         config.prefetch = self.prefetch;
         if !self.phases.is_empty() {

@@ -11,7 +11,8 @@
 //!   to a no-op echo responder driven the same way;
 //! - [`scale`]: a store loaded directly with 1,000,000 tokens, served by a
 //!   worker child process: start time, memory, disk, resolve latency against
-//!   the same at 1,000 tokens;
+//!   the same at 1,000 tokens; and [`footprint`]: memory and disk after N
+//!   connects through the broker, beside a direct load of the same N;
 //! - [`refresh`]: the refresh engine against the local token server, the
 //!   worker a child process: refreshes per second, lapses at 100,000 tokens
 //!   in compressed time, CPU per refresh;
@@ -22,6 +23,7 @@
 
 pub mod ceiling;
 pub mod child;
+pub mod footprint;
 pub mod goals;
 pub mod ingest;
 pub mod refresh;
@@ -93,6 +95,8 @@ pub struct BenchConfig {
     pub small_tokens: usize,
     /// Tokens of the large scale point.
     pub scale_tokens: usize,
+    /// Connects of the footprint through the broker.
+    pub footprint_tokens: usize,
     /// The `mmt-worker` binary the scale phase runs as a child process.
     pub worker_binary: PathBuf,
     /// A small run (CI): the figures only show that the harness works.
@@ -138,6 +142,7 @@ impl BenchConfig {
             warmup: Duration::from_millis(if quick { 200 } else { 1_000 }),
             small_tokens: 1_000,
             scale_tokens: if quick { 20_000 } else { 1_000_000 },
+            footprint_tokens: if quick { 2_000 } else { 200_000 },
             worker_binary,
             quick,
             drop_caches: false,
@@ -386,6 +391,7 @@ async fn phases(
             for (point, store) in [("1k", small), ("1m", large)] {
                 scale::measure(config, connection, &scale_ns, store, point, &mut figures).await?;
             }
+            footprint::measure(config, connection, &scale_ns, root, run, &mut figures).await?;
             eprintln!("bench: run {}/{} scale done", run + 1, config.runs);
         }
         if config.runs_phase(Phase::Refresh) {

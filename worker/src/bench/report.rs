@@ -134,6 +134,7 @@ pub struct Report {
     concurrencies: Vec<usize>,
     small_tokens: usize,
     scale_tokens: usize,
+    footprint_tokens: usize,
     resolve_secs: f64,
     refresh: RefreshConfig,
     notes: Vec<String>,
@@ -202,6 +203,7 @@ impl Report {
             concurrencies: config.concurrencies.clone(),
             small_tokens: config.small_tokens,
             scale_tokens: config.scale_tokens,
+            footprint_tokens: config.footprint_tokens,
             resolve_secs: config.resolve_time.as_secs_f64(),
             refresh: RefreshConfig {
                 tokens: config.refresh_tokens,
@@ -270,6 +272,7 @@ impl Report {
                 "resolve_window_s": self.resolve_secs,
                 "small_tokens": self.small_tokens,
                 "scale_tokens": self.scale_tokens,
+                "footprint_tokens": self.footprint_tokens,
                 "refresh_tokens": self.refresh.tokens,
                 "refresh_concurrencies": self.refresh.concurrencies,
                 "lapse_tokens": self.refresh.lapse_tokens,
@@ -432,6 +435,16 @@ impl Report {
             self.cell("console_sort_ms_1m", 0),
             self.cell("console_sort_first_ms_1m", 0),
             self.cell("rss_after_search_mb_1m", 0),
+        );
+        let _ = writeln!(
+            out,
+            "  through the broker: {} connects drained by a worker child at {} msg/s: RSS {} MB (peak {}), disk {} bytes per token (a direct load of as many: {})",
+            self.footprint_tokens,
+            self.cell("broker_msgs_per_s", 0),
+            self.cell("broker_rss_mb", 0),
+            self.cell("broker_rss_peak_mb", 0),
+            self.cell("broker_disk_bytes_per_token", 0),
+            self.cell("broker_direct_disk_bytes_per_token", 0),
         );
         self.refresh_table(&mut out);
         let _ = writeln!(out, "\nGoals (on the medians):");

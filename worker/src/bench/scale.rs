@@ -331,7 +331,7 @@ async fn console_frame_ms(config: &BenchConfig, ns: &Namespace) -> Result<f64, B
 }
 
 /// `VmRSS` and `VmHWM` of a process, in MiB.
-fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
+pub fn memory(pid: u32) -> Result<(f64, f64), BenchError> {
     let path = format!("/proc/{pid}/status");
     let status =
         std::fs::read_to_string(&path).map_err(BenchError::io(format!("cannot read {path}")))?;
