@@ -65,6 +65,42 @@ pub async fn start(test: &str, options: Options, setup: Setup) -> (TestWorker, P
     (w, provider)
 }
 
+/// A worker at `refresh_concurrency` `concurrency` whose provider answers
+/// every refresh after `delay` (with an hour's expiry), and `n` end users
+/// connected whose tokens (2 s of life) are due at once: the worker, the
+/// provider and the tokenIds.
+pub async fn due_at_once(
+    test: &str,
+    concurrency: usize,
+    delay: Duration,
+    n: u64,
+) -> (TestWorker, Provider, Vec<String>) {
+    let options = Options {
+        expires_in: Some(3600),
+        ..Options::default()
+    };
+    let setup = Setup {
+        concurrency,
+        ..Setup::default()
+    };
+    let (mut w, p) = start(test, options, setup).await;
+    p.set_mode(Mode::Slow(delay));
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let reply = w
+            .connect(oauth_connected(
+                &format!("u{i}"),
+                "raw",
+                &p.issue_refresh_token(),
+                2,
+                None,
+            ))
+            .await;
+        ids.push(token_id(&reply));
+    }
+    (w, p, ids)
+}
+
 /// An `integration.connected` body with an access and a refresh token.
 pub fn oauth_connected(
     user: &str,
@@ -438,27 +474,8 @@ async fn garbage_timeouts_and_refused_connections_are_transient_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tokens_due_at_once_stay_within_refresh_concurrency() {
-    let options = Options {
-        expires_in: Some(3600),
-        ..Options::default()
-    };
-    let setup = Setup {
-        concurrency: 4,
-        ..Setup::default()
-    };
-    let (mut w, p) = start("refresh-concurrency", options, setup).await;
-    p.set_mode(Mode::Slow(Duration::from_millis(200)));
     let n = 120;
-    for i in 0..n {
-        w.connect(oauth_connected(
-            &format!("u{i}"),
-            "raw",
-            &p.issue_refresh_token(),
-            2,
-            None,
-        ))
-        .await;
-    }
+    let (w, p, _) = due_at_once("refresh-concurrency", 4, Duration::from_millis(200), n).await;
     until("every token refreshed", || {
         count(&p.counters().refreshes) >= n
     })

@@ -23,7 +23,7 @@ use mmt_oauth_fixture::{Mode, Options, Provider};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::refresh::{BROKER, Setup, integrations_file, oauth_connected, start, until};
+use crate::refresh::{BROKER, Setup, due_at_once, integrations_file, oauth_connected, until};
 use crate::util::{Bulk, PATIENCE, TestWorker, files_under, token_id};
 
 fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
@@ -377,30 +377,9 @@ fn leased(w: &mmt_worker::service::Service, ids: &[String]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_gives_queued_leases_back_and_the_restart_refreshes_each_once() {
-    let options = Options {
-        expires_in: Some(3600),
-        ..Options::default()
-    };
-    let setup = Setup {
-        concurrency: 2,
-        ..Setup::default()
-    };
-    let (mut w, p) = start("refresh-queued-stop", options, setup).await;
-    p.set_mode(Mode::Slow(Duration::from_millis(400)));
     let n = 20;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let reply = w
-            .connect(oauth_connected(
-                &format!("q{i}"),
-                "raw",
-                &p.issue_refresh_token(),
-                2,
-                None,
-            ))
-            .await;
-        ids.push(token_id(&reply));
-    }
+    let (mut w, p, ids) =
+        due_at_once("refresh-queued-stop", 2, Duration::from_millis(400), n).await;
     let service = w.worker().service().clone();
     // Two requests in flight and leases queued behind them (4 per slot).
     until("leases queued behind the requests in flight", || {
@@ -415,14 +394,14 @@ async fn a_clean_stop_gives_queued_leases_back_and_the_restart_refreshes_each_on
     );
     drop(service);
     let before = count(&p.counters().refreshes);
-    assert!(before < n as u64, "the stop came before every refresh");
+    assert!(before < n, "the stop came before every refresh");
     p.set_mode(Mode::Normal);
     w.start_worker().await;
     until("every token refreshed once", || {
-        count(&p.counters().refreshes) >= n as u64
+        count(&p.counters().refreshes) >= n
     })
     .await;
-    assert_eq!(count(&p.counters().refreshes), n as u64);
+    assert_eq!(count(&p.counters().refreshes), n);
     assert_eq!(count(&p.counters().reuses), 0);
     w.finish().await;
 }

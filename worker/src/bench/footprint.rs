@@ -53,12 +53,13 @@ pub async fn measure(
     );
     std::fs::remove_dir_all(&dir)
         .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
-    let direct = Preloaded::load(root, &format!("footprint-direct-{run}"), n).await?;
+    let direct_name = format!("footprint-direct-{run}");
+    let direct = Preloaded::load(root, &direct_name, n).await?;
     figures.set(
         "broker_direct_disk_bytes_per_token",
         bytes_under(&direct.data_dir)? as f64 / n.max(1) as f64,
     );
-    let direct_dir = root.join(format!("footprint-direct-{run}"));
+    let direct_dir = root.join(direct_name);
     std::fs::remove_dir_all(&direct_dir).map_err(BenchError::io(format!(
         "cannot remove {}",
         direct_dir.display()

@@ -173,18 +173,18 @@ impl Refresher {
         let started = Instant::now();
         let queued: Vec<Leased> = locked(&self.ready).drain(..).collect();
         if !queued.is_empty() {
+            {
+                let mut in_flight = locked(&self.in_flight);
+                for lease in &queued {
+                    in_flight.remove(&lease.token_id);
+                }
+            }
             let now = now_millis();
-            let ids: Vec<String> = queued.iter().map(|l| l.token_id.clone()).collect();
-            match self.blocking(move |s| pass::unlease(s, &queued, now)).await {
-                Ok(_) => {}
-                Err(error) => tracing::warn!(
+            if let Err(error) = self.blocking(move |s| pass::unlease(s, &queued, now)).await {
+                tracing::warn!(
                     error = &error as &dyn std::error::Error,
                     "queued leases could not be given back; they run out instead"
-                ),
-            }
-            let mut in_flight = locked(&self.in_flight);
-            for id in &ids {
-                in_flight.remove(id);
+                );
             }
         }
         while !locked(&self.in_flight).is_empty() && started.elapsed() < patience {

@@ -274,13 +274,11 @@ pub fn lease_pass(
 
 /// Gives back leases whose requests never went out (queued at a clean
 /// stop): due again now, so the next start need not wait for them to run
-/// out. A lease that is no longer the record's is left alone. Whether
-/// anything was written.
-pub fn unlease(service: &Service, leases: &[Leased], now: UnixMillis) -> Result<bool, StoreError> {
+/// out. A lease that is no longer the record's is left alone.
+pub fn unlease(service: &Service, leases: &[Leased], now: UnixMillis) -> Result<(), StoreError> {
     let store = service.store();
     let lock = store.lock();
     let mut change = store.change();
-    let mut changed = false;
     for leased in leases {
         let Some(record) = store.refresh_record(&leased.token_id)? else {
             continue;
@@ -294,10 +292,8 @@ pub fn unlease(service: &Service, leases: &[Leased], now: UnixMillis) -> Result<
             ..record.clone()
         };
         change.put_refresh(&leased.token_id, Some(&record), &next, None)?;
-        changed = true;
     }
-    change.commit(&lock)?;
-    Ok(changed)
+    change.commit(&lock)
 }
 
 /// Applies the answer to a leased refresh, unless the lease is no longer

@@ -29,7 +29,8 @@ const DUE: u8 = b'd';
 pub struct Lease {
     /// Random: the answer is applied only while this lease is the record's.
     pub id: u64,
-    /// When the request was sent (the new expiry counts from it).
+    /// When the token was leased, never after its request went out (the
+    /// new expiry counts from it: at worst a little early).
     pub sent_at: UnixMillis,
     /// When the request is certainly over.
     pub until: UnixMillis,
