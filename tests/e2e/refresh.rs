@@ -65,23 +65,19 @@ pub async fn start(test: &str, options: Options, setup: Setup) -> (TestWorker, P
     (w, provider)
 }
 
-/// A worker at `refresh_concurrency` `concurrency` whose provider answers
-/// every refresh after `delay` (with an hour's expiry), and `n` end users
-/// connected whose tokens (2 s of life) are due at once: the worker, the
-/// provider and the tokenIds.
+/// A worker set up as `setup` whose provider answers every request after
+/// `delay` (refreshes with an hour's expiry), and `n` end users connected
+/// whose tokens (2 s of life) are due at once: the worker, the provider and
+/// the tokenIds.
 pub async fn due_at_once(
     test: &str,
-    concurrency: usize,
+    setup: Setup,
     delay: Duration,
     n: u64,
 ) -> (TestWorker, Provider, Vec<String>) {
     let options = Options {
         expires_in: Some(3600),
         ..Options::default()
-    };
-    let setup = Setup {
-        concurrency,
-        ..Setup::default()
     };
     let (mut w, p) = start(test, options, setup).await;
     p.set_mode(Mode::Slow(delay));
@@ -475,7 +471,11 @@ async fn garbage_timeouts_and_refused_connections_are_transient_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tokens_due_at_once_stay_within_refresh_concurrency() {
     let n = 120;
-    let (w, p, _) = due_at_once("refresh-concurrency", 4, Duration::from_millis(200), n).await;
+    let setup = Setup {
+        concurrency: 4,
+        ..Setup::default()
+    };
+    let (w, p, _) = due_at_once("refresh-concurrency", setup, Duration::from_millis(200), n).await;
     until("every token refreshed", || {
         count(&p.counters().refreshes) >= n
     })
@@ -668,5 +668,101 @@ async fn a_removed_connection_is_revoked_locally_at_once_then_upstream_from_a_se
             .expect("reads")
             .is_empty()
     );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_revocation_does_not_wait_behind_a_backlog_of_refreshes() {
+    let n = 100;
+    let setup = Setup {
+        concurrency: 2,
+        revoke: true,
+        ..Setup::default()
+    };
+    // 100 refreshes at 100 ms each over 2 request slots: 5 s of backlog.
+    let (mut w, p, _) = due_at_once(
+        "refresh-revoke-backlog",
+        setup,
+        Duration::from_millis(100),
+        n,
+    )
+    .await;
+    let id = token_id(
+        &w.connect(oauth_connected(
+            "removed",
+            "raw-removed",
+            &p.issue_refresh_token(),
+            3600,
+            None,
+        ))
+        .await,
+    );
+    until("the backlog is being worked off", || {
+        count(&p.counters().refreshes) >= 5
+    })
+    .await;
+    w.revoke("acme", &id).await;
+    let done = w.event("token.revoked_upstream").await;
+    let refreshed = count(&p.counters().refreshes);
+    assert_eq!(
+        (done["tokenId"].as_str(), done["ok"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert!(
+        refreshed < n / 2,
+        "the revocation went out after {refreshed} of {n} refreshes: it waited behind the backlog"
+    );
+    until("every token refreshed", || {
+        count(&p.counters().refreshes) >= n
+    })
+    .await;
+    assert!(
+        count(&p.counters().max_in_flight) <= 2,
+        "within refresh_concurrency"
+    );
+    assert_eq!(count(&p.counters().reuses), 0);
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_shows_the_failing_refreshes_it_stopped_with() {
+    let setup = Setup {
+        timeout_ms: 5_000,
+        ..Setup::default()
+    };
+    let (mut w, p) = start("refresh-failing-restart", Options::default(), setup).await;
+    let failing = |w: &TestWorker| {
+        w.worker()
+            .refresher()
+            .health()
+            .integrations
+            .iter()
+            .find(|i| i.broker_type == BROKER)
+            .map(|i| (i.failing, i.last_error.clone().unwrap_or_default()))
+            .unwrap_or_default()
+    };
+    p.set_mode(Mode::Status(503));
+    w.connect(oauth_connected(
+        "u1",
+        "raw-a",
+        &p.issue_refresh_token(),
+        2,
+        None,
+    ))
+    .await;
+    // Due at once (the refresh-ahead window is longer than its life).
+    until("a failing refresh", || {
+        failing(&w) == (1, "http_503".into())
+    })
+    .await;
+    w.stop_worker().await;
+    // From now on the provider never answers: a failure seen after the
+    // restart would be a `timeout`, 5 s away.
+    p.set_mode(Mode::Hang);
+    w.start_worker().await;
+    until("the failing refresh read back from the store", || {
+        failing(&w) == (1, "http_503".into())
+    })
+    .await;
     w.finish().await;
 }

@@ -378,8 +378,12 @@ fn leased(w: &mmt_worker::service::Service, ids: &[String]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_gives_queued_leases_back_and_the_restart_refreshes_each_once() {
     let n = 20;
+    let setup = Setup {
+        concurrency: 2,
+        ..Setup::default()
+    };
     let (mut w, p, ids) =
-        due_at_once("refresh-queued-stop", 2, Duration::from_millis(400), n).await;
+        due_at_once("refresh-queued-stop", setup, Duration::from_millis(400), n).await;
     let service = w.worker().service().clone();
     // Two requests in flight and leases queued behind them (4 per slot).
     until("leases queued behind the requests in flight", || {

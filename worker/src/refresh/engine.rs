@@ -11,9 +11,14 @@
 //! and queued: a request that ends starts the next queued one at once, so
 //! the request rate is not bound by how fast passes (and their flushes)
 //! follow each other.
+//!
+//! Upstream revocation jobs share the request slots. A due job never waits
+//! behind a backlog of refreshes: when no slot is free, one job is leased
+//! anyway and waits for a slot, and every request slot that ends a refresh
+//! while a job waits is handed to it instead of to the next queued lease.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -58,6 +63,8 @@ const DUE_SOON_WINDOW_MS: UnixMillis = 60_000;
 const DUE_SOON_EVERY: Duration = Duration::from_secs(1);
 /// The most "due soon" counts (the index is read that far).
 const DUE_SOON_CAP: usize = 100_000;
+/// The most failing tokens a start reads back from the store.
+const FAILING_CAP: usize = 100_000;
 /// Leases queued ahead, per request slot.
 const LEASE_AHEAD: usize = 4;
 
@@ -69,6 +76,9 @@ pub struct Refresher {
     capacity: Mutex<usize>,
     in_flight: Mutex<HashSet<String>>,
     ready: Mutex<VecDeque<Leased>>,
+    jobs_waiting: AtomicUsize,
+    stopping: AtomicBool,
+    restored: AtomicBool,
     wake: Notify,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
@@ -95,6 +105,9 @@ impl Refresher {
             capacity: Mutex::new(capacity),
             in_flight: Mutex::default(),
             ready: Mutex::default(),
+            jobs_waiting: AtomicUsize::default(),
+            stopping: AtomicBool::default(),
+            restored: AtomicBool::default(),
             wake: Notify::new(),
             events_tx,
             events_rx: tokio::sync::Mutex::new(events_rx),
@@ -153,10 +166,13 @@ impl Refresher {
         }
         RefreshStats {
             concurrency: *locked(&self.capacity) as u64,
-            // Queued leases are marked in flight too, but not sent yet.
+            // Queued leases and jobs waiting for a slot are marked in
+            // flight too, but not sent yet.
             in_flight: locked(&self.in_flight)
                 .len()
-                .saturating_sub(locked(&self.ready).len()) as u64,
+                .saturating_sub(locked(&self.ready).len())
+                .saturating_sub(self.jobs_waiting.load(Ordering::Relaxed))
+                as u64,
             due_soon: self.due_soon.load(Ordering::Relaxed),
             refreshed: self.refreshed.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
@@ -168,9 +184,10 @@ impl Refresher {
 
     /// Gives back the queued leases and waits (at most `patience`) for the
     /// requests in flight to end, so that a clean stop leaves no lease
-    /// behind.
+    /// behind. No request starts after this is called.
     pub async fn drain(&self, patience: Duration) {
         let started = Instant::now();
+        self.stopping.store(true, Ordering::SeqCst);
         let queued: Vec<Leased> = locked(&self.ready).drain(..).collect();
         if !queued.is_empty() {
             {
@@ -202,6 +219,9 @@ impl Refresher {
         stop: CancellationToken,
     ) -> Result<(), ConsumerError> {
         let mut rx = self.events_rx.lock().await;
+        if !self.restored.swap(true, Ordering::SeqCst) {
+            self.restore().await.map_err(ConsumerError::Store)?;
+        }
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,6 +237,26 @@ impl Refresher {
             }
             self.tick(&events).await.map_err(ConsumerError::Store)?;
         }
+    }
+
+    /// Reads back from the store which tokens were failing and their last
+    /// error codes (once, before the first pass), so that the health a
+    /// restart shows is the one it stopped with.
+    async fn restore(&self) -> Result<(), StoreError> {
+        let Some(found) = self.blocking(|s| pass::failing(s, FAILING_CAP)).await? else {
+            return Ok(());
+        };
+        let mut failing = locked(&self.failing);
+        let mut last_error = locked(&self.last_error);
+        for row in found {
+            if let Some(code) = row.last_error {
+                last_error.entry(row.broker_type.clone()).or_insert(code);
+            }
+            failing
+                .entry(row.token_id)
+                .or_insert((row.broker_type, row.expires_at));
+        }
+        Ok(())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -268,6 +308,7 @@ impl Refresher {
             self.settle(outcome, events).await?;
         }
         self.count_due_soon(now).await?;
+        self.revoke_upstream(now, events).await?;
         let room = (self.permits.available_permits() + *locked(&self.capacity) * LEASE_AHEAD)
             .saturating_sub(locked(&self.ready).len());
         if room > 0 {
@@ -288,7 +329,7 @@ impl Refresher {
             }
         }
         self.dispatch();
-        self.revoke_upstream(now, events).await
+        Ok(())
     }
 
     /// Starts a request for queued leases while request slots are free.
@@ -304,6 +345,9 @@ impl Refresher {
     /// The next queued lease whose request may still go out; the others are
     /// let run out (the token is leased again then).
     fn next_ready(&self) -> Option<Leased> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
         let now = now_millis();
         loop {
             let next = locked(&self.ready).pop_front()?;
@@ -323,20 +367,23 @@ impl Refresher {
         }
     }
 
-    /// Leases due upstream revocation jobs with the permits left.
+    /// Leases due upstream revocation jobs: as many as request slots are
+    /// free, or one that waits for a slot when none is (unless one waits
+    /// already).
     async fn revoke_upstream(
         self: &Arc<Self>,
         now: UnixMillis,
         events: &Events,
     ) -> Result<(), StoreError> {
-        let free = self.permits.available_permits();
-        if free == 0 {
-            return Ok(());
-        }
+        let limit = match self.permits.available_permits() {
+            0 if self.jobs_waiting.load(Ordering::SeqCst) > 0 => return Ok(()),
+            0 => 1,
+            free => free,
+        };
         let busy = locked(&self.in_flight).clone();
         let Some((jobs, ended, skipped)) = self
             .blocking(move |s| {
-                upstream::lease_jobs(s, now, free, &|id| busy.contains(&job_key(id)))
+                upstream::lease_jobs(s, now, limit, &|id| busy.contains(&job_key(id)))
             })
             .await?
         else {
@@ -349,13 +396,31 @@ impl Refresher {
         };
         self.settle(outcome, events).await?;
         for job in jobs {
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                break;
-            };
             locked(&self.in_flight).insert(job_key(&job.token_id));
-            tokio::spawn(self.clone().revoke(job, permit));
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(self.clone().revoke(job, permit));
+                }
+                Err(_) => {
+                    self.jobs_waiting.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(self.clone().revoke_when_free(job));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Waits for a request slot (one that ends a refresh comes here), then
+    /// revokes; at a stop the job is left to its lease.
+    async fn revoke_when_free(self: Arc<Self>, job: JobLease) {
+        let permit = self.permits.clone().acquire_owned().await;
+        self.jobs_waiting.fetch_sub(1, Ordering::SeqCst);
+        match permit {
+            Ok(permit) if !self.stopping.load(Ordering::SeqCst) => self.revoke(job, permit).await,
+            _ => {
+                locked(&self.in_flight).remove(&job_key(&job.token_id));
+            }
+        }
     }
 
     async fn revoke(self: Arc<Self>, job: JobLease, permit: OwnedSemaphorePermit) {
@@ -421,12 +486,15 @@ impl Refresher {
     }
 
     /// Runs `first`, then the queued leases while there are any, in one
-    /// request slot.
+    /// request slot; the slot goes to a revocation job that waits for one.
     async fn request(self: Arc<Self>, first: Leased, permit: OwnedSemaphorePermit) {
         let mut next = Some(first);
         while let Some(leased) = next {
             self.refresh(leased).await;
             self.wake.notify_one();
+            if self.jobs_waiting.load(Ordering::SeqCst) > 0 {
+                break;
+            }
             next = self.next_ready();
         }
         drop(permit);

@@ -2,7 +2,8 @@
 //! lock, run on a blocking thread: take ownership of a token at connect
 //! ([`own`]), the v1 expiry pass ([`expiry_pass`]), leasing the due tokens
 //! ([`lease_pass`]), giving back leases never sent ([`unlease`]) and
-//! applying an answer ([`apply`]).
+//! applying an answer ([`apply`]); and, read only, the failing tokens a
+//! restart finds ([`failing`]).
 //!
 //! A record that does not decode never stops a pass: its index entry is
 //! removed (the record stays for an operator to look at), it is counted and
@@ -47,6 +48,39 @@ pub struct Leased {
     pub refresh_token: Zeroizing<String>,
     /// The access token's expiry when leased.
     pub expires_at: Option<UnixMillis>,
+}
+
+/// A token whose refreshes were failing when the worker started.
+pub struct Failing {
+    /// The token.
+    pub token_id: String,
+    /// Its integration.
+    pub broker_type: String,
+    /// Its access token's expiry.
+    pub expires_at: Option<UnixMillis>,
+    /// The code of its last failure.
+    pub last_error: Option<String>,
+}
+
+/// The live tokens whose last refresh failed, at most `limit`, as the store
+/// holds them (so that a restart does not forget what was failing).
+pub fn failing(service: &Service, limit: usize) -> Result<Vec<Failing>, StoreError> {
+    let store = service.store();
+    let mut out = Vec::new();
+    for (token_id, record) in store.failing_refreshes(limit)? {
+        match store.find(&token_id) {
+            Ok(Found::Live { meta, .. }) => out.push(Failing {
+                token_id,
+                broker_type: meta.broker_type,
+                expires_at: meta.expires_at,
+                last_error: record.last_error,
+            }),
+            Ok(_) => {}
+            Err(error) if error.is_transient() => return Err(error),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 fn unit() -> f64 {

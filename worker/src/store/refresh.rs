@@ -113,6 +113,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The tokens whose last refresh failed (`attempts` > 0), at most
+    /// `limit`, in tokenId order: a scan of every refresh record. A record
+    /// that does not decode is left to the pass that meets it.
+    pub fn failing_refreshes(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, RefreshRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.db.scan_prefix([REFRESH]) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let Ok(record) = postcard::from_bytes::<RefreshRecord>(&value) else {
+                continue;
+            };
+            if record.attempts > 0 {
+                let id = key.get(1..).unwrap_or_default();
+                out.push((String::from_utf8_lossy(id).into_owned(), record));
+            }
+        }
+        Ok(out)
+    }
+
     /// How many tokens are due at or before `until`, counting at most `cap`.
     pub fn due_count(&self, until: UnixMillis, cap: usize) -> usize {
         let end = due_key(until.saturating_add(1), "");
@@ -214,6 +238,10 @@ mod tests {
             Some(later.clone())
         );
         assert_eq!(store.due_count(i64::MAX, 10), 1);
+        assert_eq!(
+            store.failing_refreshes(10).expect("scans"),
+            vec![("tok_1".to_owned(), later.clone())]
+        );
         let mut change = store.change();
         change.drop_refresh("tok_1", &later, Some(9_000));
         change.commit(&lock).expect("commits");
