@@ -115,6 +115,7 @@ impl TestWorker {
                 ..BrokerArgs::new(self.worker_url.clone(), self.ns.clone())
             },
             data_dir: self.data_dir(),
+            store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
             key_file: self.key_file(),
             queue_type: self.queue_type,
             delivery_limit: 5,

@@ -224,13 +224,24 @@ type Counts = BTreeMap<Vec<u8>, u64>;
 /// Proof that the caller holds the writer lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 
+/// sled's page cache when nothing else is asked for, in MiB.
+pub const DEFAULT_CACHE_MB: u64 = 64;
+
 impl Store {
-    /// Opens (or creates) the store in `dir` and checks `key` against it
-    /// before anything else is read or written.
+    /// Opens (or creates) the store in `dir` with the default page cache
+    /// ([`DEFAULT_CACHE_MB`]); see [`Store::open_with_cache`].
     pub fn open(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, key, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens (or creates) the store in `dir` with a page cache of
+    /// `cache_mb` MiB, and checks `key` against it before anything else is
+    /// read or written.
+    pub fn open_with_cache(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         check_key(dir, &key)?;
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
             .open()

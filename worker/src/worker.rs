@@ -48,6 +48,8 @@ pub struct WorkerConfig {
     pub broker: BrokerArgs,
     /// The sled data directory.
     pub data_dir: PathBuf,
+    /// sled's page cache, in MiB.
+    pub store_cache_mb: u64,
     /// The master key file.
     pub key_file: PathBuf,
     /// Queue type of the state-changing queues.
@@ -149,7 +151,7 @@ impl Worker {
         }
         let identity = mode.name();
         let gate = Gate::new(mode);
-        let store = Store::open(&config.data_dir, key)?;
+        let store = Store::open_with_cache(&config.data_dir, key, config.store_cache_mb)?;
         let service = Arc::new(
             Service::new(store, config.wallet_types.clone())
                 .with_identity(gate.clone())

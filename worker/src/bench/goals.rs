@@ -51,7 +51,7 @@ impl Goal {
 }
 
 /// The goals: (text, figure, target, bound).
-pub const GOALS: [(&str, &str, f64, Bound); 17] = [
+pub const GOALS: [(&str, &str, f64, Bound); 18] = [
     (
         "ingest >= 0.5x the ceiling, quorum queues (issue 11)",
         "ingest_ratio",
@@ -115,6 +115,12 @@ pub const GOALS: [(&str, &str, f64, Bound); 17] = [
     (
         "worker start over the large store, page cache dropped < 2000 ms",
         "cold_start_ms_1m",
+        2000.0,
+        Bound::AtMost,
+    ),
+    (
+        "first start after loading the large store (log replay) < 2000 ms",
+        "first_start_ms_1m",
         2000.0,
         Bound::AtMost,
     ),

@@ -299,6 +299,7 @@ pub fn worker_config(
     WorkerConfig {
         broker: BrokerArgs::new(config.amqp_url.clone(), ns.clone()),
         data_dir: data_dir.to_owned(),
+        store_cache_mb: crate::store::DEFAULT_CACHE_MB,
         key_file: key_file.to_owned(),
         queue_type,
         delivery_limit: 5,

@@ -421,6 +421,12 @@ impl Report {
         }
         let _ = writeln!(
             out,
+            "  first start after the load (sled replays the log written since the store last opened; page cache dropped first with --drop-caches): {} ms (small) / {} ms (large)",
+            self.cell("first_start_ms_1k", 0),
+            self.cell("first_start_ms_1m", 0),
+        );
+        let _ = writeln!(
+            out,
             "  p99 ratio large/small {}; direct load {} tokens/s; console frame p99 {} ms (small) / {} ms (large)",
             self.cell("resolve_p99_ratio_1m", 2),
             self.cell("preload_tokens_per_s", 0),

@@ -10,8 +10,10 @@
 //! reply. It does not go through the broker.
 //!
 //! Per point: the time from spawning `mmt-worker run` to the reply to a
-//! resolve request that was queued before the spawn (also with the page
-//! cache dropped first, with `--drop-caches`); closed-loop resolve at the
+//! resolve request that was queued before the spawn: the first start after
+//! the load (sled replays the log written since the store last opened; with
+//! `--drop-caches` the page cache is dropped before it), a warm restart, and
+//! a restart with the page cache dropped (`--drop-caches`); closed-loop resolve at the
 //! headline concurrency; the console's frame time and its token search
 //! ([`super::search`]); `VmRSS` and `VmHWM` of the child after that load; the
 //! bytes of the data directory.
@@ -19,6 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -74,6 +77,8 @@ pub struct Preloaded {
     pub tokens: usize,
     /// How long the load took, in seconds.
     pub load_secs: f64,
+    /// Whether no worker has opened it since the load.
+    fresh: AtomicBool,
 }
 
 impl Preloaded {
@@ -112,6 +117,7 @@ impl Preloaded {
             key_file,
             tokens,
             load_secs,
+            fresh: AtomicBool::new(true),
         })
     }
 
@@ -174,8 +180,10 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
     Ok(())
 }
 
-/// Measures the worker child over `store`; records `<figure>_<point>`. With
-/// `config.drop_caches`, last a start with the page cache dropped
+/// Measures the worker child over `store`; records `<figure>_<point>`. The
+/// first time after the load, first a start that replays the load's log
+/// (`first_start_ms_<point>`; page cache dropped with `config.drop_caches`).
+/// With `config.drop_caches`, last a start with the page cache dropped
 /// (`cold_start_ms_<point>`), after everything else: the other figures are
 /// those of a warm cache, as without the option.
 pub async fn measure(
@@ -187,6 +195,14 @@ pub async fn measure(
     figures: &mut RunFigures,
 ) -> Result<(), BenchError> {
     super::refresh::declare(connection, ns).await?;
+    if store.fresh.swap(false, Ordering::SeqCst) {
+        if config.drop_caches {
+            drop_page_cache()?;
+        }
+        let (mut first, first_ms) = start(config, connection, ns, store, point).await?;
+        figures.set(&format!("first_start_ms_{point}"), first_ms);
+        first.stop().await?;
+    }
     let (mut worker, start_ms) = start(config, connection, ns, store, point).await?;
     figures.set(&format!("start_ms_{point}"), start_ms);
     let level = closed_loop(
