@@ -401,3 +401,69 @@ impl Drop for Unmount {
             .status();
     }
 }
+
+/// Whether `pid` catches `signal` (its bit in `SigCgt` of /proc/PID/status).
+fn catches(pid: u32, signal: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_worker_starts_stops_it_cleanly() {
+    // A "broker" that takes the connection and never answers: the worker
+    // stays in its start, connecting.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let port = silent.local_addr().expect("address").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let w = TestWorker::start_idle("fault-term-at-start").await;
+    let mut child = w
+        .run_command()
+        .env(
+            "MMT_AMQP_URL",
+            format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        )
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawns");
+    let pid = child.id().expect("pid");
+    let deadline = Instant::now() + PATIENCE;
+    while !(accepted.load(std::sync::atomic::Ordering::SeqCst) > 0 && catches(pid, 15)) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker, connecting, does not listen for SIGTERM (connections: {})",
+            accepted.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("reaped");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    holder.abort();
+    w.finish().await;
+}

@@ -110,10 +110,20 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let worker = Worker::start(&args.config()).await?;
+    // Listening starts before anything else: a SIGTERM while the worker
+    // starts (or right after) stops it cleanly rather than killing it.
+    let mut stop = Box::pin(stop_signal());
+    let config = args.config();
+    let worker = tokio::select! {
+        worker = Worker::start(&config) => worker?,
+        () = &mut stop => {
+            tracing::info!("signal received while starting: stopped before taking any message");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let shutdown = worker.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("signal received: finishing the batch in hand, then stopping");
         shutdown.cancel();
     });
@@ -122,18 +132,28 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT: listened for from the call on (not from the first
+/// poll), so that none is lost to the default action in between.
+fn stop_signal() -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the worker");
-            let _ = tokio::signal::ctrl_c().await;
+            (Ok(mut one), Err(error)) | (Err(error), Ok(mut one)) => {
+                tracing::warn!(%error, "cannot listen for one of SIGTERM and SIGINT; the other stops the worker");
+                one.recv().await;
+            }
+            (Err(error), Err(_)) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM or SIGINT");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -17,20 +17,21 @@
 //! anyway and waits for a slot, and every request slot that ends a refresh
 //! while a job waits is handed to it instead of to the next queued lease.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mmt_shared::console::{IntegrationHealth, RefreshStats};
-use mmt_shared::events::{Event, EventKind};
-use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
+use mmt_shared::console::RefreshStats;
+use mmt_shared::events::Event;
+use mmt_shared::time_fmt::{UnixMillis, now_millis};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::ConsumerError;
 use crate::events::Events;
-use crate::oauth::{ClientError, Failure, Grant, OAuthClient};
+use crate::oauth::{ClientError, Failure, OAuthClient};
+use crate::refresh::health::Health;
 use crate::refresh::pass::{self, Leased, PassOutcome};
 use crate::refresh::rules;
 use crate::refresh::upstream::{self, JobLease};
@@ -44,17 +45,6 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The in-flight mark of an upstream revocation job.
 fn job_key(token_id: &str) -> String {
     format!("upstream:{token_id}")
-}
-
-fn row<'a>(
-    rows: &'a mut BTreeMap<String, IntegrationHealth>,
-    broker_type: &str,
-) -> &'a mut IntegrationHealth {
-    rows.entry(broker_type.to_owned())
-        .or_insert_with(|| IntegrationHealth {
-            broker_type: broker_type.to_owned(),
-            ..IntegrationHealth::default()
-        })
 }
 
 /// "Due soon" in the stats: within this window.
@@ -82,15 +72,9 @@ pub struct Refresher {
     wake: Notify,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
-    unhealthy: Mutex<HashSet<String>>,
-    failing: Mutex<BTreeMap<String, (String, Option<UnixMillis>)>>,
-    due_soon: AtomicU64,
+    health: Health,
     settled: Mutex<Vec<Vec<Event>>>,
     due_counted: Mutex<Option<Instant>>,
-    last_error: Mutex<BTreeMap<String, String>>,
-    refreshed: AtomicU64,
-    failed: AtomicU64,
-    skipped: AtomicU64,
 }
 
 impl Refresher {
@@ -111,15 +95,9 @@ impl Refresher {
             wake: Notify::new(),
             events_tx,
             events_rx: tokio::sync::Mutex::new(events_rx),
-            unhealthy: Mutex::default(),
-            failing: Mutex::default(),
-            due_soon: AtomicU64::default(),
+            health: Health::default(),
             settled: Mutex::default(),
             due_counted: Mutex::default(),
-            last_error: Mutex::default(),
-            refreshed: AtomicU64::default(),
-            failed: AtomicU64::default(),
-            skipped: AtomicU64::default(),
         }))
     }
 
@@ -149,37 +127,13 @@ impl Refresher {
     /// Refresh health now (no store read: `due_soon` is counted by the
     /// scheduler at most once a second).
     pub fn health(&self) -> RefreshStats {
-        let now = now_millis();
-        let mut rows: BTreeMap<String, IntegrationHealth> = BTreeMap::new();
-        let mut pending = 0;
-        for (broker_type, expires_at) in locked(&self.failing).values() {
-            row(&mut rows, broker_type).failing += 1;
-            if expires_at.is_some_and(|at| at <= now) {
-                pending += 1;
-            }
-        }
-        for (broker_type, code) in locked(&self.last_error).iter() {
-            row(&mut rows, broker_type).last_error = Some(code.clone());
-        }
-        for broker_type in locked(&self.unhealthy).iter() {
-            row(&mut rows, broker_type).unhealthy = true;
-        }
-        RefreshStats {
-            concurrency: *locked(&self.capacity) as u64,
-            // Queued leases and jobs waiting for a slot are marked in
-            // flight too, but not sent yet.
-            in_flight: locked(&self.in_flight)
-                .len()
-                .saturating_sub(locked(&self.ready).len())
-                .saturating_sub(self.jobs_waiting.load(Ordering::Relaxed))
-                as u64,
-            due_soon: self.due_soon.load(Ordering::Relaxed),
-            refreshed: self.refreshed.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            refresh_pending: pending,
-            skipped_records: self.skipped.load(Ordering::Relaxed),
-            integrations: rows.into_values().collect(),
-        }
+        // Queued leases and jobs waiting for a slot are marked in flight
+        // too, but not sent yet.
+        let in_flight = locked(&self.in_flight)
+            .len()
+            .saturating_sub(locked(&self.ready).len())
+            .saturating_sub(self.jobs_waiting.load(Ordering::Relaxed));
+        self.health.stats(*locked(&self.capacity), in_flight)
     }
 
     /// Gives back the queued leases and waits (at most `patience`) for the
@@ -243,18 +197,8 @@ impl Refresher {
     /// error codes (once, before the first pass), so that the health a
     /// restart shows is the one it stopped with.
     async fn restore(&self) -> Result<(), StoreError> {
-        let Some(found) = self.blocking(|s| pass::failing(s, FAILING_CAP)).await? else {
-            return Ok(());
-        };
-        let mut failing = locked(&self.failing);
-        let mut last_error = locked(&self.last_error);
-        for row in found {
-            if let Some(code) = row.last_error {
-                last_error.entry(row.broker_type.clone()).or_insert(code);
-            }
-            failing
-                .entry(row.token_id)
-                .or_insert((row.broker_type, row.expires_at));
+        if let Some(found) = self.blocking(|s| pass::failing(s, FAILING_CAP)).await? {
+            self.health.restore(found);
         }
         Ok(())
     }
@@ -274,7 +218,7 @@ impl Refresher {
     }
 
     async fn settle(&self, outcome: PassOutcome, events: &Events) -> Result<(), StoreError> {
-        self.skipped.fetch_add(outcome.skipped, Ordering::Relaxed);
+        self.health.skipped(outcome.skipped);
         if outcome.changed {
             self.service.store().flush().await?;
         }
@@ -480,7 +424,7 @@ impl Refresher {
             .blocking(move |s| Ok(s.store().due_count(until, DUE_SOON_CAP)))
             .await?
         {
-            self.due_soon.store(n as u64, Ordering::Relaxed);
+            self.health.set_due_soon(n as u64);
         }
         Ok(())
     }
@@ -517,56 +461,14 @@ impl Refresher {
                 retry_after: None,
             }),
         };
-        self.observe(&leased, &answer);
+        if let Some(event) = self.health.observe(&leased, &answer) {
+            let _ = self.events_tx.send(event);
+        }
         let token_id = leased.token_id.clone();
         let now = now_millis();
         let applied = self
             .blocking(move |s| pass::apply(s, &leased, &answer, now))
             .await;
         self.deliver(applied, &token_id).await;
-    }
-
-    fn observe(&self, leased: &Leased, answer: &Result<Grant, Failure>) {
-        let broker_type = &leased.broker_type;
-        let at = rfc3339(now_millis());
-        let health = |kind: EventKind, reason: Option<String>| {
-            let mut event = Event::new(kind, at.clone());
-            event.broker_type = Some(broker_type.clone());
-            event.reason = reason;
-            let _ = self.events_tx.send(event);
-        };
-        match answer {
-            Ok(_) => {
-                self.refreshed.fetch_add(1, Ordering::Relaxed);
-                locked(&self.failing).remove(&leased.token_id);
-                if locked(&self.unhealthy).remove(broker_type) {
-                    health(EventKind::IntegrationHealthy, None);
-                }
-            }
-            Err(failure) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                let code = failure.code();
-                tracing::warn!(
-                    token_id = leased.token_id,
-                    broker_type,
-                    code,
-                    "refresh failed"
-                );
-                locked(&self.last_error).insert(broker_type.clone(), code.clone());
-                if *failure == Failure::InvalidGrant {
-                    locked(&self.failing).remove(&leased.token_id);
-                } else {
-                    locked(&self.failing).insert(
-                        leased.token_id.clone(),
-                        (broker_type.clone(), leased.expires_at),
-                    );
-                }
-                if *failure == Failure::InvalidClient
-                    && locked(&self.unhealthy).insert(broker_type.clone())
-                {
-                    health(EventKind::IntegrationUnhealthy, Some(code));
-                }
-            }
-        }
     }
 }

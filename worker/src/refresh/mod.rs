@@ -4,10 +4,12 @@
 //! - [`rules`]: the pure rules (due times, decisions, outcomes);
 //! - [`pass`]: the store steps, one atomic change each;
 //! - [`engine`]: the scheduler and the requests ([`Refresher`]);
+//! - [`health`]: what the engine tells the console;
 //! - [`upstream`]: upstream revocation jobs (RFC 7009);
 //! - [`reload`]: the integrations file reloaded on SIGHUP.
 
 pub mod engine;
+pub mod health;
 pub mod pass;
 pub mod reload;
 pub mod rules;
