@@ -416,7 +416,7 @@ fn catches(pid: u32, signal: u32) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigterm_while_the_worker_starts_stops_it_cleanly() {
+async fn a_sighup_while_the_worker_starts_is_harmless_and_a_sigterm_stops_it_cleanly() {
     // A "broker" that takes the connection and never answers: the worker
     // stays in its start, connecting.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -445,20 +445,37 @@ async fn a_sigterm_while_the_worker_starts_stops_it_cleanly() {
         .expect("spawns");
     let pid = child.id().expect("pid");
     let deadline = Instant::now() + PATIENCE;
-    while !(accepted.load(std::sync::atomic::Ordering::SeqCst) > 0 && catches(pid, 15)) {
+    while !(accepted.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && catches(pid, 15)
+        && catches(pid, 1))
+    {
         assert!(
             Instant::now() < deadline,
-            "the worker, connecting, does not listen for SIGTERM (connections: {})",
+            "the worker, connecting, does not listen for SIGTERM and SIGHUP (connections: {})",
             accepted.load(std::sync::atomic::Ordering::SeqCst)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let sent = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(sent.success());
+    let kill = |signal: &'static str| {
+        let pid = pid.to_string();
+        async move {
+            let sent = tokio::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .await
+                .expect("kill runs");
+            assert!(sent.success());
+        }
+    };
+    // A SIGHUP while starting does not end it.
+    kill("-HUP").await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), child.wait())
+            .await
+            .is_err(),
+        "the worker ended on a SIGHUP while starting"
+    );
+    kill("-TERM").await;
     let status = tokio::time::timeout(PATIENCE, child.wait())
         .await
         .expect("exits after SIGTERM")

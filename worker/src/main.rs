@@ -113,6 +113,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Listening starts before anything else: a SIGTERM while the worker
     // starts (or right after) stops it cleanly rather than killing it.
     let mut stop = Box::pin(stop_signal());
+    // SIGHUP too: its default action would end the worker. One that comes
+    // before the reload tasks listen is dropped (the start reads the files
+    // anyway).
+    let early_hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    if let Err(error) = &early_hangups {
+        tracing::warn!(%error, "cannot listen for SIGHUP while starting");
+    }
     let config = args.config();
     let worker = tokio::select! {
         worker = Worker::start(&config) => worker?,
@@ -121,6 +128,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    drop(early_hangups);
     let shutdown = worker.shutdown_token();
     tokio::spawn(async move {
         stop.await;
