@@ -187,6 +187,8 @@ async fn strict_impersonating_another_client_is_forbidden_on_every_queue() {
         assert_eq!(rejected["clientId"], "acme");
         assert_eq!(rejected["brokerUser"], s.globex.name.as_str());
         assert!(rejected.get("tokenId").is_none(), "{rejected}");
+        let operation = (routing_key == "token.resolve").then_some("read");
+        assert_eq!(rejected["operation"].as_str(), operation, "{rejected}");
     }
     // The state-changing ones are kept in NS.dead, in order, to be replayed.
     for queue in ["integration.connected", "connection.removed"] {

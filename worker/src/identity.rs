@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use mmt_shared::console::IdentityMode;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::rfc3339;
-use mmt_shared::wire::{ErrorCode, MAX_BODY_BYTES};
+use mmt_shared::wire::{ErrorCode, MAX_BODY_BYTES, MessageKind, Operation};
 use serde::Deserialize;
 
 use crate::service::{Inbound, Outcome};
@@ -163,18 +163,31 @@ impl Mode {
 /// when the body is too large, is not a JSON object or has no string
 /// `clientId`.
 pub fn claimed_client(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Claim {
-        #[serde(rename = "clientId", default)]
-        client_id: Option<String>,
-    }
+    claim(body).and_then(|c| c.client_id)
+}
+
+/// The operation a refused `token.resolve` asked for, when it names a known
+/// one (for its `request.rejected` event).
+fn claimed_operation(body: &[u8]) -> Option<Operation> {
+    claim(body)
+        .and_then(|c| c.operation)
+        .and_then(|op| serde_json::from_value(op).ok())
+}
+
+#[derive(Deserialize)]
+struct Claim {
+    #[serde(rename = "clientId", default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    operation: Option<serde_json::Value>,
+}
+
+fn claim(body: &[u8]) -> Option<Claim> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if body.len() > MAX_BODY_BYTES || first != Some(&b'{') {
         return None;
     }
-    serde_json::from_slice::<Claim>(body)
-        .ok()
-        .and_then(|c| c.client_id)
+    serde_json::from_slice::<Claim>(body).ok()
 }
 
 /// The current mode, shared by every consumer and replaced on SIGHUP.
@@ -232,6 +245,9 @@ fn refusal(inbound: &Inbound<'_>, claimed: Option<String>, why: Forbidden) -> Ou
     event.queue = Some(inbound.kind.routing_key().to_owned());
     event.message_id = inbound.message_id.map(str::to_owned);
     event.broker_user = inbound.user_id.map(str::to_owned);
+    if inbound.kind == MessageKind::TokenResolve {
+        event.operation = claimed_operation(inbound.body);
+    }
     Outcome::Refused {
         code: ErrorCode::Forbidden,
         reason: why.message().to_owned(),
@@ -243,7 +259,6 @@ fn refusal(inbound: &Inbound<'_>, claimed: Option<String>, why: Forbidden) -> Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmt_shared::wire::MessageKind;
 
     fn strict() -> Mode {
         let client = |users: &[&str]| Client {
@@ -313,6 +328,16 @@ mod tests {
             Some("acme")
         );
         assert_eq!(claimed_client(br#"{"clientId":7}"#), None);
+        assert_eq!(
+            claimed_client(br#"{"clientId":"acme","operation":"delete"}"#).as_deref(),
+            Some("acme"),
+            "an unknown operation does not hide the claim"
+        );
+        assert_eq!(
+            claimed_operation(br#"{"clientId":"acme","operation":"write"}"#),
+            Some(Operation::Write)
+        );
+        assert_eq!(claimed_operation(br#"{"operation":"delete"}"#), None);
         assert_eq!(claimed_client(b"not json"), None);
         assert_eq!(claimed_client(br#"["acme"]"#), None);
         assert_eq!(claimed_client(br#"{"clientId":"a","clientId":"b"}"#), None);
