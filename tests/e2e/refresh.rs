@@ -137,6 +137,17 @@ pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The refresh health of the test's integration (empty when it has none).
+fn health_row(w: &TestWorker) -> mmt_shared::console::IntegrationHealth {
+    w.worker()
+        .refresher()
+        .health()
+        .integrations
+        .into_iter()
+        .find(|i| i.broker_type == BROKER)
+        .unwrap_or_default()
+}
+
 fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(Ordering::SeqCst)
 }
@@ -419,16 +430,7 @@ async fn garbage_timeouts_and_refused_connections_are_transient_and_recover() {
         ..Setup::default()
     };
     let (mut w, p) = start("refresh-garbage", Options::default(), setup).await;
-    let last_error = |w: &TestWorker| {
-        w.worker()
-            .refresher()
-            .health()
-            .integrations
-            .iter()
-            .find(|i| i.broker_type == BROKER)
-            .and_then(|i| i.last_error.clone())
-            .unwrap_or_default()
-    };
+    let last_error = |w: &TestWorker| health_row(w).last_error.unwrap_or_default();
     p.set_mode(Mode::Garbage);
     let id = token_id(
         &w.connect(oauth_connected(
@@ -732,14 +734,8 @@ async fn a_restart_shows_the_failing_refreshes_it_stopped_with() {
     };
     let (mut w, p) = start("refresh-failing-restart", Options::default(), setup).await;
     let failing = |w: &TestWorker| {
-        w.worker()
-            .refresher()
-            .health()
-            .integrations
-            .iter()
-            .find(|i| i.broker_type == BROKER)
-            .map(|i| (i.failing, i.last_error.clone().unwrap_or_default()))
-            .unwrap_or_default()
+        let row = health_row(w);
+        (row.failing, row.last_error.unwrap_or_default())
     };
     p.set_mode(Mode::Status(503));
     w.connect(oauth_connected(
