@@ -93,6 +93,11 @@ pub fn lease_jobs(
     if limit == 0 {
         return Ok((leased, events, skipped));
     }
+    // Most ticks find no job: look before taking the writer lock (a tick
+    // runs whenever a refresh ends).
+    if store.upstream_jobs(1)?.is_empty() {
+        return Ok((leased, events, skipped));
+    }
     let integrations = service.integrations();
     let lock = store.lock();
     let mut change = store.change();
