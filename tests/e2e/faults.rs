@@ -286,13 +286,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_at_the_delivery_limit
         .issue("acme", "u", "read", "coinbase", "cb-1", "raw-poison")
         .await;
     w.stop_worker().await;
-    {
-        let db = sled::open(w.data_dir()).expect("store opens");
-        let mut key = b"t".to_vec();
-        key.extend_from_slice(id.as_bytes());
-        db.insert(key, b"not a record".to_vec()).expect("corrupts");
-        db.flush().expect("flushed");
-    }
+    crate::util::garble_record(&w.data_dir(), &id);
     w.start_worker().await;
     let mut revoke = mmt_worker::fixtures::Step::new(
         "connection.removed",

@@ -535,13 +535,7 @@ async fn regression_one_undecodable_record_does_not_stop_expiry_of_the_others() 
     body["accessToken"]["expiresInSeconds"] = 3.into();
     let good = token_id(&w.connect(body).await);
     w.stop_worker().await;
-    {
-        let db = sled::open(w.data_dir()).expect("store opens");
-        let mut key = b"t".to_vec();
-        key.extend_from_slice(bad.as_bytes());
-        db.insert(key, b"not a record".to_vec()).expect("corrupts");
-        db.flush().expect("flushed");
-    }
+    crate::util::garble_record(&w.data_dir(), &bad);
     w.start_worker().await;
     let expired = w.event("token.expired").await;
     assert_eq!(expired["tokenId"], good.as_str());

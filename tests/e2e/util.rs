@@ -425,6 +425,26 @@ pub fn code(reply: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error code in {reply}"))
 }
 
+/// Replaces the stored record of `token_id` in the (stopped) worker's store
+/// at `data` with bytes that do not decode: the store's layout as
+/// worker/src/store.rs documents it (fjall keyspace `fjall`, partition
+/// `mmt`, token records under `t`).
+pub fn garble_record(data: &Path, token_id: &str) {
+    let keyspace = fjall::Config::new(data.join("fjall"))
+        .open()
+        .expect("store opens");
+    let part = keyspace
+        .open_partition("mmt", fjall::PartitionCreateOptions::default())
+        .expect("partition opens");
+    let mut key = b"t".to_vec();
+    key.extend_from_slice(token_id.as_bytes());
+    part.insert(key, b"not a record".to_vec())
+        .expect("corrupts");
+    keyspace
+        .persist(fjall::PersistMode::SyncAll)
+        .expect("flushed");
+}
+
 /// Every file under `dir`, with its bytes.
 pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

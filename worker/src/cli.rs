@@ -85,8 +85,8 @@ pub struct RunArgs {
     /// Directory of the embedded store (created with mode 0700 when absent).
     #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
     pub data_dir: PathBuf,
-    /// The store's page cache in MiB (sled's cache of decoded pages; reads
-    /// beyond it come from the operating system's page cache).
+    /// The store's block cache in MiB (fjall's cache of decompressed blocks;
+    /// reads beyond it come from the operating system's page cache).
     #[arg(long, env = "MMT_STORE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub store_cache_mb: u64,
     /// Master key file: 64 hex characters; created with mode 0600 when absent

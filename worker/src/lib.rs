@@ -4,7 +4,7 @@
 //! Overview of the modules:
 //! - [`lifecycle`]: the pure rules of CONTRACT.md §2;
 //! - [`crypto`]: the master key and envelope encryption;
-//! - [`store`]: the sled store and its indexes;
+//! - [`store`]: the embedded store (fjall) and its indexes;
 //! - [`service`]: what each message does (decode, rules, store);
 //! - `decode`: bodies into messages, and reasons for those that do not
 //!   decode, built from structure only;

@@ -388,9 +388,8 @@ async fn depth(channel: &Channel, queue: &str) -> Depth {
 /// Publishes `worker.stats` every [`STATS_INTERVAL`] until `shutdown`.
 /// `channel` is used for passive declarations that read queue depths.
 ///
-/// Nothing here reads the store's records: a sled read waits behind a write
-/// that the disk cannot take, and a stats tick stuck there could not be
-/// stopped. Token counts are read on request instead (the console's
+/// Nothing here reads the store's records: a read may wait behind a disk
+/// that is failing, and a stats tick stuck there could not be stopped. Token counts are read on request instead (the console's
 /// snapshot). The store's size is file metadata, which takes no lock.
 pub async fn publish(
     stats: Arc<Stats>,

@@ -1,4 +1,5 @@
-//! The embedded sled store: one tree, keys prefixed by what they hold.
+//! The embedded store: one ordered key space ([`kv`], fjall), keys prefixed
+//! by what they hold.
 //!
 //! Format v2 (the `v` key holds the format byte):
 //!
@@ -13,15 +14,16 @@
 //! | `u` | see [`upstream`] | sealed upstream revocation jobs |
 //! | `v` | | the format version |
 //!
-//! A v1 directory (wrapped keys under `k`, tombstones under `x`) is migrated
-//! when it opens ([`migrate`]).
+//! The data directory holds `key-check`, the key check value
+//! ([`keycheck`]), read before anything else, so a wrong key is refused
+//! before anything is written; `lock`, held while the store is open; and
+//! `fjall/`, the keyspace. A directory written by sled (mmt before the
+//! engine switch) is moved into fjall when it opens ([`from_sled`]), and a v1
+//! directory (wrapped keys under `k`, tombstones under `x`) is then migrated
+//! to v2 ([`migrate`]). Key encodings are in [`keys`], the writes of one
+//! message in [`change`], the token table in [`list`].
 //!
-//! Beside sled's files, `key-check` holds the key check value ([`keycheck`]):
-//! it is read before sled opens, so a wrong key is refused before anything is
-//! written. Key encodings are in [`keys`], the writes of one message in
-//! [`change`], the token table in [`list`].
-//!
-//! Every message's effect is one atomic [`sled::Batch`]. Writers take
+//! Every message's effect is one atomic [`kv::Batch`]. Writers take
 //! [`Store::lock`] so that read-decide-write never interleaves (a revocation
 //! racing a reconnection could otherwise bring a token back).
 
@@ -39,8 +41,10 @@ use crate::crypto::{CryptoError, MasterKey};
 use crate::lifecycle::{Lookup, TokenMeta, Tombstone};
 
 mod change;
+mod from_sled;
 mod keycheck;
 mod keys;
+mod kv;
 mod list;
 mod migrate;
 #[cfg(test)]
@@ -61,6 +65,7 @@ use keycheck::check_key;
 pub use keycheck::holds_a_store;
 pub use keys::{CountKey, Identity};
 use keys::{expiry_key, prefixed, push_part, user_prefix};
+use kv::Kv;
 pub use list::{Listed, TokenPage};
 use record::Record;
 pub use refresh::{Lease, RefreshRecord};
@@ -84,22 +89,48 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(20);
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled found corrupt data while opening.
+    /// The engine found corrupt data while opening.
     #[error("the store at {path} is corrupt ({detail}); restore it from a backup or move it away")]
     Corrupt {
-        /// The data directory.
+        /// The keyspace directory.
         path: PathBuf,
-        /// What sled said.
+        /// What the engine said.
         detail: String,
     },
-    /// The data directory could not be opened (missing permission, held by
-    /// another worker, ...).
+    /// The store could not be opened (missing permission, ...).
     #[error("cannot open the store at {path}")]
     Open {
+        /// The keyspace directory.
+        path: PathBuf,
+        /// What the engine said.
+        source: fjall::Error,
+    },
+    /// Another process has the data directory open.
+    #[error(
+        "the store at {path} is in use by another process (another mmt-worker on the same --data-dir?)"
+    )]
+    Held {
         /// The data directory.
         path: PathBuf,
-        /// What sled said.
-        source: sled::Error,
+    },
+    /// The data directory's lock file could not be opened or locked.
+    #[error("cannot lock the store at {path}")]
+    Lock {
+        /// The data directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A directory written by sled could not be moved into fjall; sled's
+    /// files are untouched and the next start tries again.
+    #[error(
+        "cannot move the sled store at {path} into fjall ({detail}); its files are untouched and the next start tries again"
+    )]
+    Import {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
     },
     /// The key does not match the one the store was written with.
     #[error(
@@ -135,12 +166,13 @@ pub enum StoreError {
         /// The data directory.
         path: PathBuf,
     },
-    /// A read or write failed (disk full, I/O error): worth retrying.
+    /// A read or write failed (disk full, I/O error): worth retrying after a
+    /// restart (after a failed flush the engine refuses every later write,
+    /// "Poisoned", until it is opened again).
     #[error("store I/O")]
-    Io(#[from] sled::Error),
-    /// A flush did not finish in time: after some I/O errors (a full disk)
-    /// sled's flush waits forever while holding a lock every write then
-    /// waits on, so a flush this late means the disk has failed.
+    Io(#[from] fjall::Error),
+    /// A flush did not finish in time: a flush this late means the disk has
+    /// failed.
     #[error(
         "the store did not finish a flush within {} s: the disk is failing or full",
         .0.as_secs()
@@ -208,15 +240,17 @@ impl Found {
     }
 }
 
-/// The store: the sled database and the master key.
+/// The store: the keyspace and the master key.
 pub struct Store {
-    db: sled::Db,
+    kv: Kv,
     key: MasterKey,
     writer: Mutex<()>,
     /// The token counts: a copy in memory of the `c` keys, so that a commit
     /// writes the new counts without reading them first and the console's
     /// counts read no record.
     counts: Mutex<Counts>,
+    /// The data directory's lock, released when the store is dropped.
+    _lock: kv::DirLock,
 }
 
 type Counts = BTreeMap<Vec<u8>, u64>;
@@ -224,7 +258,7 @@ type Counts = BTreeMap<Vec<u8>, u64>;
 /// Proof that the caller holds the writer lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 
-/// sled's page cache when nothing else is asked for, in MiB.
+/// The engine's block cache when nothing else is asked for, in MiB.
 pub const DEFAULT_CACHE_MB: u64 = 64;
 
 impl Store {
@@ -234,40 +268,28 @@ impl Store {
         Self::open_with_cache(dir, key, DEFAULT_CACHE_MB)
     }
 
-    /// Opens (or creates) the store in `dir` with a page cache of
+    /// Opens (or creates) the store in `dir` with a block cache of
     /// `cache_mb` MiB, and checks `key` against it before anything else is
     /// read or written.
     pub fn open_with_cache(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         check_key(dir, &key)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { at, .. } => StoreError::Corrupt {
-                    path: dir.to_owned(),
-                    detail: format!("corruption at {at:?}"),
-                },
-                other => StoreError::Open {
-                    path: dir.to_owned(),
-                    source: other,
-                },
-            })?;
-        migrate::to_current(&db, &key, usize::MAX)?;
+        let lock = kv::lock(dir)?;
+        from_sled::import(dir, cache_mb, usize::MAX)?;
+        let kv = Kv::open(&dir.join(kv::DIR), cache_mb)?;
+        migrate::to_current(&kv, &key, usize::MAX)?;
         let mut counts = Counts::new();
-        for entry in db.scan_prefix([COUNT]) {
+        for entry in kv.scan_prefix([COUNT]) {
             let (key, value) = entry?;
             if let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) {
                 counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
             }
         }
         Ok(Self {
-            db,
+            kv,
             key,
             writer: Mutex::new(()),
             counts: Mutex::new(counts),
+            _lock: lock,
         })
     }
 
@@ -283,7 +305,7 @@ impl Store {
         kind: MessageKind,
         message_id: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
+        self.kv
             .get(processed::key(kind, message_id))?
             .map(|stored| processed::decode(&stored))
             .transpose()
@@ -292,7 +314,7 @@ impl Store {
     /// The live tokenId of an identity.
     pub fn token_of(&self, identity: &Identity<'_>) -> Result<Option<String>, StoreError> {
         Ok(self
-            .db
+            .kv
             .get(identity.key())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
@@ -300,7 +322,7 @@ impl Store {
     /// What is stored under `token_id`: one read of one value, so it is
     /// consistent even while a writer replaces the same token.
     pub fn find(&self, token_id: &str) -> Result<Found, StoreError> {
-        let Some(bytes) = self.db.get(prefixed(TOKEN, token_id.as_bytes()))? else {
+        let Some(bytes) = self.kv.get(prefixed(TOKEN, token_id.as_bytes()))? else {
             return Ok(Found::Missing);
         };
         Ok(match record::decode(&self.key, token_id, &bytes)? {
@@ -338,7 +360,7 @@ impl Store {
         end_user_id: &str,
     ) -> Result<Vec<(String, TokenMeta)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix(user_prefix(client_id, end_user_id)) {
+        for entry in self.kv.scan_prefix(user_prefix(client_id, end_user_id)) {
             let (_, token_id) = entry?;
             let token_id = String::from_utf8_lossy(&token_id).into_owned();
             if let Found::Live { meta, .. } = self.find(&token_id)? {
@@ -353,7 +375,7 @@ impl Store {
     pub fn due_expiries(&self, now: UnixMillis, limit: usize) -> Result<Vec<String>, StoreError> {
         let end = expiry_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for entry in self.db.range(vec![EXPIRY]..end).take(limit) {
+        for entry in self.kv.range(vec![EXPIRY]..end).take(limit) {
             let (key, _) = entry?;
             out.push(String::from_utf8_lossy(&key[9..]).into_owned());
         }
@@ -376,22 +398,27 @@ impl Store {
     pub fn change(&self) -> Change<'_> {
         Change {
             store: self,
-            batch: sled::Batch::default(),
+            batch: self.kv.batch(),
             counts: BTreeMap::new(),
         }
     }
 
     /// Makes everything committed so far durable on disk.
-    pub async fn flush(&self) -> Result<usize, StoreError> {
-        match tokio::time::timeout(FLUSH_PATIENCE, self.db.flush_async()).await {
-            Ok(flushed) => Ok(flushed?),
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let flusher = self.kv.flusher();
+        let flush = tokio::task::spawn_blocking(move || flusher.flush());
+        match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
+            Ok(Ok(flushed)) => flushed,
+            Ok(Err(join)) => Err(StoreError::Io(fjall::Error::Io(std::io::Error::other(
+                join,
+            )))),
             Err(_) => Err(StoreError::Stalled(FLUSH_PATIENCE)),
         }
     }
 
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        self.kv.size_on_disk()
     }
 }
 

@@ -46,9 +46,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct WorkerConfig {
     /// Broker URL and namespace.
     pub broker: BrokerArgs,
-    /// The sled data directory.
+    /// The data directory (the key check, the lock and the keyspace).
     pub data_dir: PathBuf,
-    /// sled's page cache, in MiB.
+    /// The store's block cache, in MiB.
     pub store_cache_mb: u64,
     /// The master key file.
     pub key_file: PathBuf,
@@ -228,11 +228,12 @@ impl Worker {
             .await
             .map_err(WorkerError::from)
             .and_then(|r| r);
-        // After an I/O error sled fails (or never answers) every later flush:
+        // After an I/O error the engine refuses every later write and flush:
         // stop without one; what was acknowledged is already on disk.
         if matches!(outcome, Err(WorkerError::Store(_))) {
-            // sled's own drop flushes too, and after an I/O error that flush
-            // waits forever: keep the store alive so the process can exit.
+            // Dropping the store waits for the engine's background threads,
+            // which may be stuck on the failing disk: keep it alive so the
+            // process can exit.
             std::mem::forget(self.service.clone());
         } else {
             self.refresher.drain(DRAIN_PATIENCE).await;

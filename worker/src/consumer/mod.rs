@@ -61,8 +61,9 @@ pub enum ConsumerError {
     /// A task ended without being asked to.
     #[error("a consumer ended without being asked to")]
     Ended,
-    /// The store failed to read or write (disk full, I/O error): sled keeps
-    /// failing after that, so the worker stops without acknowledging.
+    /// The store failed to read or write (disk full, I/O error): the engine
+    /// refuses every later write after that, so the worker stops without
+    /// acknowledging.
     #[error("store")]
     Store(#[source] StoreError),
 }

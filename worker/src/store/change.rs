@@ -1,4 +1,4 @@
-//! The writes of one message: one atomic sled batch, counts included.
+//! The writes of one message: one atomic batch, counts included.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,7 @@ use crate::lifecycle::{TokenMeta, Tombstone};
 /// The writes of one message, applied atomically by [`Change::commit`].
 pub struct Change<'a> {
     pub(super) store: &'a Store,
-    pub(super) batch: sled::Batch,
+    pub(super) batch: super::kv::Batch<'a>,
     pub(super) counts: BTreeMap<Vec<u8>, i64>,
 }
 
@@ -166,9 +166,9 @@ impl Change<'_> {
             })
             .collect();
         for (key, n) in &next {
-            self.batch.insert(key.as_slice(), &n.to_be_bytes());
+            self.batch.insert(key.as_slice(), n.to_be_bytes());
         }
-        self.store.db.apply_batch(self.batch)?;
+        self.store.kv.apply(self.batch)?;
         current.extend(next);
         Ok(())
     }

@@ -42,7 +42,7 @@ impl Store {
             None => Bound::Included(vec![TOKEN]),
         };
         let mut records = self
-            .db
+            .kv
             .range::<Vec<u8>, _>((start, Bound::Excluded(vec![TOKEN + 1])));
         let mut page = TokenPage {
             tokens: Vec::new(),

@@ -16,6 +16,7 @@ use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
 
 use super::keys::prefixed;
+use super::kv::Kv;
 use super::record::{self, RecordRef};
 use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, processed};
 use crate::crypto::MasterKey;
@@ -77,7 +78,7 @@ impl From<V1Meta> for TokenMeta {
 /// (the worker passes `usize::MAX`; tests stop early to play a kill).
 /// Returns how many tokens it converted, and whether the store is current.
 pub(super) fn to_current(
-    db: &sled::Db,
+    db: &Kv,
     key: &MasterKey,
     limit: usize,
 ) -> Result<(usize, bool), StoreError> {
@@ -101,8 +102,10 @@ pub(super) fn to_current(
     let done =
         db.scan_prefix([DATA_KEY]).next().is_none() && db.scan_prefix([TOMBSTONE]).next().is_none();
     if done {
-        db.insert(FORMAT_KEY, &[FORMAT])?;
-        db.flush()?;
+        let mut batch = db.batch();
+        batch.insert(FORMAT_KEY, [FORMAT]);
+        db.apply(batch)?;
+        db.flush_blocking()?;
         if converted > 0 {
             tracing::info!(converted, "store migrated to format v2");
         }
@@ -113,8 +116,8 @@ pub(super) fn to_current(
 /// Converts up to `max` records in one atomic batch: live tokens first
 /// (those with a `k` key), then tombstones (`x`), then processed messages
 /// (`p`).
-fn convert_batch(db: &sled::Db, key: &MasterKey, max: usize) -> Result<usize, StoreError> {
-    let mut batch = sled::Batch::default();
+fn convert_batch(db: &Kv, key: &MasterKey, max: usize) -> Result<usize, StoreError> {
+    let mut batch = db.batch();
     let mut n = 0;
     for entry in db.scan_prefix([DATA_KEY]).take(max) {
         let (k, wrapped) = entry?;
@@ -154,7 +157,7 @@ fn convert_batch(db: &sled::Db, key: &MasterKey, max: usize) -> Result<usize, St
         n += 1;
     }
     if n > 0 {
-        db.apply_batch(batch)?;
+        db.apply(batch)?;
     }
     Ok(n)
 }

@@ -75,7 +75,7 @@ fn split_time_key(key: &[u8]) -> (UnixMillis, String) {
 impl Store {
     /// The refresh record of a token, if the engine owns it.
     pub fn refresh_record(&self, token_id: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        match self.db.get(prefixed(REFRESH, token_id.as_bytes()))? {
+        match self.kv.get(prefixed(REFRESH, token_id.as_bytes()))? {
             Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
             None => Ok(None),
         }
@@ -90,7 +90,7 @@ impl Store {
     ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
         let end = due_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for entry in self.db.range(vec![DUE]..end).take(limit) {
+        for entry in self.kv.range(vec![DUE]..end).take(limit) {
             let (key, _) = entry?;
             out.push(split_time_key(&key));
         }
@@ -106,7 +106,7 @@ impl Store {
     ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
         let end = expiry_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for entry in self.db.range(vec![super::EXPIRY]..end).take(limit) {
+        for entry in self.kv.range(vec![super::EXPIRY]..end).take(limit) {
             let (key, _) = entry?;
             out.push(split_time_key(&key));
         }
@@ -121,7 +121,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, RefreshRecord)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix([REFRESH]) {
+        for entry in self.kv.scan_prefix([REFRESH]) {
             if out.len() >= limit {
                 break;
             }
@@ -140,7 +140,7 @@ impl Store {
     /// How many tokens are due at or before `until`, counting at most `cap`.
     pub fn due_count(&self, until: UnixMillis, cap: usize) -> usize {
         let end = due_key(until.saturating_add(1), "");
-        self.db.range(vec![DUE]..end).take(cap).count()
+        self.kv.range(vec![DUE]..end).take(cap).count()
     }
 }
 

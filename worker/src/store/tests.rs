@@ -252,8 +252,9 @@ fn a_garbled_store_is_refused_with_an_error_not_a_panic() {
     let data = dir.path().join("data");
     let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
     drop(Store::open(&data, key).expect("opens"));
-    let conf = data.join("conf");
-    std::fs::write(&conf, b"garbage that is not a sled config").expect("garble");
+    let marker = data.join(kv::DIR).join("version");
+    assert!(marker.is_file(), "fjall's version marker");
+    std::fs::write(&marker, b"garbage that is not a fjall marker").expect("garble");
     let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
     let opened = std::panic::catch_unwind(|| Store::open(&data, key).map(|_| ()));
     let result = opened.expect("opening a garbled store must not panic");
@@ -266,4 +267,21 @@ fn a_garbled_store_is_refused_with_an_error_not_a_panic() {
         error.to_string().contains(&data.display().to_string()),
         "{error}"
     );
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_holds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("k");
+    let data = dir.path().join("data");
+    let key = || MasterKey::load_or_create(&key_path).expect("key").0;
+    let first = Store::open(&data, key()).expect("opens");
+    let second = Store::open(&data, key());
+    assert!(
+        matches!(second, Err(StoreError::Held { .. })),
+        "{:?}",
+        second.err()
+    );
+    drop(first);
+    assert!(Store::open(&data, key()).is_ok(), "free again once dropped");
 }

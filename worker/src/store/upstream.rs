@@ -68,7 +68,7 @@ impl Store {
     /// comes as its error, so that it cannot hide the others.
     pub fn upstream_jobs(&self, limit: usize) -> Result<Vec<JobEntry>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.db.scan_prefix([UPSTREAM]).take(limit) {
+        for entry in self.kv.scan_prefix([UPSTREAM]).take(limit) {
             let (key, value) = entry?;
             let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
             out.push((
