@@ -137,6 +137,23 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, usize, u64)> {
         .collect()
 }
 
+/// Runs a second `mmt-worker run` process on `w`'s namespace and data
+/// directory with `key_file`, until it exits.
+async fn run_another_worker(w: &TestWorker, key_file: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(worker_binary())
+        .arg("run")
+        .arg("--namespace")
+        .arg(w.ns.as_str())
+        .arg("--data-dir")
+        .arg(w.data_dir())
+        .arg("--key-file")
+        .arg(key_file)
+        .env("MMT_AMQP_URL", crate::util::amqp_url())
+        .output()
+        .await
+        .expect("mmt-worker runs")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
     use std::os::unix::fs::PermissionsExt;
@@ -149,18 +166,7 @@ async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
     let wrong_key = w.dir.path().join("wrong.key");
     std::fs::write(&wrong_key, format!("{}\n", "ab".repeat(32))).expect("write key");
     std::fs::set_permissions(&wrong_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let output = tokio::process::Command::new(worker_binary())
-        .arg("run")
-        .arg("--namespace")
-        .arg(w.ns.as_str())
-        .arg("--data-dir")
-        .arg(w.data_dir())
-        .arg("--key-file")
-        .arg(&wrong_key)
-        .env("MMT_AMQP_URL", crate::util::amqp_url())
-        .output()
-        .await
-        .expect("mmt-worker runs");
+    let output = run_another_worker(&w, &wrong_key).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),
@@ -180,6 +186,25 @@ async fn the_wrong_key_is_refused_at_start_and_the_data_is_untouched() {
     assert_eq!(
         w.resolve("acme", &id, "read").await["accessToken"],
         "raw-locked"
+    );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_on_the_same_data_directory_is_refused_and_the_first_keeps_serving() {
+    let mut w = TestWorker::start("second-worker").await;
+    let id = w
+        .issue("acme", "u", "read", "coinbase", "cb-1", "raw-held")
+        .await;
+    let before = fingerprint(&w.data_dir());
+    let output = run_another_worker(&w, &w.key_file()).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "a store problem; {stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    assert_eq!(fingerprint(&w.data_dir()), before, "the refused one wrote");
+    assert_eq!(
+        w.resolve("acme", &id, "read").await["accessToken"],
+        "raw-held"
     );
     w.finish().await;
 }

@@ -119,7 +119,7 @@ pub const GOALS: [(&str, &str, f64, Bound); 18] = [
         Bound::AtMost,
     ),
     (
-        "first start after loading the large store (log replay) < 2000 ms",
+        "first start after loading the large store (journal replay) < 2000 ms",
         "first_start_ms_1m",
         2000.0,
         Bound::AtMost,

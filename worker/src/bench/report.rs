@@ -421,7 +421,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "  first start after the load (sled replays the log written since the store last opened; page cache dropped first with --drop-caches): {} ms (small) / {} ms (large)",
+            "  first start after the load (the engine replays the journal the load left; page cache dropped first with --drop-caches): {} ms (small) / {} ms (large)",
             self.cell("first_start_ms_1k", 0),
             self.cell("first_start_ms_1m", 0),
         );

@@ -11,7 +11,7 @@
 //!
 //! Per point: the time from spawning `mmt-worker run` to the reply to a
 //! resolve request that was queued before the spawn: the first start after
-//! the load (sled replays the log written since the store last opened; with
+//! the load (the engine replays the journal the load left; with
 //! `--drop-caches` the page cache is dropped before it), a warm restart, and
 //! a restart with the page cache dropped (`--drop-caches`); closed-loop resolve at the
 //! headline concurrency; the console's frame time and its token search
@@ -223,7 +223,7 @@ pub async fn measure(
     let (rss, peak) = memory(worker.pid)?;
     figures.set(&format!("rss_mb_{point}"), rss);
     figures.set(&format!("rss_peak_mb_{point}"), peak);
-    // A console search reads every token: sled's cache keeps what it read.
+    // A console search reads every token: the block cache keeps what it read.
     super::search::measure(connection, ns, point, figures).await?;
     let (rss, _) = memory(worker.pid)?;
     figures.set(&format!("rss_after_search_mb_{point}"), rss);
