@@ -4,7 +4,7 @@
 use mmt_worker::fixtures::Step;
 use serde_json::json;
 
-use crate::util::{TestWorker, code, connected, files_under, token_id, worker_binary};
+use crate::util::{PATIENCE, TestWorker, code, connected, files_under, token_id, worker_binary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_id_already_processed_is_not_applied_again_and_gets_its_original_reply() {
@@ -138,9 +138,10 @@ fn fingerprint(dir: &std::path::Path) -> Vec<(std::path::PathBuf, usize, u64)> {
 }
 
 /// Runs a second `mmt-worker run` process on `w`'s namespace and data
-/// directory with `key_file`, until it exits.
+/// directory with `key_file`, until it exits (it must be refused: one still
+/// running after [`PATIENCE`] fails the test and is killed).
 async fn run_another_worker(w: &TestWorker, key_file: &std::path::Path) -> std::process::Output {
-    tokio::process::Command::new(worker_binary())
+    let run = tokio::process::Command::new(worker_binary())
         .arg("run")
         .arg("--namespace")
         .arg(w.ns.as_str())
@@ -149,8 +150,11 @@ async fn run_another_worker(w: &TestWorker, key_file: &std::path::Path) -> std::
         .arg("--key-file")
         .arg(key_file)
         .env("MMT_AMQP_URL", crate::util::amqp_url())
-        .output()
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(PATIENCE, run)
         .await
+        .expect("the second worker was not refused: it kept running")
         .expect("mmt-worker runs")
 }
 

@@ -68,7 +68,7 @@ impl Change<'_> {
             },
         )?;
         if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
-            self.batch.insert(expiry_key(at, token_id), &[]);
+            self.batch.insert(expiry_key(at, token_id), []);
         }
         Ok(())
     }

@@ -164,7 +164,7 @@ impl Change<'_> {
             prefixed(REFRESH, token_id.as_bytes()),
             postcard::to_stdvec(next)?,
         );
-        self.batch.insert(due_key(next.due_at, token_id), &[]);
+        self.batch.insert(due_key(next.due_at, token_id), []);
         Ok(())
     }
 
@@ -180,7 +180,7 @@ impl Change<'_> {
         self.batch.remove(prefixed(REFRESH, token_id.as_bytes()));
         self.batch.remove(due_key(previous.due_at, token_id));
         if let Some(at) = expires_at {
-            self.batch.insert(expiry_key(at, token_id), &[]);
+            self.batch.insert(expiry_key(at, token_id), []);
         }
     }
 
