@@ -163,6 +163,18 @@ impl Pane {
         self.tmux(&["has-session", "-t", "tui"]).status.success()
     }
 
+    /// Closes the detail pane and waits until it is gone: a key sent right
+    /// after Escape can reach the console in the same read and parse as Alt
+    /// plus that key (seen under a loaded CI run: Escape then `5` left the
+    /// pane open).
+    async fn close_detail(&self) {
+        self.keys("Escape");
+        self.wait_for("the detail pane to close", |s| {
+            !s.contains("Token (y copies")
+        })
+        .await;
+    }
+
     /// Waits until the screen satisfies `what`; returns it.
     async fn wait_for(&self, label: &str, what: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
@@ -484,7 +496,7 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
     for field in ["user-of-globex", "acct-globex", "kraken", "never", "UTC"] {
         assert!(detail.contains(field), "{field} missing:\n{detail}");
     }
-    pane.keys("Escape");
+    pane.close_detail().await;
 
     let bad_id = unique("bad");
     let bad: Step = serde_json::from_value(json!({
@@ -547,7 +559,7 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
         assert!(Instant::now() < deadline, "nothing copied:\n{looked_up}");
     };
     assert!(looked_up.contains(&copied), "{copied} is the token shown");
-    pane.keys("Escape");
+    pane.close_detail().await;
 
     pane.keys("5");
     pane.wait_for("the health screen with the top clients by tokens", |s| {
