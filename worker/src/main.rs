@@ -50,7 +50,10 @@ fn main() -> ExitCode {
     // bury its output (and cost it time), so it logs warnings only by default.
     let default_filter = match cli.command {
         Command::Bench(_) => "warn",
-        _ => "info,lapin=warn",
+        // The store engine's own info lines (opening, recovering, each
+        // memtable written out) are its internals; its warnings and errors
+        // (a failed fsync, a full disk) still show.
+        _ => "info,lapin=warn,fjall=warn,lsm_tree=warn,value_log=warn",
     };
     init_logs(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
