@@ -224,16 +224,21 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
     check_replies(&store, &replies);
 }
 
-#[test]
-fn a_wrong_key_refuses_a_v1_directory_before_anything_is_written() {
-    let (_dir, data, key_file) = v1_copy();
+/// A random key is refused for `data`, and sled's `db` file is unchanged.
+fn refuses_a_wrong_key(data: &Path) {
     let before = std::fs::read(data.join("db")).expect("reads");
     let wrong = MasterKey::generate().expect("random key");
     assert!(matches!(
-        Store::open(&data, wrong),
+        Store::open(data, wrong),
         Err(StoreError::WrongKey { .. })
     ));
     assert_eq!(std::fs::read(data.join("db")).expect("reads"), before);
+}
+
+#[test]
+fn a_wrong_key_refuses_a_v1_directory_before_anything_is_written() {
+    let (_dir, data, key_file) = v1_copy();
+    refuses_a_wrong_key(&data);
     assert!(!data.join(kv::DIR).exists() && !data.join("fjall.import").exists());
     assert!(!data.join("lock").exists());
     assert!(when_unlocked(|| Store::open(&data, key(&key_file))).is_ok());
@@ -247,13 +252,7 @@ fn a_wrong_key_after_a_killed_import_is_refused_and_the_right_one_finishes_it() 
         let _lock = kv::lock(&data).expect("locks");
         when_unlocked(|| from_sled::import(&data, 8, 4)).expect("imports");
     }
-    let before = std::fs::read(data.join("db")).expect("reads");
-    let wrong = MasterKey::generate().expect("random key");
-    assert!(matches!(
-        Store::open(&data, wrong),
-        Err(StoreError::WrongKey { .. })
-    ));
-    assert_eq!(std::fs::read(data.join("db")).expect("reads"), before);
+    refuses_a_wrong_key(&data);
     assert!(data.join("fjall.import").is_dir() && !data.join(kv::DIR).exists());
     let store = when_unlocked(|| Store::open(&data, key(&key_file))).expect("finishes");
     assert_eq!(check_migrated(&store), (wrapped, tombstones));
