@@ -4,7 +4,7 @@
 //! serving.
 
 use lapin::types::AMQPValue;
-use mmt_worker::fixtures::Step;
+use mmt_worker::ops::fixtures::Step;
 use serde_json::json;
 
 use crate::util::{TestWorker, code, connected, token_id};

@@ -1,4 +1,4 @@
-//! `mmt-worker bench --quick`, the way CI runs it: it must run against the
+//! `mmt-bench --quick`, the way CI runs it: it must run against the
 //! real broker, write one JSON object holding every figure of issues #4 and
 //! #9, and leave no namespace behind. Only the presence of the figures is
 //! checked, never their speed (a debug build on a busy machine says nothing
@@ -85,22 +85,15 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json_path = dir.path().join("bench.json");
     let namespace = util::namespace("bench");
-    let output = Command::new(util::worker_binary())
-        .args([
-            "bench",
-            "--quick",
-            "--messages",
-            "500",
-            "--scale-tokens",
-            "5000",
-        ])
+    let output = Command::new(util::bench_binary())
+        .args(["--quick", "--messages", "500", "--scale-tokens", "5000"])
         .arg("--namespace")
         .arg(namespace.as_str())
         .arg("--json")
         .arg(&json_path)
         .env("MMT_AMQP_URL", util::amqp_url())
         .output()
-        .expect("mmt-worker bench runs");
+        .expect("mmt-bench runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed:\n{stderr}");
     let table = String::from_utf8_lossy(&output.stdout);
@@ -169,7 +162,7 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
     let connection = util::connect().await;
     for part in ["quorum", "classic", "resolve", "echo", "scale", "refresh"] {
         let ns = Namespace::new(&format!("{base}-{part}")).expect("valid namespace");
-        for queue in mmt_worker::topology::queues(&ns) {
+        for queue in mmt_worker::amqp::topology::queues(&ns) {
             let channel = connection.create_channel().await.expect("channel");
             let declared = channel
                 .queue_declare(

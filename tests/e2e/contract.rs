@@ -226,7 +226,7 @@ async fn an_expiring_token_without_refresh_needs_reauth_after_expiry_and_reconne
     let mut w = TestWorker::start("expiry").await;
     let mut body = connected("acme", "u1", "read", "binance", "bn-1", "raw-binance-old");
     body["accessToken"]["expiresInSeconds"] = json!(3600);
-    let mut step = mmt_worker::fixtures::Step::new("integration.connected", body);
+    let mut step = mmt_worker::ops::fixtures::Step::new("integration.connected", body);
     step.message_id = Some("binance-1".into());
     step.age_seconds = Some(7200);
     let id = token_id(&w.send(step).await);
@@ -255,7 +255,7 @@ async fn an_expiring_token_without_refresh_needs_reauth_after_expiry_and_reconne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_lived_token_stays_active_indefinitely() {
     let mut w = TestWorker::start("long-lived").await;
-    let mut step = mmt_worker::fixtures::Step::new(
+    let mut step = mmt_worker::ops::fixtures::Step::new(
         "integration.connected",
         connected("acme", "u1", "read", "coinbase", "cb-1", "raw-forever"),
     );

@@ -1,7 +1,7 @@
 //! The promises of CONTRACT.md §3 (idempotency) and §7 (durability and
 //! secrecy): redelivery, restarts, the wrong key, nothing plain on disk.
 
-use mmt_worker::fixtures::Step;
+use mmt_worker::ops::fixtures::Step;
 use serde_json::json;
 
 use crate::util::{PATIENCE, TestWorker, code, connected, files_under, token_id, worker_binary};
@@ -263,7 +263,8 @@ fn a_mistyped_key_file_for_an_existing_store_mints_no_key_and_exits_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (key, _) =
-        mmt_worker::crypto::MasterKey::load_or_create(&dir.path().join("mmt.key")).expect("key");
+        mmt_worker::store::crypto::MasterKey::load_or_create(&dir.path().join("mmt.key"))
+            .expect("key");
     drop(mmt_worker::store::Store::open(&data, key).expect("a store"));
     let before = fingerprint(&data);
     let typo = dir.path().join("keys").join("mmt.kye");
@@ -294,7 +295,7 @@ fn a_key_file_readable_by_group_or_others_refuses_to_start_with_exit_7() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("mmt.key");
-    mmt_worker::crypto::MasterKey::load_or_create(&key).expect("key");
+    mmt_worker::store::crypto::MasterKey::load_or_create(&key).expect("key");
     for mode in [0o644, 0o640, 0o606] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
         let output = std::process::Command::new(worker_binary())

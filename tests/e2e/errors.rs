@@ -48,7 +48,7 @@ async fn code_reauth_required() {
     let mut w = TestWorker::start("code-reauth").await;
     let mut body = connected("acme", "u", "read", "binance", "bn-1", "raw");
     body["accessToken"]["expiresInSeconds"] = json!(60);
-    let mut step = mmt_worker::fixtures::Step::new("integration.connected", body);
+    let mut step = mmt_worker::ops::fixtures::Step::new("integration.connected", body);
     step.age_seconds = Some(120);
     let id = token_id(&w.send(step).await);
     assert_envelope(&w.resolve("acme", &id, "read").await, "reauth_required");

@@ -288,7 +288,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason_at_the_delivery_limit
     w.stop_worker().await;
     crate::util::garble_record(&w.data_dir(), &id);
     w.start_worker().await;
-    let mut revoke = mmt_worker::fixtures::Step::new(
+    let mut revoke = mmt_worker::ops::fixtures::Step::new(
         "connection.removed",
         json!({"clientId": "acme", "tokenId": id}),
     );

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use lapin::Connection;
 use lapin::types::AMQPValue;
-use mmt_worker::fixtures::{Publisher, Step};
-use mmt_worker::identity::{NO_USER_ID, NOT_THIS_CLIENT};
+use mmt_worker::ops::fixtures::{Publisher, Step};
+use mmt_worker::rules::identity::{NO_USER_ID, NOT_THIS_CLIENT};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -10,7 +10,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
-use mmt_worker::fixtures::{Publisher, Step};
+use mmt_worker::ops::fixtures::{Publisher, Step};
 use serde_json::{Value, json};
 
 use crate::brokeruser::{BrokerUser, raw_call};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mmt_worker::fixtures::{self, Publisher};
+use mmt_worker::ops::fixtures::{self, Publisher};
 use serde_json::Value;
 
 use crate::util::{TestWorker, amqp_url, files_under, repo_root, worker_binary};

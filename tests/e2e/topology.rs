@@ -1,6 +1,6 @@
 //! The AMQP topology of CONTRACT.md §3, read back from the broker.
 
-use mmt_worker::topology::QueueType;
+use mmt_worker::amqp::topology::QueueType;
 use serde_json::Value;
 
 use crate::util::TestWorker;

@@ -15,8 +15,8 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use mmt_shared::broker::TlsArgs;
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
-use mmt_worker::fixtures::{Publisher, Step};
-use mmt_worker::topology::QueueType;
+use mmt_worker::amqp::topology::QueueType;
+use mmt_worker::ops::fixtures::{Publisher, Step};
 use mmt_worker::{Worker, WorkerConfig};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -323,12 +323,12 @@ impl TestWorker {
     pub async fn finish(mut self) {
         self.stop_worker().await;
         let channel = self.connection.create_channel().await.expect("channel");
-        for queue in mmt_worker::topology::queues(&self.ns) {
+        for queue in mmt_worker::amqp::topology::queues(&self.ns) {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await;
         }
-        for exchange in mmt_worker::topology::exchanges(&self.ns) {
+        for exchange in mmt_worker::amqp::topology::exchanges(&self.ns) {
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                 .await;
@@ -468,12 +468,22 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// The `mmt-worker` binary that `cargo test --workspace` builds beside this
 /// test binary (the worker package's own CLI tests make cargo build it).
 pub fn worker_binary() -> PathBuf {
+    built_binary("mmt-worker")
+}
+
+/// The `mmt-bench` binary, built beside it the same way (by the bench
+/// package's own CLI tests).
+pub fn bench_binary() -> PathBuf {
+    built_binary("mmt-bench")
+}
+
+fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let binary = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile directory")
-        .join("mmt-worker");
+        .join(name);
     assert!(
         binary.exists(),
         "{} is missing: run the suite with `cargo test --workspace`",
@@ -506,7 +516,7 @@ impl Bulk {
             .expect("confirms");
         let mut consumer = consume(
             &channel,
-            mmt_worker::fixtures::DIRECT_REPLY_TO,
+            mmt_worker::ops::fixtures::DIRECT_REPLY_TO,
             "reply consumer",
         )
         .await;
@@ -561,7 +571,7 @@ impl Bulk {
                 .with_delivery_mode(2)
                 .with_message_id(id.as_str().into())
                 .with_correlation_id(id.as_str().into())
-                .with_reply_to(mmt_worker::fixtures::DIRECT_REPLY_TO.into());
+                .with_reply_to(mmt_worker::ops::fixtures::DIRECT_REPLY_TO.into());
             let properties = match timestamp {
                 Some(t) => properties.with_timestamp(t),
                 None => properties,

@@ -7,9 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
-use crate::bench::{BenchConfig, Phase};
-use crate::topology::QueueType;
-use crate::worker::WorkerConfig;
+use crate::amqp::topology::QueueType;
+use crate::app::WorkerConfig;
 
 /// The mmt managed-token worker.
 #[derive(Debug, Parser)]
@@ -40,9 +39,6 @@ pub enum Command {
     /// Publish fixture files (messages or scenarios) with publisher confirms,
     /// print the replies and check the expectations.
     Publish(PublishArgs),
-    /// Measure the worker against the broker's own ceiling, in namespaces
-    /// of its own that it deletes afterwards (build with --release).
-    Bench(BenchArgs),
     /// Print (or apply with rabbitmqctl) the least-privilege broker users,
     /// permissions and topic permissions of a deployment (docs/security.md).
     BrokerSetup(BrokerSetupArgs),
@@ -159,93 +155,4 @@ pub struct PublishArgs {
     /// Fixture files: one message or one scenario each.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-}
-
-/// Options of `mmt-worker bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Broker connection; the bench's namespaces are
-    /// `<namespace>-bench-<id>-<part>`, never the namespace itself.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-    /// A small run (about half a minute) that shows the harness works.
-    #[arg(long)]
-    pub quick: bool,
-    /// Also write every figure as one JSON object to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Messages per ceiling and ingest measurement [default: 20000, quick 2000].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
-    pub messages: Option<u64>,
-    /// Repetitions of every measurement; medians are reported [default: 5, quick 1].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub runs: Option<u64>,
-    /// Tokens of the large store of the scale phase [default: 1000000, quick 20000].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub scale_tokens: Option<u64>,
-    /// Connects of the scale phase's footprint through the broker [default: 200000, quick 2000].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub footprint_tokens: Option<u64>,
-    /// Prefetch of the worker and of the no-op consumers.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
-    pub prefetch: u16,
-    /// Also time each scale start after dropping the page cache (`sync`, then
-    /// `3` into /proc/sys/vm/drop_caches: needs root).
-    #[arg(long)]
-    pub drop_caches: bool,
-    /// Only these phases, comma-separated (`ingest` is ceiling and ingest
-    /// together, also spelt `ceiling`) [default: every phase].
-    #[arg(long, value_name = "PHASES", value_delimiter = ',')]
-    pub phases: Vec<Phase>,
-    /// Refresh throughput: tokens due at once per measurement [default: 10000, quick 300].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
-    pub refresh_tokens: Option<u64>,
-    /// Refresh lapses: tokens with expiries over the compressed hour [default: 100000, quick 500].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub lapse_tokens: Option<u64>,
-    /// Refresh lapses: how many times faster the hour passes; must divide 3600
-    /// into at least 2 s [default: 30, quick 900].
-    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
-    pub compression: Option<u64>,
-}
-
-impl BenchArgs {
-    /// The bench configuration these options describe; `worker_binary` is
-    /// the `mmt-worker` the scale phase runs as a child process.
-    pub fn config(&self, worker_binary: PathBuf) -> BenchConfig {
-        let mut config = BenchConfig::new(
-            self.broker.amqp_url.clone(),
-            self.broker.namespace.clone(),
-            worker_binary,
-            self.quick,
-        );
-        config.drop_caches = self.drop_caches;
-        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        if let Some(messages) = self.messages {
-            config.messages = count(messages);
-        }
-        if let Some(runs) = self.runs {
-            config.runs = count(runs);
-        }
-        if let Some(tokens) = self.scale_tokens {
-            config.scale_tokens = count(tokens);
-        }
-        if let Some(tokens) = self.footprint_tokens {
-            config.footprint_tokens = count(tokens);
-        }
-        config.prefetch = self.prefetch;
-        if !self.phases.is_empty() {
-            config.phases.clone_from(&self.phases);
-        }
-        if let Some(tokens) = self.refresh_tokens {
-            config.refresh_tokens = count(tokens);
-        }
-        if let Some(tokens) = self.lapse_tokens {
-            config.lapse_tokens = count(tokens);
-        }
-        if let Some(factor) = self.compression {
-            config.compression = factor;
-        }
-        config
-    }
 }

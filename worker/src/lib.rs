@@ -1,53 +1,36 @@
 //! The mmt managed-token worker as a library: the binary `mmt-worker` is glue
-//! over it, and the end-to-end tests run it in process.
+//! over it, and the end-to-end tests and `mmt-bench` run it in process.
 //!
-//! Overview of the modules:
-//! - [`lifecycle`]: the pure rules of CONTRACT.md §2;
-//! - [`crypto`]: the master key and envelope encryption;
-//! - [`store`]: the embedded store (fjall) and its indexes;
-//! - [`service`]: what each message does (decode, rules, store);
-//! - `decode`: bodies into messages, and reasons for those that do not
-//!   decode, built from structure only;
-//! - [`identity`], [`clients_file`], [`clients_reload`]: who may act for
-//!   which client (CONTRACT.md §10), the clients file and its SIGHUP reload;
-//! - [`topology`], [`consumer`], [`rpc`], [`events`]: the AMQP edges;
-//! - [`stats`], [`health`], [`console`], [`console_query`]: counters and
-//!   health figures, `worker.stats`, the console's requests and token
-//!   search;
-//! - [`worker`]: a running worker assembled from the above;
-//! - [`fixtures`]: fixture files and their replay;
-//! - [`bench`]: `mmt-worker bench`, the performance harness;
-//! - [`brokersetup`]: `mmt-worker broker-setup`, least-privilege users;
-//! - [`integrations`], [`oauth`]: the integrations file and the OAuth client
-//!   of the refresh engine;
-//! - [`refresh`]: the refresh engine (scheduler, rules, store steps);
-//! - [`cli`]: the command line.
+//! One folder per layer; a module imports only from layers below its own
+//! (docs/architecture.md draws the same picture):
+//!
+//! | layer | what it holds | may use |
+//! |---|---|---|
+//! | [`ops`] | operator commands: `broker-setup`, fixture replay | `amqp`, `config`, `rules` |
+//! | [`app`] | a running worker, assembled: start, signals, stop | everything below |
+//! | [`observe`] | `worker.stats`, the console's request server, token search, process figures | `refresh` and below |
+//! | [`refresh`] | the refresh engine, its OAuth client, upstream revocation | `amqp` and below |
+//! | [`amqp`] | the AMQP edges: topology, consumers, replies, the events publisher | `service` and below |
+//! | [`service`] | what each message does: parse, gate, rules, one store change | `store`, `config`, `rules`, `counters` |
+//! | [`store`] | the store and its engine, crypto beside it | `rules` |
+//! | [`config`] | the clients and integrations files, the clients file's reload | `rules` |
+//! | [`counters`] | what the edges count, read by the observers | nothing of ours |
+//! | [`rules`] | pure rules: lifecycle, decoding, the identity gate, refresh timing | nothing of ours; no I/O |
+//!
+//! [`cli`] is the command line of the binary, above them all.
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod bench;
-pub mod brokersetup;
+pub mod amqp;
+pub mod app;
 pub mod cli;
-pub mod clients_file;
-pub mod clients_reload;
-pub mod console;
-pub mod console_query;
-pub mod consumer;
-pub mod crypto;
-mod decode;
-pub mod events;
-pub mod fixtures;
-pub mod health;
-pub mod identity;
-pub mod integrations;
-pub mod lifecycle;
-pub mod oauth;
+pub mod config;
+pub mod counters;
+pub mod observe;
+pub mod ops;
 pub mod refresh;
-pub mod rpc;
+pub mod rules;
 pub mod service;
-pub mod stats;
 pub mod store;
-pub mod topology;
-pub mod worker;
 
-pub use worker::{Worker, WorkerConfig, WorkerError};
+pub use app::{Worker, WorkerConfig, WorkerError};

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mmt_worker::cli::{BenchArgs, BrokerSetupArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
-use mmt_worker::crypto::CryptoError;
-use mmt_worker::fixtures::{self, Publisher};
+use mmt_worker::cli::{BrokerSetupArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::ops::fixtures::{self, Publisher};
 use mmt_worker::store::StoreError;
+use mmt_worker::store::crypto::CryptoError;
 use mmt_worker::{Worker, WorkerError};
 use tracing_subscriber::EnvFilter;
 
@@ -46,16 +46,13 @@ const SHUTDOWN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2)
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The bench runs workers in process: their per-message log lines would
-    // bury its output (and cost it time), so it logs warnings only by default.
-    let default_filter = match cli.command {
-        Command::Bench(_) => "warn",
-        // The store engine's own info lines (opening, recovering, each
-        // memtable written out) are its internals; its warnings and errors
-        // (a failed fsync, a full disk) still show.
-        _ => "info,lapin=warn,fjall=warn,lsm_tree=warn,value_log=warn",
-    };
-    init_logs(cli.log_format, default_filter);
+    // The store engine's own info lines (opening, recovering, each memtable
+    // written out) are its internals; its warnings and errors (a failed
+    // fsync, a full disk) still show.
+    init_logs(
+        cli.log_format,
+        "info,lapin=warn,fjall=warn,lsm_tree=warn,value_log=warn",
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,7 +67,6 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(args).await,
             Command::Publish(args) => publish(args).await,
-            Command::Bench(args) => bench(args).await,
             Command::BrokerSetup(args) => broker_setup(args).await,
         }
     });
@@ -227,30 +223,11 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    use anyhow::Context;
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "mmt-worker bench: this is a debug build; its figures say nothing about the release build"
-        );
-    }
-    let binary = std::env::current_exe().context("cannot find the mmt-worker binary")?;
-    let report = mmt_worker::bench::run(&args.config(binary)).await?;
-    let mut out = std::io::stdout();
-    write!(out, "{}", report.table())?;
-    out.flush()?;
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report.to_json())?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn broker_setup(args: BrokerSetupArgs) -> anyhow::Result<ExitCode> {
-    use mmt_worker::brokersetup::{self, Roles};
-    let clients = mmt_worker::clients_file::load(&args.clients).map_err(WorkerError::Clients)?;
-    let plan = brokersetup::plan(
+    use mmt_worker::ops::broker_setup::{self, Roles};
+    let clients =
+        mmt_worker::config::clients_file::load(&args.clients).map_err(WorkerError::Clients)?;
+    let plan = broker_setup::plan(
         &clients,
         &args.namespace,
         &Roles {
@@ -265,7 +242,7 @@ async fn broker_setup(args: BrokerSetupArgs) -> anyhow::Result<ExitCode> {
     }
     let dir = args.passwords_dir.clone();
     let created =
-        tokio::task::spawn_blocking(move || brokersetup::apply(&plan, dir.as_deref())).await??;
+        tokio::task::spawn_blocking(move || broker_setup::apply(&plan, dir.as_deref())).await??;
     for user in created {
         println!("created broker user {user} (password in the --passwords-dir)");
     }

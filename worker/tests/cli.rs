@@ -120,3 +120,14 @@ fn a_refused_integrations_file_exits_2_naming_file_line_and_key_before_anything_
     );
     assert!(!dir.path().join("mmt.key").exists() && !dir.path().join("data").exists());
 }
+
+#[test]
+fn the_bench_is_a_binary_of_its_own() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mmt-worker"))
+        .arg("bench")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+}

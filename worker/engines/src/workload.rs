@@ -5,7 +5,7 @@
 //! the keys are built the way worker/src/store.rs builds them (length-prefixed
 //! parts, `tok_` + 32 hex tokenIds spread at random over the key space), and
 //! the values have the sizes the lead measured in a 20,000-token v2 store
-//! loaded by `mmt-worker bench` (token key+value 377 B, processed key+value
+//! loaded by `mmt-bench` (token key+value 377 B, processed key+value
 //! 351 B, identity about 99 B). Everything is a pure function of the token's
 //! index, so a pass can regenerate any key without holding a million of them.
 

@@ -28,13 +28,13 @@ use mmt_shared::time_fmt::{UnixMillis, now_millis};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::ConsumerError;
-use crate::events::Events;
-use crate::oauth::{ClientError, Failure, OAuthClient};
+use crate::amqp::consumer::ConsumerError;
+use crate::amqp::events::Events;
 use crate::refresh::health::Health;
+use crate::refresh::oauth::{ClientError, OAuthClient};
 use crate::refresh::pass::{self, Leased, PassOutcome};
-use crate::refresh::rules;
 use crate::refresh::upstream::{self, JobLease};
+use crate::rules::refresh::{self as rules, Failure};
 use crate::service::Service;
 use crate::store::StoreError;
 

@@ -11,8 +11,8 @@ use mmt_shared::console::{IntegrationHealth, RefreshStats};
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 
-use crate::oauth::{Failure, Grant};
 use crate::refresh::pass::{Failing, Leased};
+use crate::rules::refresh::{Failure, Grant};
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())

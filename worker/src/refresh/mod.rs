@@ -1,7 +1,10 @@
 //! The refresh engine (CONTRACT.md §9): keeps refreshable tokens valid by
 //! themselves, and keeps the v1 expiry of the others.
 //!
-//! - [`rules`]: the pure rules (due times, decisions, outcomes);
+//! Its pure rules (due times, decisions, outcomes) are
+//! [`crate::rules::refresh`].
+//!
+//! - [`oauth`]: the client of the providers' token and revocation endpoints;
 //! - [`pass`]: the store steps, one atomic change each;
 //! - [`engine`]: the scheduler and the requests ([`Refresher`]);
 //! - [`health`]: what the engine tells the console;
@@ -10,9 +13,9 @@
 
 pub mod engine;
 pub mod health;
+pub mod oauth;
 pub mod pass;
 pub mod reload;
-pub mod rules;
 pub mod upstream;
 
 pub use engine::Refresher;

@@ -14,12 +14,11 @@ use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::TokenState;
 use zeroize::Zeroizing;
 
-use crate::integrations::{DEFAULT_REFRESH_AHEAD_SECS, Integration};
-use crate::lifecycle::{self, TokenMeta};
-use crate::oauth::{Failure, Grant};
-use crate::refresh::rules::{self, AfterFailure, Due, ExpiryReason};
+use crate::config::integrations::DEFAULT_REFRESH_AHEAD_SECS;
+use crate::rules::lifecycle::{self, TokenMeta};
+use crate::rules::refresh::{self as rules, AfterFailure, Due, ExpiryReason, Failure, Grant};
 use crate::service::{Service, token_event};
-use crate::store::{Change, Found, Lease, RefreshRecord, StoreError, TokenSecrets};
+use crate::store::{Found, Lease, RefreshRecord, StoreError, TokenSecrets};
 
 /// The most index entries one pass looks at.
 pub const PASS_LIMIT: usize = 1024;
@@ -85,30 +84,6 @@ pub fn failing(service: &Service, limit: usize) -> Result<Vec<Failing>, StoreErr
 
 fn unit() -> f64 {
     rand::random::<f64>()
-}
-
-/// At connect (mint or reconnection): the engine owns the token when it is
-/// refreshable, with a fresh record; otherwise a record left from before
-/// goes.
-pub fn own(
-    change: &mut Change<'_>,
-    token_id: &str,
-    meta: &TokenMeta,
-    previous: Option<&RefreshRecord>,
-    integration: Option<&Integration>,
-    issued_at: UnixMillis,
-) -> Result<(), StoreError> {
-    let next = integration
-        .filter(|_| rules::refreshable(meta, true))
-        .and_then(|i| rules::schedule(meta, i.refresh_ahead, issued_at, unit()));
-    match (next, previous) {
-        (Some(next), previous) => change.put_refresh(token_id, previous, &next, meta.expires_at),
-        (None, Some(previous)) => {
-            change.drop_refresh(token_id, previous, None);
-            Ok(())
-        }
-        (None, None) => Ok(()),
-    }
 }
 
 fn expired_event(token_id: &str, meta: &TokenMeta, reason: ExpiryReason, now: UnixMillis) -> Event {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::integrations::Integrations;
+use crate::config::integrations::Integrations;
 use crate::refresh::Refresher;
 use crate::service::Service;
 

@@ -10,10 +10,10 @@ use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::TokenState;
 
-use crate::integrations::Integration;
-use crate::oauth::{Failure, OAuthClient};
+use crate::config::integrations::Integration;
+use crate::refresh::oauth::OAuthClient;
 use crate::refresh::pass::PASS_LIMIT;
-use crate::refresh::rules::{LEASE_MARGIN, RETRY};
+use crate::rules::refresh::{Failure, LEASE_MARGIN, RETRY};
 use crate::service::Service;
 use crate::store::{StoreError, TokenSecrets, UpstreamJob};
 
@@ -210,14 +210,14 @@ pub fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
     use crate::store::Store;
+    use crate::store::crypto::MasterKey;
 
     fn job(created_at: UnixMillis) -> UpstreamJob {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-        let meta = crate::lifecycle::TokenMeta {
+        let meta = crate::rules::lifecycle::TokenMeta {
             client_id: "acme".into(),
             end_user_id: "u".into(),
             broker_type: "fx".into(),

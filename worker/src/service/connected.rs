@@ -8,9 +8,10 @@ use mmt_shared::wire::{
     SdkAccessToken,
 };
 
-use super::{Applied, Inbound, MAX_SECRET_BYTES, Outcome, Service, to_json, token_event};
-use crate::lifecycle::{self, ConnectInput, Holder};
-use crate::refresh;
+use super::{
+    Applied, Inbound, MAX_SECRET_BYTES, Outcome, Service, own_refresh, to_json, token_event,
+};
+use crate::rules::lifecycle::{self, ConnectInput, Holder};
 use crate::store::{Found, Identity, StoreError, TokenSecrets};
 
 impl Service {
@@ -115,7 +116,7 @@ impl Service {
                 Some(_) => self.store.refresh_record(token_id)?,
                 None => None,
             };
-            refresh::pass::own(
+            own_refresh(
                 &mut change,
                 token_id,
                 meta,

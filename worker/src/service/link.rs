@@ -3,7 +3,7 @@
 use mmt_shared::wire::{LinkAccessTokens, LinkReply, SdkAccessToken};
 
 use super::{Outcome, Service, to_json};
-use crate::lifecycle;
+use crate::rules::lifecycle;
 use crate::store::StoreError;
 
 impl Service {

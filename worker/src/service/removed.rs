@@ -6,7 +6,7 @@ use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::{ConnectionRemoved, ErrorReply, MessageKind, RemovedReply, TokenState};
 
 use super::{Applied, Service, to_json, token_event};
-use crate::lifecycle::{self, RevokePlan};
+use crate::rules::lifecycle::{self, RevokePlan};
 use crate::store::{Found, StoreError};
 
 impl Service {

@@ -8,8 +8,8 @@ use mmt_shared::wire::{
 };
 
 use super::{Outcome, Service, to_json};
-use crate::lifecycle::{self, Rejection};
-use crate::refresh;
+use crate::rules;
+use crate::rules::lifecycle::{self, Rejection};
 use crate::store::{Found, StoreError};
 
 impl Service {
@@ -27,7 +27,7 @@ impl Service {
         let mut verdict = lifecycle::resolve(found.lookup(), &msg.client_id, msg.operation, now);
         if let (Err(rejection), Found::Live { meta, .. }) = (&mut verdict, &found)
             && rejection.code == ErrorCode::ReauthRequired
-            && refresh::rules::pending(
+            && rules::refresh::pending(
                 meta,
                 self.integrations().get(&meta.broker_type).is_some(),
                 now,

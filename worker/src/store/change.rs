@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::keys::{CountKey, Identity, expiry_key, prefixed};
 use super::record::{self, RecordRef};
 use super::{Store, StoreError, TOKEN, TokenSecrets, WriteGuard, binding, processed};
-use crate::lifecycle::{TokenMeta, Tombstone};
+use crate::rules::lifecycle::{TokenMeta, Tombstone};
 
 /// The writes of one message, applied atomically by [`Change::commit`].
 pub struct Change<'a> {

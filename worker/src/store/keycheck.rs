@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::StoreError;
-use crate::crypto::MasterKey;
+use crate::store::crypto::MasterKey;
 
 const KEY_CHECK_FILE: &str = "key-check";
 

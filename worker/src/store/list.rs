@@ -2,7 +2,7 @@
 
 use super::record::{self, Record};
 use super::{Store, StoreError, TOKEN, keys::prefixed};
-use crate::lifecycle::{TokenMeta, Tombstone};
+use crate::rules::lifecycle::{TokenMeta, Tombstone};
 
 /// A token in a listing: its record without any sealed material.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use super::keys::prefixed;
 use super::kv::Kv;
 use super::record::{self, RecordRef};
 use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, processed};
-use crate::crypto::MasterKey;
-use crate::lifecycle::{TokenMeta, Tombstone};
+use crate::rules::lifecycle::{TokenMeta, Tombstone};
+use crate::store::crypto::MasterKey;
 
 /// The key of the store's format version.
 pub(super) const FORMAT_KEY: &[u8] = b"v";

@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{MasterKey, TAG_BYTES};
-use crate::lifecycle::{TokenMeta, Tombstone};
+use crate::rules::lifecycle::{TokenMeta, Tombstone};
+use crate::store::crypto::{MasterKey, TAG_BYTES};
 
 use super::StoreError;
 

@@ -14,44 +14,13 @@
 //! the v1 `e` expiry index.
 
 use mmt_shared::time_fmt::UnixMillis;
-use serde::{Deserialize, Serialize};
 
 use super::keys::{expiry_key, prefixed};
 use super::{Change, Store, StoreError};
+use crate::rules::refresh::RefreshRecord;
 
 const REFRESH: u8 = b'r';
 const DUE: u8 = b'd';
-
-/// A refresh request that may be in flight: written and flushed before the
-/// request goes out, so that no second request for the same token is sent
-/// until it has run out (`until` = send time + timeout + margin).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Random: the answer is applied only while this lease is the record's.
-    pub id: u64,
-    /// When the token was leased, never after its request went out (the
-    /// new expiry counts from it: at worst a little early).
-    pub sent_at: UnixMillis,
-    /// When the request is certainly over.
-    pub until: UnixMillis,
-}
-
-/// The engine's state of one token.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshRecord {
-    /// When the scheduler looks at it next (its `d` entry).
-    pub due_at: UnixMillis,
-    /// Failed refreshes since the last success.
-    pub attempts: u32,
-    /// The request in flight, if any.
-    pub lease: Option<Lease>,
-    /// The code of the last failure (`timeout`, `http_503`, ...).
-    pub last_error: Option<String>,
-    /// When it was last refreshed.
-    pub last_refreshed_at: Option<UnixMillis>,
-    /// When `token.refresh_failed` was last published for it.
-    pub last_failed_event_at: Option<UnixMillis>,
-}
 
 fn due_key(due_at: UnixMillis, token_id: &str) -> Vec<u8> {
     let mut key = vec![DUE];
@@ -200,7 +169,7 @@ impl Change<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::store::crypto::MasterKey;
 
     #[test]
     fn the_due_index_follows_the_record_and_releases_back_to_the_expiry_index() {

@@ -3,7 +3,7 @@
 use mmt_shared::wire::Scope;
 
 use super::TokenSecrets;
-use crate::lifecycle::{self, ConnectInput, TokenMeta};
+use crate::rules::lifecycle::{self, ConnectInput, TokenMeta};
 
 /// The metadata of a Coinbase token of `client`'s `user` that expires at
 /// 61,000 ms.

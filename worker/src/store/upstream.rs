@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::keys::{prefixed, push_part};
 use super::{Change, Store, StoreError, TokenSecrets};
-use crate::lifecycle::TokenMeta;
+use crate::rules::lifecycle::TokenMeta;
 
 const UPSTREAM: u8 = b'u';
 

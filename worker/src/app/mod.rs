@@ -1,0 +1,490 @@
+//! Assembles a running worker: key, store, and a supervised broker session
+//! (connection, topology, one consumer per inbound queue, the refresh
+//! scheduler)
+//! that is rebuilt with backoff and jitter whenever the link fails.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::Connection;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use mmt_shared::backoff::Backoff;
+use mmt_shared::broker::ConnectError;
+use mmt_shared::config::BrokerArgs;
+use mmt_shared::tomlfile::FileError;
+use mmt_shared::wire::MessageKind;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::consumer::{ConsumerError, DeadLetters, QueueConsumer};
+use crate::amqp::events::Events;
+use crate::amqp::topology::{self, QueueType, TopologyConfig};
+use crate::config::clients_file;
+use crate::config::clients_reload;
+use crate::config::integrations::Integrations;
+use crate::observe::server::{ConsoleServer, Request};
+use crate::observe::stats::{self, Stats};
+use crate::refresh::oauth::ClientError;
+use crate::refresh::{self, Refresher};
+use crate::rules::identity::{Gate, Mode};
+use crate::service::Service;
+use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::{Store, StoreError};
+
+/// Heartbeat asked of the broker when the URL does not say (seconds): a dead
+/// link is noticed within about twice this.
+const HEARTBEAT_SECS: u16 = 10;
+
+/// How long closing the broker connection may take at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything `mmt-worker run` is configured with.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Broker URL and namespace.
+    pub broker: BrokerArgs,
+    /// The data directory (the key check, the lock and the keyspace).
+    pub data_dir: PathBuf,
+    /// The store's block cache, in MiB.
+    pub store_cache_mb: u64,
+    /// The master key file.
+    pub key_file: PathBuf,
+    /// Queue type of the state-changing queues.
+    pub queue_type: QueueType,
+    /// Quorum queue delivery limit.
+    pub delivery_limit: u32,
+    /// Unacknowledged deliveries per queue.
+    pub prefetch: u16,
+    /// Wallet integrations beyond the built-in ones.
+    pub wallet_types: Vec<String>,
+    /// How often the due index is looked at (expiries, refreshes).
+    pub sweep_interval: Duration,
+    /// The clients file (CONTRACT.md §10): strict mode; `None` is open mode.
+    pub clients: Option<PathBuf>,
+    /// The integrations file (CONTRACT.md §9), reloaded on SIGHUP.
+    pub integrations: Option<PathBuf>,
+}
+
+/// Why the worker could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The key file.
+    #[error(transparent)]
+    Key(#[from] CryptoError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker link (at start: unreachable or refusing the topology).
+    #[error("broker")]
+    Amqp(#[from] lapin::Error),
+    /// The broker cannot be reached (its URL redacted), or its URL or TLS
+    /// files are unusable.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A consumer stopped for a reason a new session cannot fix.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// The clients file cannot be used (exit code 2).
+    #[error("clients file")]
+    Clients(#[source] FileError),
+    /// The SIGHUP handler cannot be installed.
+    #[error("cannot listen for SIGHUP")]
+    Signal(#[source] std::io::Error),
+    /// A task panicked.
+    #[error("worker task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The integrations file is refused.
+    #[error("integrations file")]
+    Integrations(#[source] FileError),
+    /// The HTTP client of the refresh engine.
+    #[error(transparent)]
+    Http(#[from] ClientError),
+}
+
+/// Counters of the broker link, for logs and the console.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Sessions rebuilt after a link failure.
+    pub recoveries: AtomicU64,
+    /// Milliseconds the last recovery took, from failure to consuming again.
+    pub last_recovery_ms: AtomicU64,
+}
+
+/// A running worker.
+pub struct Worker {
+    shutdown: CancellationToken,
+    supervisor: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    service: Arc<Service>,
+    refresher: Arc<Refresher>,
+    link: Arc<LinkStats>,
+}
+
+/// How long a clean stop waits for refreshes in flight.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(15);
+
+impl Worker {
+    /// Checks the key against the store, connects, declares the topology and
+    /// starts consuming. Returns once every consumer is registered. A broker
+    /// that cannot be reached now is an error; one lost later is recovered.
+    pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        // The integrations file is checked before anything is created.
+        let integrations = match &config.integrations {
+            Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
+            None => Integrations::none(),
+        };
+        let mode = match &config.clients {
+            Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
+            None => Mode::Open,
+        };
+        // A store that exists never gets a freshly minted key: a mistyped
+        // --key-file must not leave a new key behind.
+        let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
+            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
+        } else {
+            MasterKey::load_or_create(&config.key_file)?
+        };
+        if created {
+            tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
+        }
+        let identity = mode.name();
+        let gate = Gate::new(mode);
+        let store = Store::open_with_cache(&config.data_dir, key, config.store_cache_mb)?;
+        let service = Arc::new(
+            Service::new(store, config.wallet_types.clone())
+                .with_identity(gate.clone())
+                .with_integrations(integrations),
+        );
+        let refresher = Refresher::new(service.clone())?;
+        let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
+        let session = Session::open(config, &service, &refresher, &stats).await?;
+        let shutdown = CancellationToken::new();
+        match &config.clients {
+            Some(path) => {
+                clients_reload::listen(path.clone(), gate, shutdown.clone())
+                    .map_err(WorkerError::Signal)?;
+            }
+            None => tracing::warn!(
+                "identity: open mode (no --clients file): the clientId of every message is trusted as claimed"
+            ),
+        }
+        if let Some(path) = &config.integrations {
+            refresh::reload::on_sighup(
+                service.clone(),
+                refresher.clone(),
+                path.clone(),
+                shutdown.clone(),
+            );
+        }
+        let link = Arc::new(LinkStats::default());
+        let supervisor = tokio::spawn(supervise(
+            config.clone(),
+            service.clone(),
+            refresher.clone(),
+            stats,
+            session,
+            shutdown.clone(),
+            link.clone(),
+        ));
+        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), identity = identity.as_str(), "worker ready");
+        Ok(Self {
+            shutdown,
+            supervisor,
+            service,
+            refresher,
+            link,
+        })
+    }
+
+    /// A token that stops the worker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The service (for the bench and tests that look at the store).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// The refresh engine.
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
+    }
+
+    /// The link counters.
+    pub fn link(&self) -> &Arc<LinkStats> {
+        &self.link
+    }
+
+    /// Runs until the shutdown token fires or a failure no new session can
+    /// fix, then stops cleanly: in-hand batches finish, the store is flushed,
+    /// the connection closed (unacknowledged prefetched messages return to
+    /// their queues).
+    pub async fn run(self) -> Result<(), WorkerError> {
+        let outcome = self
+            .supervisor
+            .await
+            .map_err(WorkerError::from)
+            .and_then(|r| r);
+        // After an I/O error the engine refuses every later write and flush:
+        // stop without one; what was acknowledged is already on disk.
+        if matches!(outcome, Err(WorkerError::Store(_))) {
+            // Dropping the store waits for the engine's background threads,
+            // which may be stuck on the failing disk: keep it alive so the
+            // process can exit.
+            std::mem::forget(self.service.clone());
+        } else {
+            self.refresher.drain(DRAIN_PATIENCE).await;
+            self.service.store().flush().await?;
+        }
+        outcome
+    }
+
+    /// Asks the worker to stop and waits until it has.
+    pub async fn stop(self) -> Result<(), WorkerError> {
+        self.shutdown.cancel();
+        self.run().await
+    }
+}
+
+/// One connection to the broker and what runs on it.
+struct Session {
+    connection: Connection,
+    stop: CancellationToken,
+    tasks: JoinSet<Result<(), ConsumerError>>,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Asked to stop.
+    Stopped,
+    /// The link failed: open a new session.
+    LinkLost(ConsumerError),
+    /// Something a new session cannot fix.
+    Fatal(WorkerError),
+}
+
+impl Session {
+    async fn open(
+        config: &WorkerConfig,
+        service: &Arc<Service>,
+        refresher: &Arc<Refresher>,
+        stats: &Arc<Stats>,
+    ) -> Result<Self, WorkerError> {
+        let connection = config
+            .broker
+            .broker()?
+            .with_default_heartbeat(HEARTBEAT_SECS)
+            .connect("mmt-worker")
+            .await?;
+        let namespace = &config.broker.namespace;
+        let setup = connection.create_channel().await?;
+        topology::declare(
+            &setup,
+            &TopologyConfig {
+                namespace: namespace.clone(),
+                queue_type: config.queue_type,
+                delivery_limit: config.delivery_limit,
+            },
+        )
+        .await?;
+        setup.close(200, "topology declared".into()).await?;
+        let events =
+            Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
+        let dead_channel = connection.create_channel().await?;
+        dead_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let dead = DeadLetters::new(dead_channel, namespace);
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        // The console's servers and the stats come before the consumers: once
+        // a consumer is registered, the session is serving, and nothing may
+        // fail between that and the session being counted as open.
+        for request in Request::ALL {
+            let server = ConsoleServer::start(
+                &connection,
+                namespace,
+                request,
+                service.clone(),
+                stats.clone(),
+            )
+            .await?;
+            tasks.spawn(server.run(stop.clone()));
+        }
+        let publish_stats = stats::publish(
+            stats.clone(),
+            service.clone(),
+            refresher.clone(),
+            events.clone(),
+            connection.create_channel().await?,
+            namespace.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            publish_stats.await;
+            Ok(())
+        });
+        for kind in MessageKind::ALL {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(config.prefetch, BasicQosOptions::default())
+                .await?;
+            let queue = namespace.queue(kind);
+            let counters = stats.counters(&queue);
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("mmt-worker.{}", kind.routing_key()).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let queue_consumer = QueueConsumer {
+                kind,
+                queue,
+                channel,
+                consumer,
+                dead: dead.clone(),
+                events: events.clone(),
+                service: service.clone(),
+                // A pipelined queue has two batches unacknowledged at once.
+                max_batch: if kind.mutates() {
+                    usize::from(config.prefetch / 2).max(1)
+                } else {
+                    usize::from(config.prefetch.max(1))
+                },
+                delivery_limit: match config.queue_type {
+                    QueueType::Quorum if kind.mutates() => Some(config.delivery_limit),
+                    _ => None,
+                },
+                counters,
+            };
+            tasks.spawn(queue_consumer.run(stop.clone()));
+        }
+        tasks.spawn(
+            refresher
+                .clone()
+                .run(events, config.sweep_interval, stop.clone()),
+        );
+        Ok(Self {
+            connection,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Waits until `shutdown` fires or a task ends, then stops every task.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> SessionEnd {
+        let end = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => SessionEnd::Stopped,
+            Some(joined) = self.tasks.join_next() => match joined {
+                Ok(Ok(())) if shutdown.is_cancelled() => SessionEnd::Stopped,
+                Ok(Ok(())) => SessionEnd::LinkLost(ConsumerError::Ended),
+                Ok(Err(ConsumerError::Store(error))) => SessionEnd::Fatal(error.into()),
+                Ok(Err(error)) => SessionEnd::LinkLost(error),
+                Err(error) => SessionEnd::Fatal(error.into()),
+            },
+        };
+        self.stop.cancel();
+        match end {
+            SessionEnd::Stopped => {
+                // Let every consumer finish the batch in hand and close its
+                // channel; a link that fails meanwhile changes nothing.
+                while let Some(joined) = self.tasks.join_next().await {
+                    if let Ok(Err(error)) = joined {
+                        tracing::debug!(
+                            error = &error as &dyn std::error::Error,
+                            "consumer ended with an error while stopping"
+                        );
+                    }
+                }
+            }
+            SessionEnd::LinkLost(_) | SessionEnd::Fatal(_) => {
+                // Deliveries of a dead channel are never acknowledged: the
+                // broker hands them out again.
+                self.tasks.abort_all();
+                while self.tasks.join_next().await.is_some() {}
+            }
+        }
+        end
+    }
+
+    async fn close(self) {
+        let closing = self.connection.close(200, "mmt-worker stopping".into());
+        match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "connection already closed"),
+            Err(_) => tracing::warn!("the broker did not answer the connection close in time"),
+        }
+    }
+}
+
+/// Reconnects wait 100 ms doubling up to 5 s, jittered.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// Runs sessions until shutdown: when one loses its link, a new one is opened
+/// with exponential backoff ([`RECONNECT`]).
+async fn supervise(
+    config: WorkerConfig,
+    service: Arc<Service>,
+    refresher: Arc<Refresher>,
+    stats: Arc<Stats>,
+    mut session: Session,
+    shutdown: CancellationToken,
+    link: Arc<LinkStats>,
+) -> Result<(), WorkerError> {
+    loop {
+        let lost = match session.wait(&shutdown).await {
+            SessionEnd::Stopped => {
+                session.close().await;
+                return Ok(());
+            }
+            SessionEnd::Fatal(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "stopping: this failure needs an operator"
+                );
+                session.close().await;
+                return Err(error);
+            }
+            SessionEnd::LinkLost(error) => error,
+        };
+        let lost_at = Instant::now();
+        tracing::warn!(
+            error = &lost as &dyn std::error::Error,
+            "broker link lost; reconnecting"
+        );
+        session.close().await;
+        let mut attempt: u32 = 0;
+        session = loop {
+            let wait = RECONNECT.delay(attempt);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+            attempt = attempt.saturating_add(1);
+            match Session::open(&config, &service, &refresher, &stats).await {
+                Ok(session) => break session,
+                Err(error) => tracing::warn!(
+                    attempt,
+                    error = &error as &dyn std::error::Error,
+                    "reconnect failed"
+                ),
+            }
+        };
+        let took = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let count = link.recoveries.fetch_add(1, Ordering::Relaxed) + 1;
+        link.last_recovery_ms.store(took, Ordering::Relaxed);
+        tracing::info!(
+            recoveries = count,
+            recovery_ms = took,
+            attempts = attempt,
+            "broker link recovered; consuming again"
+        );
+    }
+}
