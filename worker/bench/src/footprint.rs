@@ -13,7 +13,8 @@ use mmt_shared::config::Namespace;
 use super::child::WorkerChild;
 use super::ingest::{Replies, connected_messages, preload};
 use super::report::RunFigures;
-use super::scale::{Preloaded, bytes_under, memory};
+use super::scale::{bytes_under, memory};
+use super::tokens::Preloaded;
 use super::{BenchConfig, BenchError};
 use mmt_worker::store::crypto::MasterKey;
 

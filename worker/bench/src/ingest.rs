@@ -21,8 +21,8 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 use mmt_shared::config::{BrokerArgs, Namespace};
 use mmt_shared::wire::{MessageKind, TokenState};
 
-use super::{BenchConfig, BenchError, PATIENCE, ceiling, mix};
-use mmt_worker::amqp::topology::{self, QueueType, TopologyConfig};
+use super::{BenchConfig, BenchError, PATIENCE, mix};
+use mmt_worker::amqp::topology::QueueType;
 use mmt_worker::app::{Worker, WorkerConfig};
 use mmt_worker::store::crypto::MasterKey;
 
@@ -279,15 +279,6 @@ impl Replies {
     }
 }
 
-/// Ceiling and ingest drains of one run.
-#[derive(Clone, Copy, Debug)]
-pub struct Drained {
-    /// The no-op consumer.
-    pub ceiling: Drain,
-    /// The worker.
-    pub ingest: Drain,
-}
-
 /// The worker configuration of the bench's in-process workers.
 pub fn worker_config(
     config: &BenchConfig,
@@ -311,61 +302,9 @@ pub fn worker_config(
     }
 }
 
-/// Measures the ceiling and the ingest rate of `queue_type` on the same
-/// messages, in an order that alternates between runs.
-pub async fn ceiling_and_ingest(
-    config: &BenchConfig,
-    connection: &Connection,
-    ns: &Namespace,
-    queue_type: QueueType,
-    run: usize,
-    root: &Path,
-) -> Result<Drained, BenchError> {
-    let setup = connection.create_channel().await?;
-    topology::declare(
-        &setup,
-        &TopologyConfig {
-            namespace: ns.clone(),
-            queue_type,
-            delivery_limit: 5,
-        },
-    )
-    .await?;
-    setup.close(200, "declared".into()).await?;
-    let messages = connected_messages(&format!("{}-{run}", ns.as_str()), config.messages);
-    let mut replies = Replies::new(connection).await?;
-    let mut step = async |ceiling_step: bool| -> Result<Drain, BenchError> {
-        preload(connection, ns, &messages, replies.queue()).await?;
-        if ceiling_step {
-            return ceiling::drain(
-                connection,
-                ns,
-                config.prefetch,
-                &mut replies,
-                messages.len(),
-            )
-            .await;
-        }
-        let dir = root.join(format!("ingest-{}-{run}", ns.as_str()));
-        let drained =
-            drain_worker(config, ns, queue_type, &dir, &mut replies, messages.len()).await?;
-        std::fs::remove_dir_all(&dir)
-            .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
-        Ok(drained)
-    };
-    let ceiling_first = run.is_multiple_of(2);
-    let first = step(ceiling_first).await?;
-    let second = step(!ceiling_first).await?;
-    replies.close().await?;
-    let (ceiling, ingest) = if ceiling_first {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    Ok(Drained { ceiling, ingest })
-}
-
-async fn drain_worker(
+/// Drains `expected` messages of `ns` through an in-process worker over
+/// `dir`, and checks that it stored one token each.
+pub async fn drain_worker(
     config: &BenchConfig,
     ns: &Namespace,
     queue_type: QueueType,

@@ -28,11 +28,13 @@ pub mod child;
 pub mod footprint;
 pub mod goals;
 pub mod ingest;
+pub mod pairs;
 pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod scale;
 pub mod search;
+pub mod tokens;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -346,7 +348,7 @@ async fn phases(
     root: &std::path::Path,
 ) -> Result<(Vec<RunFigures>, Vec<String>), BenchError> {
     let small = if config.runs_phase(Phase::Resolve) || config.runs_phase(Phase::Scale) {
-        let small = scale::Preloaded::load(root, "small", config.small_tokens).await?;
+        let small = tokens::Preloaded::load(root, "small", config.small_tokens).await?;
         eprintln!(
             "bench: loaded {} tokens directly into a store",
             config.small_tokens
@@ -356,7 +358,7 @@ async fn phases(
         None
     };
     let large = if config.runs_phase(Phase::Scale) {
-        let large = scale::Preloaded::load(root, "large", config.scale_tokens).await?;
+        let large = tokens::Preloaded::load(root, "large", config.scale_tokens).await?;
         eprintln!(
             "bench: loaded {} tokens directly into a store in {:.1} s",
             config.scale_tokens, large.load_secs
@@ -430,7 +432,7 @@ async fn ingest_phase(
         };
         let ns = namespaces.part(part)?;
         let drained =
-            ingest::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
+            pairs::ceiling_and_ingest(config, connection, &ns, queue_type, run, root).await?;
         let (ceiling, ingest) = (drained.ceiling.rate(), drained.ingest.rate());
         figures.set(&format!("{prefix}ceiling_msgs_per_s"), ceiling);
         figures.set(&format!("{prefix}ingest_msgs_per_s"), ingest);

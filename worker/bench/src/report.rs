@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::BenchConfig;
 use super::goals::{GOALS, Goal};
-use super::resolve::HEADLINE_CONCURRENCY;
+
+/// The concurrency the goals are stated at.
+pub const HEADLINE_CONCURRENCY: usize = 4;
 
 /// The figures of one run, by name.
 #[derive(Clone, Debug, Default)]

@@ -21,15 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::ceiling::NoopResponder;
 use super::ingest::worker_config;
-use super::report::{RunFigures, percentile};
-use super::scale::{Preloaded, token_id};
+use super::report::{HEADLINE_CONCURRENCY, RunFigures, percentile};
+use super::tokens::{CLIENT_ID, Preloaded, secret, token_id};
 use super::{BenchConfig, BenchError, PATIENCE, mix};
 use mmt_worker::amqp::topology::{self, QueueType, TopologyConfig};
 use mmt_worker::app::Worker;
 use mmt_worker::ops::fixtures::DIRECT_REPLY_TO;
-
-/// The concurrency the goals are stated at.
-pub const HEADLINE_CONCURRENCY: usize = 4;
 
 /// One closed-loop measurement.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +55,7 @@ impl Level {
 pub fn request(tokens: usize, draw: u64) -> Vec<u8> {
     let index = mix(draw) % (tokens.max(1) as u64);
     serde_json::json!({
-        "clientId": super::scale::CLIENT_ID,
+        "clientId": CLIENT_ID,
         "tokenId": token_id(index),
         "operation": "read",
     })
@@ -193,7 +190,7 @@ pub fn resolve_reply() -> Result<Vec<u8>, BenchError> {
         broker_type: "coinbase".into(),
         account_id: "acct-0".into(),
         scope: Scope::Read,
-        access_token: Secret::new(super::scale::secret("cbat", 0)),
+        access_token: Secret::new(secret("cbat", 0)),
         expires_at: None,
     };
     Ok(serde_json::to_vec(&reply)?)
@@ -319,10 +316,7 @@ pub async fn strict(
     let clients = store.data_dir.with_file_name("clients.toml");
     std::fs::write(
         &clients,
-        format!(
-            "[clients.{}]\nbroker_users = [{user:?}]\n",
-            super::scale::CLIENT_ID
-        ),
+        format!("[clients.{}]\nbroker_users = [{user:?}]\n", CLIENT_ID),
     )
     .map_err(BenchError::io("cannot write the bench's clients file"))?;
     let mut worker_config = worker_config(

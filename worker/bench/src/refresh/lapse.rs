@@ -27,7 +27,7 @@ use mmt_shared::time_fmt::{UnixMillis, now_millis};
 use mmt_shared::wire::TokenState;
 
 use super::super::report::{RunFigures, percentile};
-use super::super::scale::token_id;
+use super::super::tokens::token_id;
 use super::super::{BenchConfig, BenchError};
 use super::load::{self, Loaded, Schedule};
 use super::watch::{Seen, Watch};

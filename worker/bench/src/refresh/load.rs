@@ -11,7 +11,7 @@ use std::time::Instant;
 use mmt_shared::time_fmt::{UnixMillis, now_millis};
 use mmt_shared::wire::{Scope, TokenState};
 
-use super::super::scale::{CLIENT_ID, secret, token_id};
+use super::super::tokens::{CLIENT_ID, secret, token_id};
 use super::super::{BenchError, mix};
 use mmt_worker::config::integrations::Integration;
 use mmt_worker::rules::lifecycle::TokenMeta;
