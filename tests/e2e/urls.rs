@@ -56,6 +56,7 @@ async fn a_broker_password_is_never_printed_by_any_binary() {
     let data = dir.path().join("data");
     let key = dir.path().join("mmt.key");
     let worker = worker_binary();
+    let bench_binary = crate::util::bench_binary();
     let tui = tui_binary();
     let run: Vec<&str> = vec![
         "run",
@@ -67,13 +68,13 @@ async fn a_broker_password_is_never_printed_by_any_binary() {
         key.to_str().expect("utf-8"),
     ];
     let publish = vec!["publish", "fixtures/messages/resolve-unknown.json"];
-    let bench = vec!["bench", "--quick"];
+    let bench = vec!["--quick"];
     let dump = vec!["--dump", "--timeout-secs", "2"];
     for url in urls() {
         for (binary, args) in [
             (&worker, &run),
             (&worker, &publish),
-            (&worker, &bench),
+            (&bench_binary, &bench),
             (&tui, &dump),
         ] {
             let (code, text) = stderr_of(binary, args, &url).await;

@@ -21,7 +21,7 @@ use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAcces
 use super::{BenchError, mix};
 use mmt_worker::rules::lifecycle::{self, ConnectInput};
 use mmt_worker::store::crypto::MasterKey;
-use mmt_worker::store::{Store, TokenSecrets};
+use mmt_worker::store::{Decision, Store, TokenSecrets};
 
 /// The client every preloaded token belongs to.
 pub const CLIENT_ID: &str = "bench-client";
@@ -120,51 +120,61 @@ impl Preloaded {
 fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(), BenchError> {
     let now = now_millis();
     for chunk in (worker..tokens.div_ceil(CHUNK)).step_by(workers) {
-        let mut change = store.change();
-        for index in chunk * CHUNK..((chunk + 1) * CHUNK).min(tokens) {
-            let index = index as u64;
-            let token_id = token_id(index);
-            let end_user_id = format!("user-{index}");
-            let account_id = format!("acct-{index}");
-            let input = ConnectInput {
-                client_id: CLIENT_ID,
-                end_user_id: &end_user_id,
-                broker_type: "coinbase",
-                broker_name: "Coinbase",
-                account_id: &account_id,
-                account_name: "Coinbase Main",
-                scope: Scope::Read,
-                expires_in_seconds: None,
-                refresh_expires_in_seconds: None,
-                has_refresh_token: true,
-                at: now,
-            };
-            let plan = lifecycle::connect(None, &input, now, String::new);
-            let secrets = TokenSecrets {
-                access_token: secret("cbat", index),
-                refresh_token: Some(secret("cbrt", index)),
-            };
-            change.put_token(&token_id, plan.meta(), None, &secrets)?;
-            let reply = ConnectedReply {
-                ok: true,
-                broker_type: "coinbase".into(),
-                scope: Scope::Read,
-                tokens: vec![IssuedToken {
-                    token_id: token_id.clone(),
-                    account_id: account_id.clone(),
-                    created: true,
-                }],
-                access_tokens: vec![SdkAccessToken::new(&token_id, "coinbase")],
-                wallet: false,
-            };
-            change.processed(
-                MessageKind::IntegrationConnected,
-                &format!("bench-load-{index}"),
-                &serde_json::to_vec(&reply)?,
-            )?;
-        }
-        let lock = store.lock();
-        change.commit(&lock)?;
+        let indexes = chunk * CHUNK..((chunk + 1) * CHUNK).min(tokens);
+        let replies = indexes
+            .clone()
+            .map(|index| serde_json::to_vec(&reply(index as u64)))
+            .collect::<Result<Vec<_>, _>>()?;
+        store.write(|change| {
+            for (index, reply) in indexes.clone().zip(&replies) {
+                let index = index as u64;
+                let token_id = token_id(index);
+                let end_user_id = format!("user-{index}");
+                let account_id = format!("acct-{index}");
+                let input = ConnectInput {
+                    client_id: CLIENT_ID,
+                    end_user_id: &end_user_id,
+                    broker_type: "coinbase",
+                    broker_name: "Coinbase",
+                    account_id: &account_id,
+                    account_name: "Coinbase Main",
+                    scope: Scope::Read,
+                    expires_in_seconds: None,
+                    refresh_expires_in_seconds: None,
+                    has_refresh_token: true,
+                    at: now,
+                };
+                let plan = lifecycle::connect(None, &input, now, String::new);
+                let secrets = TokenSecrets {
+                    access_token: secret("cbat", index),
+                    refresh_token: Some(secret("cbrt", index)),
+                };
+                change.put_token(&token_id, plan.meta(), None, &secrets)?;
+                change.record_processed(
+                    MessageKind::IntegrationConnected,
+                    &format!("bench-load-{index}"),
+                    reply,
+                )?;
+            }
+            Ok(Decision::Commit(()))
+        })?;
     }
     Ok(())
+}
+
+/// The reply the `index`-th token's `integration.connected` got.
+fn reply(index: u64) -> ConnectedReply {
+    let token_id = token_id(index);
+    ConnectedReply {
+        ok: true,
+        broker_type: "coinbase".into(),
+        scope: Scope::Read,
+        tokens: vec![IssuedToken {
+            token_id: token_id.clone(),
+            account_id: format!("acct-{index}"),
+            created: true,
+        }],
+        access_tokens: vec![SdkAccessToken::new(&token_id, "coinbase")],
+        wallet: false,
+    }
 }

@@ -18,7 +18,7 @@ use crate::config::integrations::DEFAULT_REFRESH_AHEAD_SECS;
 use crate::rules::lifecycle::{self, TokenMeta};
 use crate::rules::refresh::{self as rules, AfterFailure, Due, ExpiryReason, Failure, Grant};
 use crate::service::{Service, token_event};
-use crate::store::{Found, Lease, RefreshRecord, StoreError, TokenSecrets};
+use crate::store::{Decision, Found, Lease, RefreshRecord, StoreError, TokenSecrets};
 
 /// The most index entries one pass looks at.
 pub const PASS_LIMIT: usize = 1024;
@@ -115,57 +115,56 @@ fn skip(error: StoreError, token_id: &str, outcome: &mut PassOutcome) -> Result<
 pub fn expiry_pass(service: &Service, now: UnixMillis) -> Result<PassOutcome, StoreError> {
     let store = service.store();
     let due = store.due_expiry_entries(now, PASS_LIMIT)?;
-    let mut outcome = PassOutcome::default();
     if due.is_empty() {
-        return Ok(outcome);
+        return Ok(PassOutcome::default());
     }
     let integrations = service.integrations();
-    let lock = store.lock();
-    let mut change = store.change();
-    for (at, token_id) in due {
-        let found = match store.find(&token_id) {
-            Ok(found) => found,
-            Err(error) => {
-                skip(error, &token_id, &mut outcome)?;
-                change.skip_expiry(at, &token_id);
-                continue;
-            }
-        };
-        let Found::Live {
-            meta,
-            sealed,
-            wrapped,
-        } = found
-        else {
-            change.skip_expiry(at, &token_id);
-            continue;
-        };
-        if meta.expires_at != Some(at) || meta.state != TokenState::Active {
-            change.skip_expiry(at, &token_id);
-        } else if rules::refreshable(&meta, integrations.get(&meta.broker_type).is_some()) {
-            let previous = match store.refresh_record(&token_id) {
-                Ok(previous) => previous,
+    store.write(|tx| {
+        let mut outcome = PassOutcome::default();
+        for (at, token_id) in due.iter().cloned() {
+            let found = match tx.find(&token_id) {
+                Ok(found) => found,
                 Err(error) => {
                     skip(error, &token_id, &mut outcome)?;
-                    change.skip_expiry(at, &token_id);
+                    tx.skip_expiry(at, &token_id);
                     continue;
                 }
             };
-            let next = RefreshRecord {
-                due_at: now,
-                ..previous.clone().unwrap_or_default()
+            let Found::Live {
+                meta,
+                sealed,
+                wrapped,
+            } = found
+            else {
+                tx.skip_expiry(at, &token_id);
+                continue;
             };
-            change.put_refresh(&token_id, previous.as_ref(), &next, Some(at))?;
-        } else if lifecycle::expires_now(&meta, now) {
-            let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
-            outcome
-                .events
-                .push(expired_event(&token_id, &next, ExpiryReason::Expired, now));
+            if meta.expires_at != Some(at) || meta.state != TokenState::Active {
+                tx.skip_expiry(at, &token_id);
+            } else if rules::refreshable(&meta, integrations.get(&meta.broker_type).is_some()) {
+                let previous = match tx.refresh_record(&token_id) {
+                    Ok(previous) => previous,
+                    Err(error) => {
+                        skip(error, &token_id, &mut outcome)?;
+                        tx.skip_expiry(at, &token_id);
+                        continue;
+                    }
+                };
+                let next = RefreshRecord {
+                    due_at: now,
+                    ..previous.clone().unwrap_or_default()
+                };
+                tx.put_refresh(&token_id, previous.as_ref(), &next, Some(at))?;
+            } else if lifecycle::expires_now(&meta, now) {
+                let next = tx.expire(&token_id, &meta, &wrapped, &sealed, now)?;
+                outcome
+                    .events
+                    .push(expired_event(&token_id, &next, ExpiryReason::Expired, now));
+            }
         }
-    }
-    change.commit(&lock)?;
-    outcome.changed = true;
-    Ok(outcome)
+        outcome.changed = true;
+        Ok(Decision::Commit(outcome))
+    })
 }
 
 /// Leases up to `limit` due tokens (skipping those `busy` says are in
@@ -178,107 +177,106 @@ pub fn lease_pass(
     busy: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<Leased>, PassOutcome), StoreError> {
     let store = service.store();
-    let mut outcome = PassOutcome::default();
-    let mut leased = Vec::new();
     if limit == 0 {
-        return Ok((leased, outcome));
+        return Ok((Vec::new(), PassOutcome::default()));
     }
     let due = store.due_refreshes(now, PASS_LIMIT)?;
     if due.is_empty() {
-        return Ok((leased, outcome));
+        return Ok((Vec::new(), PassOutcome::default()));
     }
     let integrations = service.integrations();
-    let lock = store.lock();
-    let mut change = store.change();
-    for (at, token_id) in due {
-        if leased.len() >= limit {
-            break;
-        }
-        if busy(&token_id) {
-            continue;
-        }
-        let stale = RefreshRecord {
-            due_at: at,
-            ..RefreshRecord::default()
-        };
-        let (meta, sealed, wrapped, record) =
-            match (store.find(&token_id), store.refresh_record(&token_id)) {
-                (
-                    Ok(Found::Live {
-                        meta,
-                        sealed,
-                        wrapped,
-                    }),
-                    Ok(Some(record)),
-                ) => (meta, sealed, wrapped, record),
-                (Err(error), _) | (_, Err(error)) => {
-                    skip(error, &token_id, &mut outcome)?;
-                    change.skip_due(at, &token_id);
-                    continue;
-                }
-                _ => {
-                    change.drop_refresh(&token_id, &stale, None);
-                    continue;
-                }
+    store.write(|tx| {
+        let mut outcome = PassOutcome::default();
+        let mut leased = Vec::new();
+        for (at, token_id) in due.iter().cloned() {
+            if leased.len() >= limit {
+                break;
+            }
+            if busy(&token_id) {
+                continue;
+            }
+            let stale = RefreshRecord {
+                due_at: at,
+                ..RefreshRecord::default()
             };
-        if record.due_at != at {
-            change.skip_due(at, &token_id);
-            continue;
-        }
-        let integration = integrations.get(&meta.broker_type);
-        let timeout = integration.map_or(std::time::Duration::ZERO, |i| i.timeout);
-        match rules::on_due(
-            &meta,
-            &record,
-            integration.is_some(),
-            timeout,
-            now,
-            rand::random(),
-        ) {
-            Due::Refresh(next) => {
-                let secrets = match store.open_secrets(&token_id, &meta, &sealed, &wrapped) {
-                    Ok(secrets) => secrets,
-                    Err(error) => {
+            let (meta, sealed, wrapped, record) =
+                match (tx.find(&token_id), tx.refresh_record(&token_id)) {
+                    (
+                        Ok(Found::Live {
+                            meta,
+                            sealed,
+                            wrapped,
+                        }),
+                        Ok(Some(record)),
+                    ) => (meta, sealed, wrapped, record),
+                    (Err(error), _) | (_, Err(error)) => {
                         skip(error, &token_id, &mut outcome)?;
-                        change.skip_due(at, &token_id);
+                        tx.skip_due(at, &token_id);
+                        continue;
+                    }
+                    _ => {
+                        tx.drop_refresh(&token_id, &stale, None);
                         continue;
                     }
                 };
-                let Some(refresh_token) = secrets.refresh_token.as_ref() else {
-                    change.drop_refresh(&token_id, &record, meta.expires_at);
-                    continue;
-                };
-                let refresh_token = Zeroizing::new(refresh_token.clone());
-                change.put_refresh(&token_id, Some(&record), &next, None)?;
-                if let Some(lease) = next.lease {
-                    leased.push(Leased {
-                        token_id,
-                        broker_type: meta.broker_type.clone(),
-                        lease,
-                        refresh_token,
-                        expires_at: meta.expires_at,
-                    });
+            if record.due_at != at {
+                tx.skip_due(at, &token_id);
+                continue;
+            }
+            let integration = integrations.get(&meta.broker_type);
+            let timeout = integration.map_or(std::time::Duration::ZERO, |i| i.timeout);
+            match rules::on_due(
+                &meta,
+                &record,
+                integration.is_some(),
+                timeout,
+                now,
+                rand::random(),
+            ) {
+                Due::Refresh(next) => {
+                    let secrets = match store.open_secrets(&token_id, &meta, &sealed, &wrapped) {
+                        Ok(secrets) => secrets,
+                        Err(error) => {
+                            skip(error, &token_id, &mut outcome)?;
+                            tx.skip_due(at, &token_id);
+                            continue;
+                        }
+                    };
+                    let Some(refresh_token) = secrets.refresh_token.as_ref() else {
+                        tx.drop_refresh(&token_id, &record, meta.expires_at);
+                        continue;
+                    };
+                    let refresh_token = Zeroizing::new(refresh_token.clone());
+                    tx.put_refresh(&token_id, Some(&record), &next, None)?;
+                    if let Some(lease) = next.lease {
+                        leased.push(Leased {
+                            token_id,
+                            broker_type: meta.broker_type.clone(),
+                            lease,
+                            refresh_token,
+                            expires_at: meta.expires_at,
+                        });
+                    }
                 }
+                Due::Expire(reason) => {
+                    let next = tx.expire(&token_id, &meta, &wrapped, &sealed, now)?;
+                    tx.drop_refresh(&token_id, &record, None);
+                    outcome
+                        .events
+                        .push(expired_event(&token_id, &next, reason, now));
+                }
+                Due::Release => {
+                    let back = (meta.state == TokenState::Active)
+                        .then_some(meta.expires_at)
+                        .flatten();
+                    tx.drop_refresh(&token_id, &record, back);
+                }
+                Due::Wait(next) => tx.put_refresh(&token_id, Some(&record), &next, None)?,
             }
-            Due::Expire(reason) => {
-                let next = change.expire(&token_id, &meta, &wrapped, &sealed, now)?;
-                change.drop_refresh(&token_id, &record, None);
-                outcome
-                    .events
-                    .push(expired_event(&token_id, &next, reason, now));
-            }
-            Due::Release => {
-                let back = (meta.state == TokenState::Active)
-                    .then_some(meta.expires_at)
-                    .flatten();
-                change.drop_refresh(&token_id, &record, back);
-            }
-            Due::Wait(next) => change.put_refresh(&token_id, Some(&record), &next, None)?,
         }
-    }
-    change.commit(&lock)?;
-    outcome.changed = true;
-    Ok((leased, outcome))
+        outcome.changed = true;
+        Ok(Decision::Commit((leased, outcome)))
+    })
 }
 
 /// Gives back leases whose requests never went out (queued at a clean
@@ -286,23 +284,23 @@ pub fn lease_pass(
 /// out. A lease that is no longer the record's is left alone.
 pub fn unlease(service: &Service, leases: &[Leased], now: UnixMillis) -> Result<(), StoreError> {
     let store = service.store();
-    let lock = store.lock();
-    let mut change = store.change();
-    for leased in leases {
-        let Some(record) = store.refresh_record(&leased.token_id)? else {
-            continue;
-        };
-        if record.lease.map(|l| l.id) != Some(leased.lease.id) {
-            continue;
+    store.write(|tx| {
+        for leased in leases {
+            let Some(record) = tx.refresh_record(&leased.token_id)? else {
+                continue;
+            };
+            if record.lease.map(|l| l.id) != Some(leased.lease.id) {
+                continue;
+            }
+            let next = RefreshRecord {
+                due_at: now,
+                lease: None,
+                ..record.clone()
+            };
+            tx.put_refresh(&leased.token_id, Some(&record), &next, None)?;
         }
-        let next = RefreshRecord {
-            due_at: now,
-            lease: None,
-            ..record.clone()
-        };
-        change.put_refresh(&leased.token_id, Some(&record), &next, None)?;
-    }
-    change.commit(&lock)
+        Ok(Decision::Commit(()))
+    })
 }
 
 /// Applies the answer to a leased refresh, unless the lease is no longer
@@ -316,84 +314,83 @@ pub fn apply(
 ) -> Result<Vec<Event>, StoreError> {
     let store = service.store();
     let token_id = leased.token_id.as_str();
-    let lock = store.lock();
-    let (
-        Found::Live {
-            meta,
-            sealed,
-            wrapped,
-        },
-        Some(record),
-    ) = (store.find(token_id)?, store.refresh_record(token_id)?)
-    else {
-        return Ok(Vec::new());
-    };
-    if record.lease.map(|l| l.id) != Some(leased.lease.id) {
-        tracing::info!(
-            token_id,
-            "refresh answer dropped: the token changed meanwhile"
-        );
-        return Ok(Vec::new());
-    }
-    let ahead = service.integrations().get(&meta.broker_type).map_or(
-        std::time::Duration::from_secs(DEFAULT_REFRESH_AHEAD_SECS),
-        |i| i.refresh_ahead,
-    );
-    let sent_at = leased.lease.sent_at;
-    let mut change = store.change();
-    let stamp = rfc3339(now);
-    let events = match answer {
-        Ok(grant) => {
-            let next_meta = rules::refreshed_meta(&meta, grant, sent_at, now);
-            let secrets = TokenSecrets {
-                access_token: grant.access_token.expose().to_owned(),
-                refresh_token: Some(grant.refresh_token.as_ref().map_or_else(
-                    || leased.refresh_token.to_string(),
-                    |r| r.expose().to_owned(),
-                )),
-            };
-            change.put_token(token_id, &next_meta, Some(&meta), &secrets)?;
-            match rules::after_success(&next_meta, ahead, sent_at, now, unit()) {
-                Some(next) => {
-                    change.put_refresh(token_id, Some(&record), &next, next_meta.expires_at)?
-                }
-                None => change.drop_refresh(token_id, &record, None),
-            }
-            vec![token_event(
-                EventKind::TokenRefreshed,
-                &stamp,
+    store.write(|tx| {
+        let (
+            Found::Live {
+                meta,
+                sealed,
+                wrapped,
+            },
+            Some(record),
+        ) = (tx.find(token_id)?, tx.refresh_record(token_id)?)
+        else {
+            return Ok(Decision::Discard(Vec::new()));
+        };
+        if record.lease.map(|l| l.id) != Some(leased.lease.id) {
+            tracing::info!(
                 token_id,
-                TokenState::Active,
-                &next_meta,
-            )]
+                "refresh answer dropped: the token changed meanwhile"
+            );
+            return Ok(Decision::Discard(Vec::new()));
         }
-        Err(failure) => match rules::after_failure(&meta, &record, failure, now, unit()) {
-            AfterFailure::Expire(reason) => {
-                let next = change.expire(token_id, &meta, &wrapped, &sealed, now)?;
-                change.drop_refresh(token_id, &record, None);
-                vec![expired_event(token_id, &next, reason, now)]
-            }
-            AfterFailure::Retry {
-                record: next,
-                failed_event,
-            } => {
-                change.put_refresh(token_id, Some(&record), &next, None)?;
-                if failed_event {
-                    let mut event = token_event(
-                        EventKind::TokenRefreshFailed,
-                        &stamp,
-                        token_id,
-                        TokenState::Active,
-                        &meta,
-                    );
-                    event.reason = Some(failure.code());
-                    vec![event]
-                } else {
-                    Vec::new()
+        let ahead = service.integrations().get(&meta.broker_type).map_or(
+            std::time::Duration::from_secs(DEFAULT_REFRESH_AHEAD_SECS),
+            |i| i.refresh_ahead,
+        );
+        let sent_at = leased.lease.sent_at;
+        let stamp = rfc3339(now);
+        let events = match answer {
+            Ok(grant) => {
+                let next_meta = rules::refreshed_meta(&meta, grant, sent_at, now);
+                let secrets = TokenSecrets {
+                    access_token: grant.access_token.expose().to_owned(),
+                    refresh_token: Some(grant.refresh_token.as_ref().map_or_else(
+                        || leased.refresh_token.to_string(),
+                        |r| r.expose().to_owned(),
+                    )),
+                };
+                tx.put_token(token_id, &next_meta, Some(&meta), &secrets)?;
+                match rules::after_success(&next_meta, ahead, sent_at, now, unit()) {
+                    Some(next) => {
+                        tx.put_refresh(token_id, Some(&record), &next, next_meta.expires_at)?
+                    }
+                    None => tx.drop_refresh(token_id, &record, None),
                 }
+                vec![token_event(
+                    EventKind::TokenRefreshed,
+                    &stamp,
+                    token_id,
+                    TokenState::Active,
+                    &next_meta,
+                )]
             }
-        },
-    };
-    change.commit(&lock)?;
-    Ok(events)
+            Err(failure) => match rules::after_failure(&meta, &record, failure, now, unit()) {
+                AfterFailure::Expire(reason) => {
+                    let next = tx.expire(token_id, &meta, &wrapped, &sealed, now)?;
+                    tx.drop_refresh(token_id, &record, None);
+                    vec![expired_event(token_id, &next, reason, now)]
+                }
+                AfterFailure::Retry {
+                    record: next,
+                    failed_event,
+                } => {
+                    tx.put_refresh(token_id, Some(&record), &next, None)?;
+                    if failed_event {
+                        let mut event = token_event(
+                            EventKind::TokenRefreshFailed,
+                            &stamp,
+                            token_id,
+                            TokenState::Active,
+                            &meta,
+                        );
+                        event.reason = Some(failure.code());
+                        vec![event]
+                    } else {
+                        Vec::new()
+                    }
+                }
+            },
+        };
+        Ok(Decision::Commit(events))
+    })
 }

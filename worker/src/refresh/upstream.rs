@@ -15,7 +15,7 @@ use crate::refresh::oauth::OAuthClient;
 use crate::refresh::pass::PASS_LIMIT;
 use crate::rules::refresh::{Failure, LEASE_MARGIN, RETRY};
 use crate::service::Service;
-use crate::store::{StoreError, TokenSecrets, UpstreamJob};
+use crate::store::{Decision, StoreError, TokenSecrets, UpstreamJob};
 
 /// A job gives up this long after the revocation.
 pub const GIVE_UP_AFTER: UnixMillis = 24 * 3600 * 1000;
@@ -89,75 +89,74 @@ pub fn lease_jobs(
     busy: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<JobLease>, Vec<Event>, u64), StoreError> {
     let store = service.store();
-    let (mut leased, mut events, mut skipped) = (Vec::new(), Vec::new(), 0);
     if limit == 0 {
-        return Ok((leased, events, skipped));
+        return Ok((Vec::new(), Vec::new(), 0));
     }
     // Most ticks find no job: look before taking the writer lock (a tick
     // runs whenever a refresh ends).
     if store.upstream_jobs(1)?.is_empty() {
-        return Ok((leased, events, skipped));
+        return Ok((Vec::new(), Vec::new(), 0));
     }
     let integrations = service.integrations();
-    let lock = store.lock();
-    let mut change = store.change();
-    for (token_id, job) in store.upstream_jobs(PASS_LIMIT)? {
-        if leased.len() >= limit {
-            break;
-        }
-        let job = match job {
-            Ok(job) => job,
-            Err(error) => {
-                tracing::error!(
-                    token_id,
-                    error = &error as &dyn std::error::Error,
-                    "an upstream revocation job does not decode; dropped"
-                );
-                change.end_upstream_job(&token_id);
-                skipped += 1;
+    store.write(|tx| {
+        let (mut leased, mut events, mut skipped) = (Vec::new(), Vec::new(), 0);
+        for (token_id, job) in tx.upstream_jobs(PASS_LIMIT)? {
+            if leased.len() >= limit {
+                break;
+            }
+            let job = match job {
+                Ok(job) => job,
+                Err(error) => {
+                    tracing::error!(
+                        token_id,
+                        error = &error as &dyn std::error::Error,
+                        "an upstream revocation job does not decode; dropped"
+                    );
+                    tx.end_upstream_job(&token_id);
+                    skipped += 1;
+                    continue;
+                }
+            };
+            if job.due_at > now || busy(&token_id) {
                 continue;
             }
-        };
-        if job.due_at > now || busy(&token_id) {
-            continue;
-        }
-        let Some(timeout) = integrations
-            .get(&job.broker_type)
-            .filter(|i| i.revoke_url.is_some())
-            .map(|i| i.timeout)
-        else {
-            change.end_upstream_job(&token_id);
-            events.push(ended(&token_id, &job, false, now));
-            continue;
-        };
-        let secrets = match store.open_job(&token_id, &job) {
-            Ok(secrets) => secrets,
-            Err(error) if error.is_transient() => return Err(error),
-            Err(error) => {
-                tracing::error!(
-                    token_id,
-                    error = &error as &dyn std::error::Error,
-                    "an upstream revocation job does not open; dropped"
-                );
-                change.end_upstream_job(&token_id);
+            let Some(timeout) = integrations
+                .get(&job.broker_type)
+                .filter(|i| i.revoke_url.is_some())
+                .map(|i| i.timeout)
+            else {
+                tx.end_upstream_job(&token_id);
                 events.push(ended(&token_id, &job, false, now));
-                skipped += 1;
                 continue;
-            }
-        };
-        let job = job.rescheduled(
-            now.saturating_add(millis(timeout * 2 + LEASE_MARGIN)),
-            job.attempts,
-        );
-        change.update_upstream_job(&token_id, &job)?;
-        leased.push(JobLease {
-            token_id,
-            job,
-            secrets,
-        });
-    }
-    change.commit(&lock)?;
-    Ok((leased, events, skipped))
+            };
+            let secrets = match store.open_job(&token_id, &job) {
+                Ok(secrets) => secrets,
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => {
+                    tracing::error!(
+                        token_id,
+                        error = &error as &dyn std::error::Error,
+                        "an upstream revocation job does not open; dropped"
+                    );
+                    tx.end_upstream_job(&token_id);
+                    events.push(ended(&token_id, &job, false, now));
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let job = job.rescheduled(
+                now.saturating_add(millis(timeout * 2 + LEASE_MARGIN)),
+                job.attempts,
+            );
+            tx.update_upstream_job(&token_id, &job)?;
+            leased.push(JobLease {
+                token_id,
+                job,
+                secrets,
+            });
+        }
+        Ok(Decision::Commit((leased, events, skipped)))
+    })
 }
 
 /// One attempt: the refresh token, then the access token (RFC 7009 §2.1).
@@ -191,20 +190,19 @@ pub fn finish(
     now: UnixMillis,
 ) -> Result<Vec<Event>, StoreError> {
     let store = service.store();
-    let lock = store.lock();
-    let mut change = store.change();
-    let events = match after_attempt(&lease.job, result, now, rand::random()) {
-        JobNext::End { ok } => {
-            change.end_upstream_job(&lease.token_id);
-            vec![ended(&lease.token_id, &lease.job, ok, now)]
-        }
-        JobNext::Retry(job) => {
-            change.update_upstream_job(&lease.token_id, &job)?;
-            Vec::new()
-        }
-    };
-    change.commit(&lock)?;
-    Ok(events)
+    store.write(|tx| {
+        let events = match after_attempt(&lease.job, result, now, rand::random()) {
+            JobNext::End { ok } => {
+                tx.end_upstream_job(&lease.token_id);
+                vec![ended(&lease.token_id, &lease.job, ok, now)]
+            }
+            JobNext::Retry(job) => {
+                tx.update_upstream_job(&lease.token_id, &job)?;
+                Vec::new()
+            }
+        };
+        Ok(Decision::Commit(events))
+    })
 }
 
 #[cfg(test)]
@@ -236,12 +234,12 @@ mod tests {
             access_token: "a".into(),
             refresh_token: Some("r".into()),
         };
-        let lock = store.lock();
-        let mut change = store.change();
-        change
-            .start_upstream_job("tok_1", &meta, &secrets, created_at)
-            .expect("starts");
-        change.commit(&lock).expect("commits");
+        store
+            .write(|tx| {
+                tx.start_upstream_job("tok_1", &meta, &secrets, created_at)?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
         let (_, job) = store.upstream_jobs(10).expect("reads").remove(0);
         let job = job.expect("decodes");
         let opened = store.open_job("tok_1", &job).expect("opens");

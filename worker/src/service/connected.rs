@@ -12,14 +12,15 @@ use super::{
     Applied, Inbound, MAX_SECRET_BYTES, Outcome, Service, own_refresh, to_json, token_event,
 };
 use crate::rules::lifecycle::{self, ConnectInput, Holder};
-use crate::store::{Found, Identity, StoreError, TokenSecrets};
+use crate::store::{Found, Identity, StoreError, TokenSecrets, Tx};
 
 impl Service {
     pub(super) fn connected(
         &self,
+        tx: &mut Tx<'_>,
         msg: &IntegrationConnected,
         inbound: &Inbound<'_>,
-    ) -> Result<Applied<'_>, StoreError> {
+    ) -> Result<Applied, StoreError> {
         let delayed;
         let payload = match (&msg.access_token, &msg.delayed_auth) {
             (Some(payload), None) => payload,
@@ -60,7 +61,6 @@ impl Service {
         let at = lifecycle::event_time(inbound.timestamp, now);
         let stamp = rfc3339(now);
         let integrations = self.integrations();
-        let mut change = self.store.change();
         let mut tokens = Vec::with_capacity(payload.account_tokens.len());
         let mut events = Vec::with_capacity(payload.account_tokens.len());
         for account in &payload.account_tokens {
@@ -91,9 +91,9 @@ impl Service {
                     .as_ref()
                     .map(|r| r.expose().to_owned()),
             };
-            let held = match self.store.token_of(&identity)? {
+            let held = match tx.token_of(&identity)? {
                 Some(token_id) => {
-                    let found = self.store.find(&token_id)?;
+                    let found = tx.find(&token_id)?;
                     let same_secrets = self.holds_the_same_secrets(&token_id, &found, &secrets)?;
                     Some((token_id, found, same_secrets))
                 }
@@ -111,13 +111,13 @@ impl Service {
             };
             let meta = &plan.meta;
             let token_id = &plan.token_id;
-            change.put_token(token_id, meta, previous, &secrets)?;
+            tx.put_token(token_id, meta, previous, &secrets)?;
             let previous_refresh = match previous {
-                Some(_) => self.store.refresh_record(token_id)?,
+                Some(_) => tx.refresh_record(token_id)?,
                 None => None,
             };
             own_refresh(
-                &mut change,
+                tx,
                 token_id,
                 meta,
                 previous_refresh.as_ref(),
@@ -145,7 +145,6 @@ impl Service {
             wallet: false,
         };
         Ok(Applied::Change {
-            change,
             reply: to_json(&reply),
             events,
         })

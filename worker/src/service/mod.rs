@@ -20,7 +20,7 @@ use crate::rules;
 use crate::rules::decode::{self, Message};
 use crate::rules::identity::Gate;
 use crate::rules::lifecycle::{self, Rejection, TokenMeta};
-use crate::store::{Change, RefreshRecord, Store, StoreError};
+use crate::store::{Change, Decision, RefreshRecord, Store, StoreError, Tx};
 
 mod connected;
 mod link;
@@ -191,12 +191,13 @@ impl Service {
     pub fn handle(&self, inbound: &Inbound<'_>) -> Result<Outcome, StoreError> {
         let now = inbound.received_at;
         let mut outcome = match inbound.kind {
-            MessageKind::IntegrationConnected => self
-                .gated(inbound, |msg: &IntegrationConnected| {
-                    self.mutate(inbound, |s| s.connected(msg, inbound))
-                })?,
+            MessageKind::IntegrationConnected => {
+                self.gated(inbound, |msg: &IntegrationConnected| {
+                    self.mutate(inbound, |s, tx| s.connected(tx, msg, inbound))
+                })?
+            }
             MessageKind::ConnectionRemoved => self.gated(inbound, |msg: &ConnectionRemoved| {
-                self.mutate(inbound, |s| s.removed(msg, now))
+                self.mutate(inbound, |s, tx| s.removed(tx, msg, now))
             })?,
             MessageKind::TokenResolve => {
                 self.gated(inbound, |msg: &TokenResolve| self.resolve(msg, now))?
@@ -230,55 +231,52 @@ impl Service {
         }
     }
 
-    /// Runs a state-changing handler under the writer lock, once per message
-    /// id: a repeated id gets its original reply and changes nothing.
-    fn mutate<'s>(
-        &'s self,
+    /// Runs a state-changing handler in one store write, once per message
+    /// id: a repeated id gets its original reply and changes nothing. The
+    /// processed-id record commits with the change it answers.
+    fn mutate(
+        &self,
         inbound: &Inbound<'_>,
-        apply: impl FnOnce(&'s Self) -> Result<Applied<'s>, StoreError>,
+        apply: impl Fn(&Self, &mut Tx<'_>) -> Result<Applied, StoreError>,
     ) -> Result<Outcome, StoreError> {
         let key = message_key(inbound.kind, inbound.message_id, inbound.body);
-        let lock = self.store.lock();
-        if let Some(reply) = self.store.processed(inbound.kind, &key)? {
-            return Ok(Outcome::Done {
-                reply: Zeroizing::new(reply),
-                events: Vec::new(),
-                applied: false,
-            });
-        }
-        match apply(self)? {
-            Applied::Invalid(outcome) => Ok(outcome),
-            Applied::Stateless { reply } => Ok(Outcome::Done {
-                reply,
-                events: Vec::new(),
-                applied: true,
-            }),
-            Applied::Change {
-                mut change,
-                reply,
-                events,
-            } => {
-                change.processed(inbound.kind, &key, &reply)?;
-                change.commit(&lock)?;
-                Ok(Outcome::Done {
-                    reply,
-                    events,
-                    applied: true,
-                })
+        self.store.write(|tx| {
+            if let Some(reply) = tx.processed(inbound.kind, &key)? {
+                return Ok(Decision::Discard(Outcome::Done {
+                    reply: Zeroizing::new(reply),
+                    events: Vec::new(),
+                    applied: false,
+                }));
             }
-        }
+            Ok(match apply(self, tx)? {
+                Applied::Invalid(outcome) => Decision::Discard(outcome),
+                Applied::Stateless { reply } => Decision::Discard(Outcome::Done {
+                    reply,
+                    events: Vec::new(),
+                    applied: true,
+                }),
+                Applied::Change { reply, events } => {
+                    tx.record_processed(inbound.kind, &key, &reply)?;
+                    Decision::Commit(Outcome::Done {
+                        reply,
+                        events,
+                        applied: true,
+                    })
+                }
+            })
+        })
     }
 }
 
 /// What a state-changing handler decided.
-enum Applied<'a> {
+enum Applied {
     /// Bad input: nothing changes, nothing is recorded.
     Invalid(Outcome),
     /// Acknowledged with nothing stored (a wallet).
     Stateless { reply: Zeroizing<Vec<u8>> },
-    /// Writes to commit with the processed-id record.
+    /// Writes made in the store write, to commit with the processed-id
+    /// record.
     Change {
-        change: crate::store::Change<'a>,
         reply: Zeroizing<Vec<u8>>,
         events: Vec<Event>,
     },

@@ -7,22 +7,22 @@ use mmt_shared::wire::{ConnectionRemoved, ErrorReply, MessageKind, RemovedReply,
 
 use super::{Applied, Service, to_json, token_event};
 use crate::rules::lifecycle::{self, RevokePlan};
-use crate::store::{Found, StoreError};
+use crate::store::{Found, StoreError, Tx};
 
 impl Service {
     pub(super) fn removed(
         &self,
+        tx: &mut Tx<'_>,
         msg: &ConnectionRemoved,
         now: UnixMillis,
-    ) -> Result<Applied<'_>, StoreError> {
+    ) -> Result<Applied, StoreError> {
         if let Err(r) = lifecycle::check_id("clientId", &msg.client_id)
             .and_then(|()| lifecycle::check_id("tokenId", &msg.token_id))
         {
             return Ok(Applied::Invalid(r.into()));
         }
-        let found = self.store.find(&msg.token_id)?;
+        let found = tx.find(&msg.token_id)?;
         let stamp = rfc3339(now);
-        let mut change = self.store.change();
         let (reply, events) = match (lifecycle::revoke(found.lookup(), &msg.client_id), &found) {
             (
                 Ok(RevokePlan::Revoke),
@@ -32,7 +32,7 @@ impl Service {
                     wrapped,
                 },
             ) => {
-                change.revoke(&msg.token_id, meta, now)?;
+                tx.revoke(&msg.token_id, meta, now)?;
                 let revokes_upstream = self
                     .integrations()
                     .get(&meta.broker_type)
@@ -43,7 +43,7 @@ impl Service {
                         .open_secrets(&msg.token_id, meta, sealed, wrapped)
                     {
                         Ok(secrets) => {
-                            change.start_upstream_job(&msg.token_id, meta, &secrets, now)?;
+                            tx.start_upstream_job(&msg.token_id, meta, &secrets, now)?;
                         }
                         Err(error) if error.is_transient() => return Err(error),
                         Err(error) => tracing::error!(
@@ -53,8 +53,8 @@ impl Service {
                         ),
                     }
                 }
-                if let Some(record) = self.store.refresh_record(&msg.token_id)? {
-                    change.drop_refresh(&msg.token_id, &record, None);
+                if let Some(record) = tx.refresh_record(&msg.token_id)? {
+                    tx.drop_refresh(&msg.token_id, &record, None);
                 }
                 let event = token_event(
                     EventKind::TokenRevoked,
@@ -90,10 +90,6 @@ impl Service {
                 )
             }
         };
-        Ok(Applied::Change {
-            change,
-            reply,
-            events,
-        })
+        Ok(Applied::Change { reply, events })
     }
 }

@@ -142,7 +142,7 @@ impl Change<'_> {
     }
 
     /// Records that a message was processed, with its reply.
-    pub fn processed(
+    pub fn record_processed(
         &mut self,
         kind: MessageKind,
         message_id: &str,
@@ -155,7 +155,7 @@ impl Change<'_> {
 
     /// Applies every write atomically. The caller holds the writer lock; the
     /// counts in memory follow the store once the batch is applied.
-    pub fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
+    pub(super) fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
         let mut current = self.store.counts.lock().unwrap_or_else(|e| e.into_inner());
         let counts = std::mem::take(&mut self.counts);
         let next: Vec<(Vec<u8>, u64)> = counts

@@ -23,9 +23,10 @@
 //! to v2 ([`migrate`]). Key encodings are in [`keys`], the writes of one
 //! message in [`change`], the token table in [`list`].
 //!
-//! Every message's effect is one atomic [`kv::Batch`]. Writers take
-//! [`Store::lock`] so that read-decide-write never interleaves (a revocation
-//! racing a reconnection could otherwise bring a token back).
+//! Every message's effect is one atomic [`kv::Batch`], made through
+//! [`Store::write`]: it holds the writer lock from the first read of a
+//! decision to its commit, so that read-decide-write never interleaves (a
+//! revocation racing a reconnection could otherwise bring a token back).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 pub mod upstream;
+mod write;
 
 pub use crate::rules::refresh::{Lease, RefreshRecord};
 pub use change::Change;
@@ -71,6 +73,7 @@ use kv::Kv;
 pub use list::{Listed, TokenPage};
 use record::Record;
 pub use upstream::UpstreamJob;
+pub use write::{Decision, Tx};
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';
@@ -294,9 +297,9 @@ impl Store {
         })
     }
 
-    /// Takes the writer lock: hold it from the first read of a decision to
-    /// its [`Store::commit`].
-    pub fn lock(&self) -> WriteGuard<'_> {
+    /// Takes the writer lock: held from the first read of a decision to
+    /// its commit ([`Store::write`]).
+    fn lock(&self) -> WriteGuard<'_> {
         WriteGuard(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -395,8 +398,8 @@ impl Store {
             .collect())
     }
 
-    /// Starts the atomic change of one message.
-    pub fn change(&self) -> Change<'_> {
+    /// Starts the atomic change of one decision ([`Store::write`]).
+    fn change(&self) -> Change<'_> {
         Change {
             store: self,
             batch: self.kv.batch(),

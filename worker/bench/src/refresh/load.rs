@@ -17,7 +17,7 @@ use mmt_worker::config::integrations::Integration;
 use mmt_worker::rules::lifecycle::TokenMeta;
 use mmt_worker::service::own_refresh;
 use mmt_worker::store::crypto::MasterKey;
-use mmt_worker::store::{RefreshRecord, Store, TokenSecrets};
+use mmt_worker::store::{Decision, RefreshRecord, Store, TokenSecrets};
 
 /// Tokens per commit.
 const CHUNK: usize = 1_000;
@@ -155,30 +155,30 @@ impl Job<'_> {
         let tokens = self.refresh_tokens.len();
         for chunk in (worker..tokens.div_ceil(CHUNK)).step_by(workers) {
             let now = now_millis();
-            let mut change = self.store.change();
-            for index in chunk * CHUNK..((chunk + 1) * CHUNK).min(tokens) {
-                let id = token_id(index as u64);
-                let meta = meta(index, self.schedule.expires_at(index, tokens), now);
-                let secrets = TokenSecrets {
-                    access_token: secret("fxat", index as u64),
-                    refresh_token: self.refresh_tokens.get(index).cloned(),
-                };
-                change.put_token(&id, &meta, None, &secrets)?;
-                match self.schedule {
-                    Schedule::AllDue { .. } => {
-                        let due = RefreshRecord {
-                            due_at: now,
-                            ..RefreshRecord::default()
-                        };
-                        change.put_refresh(&id, None, &due, meta.expires_at)?;
-                    }
-                    Schedule::Spread { .. } => {
-                        own_refresh(&mut change, &id, &meta, None, Some(self.integration), now)?;
+            self.store.write(|change| {
+                for index in chunk * CHUNK..((chunk + 1) * CHUNK).min(tokens) {
+                    let id = token_id(index as u64);
+                    let meta = meta(index, self.schedule.expires_at(index, tokens), now);
+                    let secrets = TokenSecrets {
+                        access_token: secret("fxat", index as u64),
+                        refresh_token: self.refresh_tokens.get(index).cloned(),
+                    };
+                    change.put_token(&id, &meta, None, &secrets)?;
+                    match self.schedule {
+                        Schedule::AllDue { .. } => {
+                            let due = RefreshRecord {
+                                due_at: now,
+                                ..RefreshRecord::default()
+                            };
+                            change.put_refresh(&id, None, &due, meta.expires_at)?;
+                        }
+                        Schedule::Spread { .. } => {
+                            own_refresh(change, &id, &meta, None, Some(self.integration), now)?;
+                        }
                     }
                 }
-            }
-            let lock = self.store.lock();
-            change.commit(&lock)?;
+                Ok(Decision::Commit(()))
+            })?;
         }
         Ok(())
     }

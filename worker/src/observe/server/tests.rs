@@ -119,11 +119,12 @@ fn rows_carry_the_refresh_record_of_the_tokens_the_engine_owns() {
         ..crate::store::RefreshRecord::default()
     };
     let store = service.store();
-    let lock = store.lock();
-    let mut change = store.change();
-    change.put_refresh(&id, None, &record, None).expect("puts");
-    change.commit(&lock).expect("commits");
-    drop(lock);
+    store
+        .write(|tx| {
+            tx.put_refresh(&id, None, &record, None)?;
+            Ok(crate::store::Decision::Commit(()))
+        })
+        .expect("commits");
     let want = crate::observe::query::refresh_of(&record, None, now_millis());
     let found = ask(&service, json!({"tokenId": id}));
     assert_eq!(found.tokens[0].refresh.as_ref(), Some(&want));
