@@ -340,8 +340,10 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
     assert!(screen.contains("1 Overview"), "{screen}");
 
     let worker = RunningWorker::start(&namespace).await;
-    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
-        .await;
+    pane.wait_for("the worker to be picked up", |s| {
+        s.contains("worker last heard")
+    })
+    .await;
     let (connection, mut publisher) = publisher(&namespace).await;
     let token_id = scope_mismatch_then_revocation(&mut publisher, &raw).await;
     let shown_id = &token_id[..20];
@@ -459,8 +461,10 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
     let namespace = unique("tui-e2e-v2");
     let pane = Pane::start(&namespace);
     let worker = RunningWorker::start(&namespace).await;
-    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
-        .await;
+    pane.wait_for("the worker to be picked up", |s| {
+        s.contains("worker last heard")
+    })
+    .await;
     let (connection, mut publisher) = publisher(&namespace).await;
     connect(&mut publisher, "acme", "read").await;
     let globex = connect(&mut publisher, "globex", "write").await;
