@@ -139,8 +139,10 @@ impl Pane {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
+        // A server of its own (`-L`, a unique socket) that reads no
+        // configuration (`-f /dev/null`): never the user's tmux server.
         Command::new("tmux")
-            .args(["-L", &self.socket])
+            .args(["-L", &self.socket, "-f", "/dev/null"])
             .args(args)
             .output()
             .expect("tmux runs (apt-get install -y tmux)")
