@@ -388,10 +388,19 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
         })
         .await;
 
+    // At 80x24 the popup fits by scrolling: its first keys, then its last.
     pane.keys("?");
     let help = pane
-        .wait_for("the help popup", |s| s.contains("Keys (Esc or ? closes)"))
+        .wait_for("the help popup", |s| {
+            s.contains("Keys 1-21 of 25 (↑↓ scroll · Esc or ? closes)")
+        })
         .await;
+    assert_eq!(help.lines().count(), 24, "{help}");
+    pane.keys("End");
+    pane.wait_for("the help popup's last key", |s| {
+        s.contains("Keys 5-25 of 25") && s.contains("close the help")
+    })
+    .await;
     pane.keys("Escape");
 
     let text_dump = dump(&namespace, false);
