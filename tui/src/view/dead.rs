@@ -90,7 +90,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         .map_or_else(|| "?".to_owned(), |d| d.to_string());
     let total = state.worker.as_ref().map_or(0, |w| w.dead_lettered);
     let title = Line::from(format!(
-        " Dead letters, newest first: {len} of {total} since the worker started · {depth} in {}.dead ",
+        " Dead letters, newest first: {len} of {total} since worker start · {depth} in {}.dead ",
         state.namespace
     ));
     table::render(
