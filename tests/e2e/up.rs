@@ -1,5 +1,6 @@
 //! The README's first command, `.ci/up`, where it can be run without its
-//! release build: a second run on a broker where a demo runs is refused
+//! release build: a second run on a broker where a demo runs, or from a
+//! clone whose demo runs, is refused
 //! before it changes anything (the running demo keeps its passwords), and
 //! the README's publish command and first-hour text are what `.ci/up`
 //! prints and does, with no hand-written timing or test count to go stale.
@@ -55,6 +56,42 @@ async fn a_second_ci_up_on_a_broker_where_a_demo_runs_is_refused_and_changes_not
     let again = worker.connect().await;
     let _ = again.close(200, "done".into()).await;
     let _ = running.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ci_up_from_the_same_clone_is_refused_before_it_changes_anything() {
+    let prefix = format!(
+        "mmt-t-up-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    // The first run holds the clone's lock; the second runs under it.
+    let lock = repo_root().join("mmt-up.lock");
+    let mut command = tokio::process::Command::new("flock");
+    command
+        .args(["-w", "10"])
+        .arg(&lock)
+        .arg("bash")
+        .arg(repo_root().join(".ci").join("up"))
+        .env("MMT_DEMO_USER_PREFIX", &prefix)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(PATIENCE, command.output())
+        .await
+        .expect(".ci/up ended")
+        .expect("flock runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("up: refused: another .ci/up is running from this clone"),
+        "{stderr}"
+    );
+    let users = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_users"])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        !String::from_utf8_lossy(&users.stdout).contains(&prefix),
+        "no broker user was made"
+    );
 }
 
 /// The README's `sh` block that holds `mmt-demo.env`: the publish command.
