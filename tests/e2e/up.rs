@@ -1,9 +1,9 @@
 //! The README's first command, `.ci/up`, where it can be run without its
 //! release build: a second run on a broker where a demo runs, or from a
-//! clone whose demo runs, is refused
-//! before it changes anything (the running demo keeps its passwords), and
-//! the README's publish command and first-hour text are what `.ci/up`
-//! prints and does, with no hand-written timing or test count to go stale.
+//! clone whose demo runs, is refused before it changes anything (the
+//! running demo keeps its passwords), and the README's publish command and
+//! first-hour text are what `.ci/up` prints and does, with no hand-written
+//! timing or test count to go stale.
 
 use std::process::Output;
 
