@@ -1,21 +1,39 @@
 // Connect a user's exchange account, then resolve its tokenId (amqplib >= 0.10).
 //
-// Each call waits TIMEOUT_MS at most, and its message expires in the queue
-// after as long: when no worker answers, the call says so and the message is
-// never applied by a worker that starts later. Retrying with the same
-// messageId is safe (it is the idempotency key).
+// Every message names the broker user it is published as (userId, the login
+// of MMT_AMQP_URL): the broker checks it, and a worker in strict mode serves
+// only publishers that give it. Each call waits TIMEOUT_MS at most, and its
+// message expires in the queue after as long: when no worker answers, the
+// call says so and the message is never applied by a worker that starts
+// later. Retrying with the same messageId is safe (it is the idempotency
+// key). An error reply is printed with its code and message, and the script
+// exits 1.
 const amqp = require("amqplib");
 const { randomUUID } = require("crypto");
 
 const URL = process.env.MMT_AMQP_URL || "amqp://guest:guest@127.0.0.1:5672/%2f";
 const NS = process.env.MMT_NAMESPACE || "mmt";
 const TIMEOUT_MS = 5000;
+const USER = decodeURIComponent(new globalThis.URL(URL).username); // the broker refuses any other userId
+
+const refused = (routingKey, reply) => {
+  const error = reply.error || {};
+  return new Error(`${routingKey} refused: ${error.code}: ${error.message}`);
+};
 
 async function main() {
   const connection = await amqp.connect(URL);
+  // A channel or connection the broker closes rejects the call in progress.
+  let broken = null;
+  const pending = new Map();
+  const fail = (err) => {
+    broken = broken || err;
+    for (const settle of pending.values()) settle(null);
+  };
+  connection.on("error", fail);
   try {
     const channel = await connection.createConfirmChannel();
-    const pending = new Map();
+    channel.on("error", fail);
     await channel.consume("amq.rabbitmq.reply-to", (msg) => {
       const answer = pending.get(msg.properties.correlationId);
       if (answer) answer(JSON.parse(msg.content.toString()));
@@ -30,12 +48,14 @@ async function main() {
       pending.set(correlationId, (reply) => {
         clearTimeout(timer);
         pending.delete(correlationId);
-        resolve(reply);
+        if (reply === null) reject(new Error(`the broker refused: ${broken.message}`));
+        else resolve(reply);
       });
       channel.publish(`${NS}.in`, routingKey, Buffer.from(JSON.stringify(body)), {
         contentType: "application/json",
         persistent: true,
         messageId,
+        userId: USER,
         replyTo: "amq.rabbitmq.reply-to",
         correlationId,
         mandatory: true,
@@ -43,7 +63,8 @@ async function main() {
       }, (err) => {
         if (err) {
           clearTimeout(timer);
-          reject(err);
+          pending.delete(correlationId);
+          reject(new Error(`the broker refused: ${(broken || err).message}`));
         }
       });
     });
@@ -62,12 +83,15 @@ async function main() {
         }],
       },
     });
+    if (!connected.ok) throw refused("integration.connected", connected);
     const tokenId = connected.tokens[0].tokenId;
     console.log("tokenId:", tokenId);
     const resolved = await call("token.resolve", { clientId: "acme", tokenId, operation: "write" });
+    if (resolved.ok) throw new Error("token.resolve: a write with a read token was allowed");
+    if ((resolved.error || {}).code !== "scope_mismatch") throw refused("token.resolve", resolved);
     console.log("write with a read token:", resolved.error.code);
   } finally {
-    await connection.close();
+    await connection.close().catch(() => {});
   }
 }
 

@@ -38,9 +38,14 @@ impl BrokerUser {
     }
 
     /// A new user with the given configure, write and read patterns on `/`.
-    pub fn create_with(label: &str, [configure, write, read]: [&str; 3]) -> Self {
+    pub fn create_with(label: &str, rights: [&str; 3]) -> Self {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let name = format!("mmt-t-{label}-{suffix}");
+        Self::create_named(format!("mmt-t-{label}-{suffix}"), rights)
+    }
+
+    /// A new user named exactly `name` (the caller makes it unique), with
+    /// the given configure, write and read patterns on `/`.
+    pub fn create_named(name: String, [configure, write, read]: [&str; 3]) -> Self {
         let password = uuid::Uuid::new_v4().simple().to_string();
         rabbitmqctl(&["add_user", &name, &password]);
         let user = Self { name, password };

@@ -1,13 +1,18 @@
 //! The README's publisher examples (`docs/examples`), run for real: against
-//! a worker they print the tokenId and `scope_mismatch`; with none they say
-//! so within their timeout and leave nothing for a later worker; and the
-//! README shows them verbatim, so the two cannot drift.
+//! a worker, open or strict (as a broker user the clients file lists, which
+//! is what `.ci/up` leaves in `mmt-demo.env`), they print the tokenId and
+//! `scope_mismatch`; as a user the file does not list they print the error
+//! reply's code and message and exit 1, without a traceback or a stack
+//! trace; with no worker they say so within their timeout and leave nothing
+//! for a later worker; and the README shows them verbatim, so the two cannot
+//! drift.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lapin::types::AMQPValue;
 
+use crate::brokeruser::BrokerUser;
 use crate::util::{TestWorker, amqp_url, repo_root};
 
 /// The examples wait this long for an answer.
@@ -23,13 +28,18 @@ fn example(file: &str) -> PathBuf {
     repo_root().join("docs").join("examples").join(file)
 }
 
-/// Runs one example against `w`'s namespace; a run that does not end by
-/// itself fails the test.
-async fn run(w: &TestWorker, file: &str, interpreter: &str) -> (std::process::Output, Duration) {
+/// Runs one example against `w`'s namespace as the broker user of `url`; a
+/// run that does not end by itself fails the test.
+async fn run_as(
+    url: &str,
+    w: &TestWorker,
+    file: &str,
+    interpreter: &str,
+) -> (std::process::Output, Duration) {
     let started = Instant::now();
     let child = tokio::process::Command::new(interpreter)
         .arg(example(file))
-        .env("MMT_AMQP_URL", amqp_url())
+        .env("MMT_AMQP_URL", url)
         .env("MMT_NAMESPACE", w.ns.as_str())
         .kill_on_drop(true)
         .output();
@@ -44,7 +54,44 @@ async fn run(w: &TestWorker, file: &str, interpreter: &str) -> (std::process::Ou
         !stderr.contains("No module named") && !stderr.contains("Cannot find module"),
         "{file} lacks its client library ({stderr}); `bash .ci/run` installs it from docs/examples"
     );
+    for trace in ["Traceback", "    at "] {
+        assert!(
+            !stderr.contains(trace),
+            "{file} must fail with one line, not a trace: {stderr}"
+        );
+    }
     (output, started.elapsed())
+}
+
+/// Runs one example as the test broker's default user.
+async fn run(w: &TestWorker, file: &str, interpreter: &str) -> (std::process::Output, Duration) {
+    run_as(&amqp_url(), w, file, interpreter).await
+}
+
+fn assert_token_and_scope_mismatch(file: &str, output: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{file}: {stdout}{stderr}");
+    assert!(stdout.contains("tokenId: tok_"), "{file}: {stdout}");
+    assert!(
+        stdout.contains("write with a read token: scope_mismatch"),
+        "{file}: {stdout}"
+    );
+}
+
+/// A strict worker whose clients file gives `acme` (the examples' client) to
+/// `listed` only.
+async fn strict_worker(test: &str, listed: &BrokerUser) -> TestWorker {
+    let mut w = TestWorker::start_idle(test).await;
+    let file = w.dir.path().join("clients.toml");
+    std::fs::write(
+        &file,
+        format!("[clients.acme]\nbroker_users = [{:?}]\n", listed.name),
+    )
+    .expect("clients file");
+    w.clients = Some(file);
+    w.start_worker().await;
+    w
 }
 
 #[test]
@@ -64,13 +111,44 @@ async fn the_publisher_examples_print_the_token_id_and_scope_mismatch() {
     let w = TestWorker::start("examples").await;
     for (file, interpreter, _) in EXAMPLES {
         let (output, _) = run(&w, file, interpreter).await;
+        assert_token_and_scope_mismatch(file, &output);
+    }
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_a_listed_broker_user_runs_the_examples_as_in_open_mode() {
+    let listed = BrokerUser::create("example");
+    let w = strict_worker("examples-strict", &listed).await;
+    for (file, interpreter, _) in EXAMPLES {
+        let (output, _) = run_as(&listed.url(), &w, file, interpreter).await;
+        assert_token_and_scope_mismatch(file, &output);
+    }
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_an_unlisted_broker_user_gets_the_code_and_message_and_exit_1() {
+    let listed = BrokerUser::create("example");
+    let unlisted = BrokerUser::create("stranger");
+    let w = strict_worker("examples-unlisted", &listed).await;
+    for (file, interpreter, _) in EXAMPLES {
+        let (output, _) = run_as(&unlisted.url(), &w, file, interpreter).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{file}: {stdout}{stderr}");
-        assert!(stdout.contains("tokenId: tok_"), "{file}: {stdout}");
+        assert_eq!(output.status.code(), Some(1), "{file}: {stdout}{stderr}");
+        assert!(!stdout.contains("tokenId"), "{file}: {stdout}");
+        // One line: the example, the call, the code, then the worker's
+        // message.
+        let line = stderr.trim_end();
+        let message = line
+            .strip_prefix(&format!(
+                "{file}: integration.connected refused: forbidden: "
+            ))
+            .unwrap_or_else(|| panic!("{file}: the code first: {stderr}"));
         assert!(
-            stdout.contains("write with a read token: scope_mismatch"),
-            "{file}: {stdout}"
+            message.contains("may not act for the clientId") && !line.contains('\n'),
+            "{file}: one line with the code and the message: {stderr}"
         );
     }
     w.finish().await;

@@ -5,7 +5,8 @@
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures,
-//! `examples` runs the README's publisher examples, `pipes` runs the
+//! `examples` runs the README's publisher examples, `up` the README's first
+//! command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
 //! §9, and `bench` runs the benchmark harness in its quick form.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,5 +30,6 @@ mod refresh_faults;
 mod scenarios;
 mod tls;
 mod topology;
+mod up;
 mod urls;
 mod util;

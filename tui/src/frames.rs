@@ -66,7 +66,7 @@ pub async fn run(
         .tokens
         .rows
         .first()
-        .map(|row| state::Detail::open(row.token_id.clone(), Some(row.clone())).0);
+        .map(|row| state::Detail::open(row.token_id.clone(), Some(row.clone()), state.now).0);
     let panes = Screen::ALL
         .iter()
         .map(|screen| {

@@ -151,9 +151,10 @@ async fn console(args: &Args) -> anyhow::Result<()> {
     let mut dirty = true;
     loop {
         if dirty {
-            guard
+            let drawn = guard
                 .terminal
                 .draw(|frame| view::draw(frame, &state, styles))?;
+            state.rows = drawn.area.height;
             dirty = false;
         }
         let commands = tokio::select! {

@@ -139,8 +139,10 @@ impl Pane {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
+        // A server of its own (`-L`, a unique socket) that reads no
+        // configuration (`-f /dev/null`): never the user's tmux server.
         Command::new("tmux")
-            .args(["-L", &self.socket])
+            .args(["-L", &self.socket, "-f", "/dev/null"])
             .args(args)
             .output()
             .expect("tmux runs (apt-get install -y tmux)")
@@ -340,8 +342,10 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
     assert!(screen.contains("1 Overview"), "{screen}");
 
     let worker = RunningWorker::start(&namespace).await;
-    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
-        .await;
+    pane.wait_for("the worker to be picked up", |s| {
+        s.contains("worker last heard")
+    })
+    .await;
     let (connection, mut publisher) = publisher(&namespace).await;
     let token_id = scope_mismatch_then_revocation(&mut publisher, &raw).await;
     let shown_id = &token_id[..20];
@@ -384,10 +388,19 @@ async fn the_console_shows_a_scope_mismatch_and_a_revocation_from_a_real_worker(
         })
         .await;
 
+    // At 80x24 the popup fits by scrolling: its first keys, then its last.
     pane.keys("?");
     let help = pane
-        .wait_for("the help popup", |s| s.contains("Keys (Esc or ? closes)"))
+        .wait_for("the help popup", |s| {
+            s.contains("Keys 1-21 of 25 (↑↓ scroll · Esc or ? closes)")
+        })
         .await;
+    assert_eq!(help.lines().count(), 24, "{help}");
+    pane.keys("End");
+    pane.wait_for("the help popup's last key", |s| {
+        s.contains("Keys 5-25 of 25") && s.contains("close the help")
+    })
+    .await;
     pane.keys("Escape");
 
     let text_dump = dump(&namespace, false);
@@ -459,8 +472,10 @@ async fn the_console_searches_every_token_opens_a_detail_pane_and_lists_a_dead_l
     let namespace = unique("tui-e2e-v2");
     let pane = Pane::start(&namespace);
     let worker = RunningWorker::start(&namespace).await;
-    pane.wait_for("the worker to be picked up", |s| s.contains("worker alive"))
-        .await;
+    pane.wait_for("the worker to be picked up", |s| {
+        s.contains("worker last heard")
+    })
+    .await;
     let (connection, mut publisher) = publisher(&namespace).await;
     connect(&mut publisher, "acme", "read").await;
     let globex = connect(&mut publisher, "globex", "write").await;

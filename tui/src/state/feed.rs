@@ -34,6 +34,8 @@ pub struct Rejection {
     pub code: Option<ErrorCode>,
     /// The request's queue (`token.resolve`, `connection.removed`).
     pub request: String,
+    /// Why, for bad input (the dead letter's `x-mmt-error`).
+    pub reason: Option<String>,
 }
 
 impl Rejection {
@@ -83,6 +85,7 @@ impl From<Event> for Rejection {
             scope: event.scope,
             code: event.code,
             request: unprefixed_request(&request).to_owned(),
+            reason: event.reason,
         }
     }
 }
@@ -102,6 +105,20 @@ pub struct DeadLetter {
     pub message_id: Option<String>,
     /// Its size in bytes (known once the worker's list arrives).
     pub size: Option<u64>,
+    /// The broker user that published it (its `user_id`), when known: the
+    /// live event names it; the worker's list does not.
+    pub broker_user: Option<String>,
+    /// The clientId its body claimed, when known: from the event, or from
+    /// the `request.rejected` of the same message (`forbidden`).
+    pub client_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// Whether `other` is the same dead letter (the same message at the same
+    /// time, from the same queue).
+    pub fn same(&self, other: &DeadLetter) -> bool {
+        self.at == other.at && self.queue == other.queue && self.message_id == other.message_id
+    }
 }
 
 impl From<DeadLetterRow> for DeadLetter {
@@ -113,6 +130,8 @@ impl From<DeadLetterRow> for DeadLetter {
             code: row.code,
             message_id: row.message_id,
             size: Some(row.size),
+            broker_user: None,
+            client_id: None,
         }
     }
 }
@@ -126,6 +145,8 @@ impl From<&Event> for DeadLetter {
             code: event.code,
             message_id: event.message_id.clone(),
             size: None,
+            broker_user: event.broker_user.clone(),
+            client_id: event.client_id.clone(),
         }
     }
 }

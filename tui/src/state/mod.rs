@@ -34,6 +34,21 @@ pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
 /// A worker is "alive" while its last `worker.stats` is younger than this.
 pub const ALIVE_WITHIN_MS: UnixMillis = 3_000;
 
+/// A worker whose first `worker.stats` comes within this many seconds of
+/// its start has all its refusals counted in the sparkline's first second.
+const FIRST_SECONDS: u64 = 2;
+
+/// Whether a dead letter is bad input (`invalid_message`,
+/// `invalid_request`): a refusal with no `request.rejected` of its own. A
+/// dead letter with another code (`forbidden`) comes with its
+/// `request.rejected`, which is the refusal: counted once.
+fn is_bad_input(event: &Event) -> bool {
+    matches!(
+        event.code,
+        Some(ErrorCode::InvalidMessage | ErrorCode::InvalidRequest)
+    )
+}
+
 /// How many seconds of rates the sparklines keep.
 pub const HISTORY: usize = 120;
 
@@ -61,6 +76,10 @@ pub struct State {
     pub screen: Screen,
     /// Whether the help popup is open.
     pub help: bool,
+    /// The first key row the help popup shows.
+    pub help_scroll: usize,
+    /// The terminal's height at the last draw (the help popup's room).
+    pub rows: u16,
     /// The broker link.
     pub link: Link,
     /// How many times the link came back after a loss.
@@ -124,6 +143,8 @@ impl State {
             now,
             screen: Screen::Overview,
             help: false,
+            help_scroll: 0,
+            rows: 24,
             link: Link::Connecting {
                 attempt: 0,
                 error: None,
@@ -227,6 +248,7 @@ impl State {
                     self.rejections = snapshot
                         .recent_rejections
                         .into_iter()
+                        .filter(|e| e.kind != EventKind::MessageDeadLettered || is_bad_input(e))
                         .map(Rejection::from)
                         .collect();
                     self.rejection_selected = 0;
@@ -240,10 +262,19 @@ impl State {
                     self.lifecycle_selected = 0;
                 }
                 if !self.paused && !snapshot.recent_dead_letters.is_empty() {
+                    let known = std::mem::take(&mut self.dead_letters);
                     self.dead_letters = snapshot
                         .recent_dead_letters
                         .into_iter()
                         .map(DeadLetter::from)
+                        .map(|mut letter| {
+                            // What the live event said and the list does not.
+                            if let Some(seen) = known.iter().rev().find(|k| k.same(&letter)) {
+                                letter.broker_user.clone_from(&seen.broker_user);
+                                letter.client_id.clone_from(&seen.client_id);
+                            }
+                            letter
+                        })
                         .collect();
                     self.dead_selected = 0;
                 }
@@ -303,6 +334,11 @@ impl State {
                 if self.screen == Screen::Tokens && self.tokens.is_stale() {
                     commands.push(Command::Tokens(self.tokens.reload()));
                 }
+                if self.worker_alive()
+                    && let Some(request) = self.detail.as_mut().and_then(|d| d.tick(now))
+                {
+                    commands.push(Command::Tokens(request));
+                }
                 commands
             }
         }
@@ -310,17 +346,37 @@ impl State {
 
     /// Carries out an operator's action; returns what to ask for.
     pub fn act(&mut self, action: Action) -> Vec<Command> {
-        if self.help && !matches!(action, Action::Help | Action::Close | Action::Quit) {
-            return Vec::new();
+        if self.help {
+            match action {
+                Action::Help | Action::Close | Action::Quit => {}
+                Action::Up => self.help_scroll = self.help_scroll.saturating_sub(1),
+                Action::Down => self.help_scroll = (self.help_scroll + 1).min(self.help_last()),
+                Action::PageUp | Action::Top => self.help_scroll = 0,
+                Action::PageDown | Action::Bottom => self.help_scroll = self.help_last(),
+                _ => return Vec::new(),
+            }
+            if !matches!(action, Action::Help | Action::Close | Action::Quit) {
+                return Vec::new();
+            }
         }
         if self.detail.is_some() || self.dead_open.is_some() {
             return match action {
                 Action::Quit => vec![Command::Quit],
                 Action::Help => {
                     self.help = true;
+                    self.help_scroll = 0;
                     Vec::new()
                 }
                 Action::Copy => self.copy(),
+                Action::Refresh => {
+                    let now = self.now;
+                    self.detail
+                        .as_mut()
+                        .and_then(|d| d.ask(now))
+                        .map(Command::Tokens)
+                        .into_iter()
+                        .collect()
+                }
                 Action::Close | Action::Open => {
                     self.detail = None;
                     self.dead_open = None;
@@ -345,7 +401,10 @@ impl State {
             Action::NextScreen => self.screen = self.screen.offset(1),
             Action::PrevScreen => self.screen = self.screen.offset(-1),
             Action::Jump(screen) => self.screen = screen,
-            Action::Help => self.help = !self.help,
+            Action::Help => {
+                self.help = !self.help;
+                self.help_scroll = 0;
+            }
             Action::Close => {
                 self.help = false;
                 self.tokens.cancel_filter();
@@ -397,6 +456,14 @@ impl State {
         Vec::new()
     }
 
+    /// The help popup's last first row: the one that shows the last key
+    /// with the terminal's height (its borders and header take 3 rows).
+    fn help_last(&self) -> usize {
+        crate::input::BINDINGS
+            .len()
+            .saturating_sub(usize::from(self.rows.saturating_sub(3)))
+    }
+
     /// A character typed while the token filter is being edited; returns the
     /// request to send when the filter is applied.
     pub fn type_filter(&mut self, key: FilterKey) -> Vec<Command> {
@@ -427,6 +494,18 @@ impl State {
     }
 
     fn refused(&mut self, event: Event) {
+        // A refusal that is also dead-lettered (`forbidden` on a
+        // state-changing queue) came as a dead letter first: it names the
+        // claimed client, which the dead letter does not.
+        if let (Some(id), Some(client)) = (&event.message_id, &event.client_id)
+            && let Some(dead) = self
+                .dead_letters
+                .iter_mut()
+                .rev()
+                .find(|d| d.message_id.as_ref() == Some(id) && d.client_id.is_none())
+        {
+            dead.client_id = Some(client.clone());
+        }
         if self.rejections.len() == REJECTIONS_KEPT {
             self.rejections.pop_front();
         }
@@ -460,7 +539,7 @@ impl State {
             EventKind::RequestRejected => self.refused(event),
             EventKind::MessageDeadLettered => {
                 self.dead_lettered(&event);
-                if event.code.is_some() {
+                if is_bad_input(&event) {
                     self.refused(event);
                 }
             }
@@ -474,6 +553,11 @@ impl State {
                     self.lifecycle.pop_front();
                 }
                 self.tokens.observe(&event);
+                if let Some(detail) = self.detail.as_mut()
+                    && event.token_id.as_deref() == Some(detail.token_id.as_str())
+                {
+                    detail.touch();
+                }
                 self.counts_stale = true;
                 self.lifecycle.push_back(Lifecycle::from(event));
                 if self.lifecycle_selected > 0 {
@@ -501,9 +585,18 @@ impl State {
         self.rates.ingest.push(rate_of("integration.connected"));
         self.rates.resolves.push(rate_of("token.resolve"));
         let total: u64 = stats.rejections.iter().map(|c| c.count).sum();
-        let delta = self
-            .last_rejection_total
-            .map_or(0, |last| total.saturating_sub(last));
+        let restarted = self
+            .worker
+            .as_ref()
+            .is_some_and(|w| stats.uptime_seconds < w.uptime_seconds);
+        let delta = match self.last_rejection_total {
+            Some(last) if !restarted && total >= last => total - last,
+            // A worker first seen (or started again) in its first seconds:
+            // everything it counted is this second's.
+            _ if stats.uptime_seconds <= FIRST_SECONDS => total,
+            // Seen later: when its refusals happened is not known.
+            _ => 0,
+        };
         self.last_rejection_total = Some(total);
         self.rates.rejections.push(delta);
         self.rejection_counts = stats.rejections.iter().map(|c| (c.code, c.count)).collect();

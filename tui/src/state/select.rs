@@ -69,7 +69,7 @@ impl State {
             .iter()
             .find(|r| r.token_id == token_id)
             .cloned();
-        let (detail, request) = Detail::open(token_id, row);
+        let (detail, request) = Detail::open(token_id, row, self.now);
         self.detail = Some(detail);
         request.map(Command::Tokens).into_iter().collect()
     }

@@ -27,10 +27,10 @@ use super::styles::Styles;
 use crate::state::{Action, Command, FilterKey, Link, Msg, Screen, State};
 
 /// 2026-12-01 22:11:08 UTC.
-const NOW: UnixMillis = 1_796_163_068_000;
+pub(super) const NOW: UnixMillis = 1_796_163_068_000;
 
 /// A tokenId shaped like the worker's, fixed by `n`.
-fn id(n: u32) -> String {
+pub(super) fn id(n: u32) -> String {
     let mut x = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d;
     let mut hex = String::new();
     while hex.len() < 32 {
@@ -41,7 +41,7 @@ fn id(n: u32) -> String {
     format!("tok_{}", &hex[..32])
 }
 
-fn at(offset_ms: i64) -> String {
+pub(super) fn at(offset_ms: i64) -> String {
     rfc3339(NOW + offset_ms)
 }
 
@@ -76,7 +76,7 @@ fn refused(token: u32, client: &str, operation: Option<Operation>, code: ErrorCo
 
 fn stats() -> WorkerStats {
     let queue = |name: &str, received| QueueStats {
-        queue: format!("demo.{name}"),
+        queue: format!("mmt.{name}"),
         received,
         acked: received,
         rate: 0.0,
@@ -143,10 +143,20 @@ fn stats() -> WorkerStats {
 fn dead(n: i64, queue: &str, reason: &str, code: ErrorCode, size: u64) -> DeadLetterRow {
     DeadLetterRow {
         at: at(-5_000 + n),
-        queue: format!("demo.{queue}"),
+        queue: format!("mmt.{queue}"),
         reason: reason.into(),
         code: Some(code),
-        message_id: Some(format!("bad-{n}")),
+        message_id: Some(
+            [
+                "fx-bad-not-json",
+                "fx-bad-missing-field",
+                "fx-bad-no-accounts",
+                "fx-bad-unknown-operation",
+                "fx-bad-empty-body",
+            ]
+            .get(usize::try_from(n - 1).unwrap_or(0))
+            .map_or_else(|| format!("fx-bad-{n}"), |id| (*id).to_owned()),
+        ),
         size,
     }
 }
@@ -257,8 +267,8 @@ fn row(n: u32, client: &str, broker: &str, scope: Scope, state: TokenState) -> W
 }
 
 /// The console after the fixtures' replay, on the overview.
-fn demo() -> State {
-    let mut state = State::new("demo", NOW);
+pub(super) fn demo() -> State {
+    let mut state = State::new("mmt", NOW);
     state.update(Msg::Link(Link::Up), NOW);
     state.update(Msg::Stats(stats()), NOW);
     state.update(Msg::Snapshot(snapshot()), NOW);
@@ -292,7 +302,7 @@ fn demo() -> State {
         state.update(Msg::Event(e), NOW);
     }
     let mut bad = Event::new(EventKind::MessageDeadLettered, at(-2_000));
-    bad.queue = Some("demo.integration.connected".into());
+    bad.queue = Some("mmt.integration.connected".into());
     bad.reason = Some("body is not valid JSON: line 1, column 2".into());
     bad.code = Some(ErrorCode::InvalidMessage);
     state.update(Msg::Event(bad), NOW);
@@ -303,7 +313,7 @@ fn demo() -> State {
 }
 
 /// The worker's answer to a listing request: the demo's rows that match.
-fn answer(request: &TokensRequest) -> TokensReply {
+pub(super) fn answer(request: &TokensRequest) -> TokensReply {
     let rows = vec![
         row(1, "acme", "coinbase", Scope::Read, TokenState::Active),
         row(2, "acme", "coinbase", Scope::Write, TokenState::Active),
@@ -355,7 +365,7 @@ fn answer(request: &TokensRequest) -> TokensReply {
 }
 
 /// Carries out `commands` as the worker would answer the listing requests.
-fn serve(state: &mut State, commands: Vec<Command>) {
+pub(super) fn serve(state: &mut State, commands: Vec<Command>) {
     for command in commands {
         if let Command::Tokens(request) = command {
             let reply = answer(&request);

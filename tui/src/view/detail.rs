@@ -203,7 +203,9 @@ fn history(state: &State, token_id: &str, styles: Styles) -> Vec<Line<'static>> 
                 }),
         )
         .collect();
-    items.sort_by(|a, b| b.0.cmp(&a.0));
+    // By the time itself: RFC 3339 texts with and without a fraction of a
+    // second do not sort as text.
+    items.sort_by_key(|(at, _)| std::cmp::Reverse(parse_rfc3339(at)));
     let mut lines = vec![Line::from(Span::styled(
         " recent events and refusals (newest first)",
         styles.title(),
@@ -219,7 +221,7 @@ fn history(state: &State, token_id: &str, styles: Styles) -> Vec<Line<'static>> 
 }
 
 /// The fields of a dead letter, its reason in full.
-fn dead_letter(dead: &DeadLetter, styles: Styles) -> Vec<Line<'static>> {
+fn dead_letter(dead: &DeadLetter, namespace: &str, styles: Styles) -> Vec<Line<'static>> {
     vec![
         field("when", stamp(&dead.at), styles),
         field("queue", dead.queue.clone(), styles),
@@ -234,6 +236,22 @@ fn dead_letter(dead: &DeadLetter, styles: Styles) -> Vec<Line<'static>> {
             styles,
         ),
         field(
+            "published by",
+            dead.broker_user.clone().map_or_else(
+                || "- (no user_id, or not in the worker's list)".to_owned(),
+                |user| format!("broker user {user}"),
+            ),
+            styles,
+        ),
+        field(
+            "clientId",
+            dead.client_id.clone().map_or_else(
+                || "- (not known to this console)".to_owned(),
+                |client| format!("{client} (claimed by the body)"),
+            ),
+            styles,
+        ),
+        field(
             "size",
             dead.size
                 .map_or_else(|| "-".to_owned(), |n| format!("{n} bytes")),
@@ -242,7 +260,7 @@ fn dead_letter(dead: &DeadLetter, styles: Styles) -> Vec<Line<'static>> {
         field("reason", dead.reason.clone(), styles),
         Line::raw(""),
         Line::from(Span::styled(
-            " the body stays in NS.dead, unchanged; the console never reads it",
+            format!(" the body stays in {namespace}.dead, unchanged; the console never reads it"),
             styles.dim(),
         )),
     ]
@@ -257,7 +275,10 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             lines.extend(history(state, &detail.token_id, styles));
             (lines, " Token (y copies the tokenId · Esc closes) ")
         }
-        (None, Some(dead)) => (dead_letter(dead, styles), " Dead letter (Esc closes) "),
+        (None, Some(dead)) => (
+            dead_letter(dead, &state.namespace, styles),
+            " Dead letter (Esc closes) ",
+        ),
         (None, None) => return,
     };
     let width = area.width.min(96);

@@ -80,7 +80,7 @@ fn resolve_line(state: &State, worker: Option<&WorkerView>, styles: Styles) -> L
     ])
 }
 
-fn queues(worker: Option<&WorkerView>, styles: Styles) -> Table<'static> {
+fn queues(state: &State, worker: Option<&WorkerView>, styles: Styles) -> Table<'static> {
     let mut rows: Vec<Row<'static>> = Vec::new();
     if let Some(w) = worker {
         for q in &w.queues {
@@ -97,6 +97,20 @@ fn queues(worker: Option<&WorkerView>, styles: Styles) -> Table<'static> {
                 right(ms(q.latency_ms.1)),
             ]));
         }
+        // The dead-letter queue: nobody consumes it; what it holds and what
+        // the worker moved there since it started.
+        rows.push(Row::new([
+            Cell::from(format!("{}.dead", state.namespace)),
+            right(format!("+{}", w.dead_lettered)),
+            right(
+                w.dead_depth
+                    .map_or_else(|| "?".to_owned(), |d| d.to_string()),
+            ),
+            right("-".into()),
+            right("-".into()),
+            right("-".into()),
+            right("-".into()),
+        ]));
     }
     let header = Row::new([
         Cell::from("queue"),
@@ -125,7 +139,7 @@ fn queues(worker: Option<&WorkerView>, styles: Styles) -> Table<'static> {
     .block(
         Block::default()
             .borders(Borders::ALL)
-            .title(" Queues (latency: taken to acknowledged, last second) "),
+            .title(" Queues (latency: taken to acknowledged, last second; dead: +moved there) "),
     )
 }
 
@@ -151,7 +165,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let [process, resolve, queue_area, client_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(8),
+        Constraint::Length(9),
         Constraint::Min(3),
     ])
     .areas(area);
@@ -164,7 +178,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
         resolve,
     );
     frame.render_widget(
-        queues(worker, styles).style(grey(Style::default())),
+        queues(state, worker, styles).style(grey(Style::default())),
         queue_area,
     );
     let [by_tokens, by_refusals] =

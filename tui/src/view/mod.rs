@@ -32,7 +32,10 @@ pub fn draw(frame: &mut Frame<'_>, state: &State, styles: Styles) {
         Constraint::Length(1),
     ])
     .areas(frame.area());
-    frame.render_widget(Paragraph::new(header_line(state, styles)), header);
+    frame.render_widget(
+        Paragraph::new(header_line(state, styles, header.width)),
+        header,
+    );
     draw_tabs(frame, tabs, state, styles);
     match state.screen {
         Screen::Overview => overview::draw(frame, body, state, styles),
@@ -44,8 +47,62 @@ pub fn draw(frame: &mut Frame<'_>, state: &State, styles: Styles) {
     frame.render_widget(Paragraph::new(footer_line(state.screen, styles)), footer);
     detail::draw(frame, body, state, styles);
     if state.help {
-        help::draw(frame, frame.area(), styles);
+        help::draw(frame, frame.area(), styles, state.help_scroll);
     }
+}
+
+/// `label` then `items` (each a name and its count, in a style) as whole
+/// items over at most `max_lines` lines of `width` cells, two spaces
+/// between them: a count is never cut; what does not fit is said as
+/// `+N more` at the end.
+pub fn count_lines(
+    label: &str,
+    items: &[(String, u64, ratatui::style::Style)],
+    width: u16,
+    max_lines: usize,
+    styles: Styles,
+) -> Vec<Line<'static>> {
+    let width = usize::from(width);
+    let indent = label.chars().count();
+    let mut done: Vec<Line<'static>> = Vec::new();
+    let mut spans = vec![Span::styled(label.to_owned(), styles.dim())];
+    let mut used = indent;
+    let mut shown = 0;
+    for (name, count, style) in items {
+        let text = format!("{name} {count}");
+        let w = text.chars().count();
+        if used + w > width && used > indent {
+            if done.len() + 1 == max_lines {
+                break;
+            }
+            done.push(Line::from(std::mem::take(&mut spans)));
+            spans.push(Span::raw(" ".repeat(indent)));
+            used = indent;
+        }
+        if used + w > width {
+            break;
+        }
+        spans.push(Span::styled(text, *style));
+        spans.push(Span::raw("  "));
+        used += w + 2;
+        shown += 1;
+    }
+    if items.is_empty() {
+        spans.push(Span::styled("none yet", styles.dim()));
+    }
+    // What did not fit: `+N more`, taking back whole items until it fits.
+    while shown < items.len() {
+        let more = format!("+{} more", items.len() - shown);
+        if used + more.chars().count() <= width || spans.len() < 3 {
+            spans.push(Span::styled(more, styles.dim()));
+            break;
+        }
+        spans.pop();
+        used -= spans.pop().map_or(0, |s| s.width()) + 2;
+        shown -= 1;
+    }
+    done.push(Line::from(spans));
+    done
 }
 
 /// Bytes as `58 KiB`, `3.0 MiB` or `1.2 GiB`.
@@ -66,8 +123,10 @@ pub fn duration(seconds: u64) -> String {
     }
 }
 
-fn header_line(state: &State, styles: Styles) -> Line<'static> {
-    let sep = || Span::styled(" │ ", styles.dim());
+/// The header's parts, each with the order in which it gives way when the
+/// width lacks room (0 never does): the namespace first, then `LIVE` (never
+/// `PAUSED`), then `dropped 0` (never a count above 0), then the title.
+fn header_parts(state: &State, styles: Styles) -> Vec<(u8, Span<'static>)> {
     let link = match &state.link {
         Link::Up if state.reconnects > 0 => Span::styled(
             format!(
@@ -88,49 +147,78 @@ fn header_line(state: &State, styles: Styles) -> Line<'static> {
     };
     let worker = match state.worker_age() {
         None => Span::styled("worker not seen", styles.warn()),
-        Some(age) if state.worker_alive() => {
-            Span::styled(format!("worker alive {}s", age / 1000), styles.good())
-        }
+        Some(age) if state.worker_alive() => Span::styled(
+            format!("worker last heard {}s ago", age / 1000),
+            styles.good(),
+        ),
         Some(age) => Span::styled(
             format!(
-                "worker SILENT {}",
+                "worker SILENT, last heard {} ago",
                 duration(u64::try_from(age / 1000).unwrap_or(0))
             ),
             styles.bad(),
         ),
     };
     let live = if state.paused {
-        Span::styled(format!("PAUSED ({} held)", state.held.len()), styles.warn())
+        (
+            0,
+            Span::styled(format!("PAUSED ({} held)", state.held.len()), styles.warn()),
+        )
     } else {
-        Span::styled("LIVE", styles.good())
+        (2, Span::styled("LIVE", styles.good()))
     };
-    let dropped_style = if state.dropped > 0 {
-        styles.bad()
+    let dropped = if state.dropped > 0 {
+        (
+            0,
+            Span::styled(format!("dropped {}", state.dropped), styles.bad()),
+        )
     } else {
-        styles.dim()
+        (3, Span::styled("dropped 0", styles.dim()))
     };
-    let mut spans = vec![
-        Span::styled(" mmt-tui", styles.title()),
-        sep(),
-        link,
-        sep(),
-        worker,
-        sep(),
+    let mut parts = vec![
+        (4, Span::styled("mmt-tui", styles.title())),
+        (0, link),
+        (0, worker),
         live,
-        sep(),
-        Span::styled(format!("dropped {}", state.dropped), dropped_style),
+        dropped,
+        (
+            1,
+            Span::styled(format!("ns {}", state.namespace), styles.dim()),
+        ),
     ];
-    spans.push(sep());
-    spans.push(Span::styled(
-        format!("ns {}", state.namespace),
-        styles.dim(),
-    ));
     if let Some(worker) = &state.worker {
-        spans.push(sep());
-        spans.push(match worker.identity {
-            IdentityMode::Open => Span::styled("OPEN mode", styles.warn()),
-            IdentityMode::Strict => Span::styled("strict mode", styles.good()),
-        });
+        parts.push((
+            0,
+            match worker.identity {
+                IdentityMode::Open => Span::styled("OPEN mode", styles.warn()),
+                IdentityMode::Strict => Span::styled("strict mode", styles.good()),
+            },
+        ));
+    }
+    parts
+}
+
+/// The header in `width` cells: every part that fits, the least needed
+/// left out first.
+fn header_line(state: &State, styles: Styles, width: u16) -> Line<'static> {
+    let mut parts = header_parts(state, styles);
+    let sep = " │ ";
+    let len = |parts: &[(u8, Span<'static>)]| {
+        1 + parts.iter().map(|(_, s)| s.width()).sum::<usize>()
+            + sep.chars().count() * parts.len().saturating_sub(1)
+    };
+    for give_way in 1..=4 {
+        if len(&parts) <= usize::from(width) {
+            break;
+        }
+        parts.retain(|(order, _)| *order != give_way);
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, (_, span)) in parts.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(sep, styles.dim()));
+        }
+        spans.push(span);
     }
     Line::from(spans)
 }
@@ -175,5 +263,7 @@ mod captures;
 #[cfg(test)]
 #[macro_use]
 mod tests;
+#[cfg(test)]
+mod first_hour_tests;
 #[cfg(test)]
 mod refresh_tests;

@@ -17,6 +17,10 @@ use crate::state::{Series, State};
 /// counts; below it, it sits under them.
 const REFRESH_COLUMN_FROM: u16 = 130;
 
+/// The lifecycle feed's smallest height when the counts grow: its borders,
+/// header and five events.
+const LIFECYCLE_MIN_HEIGHT: u16 = 8;
+
 /// The refresh block's smallest height: two lines of figures and one
 /// failing integration.
 const REFRESH_MIN_HEIGHT: u16 = 5;
@@ -24,11 +28,21 @@ const REFRESH_MIN_HEIGHT: u16 = 5;
 /// Draws the overview in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     let beside = area.width >= REFRESH_COLUMN_FROM;
-    let top_height = match area.height {
+    let floor = match area.height {
         h if h >= 40 => 16,
         h if h >= 21 && !beside => 14,
         _ => 12,
     };
+    // Every integration's line when the rows allow, leaving the lifecycle
+    // feed a few rows.
+    let lines = u16::try_from(state.counts.len()).unwrap_or(u16::MAX);
+    let refresh_wanted = super::refresh::wanted_height(state).max(REFRESH_MIN_HEIGHT);
+    let wanted = if beside {
+        lines.saturating_add(4).max(refresh_wanted)
+    } else {
+        lines.saturating_add(4).saturating_add(refresh_wanted)
+    };
+    let top_height = floor.max(wanted.min(area.height.saturating_sub(LIFECYCLE_MIN_HEIGHT)));
     let [top, bottom] =
         Layout::vertical([Constraint::Length(top_height), Constraint::Min(3)]).areas(area);
     if beside {
@@ -44,7 +58,6 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
     } else {
         let [left, worker] =
             Layout::horizontal([Constraint::Length(44), Constraint::Min(30)]).areas(top);
-        let lines = u16::try_from(state.counts.len()).unwrap_or(u16::MAX);
         let refresh_height = super::refresh::wanted_height(state).clamp(
             REFRESH_MIN_HEIGHT,
             (top_height / 2 + 1).max(REFRESH_MIN_HEIGHT),
@@ -258,7 +271,10 @@ fn draw_worker(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles)
         };
         rows.push(
             Row::new([
-                Cell::from(format!("dead +{}", worker.dead_lettered)),
+                Cell::from(format!(
+                    "{}.dead +{}",
+                    state.namespace, worker.dead_lettered
+                )),
                 Cell::from(Line::from("-").right_aligned()),
                 Cell::from(Line::from(depth_text(worker.dead_depth)).right_aligned()),
             ])
@@ -332,6 +348,7 @@ fn draw_lifecycle(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styl
             selected: (len > 0).then_some(state.lifecycle_selected),
             row: &row,
             empty: "no lifecycle event yet",
+            cut_middle: &[],
         },
     );
 }

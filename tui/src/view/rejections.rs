@@ -7,6 +7,8 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
+
+use super::count_lines;
 use ratatui::widgets::Paragraph;
 
 use super::styles::Styles;
@@ -23,39 +25,37 @@ fn dash(text: &str) -> String {
 
 /// Draws the feed in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [counts, clients, list] = Layout::vertical([
-        Constraint::Length(1),
+    let codes: Vec<(String, u64, Style)> = state
+        .rejection_counts
+        .iter()
+        .map(|(code, count)| {
+            let style = if *code == ErrorCode::ScopeMismatch {
+                styles.bad()
+            } else {
+                Style::default()
+            };
+            (code.as_str().to_owned(), *count, style)
+        })
+        .collect();
+    let clients: Vec<(String, u64, Style)> = state
+        .rejections_by_client
+        .iter()
+        .map(|(client, count)| (client.clone(), *count, Style::default()))
+        .collect();
+    let codes = count_lines(" by code: ", &codes, area.width, 2, styles);
+    let clients = count_lines(" by client: ", &clients, area.width, 1, styles);
+    let [codes_area, clients_area, list] = Layout::vertical([
+        Constraint::Length(u16::try_from(codes.len()).unwrap_or(1)),
         Constraint::Length(1),
         Constraint::Min(3),
     ])
     .areas(area);
-    let mut spans = vec![Span::styled(" by code: ", styles.dim())];
-    if state.rejection_counts.is_empty() {
-        spans.push(Span::styled("none yet", styles.dim()));
-    }
-    for (code, count) in &state.rejection_counts {
-        let style = if *code == ErrorCode::ScopeMismatch {
-            styles.bad()
-        } else {
-            Style::default()
-        };
-        spans.push(Span::styled(format!("{code} {count}"), style));
-        spans.push(Span::styled("  ", styles.dim()));
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), counts);
-    let mut spans = vec![Span::styled(" by client: ", styles.dim())];
-    if state.rejections_by_client.is_empty() {
-        spans.push(Span::styled("none yet", styles.dim()));
-    }
-    for (client, count) in &state.rejections_by_client {
-        spans.push(Span::raw(format!("{client} {count}")));
-        spans.push(Span::styled("  ", styles.dim()));
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), clients);
+    frame.render_widget(Paragraph::new(codes), codes_area);
+    frame.render_widget(Paragraph::new(clients), clients_area);
     let columns = [
         ("UTC time", Constraint::Length(8)),
         ("client", Constraint::Length(10)),
-        ("tokenId", Constraint::Min(12)),
+        ("tokenId or reason", Constraint::Min(12)),
         ("asked", Constraint::Length(7)),
         ("scope", Constraint::Length(5)),
         ("code", Constraint::Length(17)),
@@ -78,7 +78,11 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             vec![
                 r.time.clone(),
                 dash(&r.client_id),
-                dash(&r.token_id),
+                // Bad input names no token: its reason says what was wrong.
+                match (&r.reason, r.token_id.is_empty()) {
+                    (Some(reason), true) => reason.clone(),
+                    _ => dash(&r.token_id),
+                },
                 r.asked().to_owned(),
                 r.scope.map_or("-", |s| s.as_str()).to_owned(),
                 code,
@@ -108,6 +112,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             selected: (len > 0).then_some(state.rejection_selected),
             row: &row,
             empty: "no refused request yet",
+            cut_middle: &[],
         },
     );
 }

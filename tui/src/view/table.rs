@@ -1,6 +1,10 @@
 //! A generic scrolling table that builds only the rows it shows, so a long
-//! list costs no more to draw than a short one. A cell too long for its
-//! column ends in `…`: a cut id never passes for a whole one.
+//! list costs no more to draw than a short one. Columns whose visible cells
+//! are narrower than their width lend the difference to columns whose cells
+//! are cut, so an id is shortened only when the width really lacks room. A
+//! cell too long for its column ends in `…` (or, in an id column cut in the
+//! middle, holds it between its two ends): a cut id never passes for a whole
+//! one, and two cut ids that differ only at the end still look different.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -24,6 +28,9 @@ pub struct TableView<'a> {
     pub row: &'a dyn Fn(usize) -> (Vec<String>, Style),
     /// What to show when there are no rows.
     pub empty: &'a str,
+    /// The columns cut in the middle (ids alike at the start, such as
+    /// message ids), by index.
+    pub cut_middle: &'a [usize],
 }
 
 /// The first visible row, so that `selected` is on screen in a window of
@@ -47,6 +54,51 @@ pub fn fit(text: &str, width: usize) -> String {
     let mut cut: String = text.chars().take(width - 1).collect();
     cut.push('…');
     cut
+}
+
+/// `text` cut to `width` characters by keeping its two ends around a `…`.
+pub fn fit_middle(text: &str, width: usize) -> String {
+    let len = text.chars().count();
+    if len <= width {
+        return text.to_owned();
+    }
+    if width < 3 {
+        return fit(text, width);
+    }
+    let tail = (width - 1) / 2;
+    let head = width - 1 - tail;
+    let mut cut: String = text.chars().take(head).collect();
+    cut.push('…');
+    cut.extend(text.chars().skip(len - tail));
+    cut
+}
+
+/// `widths` with the room that columns do not use (their widest cell in
+/// `need` is narrower) lent to the columns whose widest cell is cut, first
+/// come first served; a column never shrinks below what it shows.
+pub fn lend(widths: &[u16], need: &[u16]) -> Vec<u16> {
+    let mut widths = widths.to_vec();
+    let spare: u16 = widths
+        .iter()
+        .zip(need)
+        .map(|(w, n)| w.saturating_sub(*n))
+        .sum();
+    let mut given = 0u16;
+    for (w, n) in widths.iter_mut().zip(need) {
+        let more = n.saturating_sub(*w).min(spare - given);
+        *w += more;
+        given += more;
+    }
+    for (w, n) in widths.iter_mut().zip(need) {
+        if given == 0 {
+            break;
+        }
+        // A widened column has no room left over: it lends nothing.
+        let less = w.saturating_sub(*n).min(given);
+        *w -= less;
+        given -= less;
+    }
+    widths
 }
 
 /// The widths of `columns` in `width` cells, one cell between columns.
@@ -74,17 +126,40 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, styles: Styles, view: &TableVie
     let widths = widths(&constraints, area.width.saturating_sub(2));
     let height = usize::from(area.height.saturating_sub(3));
     let first = first_visible(view.selected.unwrap_or(0), height);
-    let visible = first..view.len.min(first + height);
-    let rows: Vec<Row<'_>> = visible
+    let visible: Vec<(usize, Vec<String>, Style)> = (first..view.len.min(first + height))
         .map(|i| {
-            let (cells, mut style) = (view.row)(i);
+            let (cells, style) = (view.row)(i);
+            (i, cells, style)
+        })
+        .collect();
+    let mut need: Vec<u16> = view
+        .columns
+        .iter()
+        .map(|(name, _)| u16::try_from(name.chars().count()).unwrap_or(u16::MAX))
+        .collect();
+    for (_, cells, _) in &visible {
+        for (n, text) in need.iter_mut().zip(cells) {
+            *n = (*n).max(u16::try_from(text.chars().count()).unwrap_or(u16::MAX));
+        }
+    }
+    let widths = lend(&widths, &need);
+    let rows: Vec<Row<'_>> = visible
+        .into_iter()
+        .map(|(i, cells, mut style)| {
             if view.selected == Some(i) {
                 style = style.patch(styles.selected());
             }
             let cells = cells
                 .into_iter()
                 .zip(&widths)
-                .map(|(text, w)| Cell::from(fit(&text, usize::from(*w))));
+                .enumerate()
+                .map(|(column, (text, w))| {
+                    Cell::from(if view.cut_middle.contains(&column) {
+                        fit_middle(&text, usize::from(*w))
+                    } else {
+                        fit(&text, usize::from(*w))
+                    })
+                });
             Row::new(cells).style(style)
         })
         .collect();
@@ -130,5 +205,23 @@ mod tests {
         assert_eq!(fit("tok_01", 8), "tok_01");
         assert_eq!(fit("tok_0123", 8), "tok_0123");
         assert_eq!(fit("abc", 0), "");
+    }
+
+    #[test]
+    fn a_cut_in_the_middle_keeps_both_ends() {
+        assert_eq!(fit_middle("fx-bad-empty-body", 11), "fx-ba…-body");
+        assert_eq!(fit_middle("fx-bad-empty-client-id", 11), "fx-ba…nt-id");
+        assert_eq!(fit_middle("short", 11), "short");
+        assert_eq!(fit_middle("abcdef", 2), "a…");
+    }
+
+    #[test]
+    fn unused_room_goes_to_the_cut_columns_and_no_further() {
+        // The id needs 36 and has 27; the state column shows 6 of 15.
+        assert_eq!(lend(&[27, 15, 10], &[36, 6, 10]), [36, 6, 10]);
+        // Not enough spare: the id takes what there is.
+        assert_eq!(lend(&[27, 8, 10], &[36, 6, 10]), [29, 6, 10]);
+        // Nothing cut: nothing moves.
+        assert_eq!(lend(&[27, 15, 10], &[20, 6, 10]), [27, 15, 10]);
     }
 }

@@ -304,6 +304,20 @@ pub(super) fn busy_state() -> State {
     state
 }
 
+/// A snapshot with nothing in it.
+pub(super) fn empty_snapshot() -> SnapshotReply {
+    SnapshotReply {
+        ok: true,
+        at: String::new(),
+        counts: Vec::new(),
+        recent_rejections: Vec::new(),
+        recent_lifecycle: Vec::new(),
+        stats: WorkerStats::default(),
+        recent_dead_letters: Vec::new(),
+        dead_by_reason: Vec::new(),
+    }
+}
+
 pub(super) fn screen(state: &State, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
     terminal

@@ -41,11 +41,15 @@ enum Shown {
 /// state column carries it.
 const REFRESH_COLUMN_FROM: u16 = 120;
 
+/// From this width every column is shown with whole tokenIds; below it the
+/// last change (in the detail pane) gives way to them.
+const ALL_COLUMNS_FROM: u16 = 130;
+
 /// The columns shown in `width` cells: the least needed go first when the
 /// terminal is narrow (the detail pane shows every field).
 fn shown(width: u16) -> Vec<Shown> {
     let drop: &[Column] = match width {
-        w if w >= 120 => &[],
+        w if w >= ALL_COLUMNS_FROM => &[],
         w if w >= 100 => &[Column::Changed],
         _ => &[Column::Changed, Column::User],
     };
@@ -289,6 +293,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
             } else {
                 "waiting for the worker…"
             },
+            cut_middle: &[],
         },
     );
 }
