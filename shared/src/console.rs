@@ -253,6 +253,12 @@ pub struct DeadLetterRow {
     pub message_id: Option<String>,
     /// The body's size in bytes.
     pub size: u64,
+    /// The broker user that published it (its `user_id`), when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_user: Option<String>,
+    /// The clientId its body claimed, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// The kind of a dead-letter reason: the text before the first `:` and

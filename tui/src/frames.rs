@@ -1,6 +1,6 @@
 //! `mmt-tui --frame-bench N`: how long the console takes to draw a frame of
 //! each screen with a live worker's real snapshot and token page, for
-//! `mmt-worker bench`. Frames are drawn into ratatui's `TestBackend`, so the
+//! `mmt-bench`. Frames are drawn into ratatui's `TestBackend`, so the
 //! figure is layout, widgets and the buffer diff, not the terminal's own
 //! output.
 

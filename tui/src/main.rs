@@ -50,7 +50,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
     /// Draw every screen this many times off screen with the worker's live
-    /// data, print the frame times as JSON and exit (for `mmt-worker bench`).
+    /// data, print the frame times as JSON and exit (for `mmt-bench`).
     #[arg(long, value_name = "FRAMES", conflicts_with = "dump")]
     frame_bench: Option<u32>,
     /// Write logs to this file (the console never logs to its terminal).

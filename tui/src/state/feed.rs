@@ -130,8 +130,8 @@ impl From<DeadLetterRow> for DeadLetter {
             code: row.code,
             message_id: row.message_id,
             size: Some(row.size),
-            broker_user: None,
-            client_id: None,
+            broker_user: row.broker_user,
+            client_id: row.client_id,
         }
     }
 }

@@ -158,6 +158,8 @@ fn dead(n: i64, queue: &str, reason: &str, code: ErrorCode, size: u64) -> DeadLe
             .map_or_else(|| format!("fx-bad-{n}"), |id| (*id).to_owned()),
         ),
         size,
+        broker_user: None,
+        client_id: None,
     }
 }
 

@@ -379,6 +379,8 @@ fn a_dead_letter_names_its_broker_user_and_claimed_client() {
         code: Some(ErrorCode::Forbidden),
         message_id: Some("fx-impersonation".into()),
         size: 120,
+        broker_user: None,
+        client_id: None,
     }];
     again.update(Msg::Snapshot(snapshot), NOW);
     let letter = again.dead_letters.back().expect("kept");

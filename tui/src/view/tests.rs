@@ -143,6 +143,8 @@ fn snapshot(now: i64) -> SnapshotReply {
             code: Some(ErrorCode::InvalidMessage),
             message_id: Some("msg-bad-1".into()),
             size: 11,
+            broker_user: None,
+            client_id: None,
         }],
         dead_by_reason: vec![ReasonCount {
             reason: "body is not valid JSON".into(),

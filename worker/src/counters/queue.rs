@@ -62,6 +62,7 @@ impl QueueCounters {
         delivery: &Delivery,
         reason: &str,
         code: Option<ErrorCode>,
+        client_id: Option<&str>,
         at: UnixMillis,
     ) {
         let row = DeadLetterRow {
@@ -75,6 +76,12 @@ impl QueueCounters {
                 .as_ref()
                 .map(|m| m.to_string()),
             size: delivery.data.len() as u64,
+            broker_user: delivery
+                .properties
+                .user_id()
+                .as_ref()
+                .map(|u| u.to_string()),
+            client_id: client_id.map(str::to_owned),
         };
         *locked(&self.dead.by_reason)
             .entry(reason_kind(reason).to_owned())

@@ -121,7 +121,12 @@ impl Stats {
             EventKind::RequestRejected => self.refused(event),
             EventKind::MessageDeadLettered => {
                 self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                if event.code.is_some() {
+                // A refused state change is also dead-lettered: its
+                // `request.rejected` already counted it.
+                if matches!(
+                    event.code,
+                    Some(ErrorCode::InvalidMessage | ErrorCode::InvalidRequest)
+                ) {
                     self.refused(event);
                 }
             }
@@ -398,6 +403,29 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(body.dead_lettered, 1);
+    }
+
+    #[test]
+    fn a_refused_message_that_is_also_dead_lettered_counts_once() {
+        let stats = Stats::new(&ns());
+        let mut refused = Event::new(EventKind::RequestRejected, "t".into());
+        refused.code = Some(ErrorCode::Forbidden);
+        refused.client_id = Some("acme".into());
+        stats.observe(&refused);
+        let mut dead = refused.clone();
+        dead.kind = EventKind::MessageDeadLettered;
+        stats.observe(&dead);
+        let body = stats.read(&[], Duration::from_secs(1), &[]);
+        assert_eq!(
+            body.rejections,
+            vec![CodeCount {
+                code: ErrorCode::Forbidden,
+                count: 1
+            }]
+        );
+        assert_eq!(body.rejections_by_client[0].count, 1);
+        assert_eq!(stats.recent(10).0.len(), 1);
         assert_eq!(body.dead_lettered, 1);
     }
 

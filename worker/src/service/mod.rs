@@ -71,6 +71,9 @@ pub enum Outcome {
         code: ErrorCode,
         /// Why (the `x-mmt-error` header and the reply's message).
         reason: String,
+        /// The clientId the body claimed, when it could be read (for the
+        /// dead letter's record, never for the reply).
+        client_id: Option<String>,
     },
     /// Refused before anything was decided or read (CONTRACT.md §10
     /// `forbidden`): reply with the error and publish `event`; a
@@ -92,6 +95,7 @@ impl Outcome {
         Outcome::Invalid {
             code,
             reason: reason.into(),
+            client_id: None,
         }
     }
 
@@ -225,10 +229,14 @@ impl Service {
         if let Some(refused) = refusal::check(&self.identity.current(), inbound, &parsed.claim) {
             return Ok(refused);
         }
-        match parsed.message {
-            Ok(msg) => serve(&msg),
-            Err(reason) => Ok(Outcome::invalid(ErrorCode::InvalidMessage, reason)),
+        let mut outcome = match parsed.message {
+            Ok(msg) => serve(&msg)?,
+            Err(reason) => Outcome::invalid(ErrorCode::InvalidMessage, reason),
+        };
+        if let Outcome::Invalid { client_id, .. } = &mut outcome {
+            *client_id = parsed.claim.client_id.filter(|c| !c.is_empty());
         }
+        Ok(outcome)
     }
 
     /// Runs a state-changing handler in one store write, once per message

@@ -96,9 +96,14 @@ impl Finisher {
         for (index, (delivery, this)) in batch.iter().zip(&handled).enumerate() {
             match this {
                 Handled::Answered(Outcome::Done { .. }) => unanswered.push(index),
-                Handled::Answered(Outcome::Invalid { code, reason }) => {
+                Handled::Answered(Outcome::Invalid {
+                    code,
+                    reason,
+                    client_id,
+                }) => {
                     self.answer(&batch, &handled, &mut unanswered).await?;
-                    self.dead_letter(delivery, reason, Some(*code), received_at)
+                    let claimed = client_id.as_deref();
+                    self.dead_letter(delivery, reason, Some(*code), claimed, received_at)
                         .await?;
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
                         .await?;
@@ -111,7 +116,8 @@ impl Finisher {
                 }) => {
                     self.answer(&batch, &handled, &mut unanswered).await?;
                     if *dead_letter {
-                        self.dead_letter(delivery, reason, Some(*code), received_at)
+                        let claimed = event.client_id.as_deref();
+                        self.dead_letter(delivery, reason, Some(*code), claimed, received_at)
                             .await?;
                     }
                     self.reply(delivery, &Outcome::error_reply(*code, reason))
@@ -122,7 +128,7 @@ impl Finisher {
                     self.answer(&batch, &handled, &mut unanswered).await?;
                     if self.exhausted(delivery) {
                         let reason = format!("processing failed on every delivery: {reason}");
-                        self.dead_letter(delivery, &reason, None, received_at)
+                        self.dead_letter(delivery, &reason, None, None, received_at)
                             .await?;
                     } else {
                         requeue.push(index);
@@ -194,6 +200,7 @@ impl Finisher {
         delivery: &Delivery,
         reason: &str,
         code: Option<ErrorCode>,
+        client_id: Option<&str>,
         at: UnixMillis,
     ) -> Result<(), ConsumerError> {
         if !self.dead.send(delivery, &self.queue, reason).await? {
@@ -202,11 +209,12 @@ impl Finisher {
             });
         }
         self.counters
-            .dead_lettered(&self.queue, delivery, reason, code, at);
+            .dead_lettered(&self.queue, delivery, reason, code, client_id, at);
         let mut event = Event::new(EventKind::MessageDeadLettered, rfc3339(at));
         event.queue = Some(self.queue.clone());
         event.reason = Some(reason.to_owned());
         event.code = code;
+        event.client_id = client_id.map(str::to_owned);
         event.message_id = delivery
             .properties
             .message_id()
