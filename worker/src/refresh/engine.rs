@@ -421,7 +421,7 @@ impl Refresher {
         }
         let until = now.saturating_add(DUE_SOON_WINDOW_MS);
         if let Some(n) = self
-            .blocking(move |s| Ok(s.store().due_count(until, DUE_SOON_CAP)))
+            .blocking(move |s| s.store().due_count(until, DUE_SOON_CAP))
             .await?
         {
             self.health.set_due_soon(n as u64);

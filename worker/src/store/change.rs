@@ -1,34 +1,80 @@
-//! The writes of one message: one atomic batch, counts included.
-
-use std::collections::BTreeMap;
+//! The writes of one decision, as operations every engine knows: the
+//! embedded engine turns them into one atomic batch ([`super::embedded`]),
+//! PostgreSQL into statements of one transaction ([`super::postgres`]).
+//! Everything that needs the key (sealing, the record's tag) is done here,
+//! so a record is the same bytes whatever engine holds it.
 
 use mmt_shared::time_fmt::UnixMillis;
-use mmt_shared::wire::{MessageKind, Scope, TokenState};
+use mmt_shared::wire::{MessageKind, TokenState};
 use zeroize::Zeroizing;
 
-use super::keys::{CountKey, Identity, expiry_key, prefixed};
 use super::record::{self, RecordRef};
-use super::{Store, StoreError, TOKEN, TokenSecrets, WriteGuard, binding, processed};
+use super::{RefreshRecord, Store, StoreError, TokenSecrets, UpstreamJob, binding, processed};
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
 
-/// The writes of one message, applied atomically by [`Change::commit`].
+/// One write. Applied in order: a later operation sees an earlier one.
+pub(super) enum Op {
+    /// A live token stored (new, or replacing the live one of its tokenId).
+    PutToken {
+        token_id: String,
+        meta: TokenMeta,
+        previous: Option<TokenMeta>,
+        record: Vec<u8>,
+    },
+    /// A live token moved to `reauth_required`.
+    Expire {
+        token_id: String,
+        previous: TokenMeta,
+        meta: TokenMeta,
+        record: Vec<u8>,
+    },
+    /// A live token replaced by its tombstone; its identity is free again.
+    Revoke {
+        token_id: String,
+        meta: TokenMeta,
+        record: Vec<u8>,
+    },
+    /// A message's reply, under its processed key.
+    Processed { key: Vec<u8>, reply: Vec<u8> },
+    /// The refresh engine owns the token with this record; the v1 expiry
+    /// entry at `expires_at` goes.
+    PutRefresh {
+        token_id: String,
+        previous_due: Option<UnixMillis>,
+        next: RefreshRecord,
+        expires_at: Option<UnixMillis>,
+    },
+    /// The refresh engine lets go; `expires_at` puts the v1 expiry entry
+    /// back.
+    DropRefresh {
+        token_id: String,
+        previous_due: UnixMillis,
+        expires_at: Option<UnixMillis>,
+    },
+    /// A due entry whose token cannot be read is skipped for good.
+    SkipDue {
+        token_id: String,
+        due_at: UnixMillis,
+    },
+    /// An expiry entry whose token cannot be read is skipped for good.
+    SkipExpiry {
+        token_id: String,
+        expires_at: UnixMillis,
+    },
+    /// An upstream revocation job stored (new or rescheduled).
+    PutJob { token_id: String, job: UpstreamJob },
+    /// An upstream revocation job destroyed.
+    EndJob { token_id: String },
+}
+
+/// The writes of one decision, applied atomically when its
+/// [`Store::write`] commits.
 pub struct Change<'a> {
     pub(super) store: &'a Store,
-    pub(super) batch: super::kv::Batch<'a>,
-    pub(super) counts: BTreeMap<Vec<u8>, i64>,
+    pub(super) ops: Vec<Op>,
 }
 
 impl Change<'_> {
-    fn count(&mut self, state: TokenState, meta_scope: Scope, broker_type: &str, delta: i64) {
-        let key = CountKey {
-            state,
-            scope: meta_scope,
-            broker_type: broker_type.to_owned(),
-        }
-        .encode();
-        *self.counts.entry(key).or_default() += delta;
-    }
-
     /// Stores a token (new, or replacing the live one of the same tokenId)
     /// with fresh secrets under a fresh data key. `previous` is the record it
     /// replaces, if any.
@@ -44,22 +90,8 @@ impl Change<'_> {
             .store
             .key
             .seal_token(token_id, &binding(meta), &plain)?;
-        let identity = Identity {
-            client_id: &meta.client_id,
-            end_user_id: &meta.end_user_id,
-            broker_type: &meta.broker_type,
-            scope: meta.scope,
-            account_id: &meta.account_id,
-        };
-        if let Some(prev) = previous {
-            if let Some(at) = prev.expires_at {
-                self.batch.remove(expiry_key(at, token_id));
-            }
-            self.count(prev.state, prev.scope, &prev.broker_type, -1);
-        }
-        self.count(meta.state, meta.scope, &meta.broker_type, 1);
-        self.batch.insert(identity.key(), token_id.as_bytes());
-        self.record(
+        let record = record::encode(
+            &self.store.key,
             token_id,
             &RecordRef::Live {
                 meta,
@@ -67,9 +99,12 @@ impl Change<'_> {
                 sealed: &sealed,
             },
         )?;
-        if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
-            self.batch.insert(expiry_key(at, token_id), []);
-        }
+        self.ops.push(Op::PutToken {
+            token_id: token_id.to_owned(),
+            meta: meta.clone(),
+            previous: previous.cloned(),
+            record,
+        });
         Ok(())
     }
 
@@ -86,12 +121,8 @@ impl Change<'_> {
         let mut next = meta.clone();
         next.state = TokenState::ReauthRequired;
         next.updated_at = now;
-        if let Some(at) = meta.expires_at {
-            self.batch.remove(expiry_key(at, token_id));
-        }
-        self.count(meta.state, meta.scope, &meta.broker_type, -1);
-        self.count(next.state, next.scope, &next.broker_type, 1);
-        self.record(
+        let record = record::encode(
+            &self.store.key,
             token_id,
             &RecordRef::Live {
                 meta: &next,
@@ -99,45 +130,36 @@ impl Change<'_> {
                 sealed,
             },
         )?;
+        self.ops.push(Op::Expire {
+            token_id: token_id.to_owned(),
+            previous: meta.clone(),
+            meta: next.clone(),
+            record,
+        });
         Ok(next)
     }
 
     /// Revokes a live token: its record (data key and secrets with it) is
     /// replaced by a tombstone without secrets, and its identity entry and
-    /// expiry entry go, in the same batch.
+    /// expiry entry go, in the same change.
     pub fn revoke(
         &mut self,
         token_id: &str,
         meta: &TokenMeta,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let identity = Identity {
-            client_id: &meta.client_id,
-            end_user_id: &meta.end_user_id,
-            broker_type: &meta.broker_type,
-            scope: meta.scope,
-            account_id: &meta.account_id,
-        };
-        self.batch.remove(identity.key());
-        if let Some(at) = meta.expires_at {
-            self.batch.remove(expiry_key(at, token_id));
-        }
         let tomb = Tombstone {
             client_id: meta.client_id.clone(),
             broker_type: meta.broker_type.clone(),
             scope: meta.scope,
             revoked_at: now,
         };
-        self.record(token_id, &RecordRef::Revoked(&tomb))?;
-        self.count(meta.state, meta.scope, &meta.broker_type, -1);
-        self.count(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
-        Ok(())
-    }
-
-    fn record(&mut self, token_id: &str, record: &RecordRef<'_>) -> Result<(), StoreError> {
-        let value = record::encode(&self.store.key, token_id, record)?;
-        self.batch
-            .insert(prefixed(TOKEN, token_id.as_bytes()), value);
+        let record = record::encode(&self.store.key, token_id, &RecordRef::Revoked(&tomb))?;
+        self.ops.push(Op::Revoke {
+            token_id: token_id.to_owned(),
+            meta: meta.clone(),
+            record,
+        });
         Ok(())
     }
 
@@ -148,28 +170,95 @@ impl Change<'_> {
         message_id: &str,
         reply: &[u8],
     ) -> Result<(), StoreError> {
-        self.batch
-            .insert(processed::key(kind, message_id), processed::encode(reply)?);
+        self.ops.push(Op::Processed {
+            key: processed::key(kind, message_id),
+            reply: processed::encode(reply)?,
+        });
         Ok(())
     }
 
-    /// Applies every write atomically. The caller holds the writer lock; the
-    /// counts in memory follow the store once the batch is applied.
-    pub(super) fn commit(mut self, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
-        let mut current = self.store.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let counts = std::mem::take(&mut self.counts);
-        let next: Vec<(Vec<u8>, u64)> = counts
-            .into_iter()
-            .map(|(key, delta)| {
-                let n = current.get(&key).copied().unwrap_or(0);
-                (key, n.saturating_add_signed(delta))
-            })
-            .collect();
-        for (key, n) in &next {
-            self.batch.insert(key.as_slice(), n.to_be_bytes());
-        }
-        self.store.kv.apply(self.batch)?;
-        current.extend(next);
+    /// Makes (or keeps) the token the engine's: its record and due entry
+    /// replace `previous`, and its v1 expiry entry at `expires_at` goes.
+    pub fn put_refresh(
+        &mut self,
+        token_id: &str,
+        previous: Option<&RefreshRecord>,
+        next: &RefreshRecord,
+        expires_at: Option<UnixMillis>,
+    ) -> Result<(), StoreError> {
+        self.ops.push(Op::PutRefresh {
+            token_id: token_id.to_owned(),
+            previous_due: previous.map(|p| p.due_at),
+            next: next.clone(),
+            expires_at,
+        });
         Ok(())
+    }
+
+    /// The engine lets go of the token: record and due entry go. When the
+    /// token stays active with an expiry, `expires_at` puts its v1 expiry
+    /// entry back.
+    pub fn drop_refresh(
+        &mut self,
+        token_id: &str,
+        previous: &RefreshRecord,
+        expires_at: Option<UnixMillis>,
+    ) {
+        self.ops.push(Op::DropRefresh {
+            token_id: token_id.to_owned(),
+            previous_due: previous.due_at,
+            expires_at,
+        });
+    }
+
+    /// Removes a due entry whose token record cannot be read (it is skipped
+    /// for good, counted and logged by the caller; the record stays for an
+    /// operator to look at).
+    pub fn skip_due(&mut self, due_at: UnixMillis, token_id: &str) {
+        self.ops.push(Op::SkipDue {
+            token_id: token_id.to_owned(),
+            due_at,
+        });
+    }
+
+    /// Removes a v1 expiry entry whose token record cannot be read.
+    pub fn skip_expiry(&mut self, expires_at: UnixMillis, token_id: &str) {
+        self.ops.push(Op::SkipExpiry {
+            token_id: token_id.to_owned(),
+            expires_at,
+        });
+    }
+
+    /// Starts the upstream revocation of a token being revoked in this
+    /// change, due now.
+    pub fn start_upstream_job(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        secrets: &TokenSecrets,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let job = UpstreamJob::seal(&self.store.key, token_id, meta, secrets, now)?;
+        self.update_upstream_job(token_id, &job)
+    }
+
+    /// Stores a job's new schedule.
+    pub fn update_upstream_job(
+        &mut self,
+        token_id: &str,
+        job: &UpstreamJob,
+    ) -> Result<(), StoreError> {
+        self.ops.push(Op::PutJob {
+            token_id: token_id.to_owned(),
+            job: job.clone(),
+        });
+        Ok(())
+    }
+
+    /// Ends a job: it and its sealed tokens are destroyed.
+    pub fn end_upstream_job(&mut self, token_id: &str) {
+        self.ops.push(Op::EndJob {
+            token_id: token_id.to_owned(),
+        });
     }
 }

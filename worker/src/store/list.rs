@@ -1,7 +1,7 @@
 //! The token table: pages of tokens in tokenId order, metadata only.
 
 use super::record::{self, Record};
-use super::{Store, StoreError, TOKEN, keys::prefixed};
+use super::{Engine, Store, StoreError};
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
 
 /// A token in a listing: its record without any sealed material.
@@ -36,38 +36,52 @@ impl Store {
         max_scan: usize,
         keep: &dyn Fn(&str, &Listed) -> bool,
     ) -> Result<TokenPage, StoreError> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(after) => Bound::Excluded(prefixed(TOKEN, after.as_bytes())),
-            None => Bound::Included(vec![TOKEN]),
-        };
-        let mut records = self
-            .kv
-            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![TOKEN + 1])));
         let mut page = TokenPage {
             tokens: Vec::new(),
             next_after: None,
             scanned: 0,
         };
-        while page.tokens.len() < limit && page.scanned < max_scan {
-            let Some((key, value)) = records.next().transpose()? else {
-                page.next_after = None;
-                return Ok(page);
+        let mut after = after.map(str::to_owned);
+        let mut exhausted = false;
+        'pages: while page.tokens.len() < limit && page.scanned < max_scan {
+            // Read in chunks, so that a page that keeps few tokens reads no
+            // more than it examines.
+            let chunk = (max_scan - page.scanned).min(CHUNK);
+            let (records, more) = match &self.engine {
+                Engine::Embedded(e) => e.records_after(after.as_deref(), chunk)?,
+                Engine::Postgres(pg) => pg.records_after(after.as_deref(), chunk)?,
             };
-            page.scanned += 1;
-            let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
-            let listed = match record::decode(&self.key, &token_id, &value)? {
-                Record::Live { meta, .. } => Listed::Live(meta),
-                Record::Revoked(tomb) => Listed::Revoked(tomb),
-            };
-            if keep(&token_id, &listed) {
-                page.tokens.push((token_id.clone(), listed));
+            let read = records.len();
+            if read == 0 {
+                exhausted = true;
+                break;
             }
-            page.next_after = Some(token_id);
+            for (index, (token_id, value)) in records.into_iter().enumerate() {
+                if page.tokens.len() >= limit {
+                    break 'pages;
+                }
+                page.scanned += 1;
+                let listed = match record::decode(&self.key, &token_id, &value)? {
+                    Record::Live { meta, .. } => Listed::Live(meta),
+                    Record::Revoked(tomb) => Listed::Revoked(tomb),
+                };
+                if keep(&token_id, &listed) {
+                    page.tokens.push((token_id.clone(), listed));
+                }
+                page.next_after = Some(token_id.clone());
+                after = Some(token_id);
+                exhausted = index + 1 == read && !more;
+            }
+            if exhausted {
+                break;
+            }
         }
-        if records.next().is_none() {
+        if exhausted {
             page.next_after = None;
         }
         Ok(page)
     }
 }
+
+/// Records read at once while a page is filled.
+const CHUNK: usize = 512;

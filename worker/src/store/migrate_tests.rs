@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use mmt_shared::wire::Scope;
 
+use super::kv::Kv;
 use super::testing::{self, when_unlocked};
 use super::*;
 
@@ -68,7 +69,7 @@ fn check_replies(store: &Store, replies: &[((MessageKind, String), Vec<u8>)]) {
             "{id}"
         );
     }
-    assert!(store.kv.scan_prefix([PROCESSED_V1]).next().is_none());
+    assert!(store.kv().scan_prefix([PROCESSED_V1]).next().is_none());
 }
 
 /// Everything the migrated store holds, checked: every live token opens,
@@ -101,10 +102,14 @@ fn check_migrated(store: &Store) -> (usize, usize) {
     assert!(uphold, "the Uphold fixture token must come through");
     let counted: u64 = store.counts().expect("counts").iter().map(|(_, n)| n).sum();
     assert_eq!(counted as usize, live + revoked);
-    assert!(store.kv.scan_prefix([DATA_KEY]).next().is_none());
-    assert!(store.kv.scan_prefix([TOMBSTONE]).next().is_none());
+    assert!(store.kv().scan_prefix([DATA_KEY]).next().is_none());
+    assert!(store.kv().scan_prefix([TOMBSTONE]).next().is_none());
     assert_eq!(
-        store.kv.get(migrate::FORMAT_KEY).expect("reads").as_deref(),
+        store
+            .kv()
+            .get(migrate::FORMAT_KEY)
+            .expect("reads")
+            .as_deref(),
         Some(&[migrate::FORMAT][..])
     );
     (live, revoked)
@@ -177,18 +182,17 @@ fn sled_files_left_beside_a_finished_import_are_removed_and_not_read_again() {
     let (_dir, data, key_file) = v1_copy();
     let (wrapped, tombstones) = v1_keys(&data);
     let store = when_unlocked(|| Store::open(&data, key(&key_file))).expect("opens");
-    let lock = store.lock();
-    let mut change = store.change();
-    change
-        .put_token(
-            "tok_after",
-            &testing::meta("acme", "later", Scope::Read),
-            None,
-            &testing::secrets(),
-        )
-        .expect("puts");
-    change.commit(&lock).expect("commits");
-    drop(lock);
+    store
+        .write(|change| {
+            change.put_token(
+                "tok_after",
+                &testing::meta("acme", "later", Scope::Read),
+                None,
+                &testing::secrets(),
+            )?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
     drop(store);
     // A kill between the rename and the removal of sled's files leaves them.
     let (_fixture_dir, fixture, _) = v1_copy();

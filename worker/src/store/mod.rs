@@ -28,9 +28,7 @@
 //! decision to its commit, so that read-decide-write never interleaves (a
 //! revocation racing a reconnection could otherwise bring a token back).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mmt_shared::time_fmt::UnixMillis;
@@ -40,9 +38,12 @@ use zeroize::Zeroizing;
 
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
 use crate::store::crypto::{CryptoError, MasterKey};
+use embedded::Embedded;
+use postgres::{PgConfig, Postgres};
 
 mod change;
 pub mod crypto;
+mod embedded;
 mod from_sled;
 mod keycheck;
 mod keys;
@@ -51,6 +52,7 @@ mod list;
 mod migrate;
 #[cfg(test)]
 mod migrate_tests;
+pub mod postgres;
 mod processed;
 #[cfg(test)]
 mod race_tests;
@@ -67,9 +69,8 @@ pub use crate::rules::refresh::{Lease, RefreshRecord};
 pub use change::Change;
 use keycheck::check_key;
 pub use keycheck::holds_a_store;
+use keys::push_part;
 pub use keys::{CountKey, Identity};
-use keys::{expiry_key, prefixed, push_part, user_prefix};
-use kv::Kv;
 pub use list::{Listed, TokenPage};
 use record::Record;
 pub use upstream::UpstreamJob;
@@ -188,12 +189,79 @@ pub enum StoreError {
     /// A seal did not open or could not be made.
     #[error("store crypto")]
     Crypto(#[from] CryptoError),
+    /// The shared store's URL is not one (never shown: it may hold a
+    /// password).
+    #[error("the store URL is not usable: {detail}")]
+    BadUrl {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The shared store's TLS settings are not usable.
+    #[error("the store's TLS settings are not usable: {detail}")]
+    Tls {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The shared store's engine could not start its runtime.
+    #[error("cannot start the store's runtime")]
+    Runtime {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No connection to the shared store could be had.
+    #[error("the store at {store} cannot be reached: {detail}")]
+    Pool {
+        /// The store's URL, password hidden.
+        store: String,
+        /// Why.
+        detail: String,
+    },
+    /// A statement of the shared store failed.
+    #[error("store statement")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A transaction was used after its end (a defect, never input).
+    #[error("the store transaction is already over")]
+    Closed,
+    /// A column held a value no worker writes.
+    #[error("the store's {column} column holds a value this worker does not know")]
+    Column {
+        /// The column.
+        column: &'static str,
+    },
+    /// The shared store's schema is newer than this worker's.
+    #[error(
+        "the store's schema is version {found}, this worker knows up to {known}: run the mmt version that migrated it"
+    )]
+    Schema {
+        /// The version found.
+        found: i32,
+        /// The newest this worker knows.
+        known: i32,
+    },
+    /// The key does not match the shared store's key check.
+    #[error(
+        "the key does not match the store at {store}: refusing to serve (start with the key file this store was created with)"
+    )]
+    WrongKeyFor {
+        /// The store's URL, password hidden.
+        store: String,
+    },
+    /// The shared store holds tokens but no key check value.
+    #[error("the store at {store} holds tokens but no key check; refusing to guess the key")]
+    MissingKeyCheckFor {
+        /// The store's URL, password hidden.
+        store: String,
+    },
 }
 
 impl StoreError {
     /// Whether retrying the same work later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Io(_) | StoreError::Stalled(_))
+        match self {
+            StoreError::Io(_) | StoreError::Stalled(_) | StoreError::Pool { .. } => true,
+            StoreError::Postgres(error) => postgres::is_transient(error),
+            _ => false,
+        }
     }
 }
 
@@ -244,23 +312,20 @@ impl Found {
     }
 }
 
-/// The store: the keyspace and the master key.
+/// The store: its engine and the master key. Every record is sealed and
+/// opened here, the same way whatever engine holds it.
 pub struct Store {
-    kv: Kv,
     key: MasterKey,
-    writer: Mutex<()>,
-    /// The token counts: a copy in memory of the `c` keys, so that a commit
-    /// writes the new counts without reading them first and the console's
-    /// counts read no record.
-    counts: Mutex<Counts>,
-    /// The data directory's lock, released when the store is dropped.
-    _lock: kv::DirLock,
+    engine: Engine,
 }
 
-type Counts = BTreeMap<Vec<u8>, u64>;
-
-/// Proof that the caller holds the writer lock.
-pub struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+/// The engine under the store.
+enum Engine {
+    /// fjall in the data directory: one worker.
+    Embedded(Embedded),
+    /// PostgreSQL: any number of workers.
+    Postgres(Box<Postgres>),
+}
 
 /// The engine's block cache when nothing else is asked for, in MiB.
 pub const DEFAULT_CACHE_MB: u64 = 64;
@@ -277,30 +342,31 @@ impl Store {
     /// read or written.
     pub fn open_with_cache(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         check_key(dir, &key)?;
-        let lock = kv::lock(dir)?;
-        from_sled::import(dir, cache_mb, usize::MAX)?;
-        let kv = Kv::open(&dir.join(kv::DIR), cache_mb)?;
-        migrate::to_current(&kv, &key, usize::MAX)?;
-        let mut counts = Counts::new();
-        for entry in kv.scan_prefix([COUNT]) {
-            let (key, value) = entry?;
-            if let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) {
-                counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
-            }
-        }
+        let engine = Embedded::open(dir, &key, cache_mb)?;
         Ok(Self {
-            kv,
             key,
-            writer: Mutex::new(()),
-            counts: Mutex::new(counts),
-            _lock: lock,
+            engine: Engine::Embedded(engine),
         })
     }
 
-    /// Takes the writer lock: held from the first read of a decision to
-    /// its commit ([`Store::write`]).
-    fn lock(&self) -> WriteGuard<'_> {
-        WriteGuard(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Connects to the PostgreSQL store `config` names: its schema migrated
+    /// (once, however many workers start together), `key` checked against
+    /// it before anything else is read or written.
+    pub fn connect(config: &PgConfig, key: MasterKey) -> Result<Self, StoreError> {
+        let engine = Postgres::connect(config, &key)?;
+        Ok(Self {
+            key,
+            engine: Engine::Postgres(Box::new(engine)),
+        })
+    }
+
+    /// The engine's name (`fjall` or `postgres`), for `worker.stats` and
+    /// the metrics.
+    pub fn engine_name(&self) -> &'static str {
+        match &self.engine {
+            Engine::Embedded(_) => "fjall",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
     /// The stored reply of an already processed message.
@@ -309,24 +375,35 @@ impl Store {
         kind: MessageKind,
         message_id: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.kv
-            .get(processed::key(kind, message_id))?
-            .map(|stored| processed::decode(&stored))
-            .transpose()
+        let key = processed::key(kind, message_id);
+        let stored = match &self.engine {
+            Engine::Embedded(e) => e.get(&key)?,
+            Engine::Postgres(pg) => pg.processed(&key)?,
+        };
+        stored.map(|stored| processed::decode(&stored)).transpose()
     }
 
     /// The live tokenId of an identity.
     pub fn token_of(&self, identity: &Identity<'_>) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .kv
-            .get(identity.key())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        match &self.engine {
+            Engine::Embedded(e) => e.token_of(identity),
+            Engine::Postgres(pg) => pg.token_of(identity),
+        }
     }
 
     /// What is stored under `token_id`: one read of one value, so it is
     /// consistent even while a writer replaces the same token.
     pub fn find(&self, token_id: &str) -> Result<Found, StoreError> {
-        let Some(bytes) = self.kv.get(prefixed(TOKEN, token_id.as_bytes()))? else {
+        let record = match &self.engine {
+            Engine::Embedded(e) => e.record(token_id)?,
+            Engine::Postgres(pg) => pg.record(token_id)?,
+        };
+        self.decode_found(token_id, record)
+    }
+
+    /// A token's record, as read, decoded and checked.
+    fn decode_found(&self, token_id: &str, record: Option<Vec<u8>>) -> Result<Found, StoreError> {
+        let Some(bytes) = record else {
             return Ok(Found::Missing);
         };
         Ok(match record::decode(&self.key, token_id, &bytes)? {
@@ -363,11 +440,20 @@ impl Store {
         client_id: &str,
         end_user_id: &str,
     ) -> Result<Vec<(String, TokenMeta)>, StoreError> {
+        let records = match &self.engine {
+            Engine::Embedded(e) => {
+                let mut records = Vec::new();
+                for token_id in e.user_token_ids(client_id, end_user_id)? {
+                    let record = e.record(&token_id)?;
+                    records.push((token_id, record));
+                }
+                records
+            }
+            Engine::Postgres(pg) => pg.user_records(client_id, end_user_id)?,
+        };
         let mut out = Vec::new();
-        for entry in self.kv.scan_prefix(user_prefix(client_id, end_user_id)) {
-            let (_, token_id) = entry?;
-            let token_id = String::from_utf8_lossy(&token_id).into_owned();
-            if let Found::Live { meta, .. } = self.find(&token_id)? {
+        for (token_id, record) in records {
+            if let Found::Live { meta, .. } = self.decode_found(&token_id, record)? {
                 out.push((token_id, meta));
             }
         }
@@ -377,39 +463,29 @@ impl Store {
     /// TokenIds whose expiry is at or before `now`, oldest first, at most
     /// `limit`.
     pub fn due_expiries(&self, now: UnixMillis, limit: usize) -> Result<Vec<String>, StoreError> {
-        let end = expiry_key(now.saturating_add(1), "");
-        let mut out = Vec::new();
-        for entry in self.kv.range(vec![EXPIRY]..end).take(limit) {
-            let (key, _) = entry?;
-            out.push(String::from_utf8_lossy(&key[9..]).into_owned());
-        }
-        Ok(out)
+        Ok(self
+            .due_expiry_entries(now, limit)?
+            .into_iter()
+            .map(|(_, token_id)| token_id)
+            .collect())
     }
 
     /// The token counts by (state, scope, integration), revoked included
     /// (from memory: no read of the store).
     pub fn counts(&self) -> Result<Vec<(CountKey, u64)>, StoreError> {
-        Ok(self
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(|(key, n)| Some((CountKey::decode(key)?, *n)))
-            .collect())
-    }
-
-    /// Starts the atomic change of one decision ([`Store::write`]).
-    fn change(&self) -> Change<'_> {
-        Change {
-            store: self,
-            batch: self.kv.batch(),
-            counts: BTreeMap::new(),
+        match &self.engine {
+            Engine::Embedded(e) => Ok(e.counts()),
+            Engine::Postgres(pg) => pg.counts(),
         }
     }
 
-    /// Makes everything committed so far durable on disk.
+    /// Makes everything committed so far durable on disk (PostgreSQL: a
+    /// commit is durable when it returns, nothing is left to do).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let flusher = self.kv.flusher();
+        let Engine::Embedded(e) = &self.engine else {
+            return Ok(());
+        };
+        let flusher = e.kv.flusher();
         let flush = tokio::task::spawn_blocking(move || flusher.flush());
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
             Ok(Ok(flushed)) => flushed,
@@ -422,7 +498,21 @@ impl Store {
 
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.kv.size_on_disk()
+        match &self.engine {
+            Engine::Embedded(e) => e.kv.size_on_disk(),
+            Engine::Postgres(pg) => pg.size_on_disk(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The embedded engine's key space, for tests that look at raw keys.
+    fn kv(&self) -> &kv::Kv {
+        match &self.engine {
+            Engine::Embedded(e) => &e.kv,
+            Engine::Postgres(_) => panic!("not the embedded engine"),
+        }
     }
 }
 

@@ -17,16 +17,16 @@ fn find_and_open_never_fail_while_the_same_token_is_replaced() {
     );
     let m = meta("acme", "u1", Scope::Read);
     let put = |store: &Store, raw: &str| {
-        let lock = store.lock();
-        let mut change = store.change();
-        let secrets = TokenSecrets {
-            access_token: raw.to_owned(),
-            refresh_token: None,
-        };
-        change
-            .put_token("tok_1", &m, Some(&m), &secrets)
-            .expect("puts");
-        change.commit(&lock).expect("commits");
+        store
+            .write(|change| {
+                let secrets = TokenSecrets {
+                    access_token: raw.to_owned(),
+                    refresh_token: None,
+                };
+                change.put_token("tok_1", &m, Some(&m), &secrets)?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
     };
     put(&store, "raw-0");
     let stop = Arc::new(AtomicBool::new(false));

@@ -15,14 +15,14 @@
 
 use mmt_shared::time_fmt::UnixMillis;
 
-use super::keys::{expiry_key, prefixed};
-use super::{Change, Store, StoreError};
+use super::EXPIRY;
+use super::{Engine, Store, StoreError};
 use crate::rules::refresh::RefreshRecord;
 
-const REFRESH: u8 = b'r';
-const DUE: u8 = b'd';
+pub(super) const REFRESH: u8 = b'r';
+pub(super) const DUE: u8 = b'd';
 
-fn due_key(due_at: UnixMillis, token_id: &str) -> Vec<u8> {
+pub(super) fn due_key(due_at: UnixMillis, token_id: &str) -> Vec<u8> {
     let mut key = vec![DUE];
     key.extend_from_slice(&(due_at.max(0) as u64).to_be_bytes());
     key.extend_from_slice(token_id.as_bytes());
@@ -30,7 +30,7 @@ fn due_key(due_at: UnixMillis, token_id: &str) -> Vec<u8> {
 }
 
 /// (time, tokenId) of a `d` or `e` key.
-fn split_time_key(key: &[u8]) -> (UnixMillis, String) {
+pub(super) fn split_time_key(key: &[u8]) -> (UnixMillis, String) {
     let at = key
         .get(1..9)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -44,9 +44,9 @@ fn split_time_key(key: &[u8]) -> (UnixMillis, String) {
 impl Store {
     /// The refresh record of a token, if the engine owns it.
     pub fn refresh_record(&self, token_id: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        match self.kv.get(prefixed(REFRESH, token_id.as_bytes()))? {
-            Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
-            None => Ok(None),
+        match &self.engine {
+            Engine::Embedded(e) => e.refresh_record(token_id),
+            Engine::Postgres(pg) => pg.refresh_record(token_id),
         }
     }
 
@@ -57,13 +57,10 @@ impl Store {
         now: UnixMillis,
         limit: usize,
     ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
-        let end = due_key(now.saturating_add(1), "");
-        let mut out = Vec::new();
-        for entry in self.kv.range(vec![DUE]..end).take(limit) {
-            let (key, _) = entry?;
-            out.push(split_time_key(&key));
+        match &self.engine {
+            Engine::Embedded(e) => e.due_entries(DUE, now, limit),
+            Engine::Postgres(pg) => pg.due_refreshes(now, limit),
         }
-        Ok(out)
     }
 
     /// The v1 expiry entries at or before `now`, oldest first, at most
@@ -73,102 +70,38 @@ impl Store {
         now: UnixMillis,
         limit: usize,
     ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
-        let end = expiry_key(now.saturating_add(1), "");
-        let mut out = Vec::new();
-        for entry in self.kv.range(vec![super::EXPIRY]..end).take(limit) {
-            let (key, _) = entry?;
-            out.push(split_time_key(&key));
+        match &self.engine {
+            Engine::Embedded(e) => e.due_entries(EXPIRY, now, limit),
+            Engine::Postgres(pg) => pg.due_expiry_entries(now, limit),
         }
-        Ok(out)
     }
 
     /// The tokens whose last refresh failed (`attempts` > 0), at most
-    /// `limit`, in tokenId order: a scan of every refresh record. A record
-    /// that does not decode is left to the pass that meets it.
+    /// `limit`, in tokenId order. A record that does not decode is left to
+    /// the pass that meets it.
     pub fn failing_refreshes(
         &self,
         limit: usize,
     ) -> Result<Vec<(String, RefreshRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.kv.scan_prefix([REFRESH]) {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, value) = entry?;
-            let Ok(record) = postcard::from_bytes::<RefreshRecord>(&value) else {
-                continue;
-            };
-            if record.attempts > 0 {
-                let id = key.get(1..).unwrap_or_default();
-                out.push((String::from_utf8_lossy(id).into_owned(), record));
-            }
+        match &self.engine {
+            Engine::Embedded(e) => e.failing_refreshes(limit),
+            Engine::Postgres(pg) => pg.failing_refreshes(limit),
         }
-        Ok(out)
     }
 
     /// How many tokens are due at or before `until`, counting at most `cap`.
-    pub fn due_count(&self, until: UnixMillis, cap: usize) -> usize {
-        let end = due_key(until.saturating_add(1), "");
-        self.kv.range(vec![DUE]..end).take(cap).count()
-    }
-}
-
-impl Change<'_> {
-    /// Makes (or keeps) the token the engine's: its record and due entry
-    /// replace `previous`, and its v1 expiry entry at `expires_at` goes.
-    pub fn put_refresh(
-        &mut self,
-        token_id: &str,
-        previous: Option<&RefreshRecord>,
-        next: &RefreshRecord,
-        expires_at: Option<UnixMillis>,
-    ) -> Result<(), StoreError> {
-        if let Some(prev) = previous {
-            self.batch.remove(due_key(prev.due_at, token_id));
+    pub fn due_count(&self, until: UnixMillis, cap: usize) -> Result<usize, StoreError> {
+        match &self.engine {
+            Engine::Embedded(e) => Ok(e.due_count(until, cap)),
+            Engine::Postgres(pg) => pg.due_count(until, cap),
         }
-        if let Some(at) = expires_at {
-            self.batch.remove(expiry_key(at, token_id));
-        }
-        self.batch.insert(
-            prefixed(REFRESH, token_id.as_bytes()),
-            postcard::to_stdvec(next)?,
-        );
-        self.batch.insert(due_key(next.due_at, token_id), []);
-        Ok(())
-    }
-
-    /// The engine lets go of the token: record and due entry go. When the
-    /// token stays active with an expiry, `expires_at` puts its v1 expiry
-    /// entry back.
-    pub fn drop_refresh(
-        &mut self,
-        token_id: &str,
-        previous: &RefreshRecord,
-        expires_at: Option<UnixMillis>,
-    ) {
-        self.batch.remove(prefixed(REFRESH, token_id.as_bytes()));
-        self.batch.remove(due_key(previous.due_at, token_id));
-        if let Some(at) = expires_at {
-            self.batch.insert(expiry_key(at, token_id), []);
-        }
-    }
-
-    /// Removes a due entry whose token record cannot be read (it is skipped
-    /// for good, counted and logged by the caller; the record stays for an
-    /// operator to look at).
-    pub fn skip_due(&mut self, due_at: UnixMillis, token_id: &str) {
-        self.batch.remove(due_key(due_at, token_id));
-    }
-
-    /// Removes a v1 expiry entry whose token record cannot be read.
-    pub fn skip_expiry(&mut self, expires_at: UnixMillis, token_id: &str) {
-        self.batch.remove(expiry_key(expires_at, token_id));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Decision;
     use crate::store::crypto::MasterKey;
 
     #[test]
@@ -176,16 +109,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
             Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-        let lock = store.lock();
         let first = RefreshRecord {
             due_at: 5_000,
             ..RefreshRecord::default()
         };
-        let mut change = store.change();
-        change
-            .put_refresh("tok_1", None, &first, Some(9_000))
-            .expect("puts");
-        change.commit(&lock).expect("commits");
+        store
+            .write(|change| {
+                change.put_refresh("tok_1", None, &first, Some(9_000))?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
         assert_eq!(store.due_refreshes(4_999, 10).expect("scans"), vec![]);
         assert_eq!(
             store.due_refreshes(5_000, 10).expect("scans"),
@@ -196,26 +129,30 @@ mod tests {
             attempts: 1,
             ..first.clone()
         };
-        let mut change = store.change();
-        change
-            .put_refresh("tok_1", Some(&first), &later, None)
-            .expect("puts");
-        change.commit(&lock).expect("commits");
+        store
+            .write(|change| {
+                change.put_refresh("tok_1", Some(&first), &later, None)?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
         assert_eq!(store.due_refreshes(6_000, 10).expect("scans"), vec![]);
         assert_eq!(
             store.refresh_record("tok_1").expect("reads"),
             Some(later.clone())
         );
-        assert_eq!(store.due_count(i64::MAX, 10), 1);
+        assert_eq!(store.due_count(i64::MAX, 10).expect("counts"), 1);
         assert_eq!(
             store.failing_refreshes(10).expect("scans"),
             vec![("tok_1".to_owned(), later.clone())]
         );
-        let mut change = store.change();
-        change.drop_refresh("tok_1", &later, Some(9_000));
-        change.commit(&lock).expect("commits");
+        store
+            .write(|change| {
+                change.drop_refresh("tok_1", &later, Some(9_000));
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
         assert_eq!(store.refresh_record("tok_1").expect("reads"), None);
-        assert_eq!(store.due_count(i64::MAX, 10), 0);
+        assert_eq!(store.due_count(i64::MAX, 10).expect("counts"), 0);
         assert_eq!(
             store.due_expiries(9_000, 10).expect("scans"),
             vec!["tok_1".to_owned()]

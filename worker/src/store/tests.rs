@@ -1,5 +1,6 @@
 //! Unit tests of the store: keys, round trips, counts, listing, corruption.
 
+use super::keys::user_prefix;
 use super::testing::{meta, secrets, when_unlocked};
 use super::*;
 use mmt_shared::wire::{Scope, TokenState};
@@ -47,12 +48,12 @@ fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
     let m = meta("acme", "u1", Scope::Read);
-    let lock = store.lock();
-    let mut change = store.change();
-    change
-        .put_token("tok_1", &m, None, &secrets())
-        .expect("puts");
-    change.commit(&lock).expect("commits");
+    store
+        .write(|change| {
+            change.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
     let Found::Live {
         meta: got,
         sealed,
@@ -76,9 +77,12 @@ fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
     );
     assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
 
-    let mut change = store.change();
-    change.revoke("tok_1", &m, 2_000).expect("revokes");
-    change.commit(&lock).expect("commits");
+    store
+        .write(|change| {
+            change.revoke("tok_1", &m, 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
     assert!(matches!(
         store.find("tok_1").expect("reads"),
         Found::Revoked(_)
@@ -118,24 +122,25 @@ fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
 fn list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-    let lock = store.lock();
-    let mut change = store.change();
-    for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
-        change
-            .put_token(
-                &format!("tok_{i}"),
-                &meta("acme", user, Scope::Read),
-                None,
-                &secrets(),
-            )
-            .expect("puts");
-    }
-    change.commit(&lock).expect("commits");
-    let mut change = store.change();
-    change
-        .revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)
-        .expect("revokes");
-    change.commit(&lock).expect("commits");
+    store
+        .write(|change| {
+            for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+                change.put_token(
+                    &format!("tok_{i}"),
+                    &meta("acme", user, Scope::Read),
+                    None,
+                    &secrets(),
+                )?;
+            }
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    store
+        .write(|change| {
+            change.revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
     let all = |_: &str, _: &Listed| true;
     let first = store.list_tokens(None, 3, 100, &all).expect("lists");
     let ids: Vec<_> = first.tokens.iter().map(|(id, _)| id.as_str()).collect();
@@ -224,12 +229,12 @@ fn a_record_moved_onto_another_token_id_does_not_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
     let m = meta("acme", "u1", Scope::Read);
-    let lock = store.lock();
-    let mut change = store.change();
-    change
-        .put_token("tok_1", &m, None, &secrets())
-        .expect("puts");
-    change.commit(&lock).expect("commits");
+    store
+        .write(|change| {
+            change.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
     let Found::Live {
         sealed, wrapped, ..
     } = store.find("tok_1").expect("reads")

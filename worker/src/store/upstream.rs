@@ -13,11 +13,12 @@ use mmt_shared::wire::Scope;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::keys::{prefixed, push_part};
-use super::{Change, Store, StoreError, TokenSecrets};
+use super::keys::push_part;
+use super::{Engine, Store, StoreError, TokenSecrets};
 use crate::rules::lifecycle::TokenMeta;
+use crate::store::crypto::MasterKey;
 
-const UPSTREAM: u8 = b'u';
+pub(super) const UPSTREAM: u8 = b'u';
 
 /// One pending upstream revocation. Only `sealed` holds a secret, sealed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +35,8 @@ pub struct UpstreamJob {
     pub due_at: UnixMillis,
     /// Failed attempts so far.
     pub attempts: u32,
-    sealed: Vec<u8>,
-    wrapped: Vec<u8>,
+    pub(super) sealed: Vec<u8>,
+    pub(super) wrapped: Vec<u8>,
 }
 
 /// A job as read: its tokenId and the job, or why it does not decode.
@@ -63,20 +64,43 @@ fn job_binding(client_id: &str, broker_type: &str) -> Vec<u8> {
     b
 }
 
+impl UpstreamJob {
+    /// A job for a token being revoked, due `now`, its tokens sealed under
+    /// a data key of their own.
+    pub(super) fn seal(
+        key: &MasterKey,
+        token_id: &str,
+        meta: &TokenMeta,
+        secrets: &TokenSecrets,
+        now: UnixMillis,
+    ) -> Result<Self, StoreError> {
+        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
+        let (sealed, wrapped) = key.seal_token(
+            &seal_id(token_id),
+            &job_binding(&meta.client_id, &meta.broker_type),
+            &plain,
+        )?;
+        Ok(Self {
+            client_id: meta.client_id.clone(),
+            broker_type: meta.broker_type.clone(),
+            scope: meta.scope,
+            created_at: now,
+            due_at: now,
+            attempts: 0,
+            sealed,
+            wrapped,
+        })
+    }
+}
+
 impl Store {
     /// Up to `limit` jobs, in tokenId order; a job that does not decode
     /// comes as its error, so that it cannot hide the others.
     pub fn upstream_jobs(&self, limit: usize) -> Result<Vec<JobEntry>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.kv.scan_prefix([UPSTREAM]).take(limit) {
-            let (key, value) = entry?;
-            let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
-            out.push((
-                token_id,
-                postcard::from_bytes(&value).map_err(StoreError::from),
-            ));
+        match &self.engine {
+            Engine::Embedded(e) => e.upstream_jobs(limit),
+            Engine::Postgres(pg) => pg.upstream_jobs(limit),
         }
-        Ok(out)
     }
 
     /// The tokens a job holds.
@@ -88,53 +112,5 @@ impl Store {
             &job.wrapped,
         )?;
         Ok(postcard::from_bytes(&plain)?)
-    }
-}
-
-impl Change<'_> {
-    /// Starts the upstream revocation of a token being revoked in this
-    /// change, due now.
-    pub fn start_upstream_job(
-        &mut self,
-        token_id: &str,
-        meta: &TokenMeta,
-        secrets: &TokenSecrets,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
-        let (sealed, wrapped) = self.store.key.seal_token(
-            &seal_id(token_id),
-            &job_binding(&meta.client_id, &meta.broker_type),
-            &plain,
-        )?;
-        let job = UpstreamJob {
-            client_id: meta.client_id.clone(),
-            broker_type: meta.broker_type.clone(),
-            scope: meta.scope,
-            created_at: now,
-            due_at: now,
-            attempts: 0,
-            sealed,
-            wrapped,
-        };
-        self.update_upstream_job(token_id, &job)
-    }
-
-    /// Stores a job's new schedule.
-    pub fn update_upstream_job(
-        &mut self,
-        token_id: &str,
-        job: &UpstreamJob,
-    ) -> Result<(), StoreError> {
-        self.batch.insert(
-            prefixed(UPSTREAM, token_id.as_bytes()),
-            postcard::to_stdvec(job)?,
-        );
-        Ok(())
-    }
-
-    /// Ends a job: it and its sealed tokens are destroyed.
-    pub fn end_upstream_job(&mut self, token_id: &str) {
-        self.batch.remove(prefixed(UPSTREAM, token_id.as_bytes()));
     }
 }

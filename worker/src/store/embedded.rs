@@ -1,0 +1,332 @@
+//! The embedded engine: one ordered key space in the data directory
+//! ([`super::kv`], fjall), keys prefixed by what they hold (the table in
+//! [`super`]). One process holds it (the directory's lock); its writer lock
+//! makes every read-decide-write one unit, and each decision's operations
+//! one atomic batch, durable at the next flush.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use mmt_shared::time_fmt::UnixMillis;
+use mmt_shared::wire::TokenState;
+
+use super::change::Op;
+use super::keys::{CountKey, Identity, expiry_key, prefixed, user_prefix};
+use super::kv::{self, Kv};
+use super::refresh::{DUE, REFRESH, due_key, split_time_key};
+use super::upstream::{JobEntry, UPSTREAM};
+use super::{COUNT, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
+use crate::rules::lifecycle::TokenMeta;
+use crate::store::crypto::MasterKey;
+
+type Counts = BTreeMap<Vec<u8>, u64>;
+
+/// The open embedded engine.
+pub(super) struct Embedded {
+    pub(super) kv: Kv,
+    writer: Mutex<()>,
+    /// The token counts: a copy in memory of the `c` keys, so that a commit
+    /// writes the new counts without reading them first and the console's
+    /// counts read no record.
+    counts: Mutex<Counts>,
+    /// The data directory's lock, released when the store is dropped.
+    _lock: kv::DirLock,
+}
+
+/// Proof that the caller holds the writer lock.
+pub(super) struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
+
+impl Embedded {
+    /// Opens the keyspace of `dir` (the key already checked): moves a sled
+    /// directory into fjall and migrates an older format first.
+    pub(super) fn open(dir: &Path, key: &MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
+        let lock = kv::lock(dir)?;
+        from_sled::import(dir, cache_mb, usize::MAX)?;
+        let kv = Kv::open(&dir.join(kv::DIR), cache_mb)?;
+        migrate::to_current(&kv, key, usize::MAX)?;
+        let mut counts = Counts::new();
+        for entry in kv.scan_prefix([COUNT]) {
+            let (key, value) = entry?;
+            if let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) {
+                counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
+            }
+        }
+        Ok(Self {
+            kv,
+            writer: Mutex::new(()),
+            counts: Mutex::new(counts),
+            _lock: lock,
+        })
+    }
+
+    /// Takes the writer lock: held from the first read of a decision to its
+    /// commit.
+    pub(super) fn lock(&self) -> WriteGuard<'_> {
+        WriteGuard(self.writer.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(super) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.kv.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub(super) fn token_of(&self, identity: &Identity<'_>) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .kv
+            .get(identity.key())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub(super) fn record(&self, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(prefixed(TOKEN, token_id.as_bytes()))
+    }
+
+    /// The tokenIds of an end user's identities, in identity order.
+    pub(super) fn user_token_ids(
+        &self,
+        client_id: &str,
+        end_user_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.kv.scan_prefix(user_prefix(client_id, end_user_id)) {
+            let (_, token_id) = entry?;
+            out.push(String::from_utf8_lossy(&token_id).into_owned());
+        }
+        Ok(out)
+    }
+
+    pub(super) fn counts(&self) -> Vec<(CountKey, u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(key, n)| Some((CountKey::decode(key)?, *n)))
+            .collect()
+    }
+
+    pub(super) fn refresh_record(
+        &self,
+        token_id: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        match self.kv.get(prefixed(REFRESH, token_id.as_bytes()))? {
+            Some(bytes) => Ok(Some(postcard::from_bytes(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// (time, tokenId) entries of the `d` or `e` index at or before `now`.
+    pub(super) fn due_entries(
+        &self,
+        prefix: u8,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        let end = if prefix == DUE {
+            due_key(now.saturating_add(1), "")
+        } else {
+            expiry_key(now.saturating_add(1), "")
+        };
+        let mut out = Vec::new();
+        for entry in self.kv.range(vec![prefix]..end).take(limit) {
+            let (key, _) = entry?;
+            out.push(split_time_key(&key));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn failing_refreshes(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, RefreshRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.kv.scan_prefix([REFRESH]) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let Ok(record) = postcard::from_bytes::<RefreshRecord>(&value) else {
+                continue;
+            };
+            if record.attempts > 0 {
+                let id = key.get(1..).unwrap_or_default();
+                out.push((String::from_utf8_lossy(id).into_owned(), record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn due_count(&self, until: UnixMillis, cap: usize) -> usize {
+        let end = due_key(until.saturating_add(1), "");
+        self.kv.range(vec![DUE]..end).take(cap).count()
+    }
+
+    pub(super) fn upstream_jobs(&self, limit: usize) -> Result<Vec<JobEntry>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.kv.scan_prefix([UPSTREAM]).take(limit) {
+            let (key, value) = entry?;
+            let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
+            out.push((
+                token_id,
+                postcard::from_bytes(&value).map_err(StoreError::from),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` token records after `after`, in tokenId order, and
+    /// whether more follow.
+    pub(super) fn records_after(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(after) => Bound::Excluded(prefixed(TOKEN, after.as_bytes())),
+            None => Bound::Included(vec![TOKEN]),
+        };
+        let mut records = self
+            .kv
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![TOKEN + 1])));
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((key, value)) = records.next().transpose()? else {
+                return Ok((out, false));
+            };
+            let token_id = String::from_utf8_lossy(key.get(1..).unwrap_or_default()).into_owned();
+            out.push((token_id, value.to_vec()));
+        }
+        Ok((out, records.next().is_some()))
+    }
+
+    /// Applies `ops` as one atomic batch, the counts with them. The caller
+    /// holds the writer lock; the counts in memory follow the store once the
+    /// batch is applied.
+    pub(super) fn apply(&self, ops: Vec<Op>, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
+        let mut batch = self.kv.batch();
+        let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        let mut count = |meta: &TokenMeta, state: TokenState, delta: i64| {
+            let key = CountKey {
+                state,
+                scope: meta.scope,
+                broker_type: meta.broker_type.clone(),
+            }
+            .encode();
+            *deltas.entry(key).or_default() += delta;
+        };
+        for op in ops {
+            match op {
+                Op::PutToken {
+                    token_id,
+                    meta,
+                    previous,
+                    record,
+                } => {
+                    if let Some(prev) = &previous {
+                        if let Some(at) = prev.expires_at {
+                            batch.remove(expiry_key(at, &token_id));
+                        }
+                        count(prev, prev.state, -1);
+                    }
+                    count(&meta, meta.state, 1);
+                    batch.insert(identity_of(&meta).key(), token_id.as_bytes());
+                    batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
+                    if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
+                        batch.insert(expiry_key(at, &token_id), []);
+                    }
+                }
+                Op::Expire {
+                    token_id,
+                    previous,
+                    meta,
+                    record,
+                } => {
+                    if let Some(at) = previous.expires_at {
+                        batch.remove(expiry_key(at, &token_id));
+                    }
+                    count(&previous, previous.state, -1);
+                    count(&meta, meta.state, 1);
+                    batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
+                }
+                Op::Revoke {
+                    token_id,
+                    meta,
+                    record,
+                } => {
+                    batch.remove(identity_of(&meta).key());
+                    if let Some(at) = meta.expires_at {
+                        batch.remove(expiry_key(at, &token_id));
+                    }
+                    batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
+                    count(&meta, meta.state, -1);
+                    count(&meta, TokenState::Revoked, 1);
+                }
+                Op::Processed { key, reply } => batch.insert(key, reply),
+                Op::PutRefresh {
+                    token_id,
+                    previous_due,
+                    next,
+                    expires_at,
+                } => {
+                    if let Some(due) = previous_due {
+                        batch.remove(due_key(due, &token_id));
+                    }
+                    if let Some(at) = expires_at {
+                        batch.remove(expiry_key(at, &token_id));
+                    }
+                    batch.insert(
+                        prefixed(REFRESH, token_id.as_bytes()),
+                        postcard::to_stdvec(&next)?,
+                    );
+                    batch.insert(due_key(next.due_at, &token_id), []);
+                }
+                Op::DropRefresh {
+                    token_id,
+                    previous_due,
+                    expires_at,
+                } => {
+                    batch.remove(prefixed(REFRESH, token_id.as_bytes()));
+                    batch.remove(due_key(previous_due, &token_id));
+                    if let Some(at) = expires_at {
+                        batch.insert(expiry_key(at, &token_id), []);
+                    }
+                }
+                Op::SkipDue { token_id, due_at } => batch.remove(due_key(due_at, &token_id)),
+                Op::SkipExpiry {
+                    token_id,
+                    expires_at,
+                } => batch.remove(expiry_key(expires_at, &token_id)),
+                Op::PutJob { token_id, job } => batch.insert(
+                    prefixed(UPSTREAM, token_id.as_bytes()),
+                    postcard::to_stdvec(&job)?,
+                ),
+                Op::EndJob { token_id } => batch.remove(prefixed(UPSTREAM, token_id.as_bytes())),
+            }
+        }
+        let mut current = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let next: Vec<(Vec<u8>, u64)> = deltas
+            .into_iter()
+            .map(|(key, delta)| {
+                let n = current.get(&key).copied().unwrap_or(0);
+                (key, n.saturating_add_signed(delta))
+            })
+            .collect();
+        for (key, n) in &next {
+            batch.insert(key.as_slice(), n.to_be_bytes());
+        }
+        self.kv.apply(batch)?;
+        current.extend(next);
+        Ok(())
+    }
+}
+
+/// The identity a token's metadata names.
+pub(super) fn identity_of(meta: &TokenMeta) -> Identity<'_> {
+    Identity {
+        client_id: &meta.client_id,
+        end_user_id: &meta.end_user_id,
+        broker_type: &meta.broker_type,
+        scope: meta.scope,
+        account_id: &meta.account_id,
+    }
+}

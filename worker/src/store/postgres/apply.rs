@@ -1,0 +1,249 @@
+//! A decision's operations as statements of its transaction, in order, and
+//! the count deltas they add up to as one statement per touched group.
+
+use std::collections::BTreeMap;
+
+use mmt_shared::wire::TokenState;
+use tokio_postgres::Client;
+
+use super::super::change::Op;
+use super::super::{RefreshRecord, StoreError};
+use super::Txn;
+use super::schema::COUNT_SHARDS;
+use crate::rules::lifecycle::TokenMeta;
+
+/// (state, scope, integration) to a delta.
+type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
+
+impl Txn<'_> {
+    /// Runs `ops` in the transaction (not yet committed).
+    pub(in crate::store) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let client = self.client()?;
+        self.engine().block(apply(client, ops))
+    }
+}
+
+fn count(deltas: &mut Deltas, meta: &TokenMeta, state: TokenState, delta: i64) {
+    *deltas
+        .entry((
+            state.as_str(),
+            meta.scope.as_str(),
+            meta.broker_type.clone(),
+        ))
+        .or_default() += delta;
+}
+
+/// The v1 expiry entry a live token has: active with an expiry.
+fn expiry_of(meta: &TokenMeta) -> Option<i64> {
+    (meta.state == TokenState::Active)
+        .then_some(meta.expires_at)
+        .flatten()
+}
+
+async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
+    let mut deltas = Deltas::new();
+    for op in ops {
+        match op {
+            Op::PutToken {
+                token_id,
+                meta,
+                previous,
+                record,
+            } => {
+                if let Some(prev) = &previous {
+                    count(&mut deltas, prev, prev.state, -1);
+                }
+                count(&mut deltas, &meta, meta.state, 1);
+                c.execute(
+                    "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
+                                         account_id, state, expiry_at, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (token_id) DO UPDATE SET
+                         client_id = EXCLUDED.client_id, end_user_id = EXCLUDED.end_user_id,
+                         broker_type = EXCLUDED.broker_type, scope = EXCLUDED.scope,
+                         account_id = EXCLUDED.account_id, state = EXCLUDED.state,
+                         expiry_at = EXCLUDED.expiry_at, record = EXCLUDED.record",
+                    &[
+                        &token_id,
+                        &meta.client_id,
+                        &meta.end_user_id,
+                        &meta.broker_type,
+                        &meta.scope.as_str(),
+                        &meta.account_id,
+                        &meta.state.as_str(),
+                        &expiry_of(&meta),
+                        &record,
+                    ],
+                )
+                .await?;
+            }
+            Op::Expire {
+                token_id,
+                previous,
+                meta,
+                record,
+            } => {
+                count(&mut deltas, &previous, previous.state, -1);
+                count(&mut deltas, &meta, meta.state, 1);
+                c.execute(
+                    "UPDATE tokens SET state = $2, expiry_at = NULL, record = $3
+                     WHERE token_id = $1",
+                    &[&token_id, &meta.state.as_str(), &record],
+                )
+                .await?;
+            }
+            Op::Revoke {
+                token_id,
+                meta,
+                record,
+            } => {
+                count(&mut deltas, &meta, meta.state, -1);
+                count(&mut deltas, &meta, TokenState::Revoked, 1);
+                // The tombstone keeps what the embedded one keeps: no end
+                // user, no account, no secret.
+                c.execute(
+                    "UPDATE tokens SET state = 'revoked', end_user_id = NULL, account_id = NULL,
+                                       expiry_at = NULL, record = $2
+                     WHERE token_id = $1",
+                    &[&token_id, &record],
+                )
+                .await?;
+            }
+            Op::Processed { key, reply } => {
+                c.execute(
+                    "INSERT INTO processed (key, reply) VALUES ($1, $2)",
+                    &[&key, &reply],
+                )
+                .await?;
+            }
+            Op::PutRefresh {
+                token_id,
+                previous_due: _,
+                next,
+                expires_at,
+            } => {
+                put_refresh(c, &token_id, &next).await?;
+                if let Some(at) = expires_at {
+                    c.execute(
+                        "UPDATE tokens SET expiry_at = NULL
+                         WHERE token_id = $1 AND expiry_at = $2",
+                        &[&token_id, &at],
+                    )
+                    .await?;
+                }
+            }
+            Op::DropRefresh {
+                token_id,
+                previous_due: _,
+                expires_at,
+            } => {
+                c.execute("DELETE FROM refresh WHERE token_id = $1", &[&token_id])
+                    .await?;
+                if let Some(at) = expires_at {
+                    c.execute(
+                        "UPDATE tokens SET expiry_at = $2 WHERE token_id = $1",
+                        &[&token_id, &at],
+                    )
+                    .await?;
+                }
+            }
+            Op::SkipDue { token_id, due_at } => {
+                c.execute(
+                    "UPDATE refresh SET due_at = NULL WHERE token_id = $1 AND due_at = $2",
+                    &[&token_id, &due_at],
+                )
+                .await?;
+            }
+            Op::SkipExpiry {
+                token_id,
+                expires_at,
+            } => {
+                c.execute(
+                    "UPDATE tokens SET expiry_at = NULL WHERE token_id = $1 AND expiry_at = $2",
+                    &[&token_id, &expires_at],
+                )
+                .await?;
+            }
+            Op::PutJob { token_id, job } => {
+                let attempts = i32::try_from(job.attempts).unwrap_or(i32::MAX);
+                c.execute(
+                    "INSERT INTO upstream_jobs (token_id, client_id, broker_type, scope,
+                                                created_at, due_at, attempts, sealed, wrapped)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (token_id) DO UPDATE SET
+                         due_at = EXCLUDED.due_at, attempts = EXCLUDED.attempts,
+                         sealed = EXCLUDED.sealed, wrapped = EXCLUDED.wrapped",
+                    &[
+                        &token_id,
+                        &job.client_id,
+                        &job.broker_type,
+                        &job.scope.as_str(),
+                        &job.created_at,
+                        &job.due_at,
+                        &attempts,
+                        &job.sealed,
+                        &job.wrapped,
+                    ],
+                )
+                .await?;
+            }
+            Op::EndJob { token_id } => {
+                c.execute(
+                    "DELETE FROM upstream_jobs WHERE token_id = $1",
+                    &[&token_id],
+                )
+                .await?;
+            }
+        }
+    }
+    add_counts(c, deltas).await
+}
+
+async fn put_refresh(c: &Client, token_id: &str, next: &RefreshRecord) -> Result<(), StoreError> {
+    let attempts = i32::try_from(next.attempts).unwrap_or(i32::MAX);
+    let lease_id = next.lease.map(|l| i64::from_ne_bytes(l.id.to_ne_bytes()));
+    c.execute(
+        "INSERT INTO refresh (token_id, due_at, attempts, lease_id, lease_sent_at, lease_until,
+                              last_error, last_refreshed_at, last_failed_event_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (token_id) DO UPDATE SET
+             due_at = EXCLUDED.due_at, attempts = EXCLUDED.attempts,
+             lease_id = EXCLUDED.lease_id, lease_sent_at = EXCLUDED.lease_sent_at,
+             lease_until = EXCLUDED.lease_until, last_error = EXCLUDED.last_error,
+             last_refreshed_at = EXCLUDED.last_refreshed_at,
+             last_failed_event_at = EXCLUDED.last_failed_event_at",
+        &[
+            &token_id,
+            &next.due_at,
+            &attempts,
+            &lease_id,
+            &next.lease.map(|l| l.sent_at),
+            &next.lease.map(|l| l.until),
+            &next.last_error,
+            &next.last_refreshed_at,
+            &next.last_failed_event_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds the deltas to one random shard of each group: two workers rarely
+/// touch the same row, and a reader sums a handful of rows.
+async fn add_counts(c: &Client, deltas: Deltas) -> Result<(), StoreError> {
+    let shard: i16 = rand::random_range(0..COUNT_SHARDS);
+    for ((state, scope, broker_type), delta) in deltas {
+        if delta == 0 {
+            continue;
+        }
+        c.execute(
+            "INSERT INTO token_counts (state, scope, broker_type, shard, n)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (state, scope, broker_type, shard)
+             DO UPDATE SET n = token_counts.n + EXCLUDED.n",
+            &[&state, &scope, &broker_type, &shard, &delta],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Reaching the shared store: the URL (its password hidden whenever it is
+//! shown), TLS over rustls with the operator's CA or the system's roots, the
+//! pool, the schema's migrations and the key check, in that order, before
+//! the store serves anything.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::config::SslMode;
+use zeroize::Zeroizing;
+
+use super::schema::{MIGRATION_LOCK, MIGRATIONS};
+use super::{Postgres, millis};
+use crate::store::StoreError;
+use crate::store::crypto::MasterKey;
+
+/// The key check's name in `mmt_meta`.
+const KEY_CHECK: &str = "key_check";
+
+/// Where the shared store is and how to reach it.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `postgres://user[:password]@host[:port]/database[?sslmode=...]`.
+    pub url: String,
+    /// The password, when it is not in the URL (from the environment or a
+    /// file).
+    pub password: Option<Zeroizing<String>>,
+    /// A CA certificate file (PEM) that the server's certificate must chain
+    /// to; TLS is then required. Without it, the system's roots, and TLS as
+    /// the URL's `sslmode` says (`prefer` by default).
+    pub ca: Option<PathBuf>,
+    /// Connections per worker.
+    pub pool_size: usize,
+    /// The longest any statement may run, and any wait for a connection.
+    pub statement_timeout: Duration,
+}
+
+/// The URL, never its password.
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &redact(&self.url))
+            .field("ca", &self.ca)
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgConfig {
+    /// A configuration for `url` with the defaults: 8 connections, 5 s per
+    /// statement.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            password: None,
+            ca: None,
+            pool_size: 8,
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`; a URL that does not
+/// parse is not shown at all.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(a store URL that does not parse)".to_owned(),
+    }
+}
+
+/// Connects, migrates and checks the key.
+pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, StoreError> {
+    let shown = redact(&config.url);
+    if !config.url.starts_with("postgres://") && !config.url.starts_with("postgresql://") {
+        return Err(StoreError::BadUrl {
+            detail: "it must start with postgres:// (or postgresql://)".to_owned(),
+        });
+    }
+    let mut pg: tokio_postgres::Config = config.url.parse().map_err(|_| StoreError::BadUrl {
+        detail: "it does not parse as a PostgreSQL URL".to_owned(),
+    })?;
+    if let Some(password) = &config.password {
+        pg.password(password.as_bytes());
+    }
+    pg.connect_timeout(config.statement_timeout);
+    pg.options(format!(
+        "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={idle}",
+        ms = millis(config.statement_timeout),
+        idle = millis(config.statement_timeout * 4),
+    ));
+    if config.ca.is_some() {
+        pg.ssl_mode(SslMode::Require);
+    }
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(config)?);
+    let manager = Manager::from_config(
+        pg,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("mmt-postgres")
+        .enable_all()
+        .build()
+        .map_err(|source| StoreError::Runtime { source })?;
+    let pool = {
+        let _entered = runtime.enter();
+        Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.statement_timeout))
+            .create_timeout(Some(config.statement_timeout))
+            .recycle_timeout(Some(config.statement_timeout))
+            .build()
+            .map_err(|_| StoreError::BadUrl {
+                detail: "the connection pool could not be built".to_owned(),
+            })?
+    };
+    let engine = Postgres {
+        runtime,
+        pool,
+        shown,
+    };
+    engine.block(migrate_and_check(&engine, key))?;
+    Ok(engine)
+}
+
+/// The rustls client configuration: ring, TLS 1.2 and 1.3, the roots of
+/// `--store-ca` or of the system.
+fn tls_config(config: &PgConfig) -> Result<rustls::ClientConfig, StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.ca {
+        Some(path) => {
+            let bad = |detail: String| StoreError::Tls {
+                detail: format!("{}: {detail}", path.display()),
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(format!("cannot read it ({e})")))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not PEM certificates ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("no certificate in it".to_owned()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("not a CA certificate ({e})")))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot use is left out, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Tls {
+            detail: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// In one transaction under the migration lock: the missing migrations,
+/// then the key check (written by the first worker of an empty store,
+/// compared by every later one).
+async fn migrate_and_check(engine: &Postgres, key: &MasterKey) -> Result<(), StoreError> {
+    let mut client = engine.connection().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS mmt_schema (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM mmt_schema", &[])
+        .await?
+        .try_get(0)?;
+    let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+    if current > known {
+        return Err(StoreError::Schema {
+            found: current,
+            known,
+        });
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO mmt_schema (version) VALUES ($1)", &[&version])
+            .await?;
+        tracing::info!(version, "store schema migrated");
+    }
+    let stored = tx
+        .query_opt("SELECT value FROM mmt_meta WHERE name = $1", &[&KEY_CHECK])
+        .await?;
+    match stored {
+        Some(row) => {
+            let value: Vec<u8> = row.try_get(0)?;
+            if !key.verify_check_value(&value) {
+                return Err(StoreError::WrongKeyFor {
+                    store: engine.shown.clone(),
+                });
+            }
+        }
+        None => {
+            let holds_tokens: bool = tx
+                .query_one("SELECT EXISTS (SELECT 1 FROM tokens)", &[])
+                .await?
+                .try_get(0)?;
+            if holds_tokens {
+                return Err(StoreError::MissingKeyCheckFor {
+                    store: engine.shown.clone(),
+                });
+            }
+            tx.execute(
+                "INSERT INTO mmt_meta (name, value) VALUES ($1, $2)",
+                &[&KEY_CHECK, &key.check_value()?],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(
+            redact("postgres://mmt:hunter2@db.example:5432/mmt?sslmode=require"),
+            "postgres://mmt:***@db.example:5432/mmt?sslmode=require"
+        );
+        assert_eq!(redact("postgres://mmt@db/mmt"), "postgres://mmt@db/mmt");
+        assert!(!redact("postgres://mmt:hunter2@[bad").contains("hunter2"));
+        let config = PgConfig::new("postgres://mmt:hunter2@db/mmt");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,420 @@
+//! What the store reads from PostgreSQL: each query once, run either on a
+//! pooled connection (the console, the passes' lists of due tokens) or on a
+//! write transaction's (a decision's reads, consistent with its commit).
+
+use mmt_shared::time_fmt::UnixMillis;
+use mmt_shared::wire::{Scope, TokenState};
+use tokio_postgres::{Client, Row};
+
+use super::super::keys::{CountKey, Identity};
+use super::super::upstream::JobEntry;
+use super::super::{RefreshRecord, StoreError, UpstreamJob};
+use super::{Postgres, Txn};
+use crate::rules::refresh::Lease;
+
+/// The queries, each a function of a connection.
+mod q {
+    use super::*;
+
+    pub(super) async fn processed(c: &Client, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = c
+            .query_opt("SELECT reply FROM processed WHERE key = $1", &[&key])
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub(super) async fn token_of(
+        c: &Client,
+        identity: &Identity<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let row = c
+            .query_opt(
+                "SELECT token_id FROM tokens
+                 WHERE client_id = $1 AND end_user_id = $2 AND broker_type = $3
+                   AND scope = $4 AND account_id = $5 AND state <> 'revoked'",
+                &[
+                    &identity.client_id,
+                    &identity.end_user_id,
+                    &identity.broker_type,
+                    &identity.scope.as_str(),
+                    &identity.account_id,
+                ],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub(super) async fn record(c: &Client, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = c
+            .query_opt(
+                "SELECT record FROM tokens WHERE token_id = $1",
+                &[&token_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub(super) async fn refresh_record(
+        c: &Client,
+        token_id: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let row = c
+            .query_opt(
+                "SELECT due_at, attempts, lease_id, lease_sent_at, lease_until, last_error,
+                        last_refreshed_at, last_failed_event_at
+                 FROM refresh WHERE token_id = $1",
+                &[&token_id],
+            )
+            .await?;
+        row.map(|r| refresh_of(&r, 0)).transpose()
+    }
+
+    pub(super) async fn upstream_jobs(
+        c: &Client,
+        limit: usize,
+    ) -> Result<Vec<JobEntry>, StoreError> {
+        let rows = c
+            .query(
+                "SELECT token_id, client_id, broker_type, scope, created_at, due_at, attempts,
+                        sealed, wrapped
+                 FROM upstream_jobs ORDER BY token_id LIMIT $1",
+                &[&limit_of(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let token_id: String = r.try_get(0)?;
+                Ok((token_id, job_of(r)))
+            })
+            .collect()
+    }
+}
+
+/// A `LIMIT` from a count.
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// A `refresh` row's record, its columns from `at` on.
+fn refresh_of(row: &Row, at: usize) -> Result<RefreshRecord, StoreError> {
+    let due_at: Option<i64> = row.try_get(at)?;
+    let attempts: i32 = row.try_get(at + 1)?;
+    let lease_id: Option<i64> = row.try_get(at + 2)?;
+    let sent_at: Option<i64> = row.try_get(at + 3)?;
+    let until: Option<i64> = row.try_get(at + 4)?;
+    Ok(RefreshRecord {
+        // A due entry skipped for good has no due time: the record stays
+        // for an operator to look at, and it is never due.
+        due_at: due_at.unwrap_or(UnixMillis::MAX),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        lease: match (lease_id, sent_at, until) {
+            (Some(id), Some(sent_at), Some(until)) => Some(Lease {
+                id: u64::from_ne_bytes(id.to_ne_bytes()),
+                sent_at,
+                until,
+            }),
+            _ => None,
+        },
+        last_error: row.try_get(at + 5)?,
+        last_refreshed_at: row.try_get(at + 6)?,
+        last_failed_event_at: row.try_get(at + 7)?,
+    })
+}
+
+/// An `upstream_jobs` row's job (columns 1 to 8).
+fn job_of(row: &Row) -> Result<UpstreamJob, StoreError> {
+    let scope: String = row.try_get(3)?;
+    let attempts: i32 = row.try_get(6)?;
+    Ok(UpstreamJob {
+        client_id: row.try_get(1)?,
+        broker_type: row.try_get(2)?,
+        scope: scope_of(&scope)?,
+        created_at: row.try_get(4)?,
+        due_at: row.try_get(5)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        sealed: row.try_get(7)?,
+        wrapped: row.try_get(8)?,
+    })
+}
+
+fn scope_of(text: &str) -> Result<Scope, StoreError> {
+    match text {
+        "read" => Ok(Scope::Read),
+        "write" => Ok(Scope::Write),
+        _ => Err(StoreError::Column { column: "scope" }),
+    }
+}
+
+fn state_of(text: &str) -> Result<TokenState, StoreError> {
+    match text {
+        "active" => Ok(TokenState::Active),
+        "reauth_required" => Ok(TokenState::ReauthRequired),
+        "revoked" => Ok(TokenState::Revoked),
+        _ => Err(StoreError::Column { column: "state" }),
+    }
+}
+
+impl Txn<'_> {
+    pub(in crate::store) fn processed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.client()?;
+        self.engine().block(q::processed(c, key))
+    }
+
+    pub(in crate::store) fn token_of(
+        &self,
+        identity: &Identity<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let c = self.client()?;
+        self.engine().block(q::token_of(c, identity))
+    }
+
+    pub(in crate::store) fn record(&self, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.client()?;
+        self.engine().block(q::record(c, token_id))
+    }
+
+    pub(in crate::store) fn refresh_record(
+        &self,
+        token_id: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        let c = self.client()?;
+        self.engine().block(q::refresh_record(c, token_id))
+    }
+
+    pub(in crate::store) fn upstream_jobs(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<JobEntry>, StoreError> {
+        let c = self.client()?;
+        self.engine().block(q::upstream_jobs(c, limit))
+    }
+}
+
+impl Postgres {
+    pub(in crate::store) fn processed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block(async { q::processed(&*self.connection().await?, key).await })
+    }
+
+    pub(in crate::store) fn token_of(
+        &self,
+        identity: &Identity<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        self.block(async { q::token_of(&*self.connection().await?, identity).await })
+    }
+
+    pub(in crate::store) fn record(&self, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block(async { q::record(&*self.connection().await?, token_id).await })
+    }
+
+    pub(in crate::store) fn refresh_record(
+        &self,
+        token_id: &str,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        self.block(async { q::refresh_record(&*self.connection().await?, token_id).await })
+    }
+
+    pub(in crate::store) fn upstream_jobs(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<JobEntry>, StoreError> {
+        self.block(async { q::upstream_jobs(&*self.connection().await?, limit).await })
+    }
+
+    /// The live tokens of an end user with their records, in identity
+    /// order (as the embedded engine's identity keys sort: each part by its
+    /// length, then its bytes).
+    pub(in crate::store) fn user_records(
+        &self,
+        client_id: &str,
+        end_user_id: &str,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+        self.block(async {
+            let rows = self
+                .connection()
+                .await?
+                .query(
+                    "SELECT token_id, record FROM tokens
+                     WHERE client_id = $1 AND end_user_id = $2 AND state <> 'revoked'
+                     ORDER BY octet_length(broker_type), broker_type,
+                              octet_length(scope), scope,
+                              octet_length(account_id), account_id",
+                    &[&client_id, &end_user_id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, Some(r.try_get(1)?))))
+                .collect()
+        })
+    }
+
+    /// The counts by (state, scope, integration), in the embedded engine's
+    /// order: a few rows per group (the shards), never the tokens.
+    pub(in crate::store) fn counts(&self) -> Result<Vec<(CountKey, u64)>, StoreError> {
+        let rows = self.block(async {
+            Ok::<_, StoreError>(
+                self.connection()
+                    .await?
+                    .query(
+                        "SELECT state, scope, broker_type, sum(n)::bigint FROM token_counts
+                         GROUP BY state, scope, broker_type",
+                        &[],
+                    )
+                    .await?,
+            )
+        })?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let state: String = r.try_get(0)?;
+                let scope: String = r.try_get(1)?;
+                let n: i64 = r.try_get(3)?;
+                Ok((
+                    CountKey {
+                        state: state_of(&state)?,
+                        scope: scope_of(&scope)?,
+                        broker_type: r.try_get(2)?,
+                    },
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_cached_key(|(key, _)| key.encode());
+        Ok(out)
+    }
+
+    fn time_entries(
+        &self,
+        sql: &str,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        self.block(async {
+            let rows = self
+                .connection()
+                .await?
+                .query(sql, &[&now, &limit_of(limit)])
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    pub(in crate::store) fn due_refreshes(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        self.time_entries(
+            "SELECT due_at, token_id FROM refresh WHERE due_at <= $1
+             ORDER BY due_at, token_id LIMIT $2",
+            now,
+            limit,
+        )
+    }
+
+    pub(in crate::store) fn due_expiry_entries(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        self.time_entries(
+            "SELECT expiry_at, token_id FROM tokens WHERE expiry_at <= $1
+             ORDER BY expiry_at, token_id LIMIT $2",
+            now,
+            limit,
+        )
+    }
+
+    pub(in crate::store) fn failing_refreshes(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, RefreshRecord)>, StoreError> {
+        self.block(async {
+            let rows = self
+                .connection()
+                .await?
+                .query(
+                    "SELECT token_id, due_at, attempts, lease_id, lease_sent_at, lease_until,
+                            last_error, last_refreshed_at, last_failed_event_at
+                     FROM refresh WHERE attempts > 0 ORDER BY token_id LIMIT $1",
+                    &[&limit_of(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, refresh_of(r, 1)?)))
+                .collect()
+        })
+    }
+
+    pub(in crate::store) fn due_count(
+        &self,
+        until: UnixMillis,
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        let n: i64 = self.block(async {
+            Ok::<_, StoreError>(
+                self.connection()
+                    .await?
+                    .query_one(
+                        "SELECT count(*) FROM
+                           (SELECT 1 FROM refresh WHERE due_at <= $1 LIMIT $2) due",
+                        &[&until, &limit_of(cap)],
+                    )
+                    .await?
+                    .try_get(0)?,
+            )
+        })?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `max` token records after `after`, in tokenId order, and
+    /// whether more follow.
+    pub(in crate::store) fn records_after(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+        let rows = self.block(async {
+            Ok::<_, StoreError>(
+                self.connection()
+                    .await?
+                    .query(
+                        "SELECT token_id, record FROM tokens
+                         WHERE $1::text IS NULL OR token_id > $1
+                         ORDER BY token_id LIMIT $2",
+                        &[&after, &limit_of(max.saturating_add(1))],
+                    )
+                    .await?,
+            )
+        })?;
+        let more = rows.len() > max;
+        let records = rows
+            .iter()
+            .take(max)
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((records, more))
+    }
+
+    /// Bytes the store's tables and their indexes take.
+    pub(in crate::store) fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let bytes: i64 = self.block(async {
+            Ok::<_, StoreError>(
+                self.connection()
+                    .await?
+                    .query_one(
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                           AND c.relname IN ('tokens', 'processed', 'refresh',
+                                             'upstream_jobs', 'token_counts', 'mmt_meta')",
+                        &[],
+                    )
+                    .await?
+                    .try_get(0)?,
+            )
+        })?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+}
