@@ -16,7 +16,7 @@ use super::keys::{CountKey, Identity, expiry_key, prefixed, user_prefix};
 use super::kv::{self, Kv};
 use super::refresh::{DUE, REFRESH, due_key, split_time_key};
 use super::upstream::{JobEntry, UPSTREAM};
-use super::{COUNT, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
+use super::{COUNT, RecordRows, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
 use crate::rules::lifecycle::TokenMeta;
 use crate::store::crypto::MasterKey;
 
@@ -179,7 +179,7 @@ impl Embedded {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+    ) -> Result<RecordRows, StoreError> {
         use std::ops::Bound;
         let start = match after {
             Some(after) => Bound::Excluded(prefixed(TOKEN, after.as_bytes())),

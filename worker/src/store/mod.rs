@@ -42,6 +42,8 @@ use embedded::Embedded;
 use postgres::{PgConfig, Postgres};
 
 mod change;
+#[cfg(test)]
+mod conformance;
 pub mod crypto;
 mod embedded;
 mod from_sled;
@@ -74,6 +76,12 @@ pub use keys::{CountKey, Identity};
 pub use list::{Listed, TokenPage};
 use record::Record;
 pub use upstream::UpstreamJob;
+
+/// (tokenId, its record) as an engine reads them.
+type RecordRow = (String, Vec<u8>);
+
+/// A page of [`RecordRow`]s, and whether more follow.
+type RecordRows = (Vec<RecordRow>, bool);
 pub use write::{Decision, Tx};
 
 const IDENTITY: u8 = b'i';

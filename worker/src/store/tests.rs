@@ -3,7 +3,7 @@
 use super::keys::user_prefix;
 use super::testing::{meta, secrets, when_unlocked};
 use super::*;
-use mmt_shared::wire::{Scope, TokenState};
+use mmt_shared::wire::Scope;
 
 #[test]
 fn identities_differ_by_every_part_and_users_are_prefixes() {
@@ -41,127 +41,6 @@ fn identities_differ_by_every_part_and_users_are_prefixes() {
     }
     assert!(base.key().starts_with(&user_prefix("acme", "u1")));
     assert!(!user_prefix("ac", "meu1").starts_with(&user_prefix("acme", "u1")));
-}
-
-#[test]
-fn put_find_revoke_round_trip_with_counts_and_expiry_index() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-    let m = meta("acme", "u1", Scope::Read);
-    store
-        .write(|change| {
-            change.put_token("tok_1", &m, None, &secrets())?;
-            Ok(Decision::Commit(()))
-        })
-        .expect("commits");
-    let Found::Live {
-        meta: got,
-        sealed,
-        wrapped,
-    } = store.find("tok_1").expect("reads")
-    else {
-        panic!("expected a live token");
-    };
-    assert_eq!(got, m);
-    let opened = store
-        .open_secrets("tok_1", &got, &sealed, &wrapped)
-        .expect("opens");
-    assert_eq!(opened.access_token, "raw-access");
-    assert_eq!(
-        store.due_expiries(60_999, 10).expect("scans"),
-        Vec::<String>::new()
-    );
-    assert_eq!(
-        store.due_expiries(61_000, 10).expect("scans"),
-        vec!["tok_1".to_owned()]
-    );
-    assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
-
-    store
-        .write(|change| {
-            change.revoke("tok_1", &m, 2_000)?;
-            Ok(Decision::Commit(()))
-        })
-        .expect("commits");
-    assert!(matches!(
-        store.find("tok_1").expect("reads"),
-        Found::Revoked(_)
-    ));
-    assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
-    assert!(
-        store
-            .tokens_of_user("acme", "u1")
-            .expect("scans")
-            .is_empty()
-    );
-    let counts = store.counts().expect("counts");
-    assert_eq!(
-        counts,
-        vec![
-            (
-                CountKey {
-                    state: TokenState::Active,
-                    scope: Scope::Read,
-                    broker_type: "coinbase".into()
-                },
-                0
-            ),
-            (
-                CountKey {
-                    state: TokenState::Revoked,
-                    scope: Scope::Read,
-                    broker_type: "coinbase".into()
-                },
-                1
-            ),
-        ]
-    );
-}
-
-#[test]
-fn list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-    store
-        .write(|change| {
-            for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
-                change.put_token(
-                    &format!("tok_{i}"),
-                    &meta("acme", user, Scope::Read),
-                    None,
-                    &secrets(),
-                )?;
-            }
-            Ok(Decision::Commit(()))
-        })
-        .expect("commits");
-    store
-        .write(|change| {
-            change.revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)?;
-            Ok(Decision::Commit(()))
-        })
-        .expect("commits");
-    let all = |_: &str, _: &Listed| true;
-    let first = store.list_tokens(None, 3, 100, &all).expect("lists");
-    let ids: Vec<_> = first.tokens.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["tok_0", "tok_1", "tok_2"]);
-    assert!(matches!(first.tokens[2].1, Listed::Revoked(_)));
-    assert_eq!(first.next_after.as_deref(), Some("tok_2"));
-    let second = store
-        .list_tokens(first.next_after.as_deref(), 3, 100, &all)
-        .expect("lists");
-    let ids: Vec<_> = second.tokens.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["tok_3", "tok_4"]);
-    assert_eq!(second.next_after, None);
-    let revoked_only = |_: &str, l: &Listed| matches!(l, Listed::Revoked(_));
-    let bounded = store
-        .list_tokens(None, 10, 2, &revoked_only)
-        .expect("lists");
-    assert!(bounded.tokens.is_empty());
-    assert_eq!(
-        (bounded.scanned, bounded.next_after.as_deref()),
-        (2, Some("tok_1"))
-    );
 }
 
 #[test]

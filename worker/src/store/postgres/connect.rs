@@ -2,6 +2,12 @@
 //! shown), TLS over rustls with the operator's CA or the system's roots, the
 //! pool, the schema's migrations and the key check, in that order, before
 //! the store serves anything.
+//!
+//! TLS: with `--store-ca` it is required and the server's certificate must
+//! chain to that CA; with `sslmode=require` (or `prefer`) in the URL it is
+//! used with the system's roots; with neither the link is plain and the
+//! worker warns at start. rustls always checks the certificate and the host
+//! name: there is no mode that takes any certificate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,8 +103,21 @@ pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, Store
         ms = millis(config.statement_timeout),
         idle = millis(config.statement_timeout * 4),
     ));
+    let url = url::Url::parse(&config.url).ok();
+    let asked = url
+        .as_ref()
+        .is_some_and(|u| u.query_pairs().any(|(k, _)| k == "sslmode"));
     if config.ca.is_some() {
         pg.ssl_mode(SslMode::Require);
+    } else if !asked {
+        // libpq's default (`prefer`) takes any certificate; rustls checks
+        // every one. Without a CA and without an sslmode the operator chose,
+        // the link is plain, and the worker says so.
+        pg.ssl_mode(SslMode::Disable);
+        tracing::warn!(
+            store = %shown,
+            "the store connection is not encrypted: give --store-ca, or sslmode=require in the URL for a certificate the system trusts"
+        );
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(config)?);
     let manager = Manager::from_config(

@@ -175,7 +175,13 @@ fn pool_error(error: &deadpool_postgres::PoolError) -> String {
         PoolError::Backend(error) => match error.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
             None if error.is_closed() => "the connection closed".to_owned(),
-            None => "cannot connect".to_owned(),
+            None => {
+                use std::error::Error as _;
+                match error.source() {
+                    Some(cause) => format!("{error} ({cause})"),
+                    None => error.to_string(),
+                }
+            }
         },
         PoolError::Closed => "the pool is closed".to_owned(),
         PoolError::NoRuntimeSpecified => "no runtime".to_owned(),

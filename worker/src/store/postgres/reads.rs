@@ -8,7 +8,10 @@ use tokio_postgres::{Client, Row};
 
 use super::super::keys::{CountKey, Identity};
 use super::super::upstream::JobEntry;
-use super::super::{RefreshRecord, StoreError, UpstreamJob};
+use super::super::{RecordRows, RefreshRecord, StoreError, UpstreamJob};
+
+/// (tokenId, its record if any) of a user's tokens.
+type UserRecords = Vec<(String, Option<Vec<u8>>)>;
 use super::{Postgres, Txn};
 use crate::rules::refresh::Lease;
 
@@ -227,7 +230,7 @@ impl Postgres {
         &self,
         client_id: &str,
         end_user_id: &str,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<UserRecords, StoreError> {
         self.block(async {
             let rows = self
                 .connection()
@@ -374,7 +377,7 @@ impl Postgres {
         &self,
         after: Option<&str>,
         max: usize,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+    ) -> Result<RecordRows, StoreError> {
         let rows = self.block(async {
             Ok::<_, StoreError>(
                 self.connection()

@@ -1,0 +1,379 @@
+//! The store's rules, written once and run on every engine (the way
+//! object_store's backends share one suite): each function takes an open,
+//! empty store; [`engine_suite`] runs them all on the embedded engine and
+//! on PostgreSQL.
+
+use mmt_shared::wire::{MessageKind, Scope, TokenState};
+
+use super::testing::{meta, secrets};
+use super::*;
+
+pub(super) fn put_find_revoke_round_trip_with_counts_and_expiry_index(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    store
+        .write(|change| {
+            change.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let Found::Live {
+        meta: got,
+        sealed,
+        wrapped,
+    } = store.find("tok_1").expect("reads")
+    else {
+        panic!("expected a live token");
+    };
+    assert_eq!(got, m);
+    let opened = store
+        .open_secrets("tok_1", &got, &sealed, &wrapped)
+        .expect("opens");
+    assert_eq!(opened.access_token, "raw-access");
+    assert_eq!(
+        store.due_expiries(60_999, 10).expect("scans"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.due_expiries(61_000, 10).expect("scans"),
+        vec!["tok_1".to_owned()]
+    );
+    assert_eq!(store.tokens_of_user("acme", "u1").expect("scans").len(), 1);
+
+    store
+        .write(|change| {
+            change.revoke("tok_1", &m, 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert!(matches!(
+        store.find("tok_1").expect("reads"),
+        Found::Revoked(_)
+    ));
+    assert!(store.due_expiries(i64::MAX, 10).expect("scans").is_empty());
+    assert!(
+        store
+            .tokens_of_user("acme", "u1")
+            .expect("scans")
+            .is_empty()
+    );
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        counts,
+        vec![
+            (
+                CountKey {
+                    state: TokenState::Active,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into()
+                },
+                0
+            ),
+            (
+                CountKey {
+                    state: TokenState::Revoked,
+                    scope: Scope::Read,
+                    broker_type: "coinbase".into()
+                },
+                1
+            ),
+        ]
+    );
+}
+
+pub(super) fn list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page(store: &Store) {
+    store
+        .write(|change| {
+            for (i, user) in ["u1", "u2", "u3", "u4", "u5"].iter().enumerate() {
+                change.put_token(
+                    &format!("tok_{i}"),
+                    &meta("acme", user, Scope::Read),
+                    None,
+                    &secrets(),
+                )?;
+            }
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    store
+        .write(|change| {
+            change.revoke("tok_2", &meta("acme", "u3", Scope::Read), 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let all = |_: &str, _: &Listed| true;
+    let first = store.list_tokens(None, 3, 100, &all).expect("lists");
+    let ids: Vec<_> = first.tokens.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["tok_0", "tok_1", "tok_2"]);
+    assert!(matches!(first.tokens[2].1, Listed::Revoked(_)));
+    assert_eq!(first.next_after.as_deref(), Some("tok_2"));
+    let second = store
+        .list_tokens(first.next_after.as_deref(), 3, 100, &all)
+        .expect("lists");
+    let ids: Vec<_> = second.tokens.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["tok_3", "tok_4"]);
+    assert_eq!(second.next_after, None);
+    let revoked_only = |_: &str, l: &Listed| matches!(l, Listed::Revoked(_));
+    let bounded = store
+        .list_tokens(None, 10, 2, &revoked_only)
+        .expect("lists");
+    assert!(bounded.tokens.is_empty());
+    assert_eq!(
+        (bounded.scanned, bounded.next_after.as_deref()),
+        (2, Some("tok_1"))
+    );
+}
+
+pub(super) fn the_due_index_follows_the_record_and_releases_back_to_the_expiry_index(
+    store: &Store,
+) {
+    let mut m = meta("acme", "u1", Scope::Read);
+    m.expires_at = Some(9_000);
+    store
+        .write(|change| {
+            change.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(
+        store.due_expiries(9_000, 10).expect("scans"),
+        vec!["tok_1".to_owned()]
+    );
+    let first = RefreshRecord {
+        due_at: 5_000,
+        ..RefreshRecord::default()
+    };
+    store
+        .write(|change| {
+            change.put_refresh("tok_1", None, &first, Some(9_000))?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert!(store.due_expiries(9_000, 10).expect("scans").is_empty());
+    assert_eq!(store.due_refreshes(4_999, 10).expect("scans"), vec![]);
+    assert_eq!(
+        store.due_refreshes(5_000, 10).expect("scans"),
+        vec![(5_000, "tok_1".to_owned())]
+    );
+    let later = RefreshRecord {
+        due_at: 7_000,
+        attempts: 1,
+        ..first.clone()
+    };
+    store
+        .write(|change| {
+            change.put_refresh("tok_1", Some(&first), &later, None)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(store.due_refreshes(6_000, 10).expect("scans"), vec![]);
+    assert_eq!(
+        store.refresh_record("tok_1").expect("reads"),
+        Some(later.clone())
+    );
+    assert_eq!(store.due_count(i64::MAX, 10).expect("counts"), 1);
+    assert_eq!(
+        store.failing_refreshes(10).expect("scans"),
+        vec![("tok_1".to_owned(), later.clone())]
+    );
+    store
+        .write(|change| {
+            change.drop_refresh("tok_1", &later, Some(9_000));
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(store.refresh_record("tok_1").expect("reads"), None);
+    assert_eq!(store.due_count(i64::MAX, 10).expect("counts"), 0);
+    assert_eq!(
+        store.due_expiries(9_000, 10).expect("scans"),
+        vec!["tok_1".to_owned()]
+    );
+}
+
+pub(super) fn one_live_token_per_identity_and_a_revoked_one_frees_it(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    let identity = embedded::identity_of(&m);
+    assert_eq!(store.token_of(&identity).expect("reads"), None);
+    store
+        .write(|change| {
+            change.put_token("tok_a", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(
+        store.token_of(&identity).expect("reads").as_deref(),
+        Some("tok_a")
+    );
+    store
+        .write(|change| {
+            change.revoke("tok_a", &m, 2_000)?;
+            change.put_token("tok_b", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(
+        store.token_of(&identity).expect("reads").as_deref(),
+        Some("tok_b")
+    );
+    assert!(matches!(
+        store.find("tok_a").expect("reads"),
+        Found::Revoked(_)
+    ));
+}
+
+pub(super) fn a_processed_reply_comes_back_byte_for_byte_and_only_for_its_kind(store: &Store) {
+    let reply = br#"{"ok":true,"revoked":true}"#;
+    store
+        .write(|tx| {
+            assert_eq!(tx.processed(MessageKind::ConnectionRemoved, "m-1")?, None);
+            tx.record_processed(MessageKind::ConnectionRemoved, "m-1", reply)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert_eq!(
+        store
+            .processed(MessageKind::ConnectionRemoved, "m-1")
+            .expect("reads")
+            .as_deref(),
+        Some(&reply[..])
+    );
+    assert_eq!(
+        store
+            .processed(MessageKind::IntegrationConnected, "m-1")
+            .expect("reads"),
+        None
+    );
+}
+
+pub(super) fn a_discarded_decision_writes_nothing_and_reads_its_own_store(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    let seen = store
+        .write(|tx| {
+            tx.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Discard(matches!(
+                tx.find("tok_1")?,
+                Found::Missing
+            )))
+        })
+        .expect("discards");
+    assert!(
+        seen,
+        "a decision's own writes are not visible before its commit"
+    );
+    assert!(matches!(
+        store.find("tok_1").expect("reads"),
+        Found::Missing
+    ));
+    assert!(store.counts().expect("counts").iter().all(|(_, n)| *n == 0));
+}
+
+pub(super) fn an_upstream_job_round_trips_sealed_and_ends(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    store
+        .write(|tx| {
+            tx.start_upstream_job("tok_1", &m, &secrets(), 5_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let jobs = store.upstream_jobs(10).expect("reads");
+    assert_eq!(jobs.len(), 1);
+    let (token_id, job) = &jobs[0];
+    let job = job.as_ref().expect("decodes");
+    assert_eq!(
+        (token_id.as_str(), job.due_at, job.attempts),
+        ("tok_1", 5_000, 0)
+    );
+    let opened = store.open_job(token_id, job).expect("opens");
+    assert_eq!(opened.refresh_token.as_deref(), Some("raw-refresh"));
+    let later = job.rescheduled(9_000, 2);
+    store
+        .write(|tx| {
+            tx.update_upstream_job("tok_1", &later)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let again = store.upstream_jobs(10).expect("reads");
+    assert_eq!(again[0].1.as_ref().expect("decodes"), &later);
+    store
+        .write(|tx| {
+            tx.end_upstream_job("tok_1");
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert!(store.upstream_jobs(10).expect("reads").is_empty());
+}
+
+pub(super) fn the_users_tokens_come_in_identity_order(store: &Store) {
+    let mut short = meta("acme", "u1", Scope::Write);
+    short.broker_type = "kraken".into();
+    let long = meta("acme", "u1", Scope::Read);
+    let other_user = meta("acme", "u2", Scope::Read);
+    store
+        .write(|tx| {
+            tx.put_token("tok_long", &long, None, &secrets())?;
+            tx.put_token("tok_short", &short, None, &secrets())?;
+            tx.put_token("tok_other", &other_user, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let ids: Vec<String> = store
+        .tokens_of_user("acme", "u1")
+        .expect("reads")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    // Identity keys sort each part by its length first: "kraken" (6)
+    // before "coinbase" (8).
+    assert_eq!(ids, ["tok_short", "tok_long"]);
+}
+
+/// One test per rule above, on the engine `$open` opens (it gives the
+/// store and what must live as long as it, or `None` to skip).
+macro_rules! engine_suite {
+    ($engine:ident, $open:expr) => {
+        mod $engine {
+            use super::*;
+
+            engine_suite!(@tests $open;
+                put_find_revoke_round_trip_with_counts_and_expiry_index,
+                list_tokens_merges_live_and_revoked_in_token_id_order_page_by_page,
+                the_due_index_follows_the_record_and_releases_back_to_the_expiry_index,
+                one_live_token_per_identity_and_a_revoked_one_frees_it,
+                a_processed_reply_comes_back_byte_for_byte_and_only_for_its_kind,
+                a_discarded_decision_writes_nothing_and_reads_its_own_store,
+                an_upstream_job_round_trips_sealed_and_ends,
+                the_users_tokens_come_in_identity_order
+            );
+        }
+    };
+    (@tests $open:expr; $($rule:ident),*) => {
+        $(
+            #[test]
+            fn $rule() {
+                let open: fn(&str) -> Option<(Store, Box<dyn std::any::Any>)> = $open;
+                if let Some((store, _keep)) = open(stringify!($rule)) {
+                    super::super::$rule(&store);
+                }
+            }
+        )*
+    };
+}
+
+mod engines {
+    use super::*;
+    use crate::store::crypto::MasterKey;
+
+    engine_suite!(embedded, |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+        Some((store, Box::new(dir)))
+    });
+
+    engine_suite!(postgres, |label| {
+        let db = mmt_pg_fixture::TestDatabase::create(label)?;
+        let config = crate::store::postgres::PgConfig::new(db.url.clone());
+        let store =
+            Store::connect(&config, MasterKey::generate().expect("random key")).expect("connects");
+        Some((store, Box::new(db)))
+    });
+}
