@@ -37,6 +37,7 @@ use mmt_shared::wire::MessageKind;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::counters::histogram::{FLUSH_BUCKETS, Histogram};
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
 use crate::store::crypto::{CryptoError, MasterKey};
 
@@ -250,9 +251,15 @@ pub struct Store {
     /// writes the new counts without reading them first and the console's
     /// counts read no record.
     counts: Mutex<Counts>,
+    /// How long each flush took (`/metrics`).
+    flush_times: Histogram,
     /// The data directory's lock, released when the store is dropped.
     _lock: kv::DirLock,
 }
+
+/// The engine that holds the store, as `/metrics` names it
+/// (`mmt_build_info{engine}`).
+pub const ENGINE: &str = "fjall";
 
 type Counts = BTreeMap<Vec<u8>, u64>;
 
@@ -290,6 +297,7 @@ impl Store {
             key,
             writer: Mutex::new(()),
             counts: Mutex::new(counts),
+            flush_times: Histogram::new(FLUSH_BUCKETS),
             _lock: lock,
         })
     }
@@ -407,14 +415,23 @@ impl Store {
     /// Makes everything committed so far durable on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let flusher = self.kv.flusher();
+        let started = std::time::Instant::now();
         let flush = tokio::task::spawn_blocking(move || flusher.flush());
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
-            Ok(Ok(flushed)) => flushed,
+            Ok(Ok(flushed)) => {
+                self.flush_times.observe(started.elapsed(), 1);
+                flushed
+            }
             Ok(Err(join)) => Err(StoreError::Io(fjall::Error::Io(std::io::Error::other(
                 join,
             )))),
             Err(_) => Err(StoreError::Stalled(FLUSH_PATIENCE)),
         }
+    }
+
+    /// How long the flushes took, since the store opened.
+    pub fn flush_times(&self) -> &Histogram {
+        &self.flush_times
     }
 
     /// Bytes the store takes on disk.
