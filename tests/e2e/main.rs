@@ -7,7 +7,8 @@
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures,
 //! `examples` runs the README's publisher examples, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
-//! §9, and `bench` runs the benchmark harness in its quick form.
+//! §9, `metrics` the probes and series of §13, and `bench` runs the
+//! benchmark harness in its quick form.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
@@ -20,6 +21,7 @@ mod errors;
 mod examples;
 mod faults;
 mod identity;
+mod metrics;
 mod pipes;
 mod privileges;
 mod proxy;
