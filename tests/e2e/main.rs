@@ -8,7 +8,8 @@
 //! `examples` runs the README's publisher examples, `up` the README's first
 //! command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
-//! §9, and `bench` runs the benchmark harness in its quick form.
+//! §9, `metrics` the probes and series of §13, and `bench` runs the
+//! benchmark harness in its quick form.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
@@ -21,6 +22,7 @@ mod errors;
 mod examples;
 mod faults;
 mod identity;
+mod metrics;
 mod pipes;
 mod privileges;
 mod proxy;

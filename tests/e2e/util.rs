@@ -17,7 +17,7 @@ use mmt_shared::broker::TlsArgs;
 use mmt_shared::config::{BrokerArgs, DEFAULT_AMQP_URL, Namespace};
 use mmt_worker::amqp::topology::QueueType;
 use mmt_worker::ops::fixtures::{Publisher, Step};
-use mmt_worker::{Worker, WorkerConfig};
+use mmt_worker::{FleetConfig, Worker, WorkerConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -63,6 +63,8 @@ pub struct TestWorker {
     pub clients: Option<PathBuf>,
     /// The worker's TLS options (for an amqps:// `worker_url`).
     pub tls: TlsArgs,
+    /// The worker's metrics address and connect timeout.
+    pub fleet: FleetConfig,
     worker: Option<Worker>,
     publisher: Publisher,
     events: Consumer,
@@ -154,6 +156,7 @@ impl TestWorker {
             connection,
             clients: None,
             tls: TlsArgs::default(),
+            fleet: FleetConfig::default(),
             worker: None,
             events,
             dead: None,
@@ -168,7 +171,16 @@ impl TestWorker {
     /// Starts the worker (again) on the same data directory and key.
     pub async fn start_worker(&mut self) {
         assert!(self.worker.is_none(), "worker already running");
-        let worker = Worker::start(&self.config()).await.expect("worker starts");
+        let worker = Worker::start_with(&self.config(), &self.fleet)
+            .await
+            .expect("worker starts");
+        self.worker = Some(worker);
+    }
+
+    /// Takes a worker started elsewhere (by a task of the test) as this
+    /// one's.
+    pub fn adopt(&mut self, worker: Worker) {
+        assert!(self.worker.is_none(), "worker already running");
         self.worker = Some(worker);
     }
 

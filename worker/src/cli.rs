@@ -1,6 +1,7 @@
 //! The command line of `mmt-worker` (clap, with the environment variables of
 //! CONTRACT.md §8 as fallbacks).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::amqp::topology::QueueType;
-use crate::app::WorkerConfig;
+use crate::app::{DEFAULT_CONNECT_TIMEOUT, FleetConfig, WorkerConfig};
 
 /// The mmt managed-token worker.
 #[derive(Debug, Parser)]
@@ -117,9 +118,25 @@ pub struct RunArgs {
     /// at their providers. Reloaded on SIGHUP.
     #[arg(long, env = "MMT_INTEGRATIONS", value_name = "FILE")]
     pub integrations: Option<PathBuf>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on
+    /// HOST:PORT (e.g. 127.0.0.1:9464). Off when absent.
+    #[arg(long, env = "MMT_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Seconds one broker connect (TCP, TLS and AMQP handshakes) may take
+    /// before it is retried with the reconnect backoff.
+    #[arg(long, env = "MMT_CONNECT_TIMEOUT", value_name = "SECONDS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
 }
 
 impl RunArgs {
+    /// The metrics address and the connect timeout these options describe.
+    pub fn fleet(&self) -> FleetConfig {
+        FleetConfig {
+            metrics_addr: self.metrics_addr,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+        }
+    }
+
     /// The worker configuration these options describe.
     pub fn config(&self) -> WorkerConfig {
         WorkerConfig {

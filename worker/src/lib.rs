@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`ops`] | operator commands: `broker-setup`, fixture replay | `amqp`, `config`, `rules` |
 //! | [`app`] | a running worker, assembled: start, signals, stop | everything below |
-//! | [`observe`] | `worker.stats`, the console's request server, token search, process figures | `refresh` and below |
+//! | [`observe`] | `worker.stats`, `/metrics` and the probes, the console's request server, token search, process figures | `refresh` and below |
 //! | [`refresh`] | the refresh engine, its OAuth client, upstream revocation | `amqp` and below |
 //! | [`amqp`] | the AMQP edges: topology, consumers, replies, the events publisher | `service` and below |
 //! | [`service`] | what each message does: parse, gate, rules, one store change | `store`, `config`, `rules`, `counters` |
@@ -33,4 +33,4 @@ pub mod rules;
 pub mod service;
 pub mod store;
 
-pub use app::{Worker, WorkerConfig, WorkerError};
+pub use app::{FleetConfig, Worker, WorkerConfig, WorkerError};

@@ -101,8 +101,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         }
         Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
         Some(WorkerError::Store(_)) => exit::STORE,
-        Some(WorkerError::Amqp(_)) | Some(WorkerError::Connect(_)) => exit::BROKER,
-        Some(WorkerError::Clients(_)) | Some(WorkerError::Integrations(_)) => exit::CONFIG,
+        Some(WorkerError::Amqp(_))
+        | Some(WorkerError::Connect(_))
+        | Some(WorkerError::ConnectTimedOut(_)) => exit::BROKER,
+        Some(WorkerError::Clients(_))
+        | Some(WorkerError::Integrations(_))
+        | Some(WorkerError::Metrics(_)) => exit::CONFIG,
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
     }
@@ -120,8 +124,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(%error, "cannot listen for SIGHUP while starting");
     }
     let config = args.config();
+    let fleet = args.fleet();
     let worker = tokio::select! {
-        worker = Worker::start(&config) => worker?,
+        worker = Worker::start_with(&config, &fleet) => worker?,
         () = &mut stop => {
             tracing::info!("signal received while starting: stopped before taking any message");
             return Ok(ExitCode::SUCCESS);

@@ -23,8 +23,9 @@ use mmt_shared::wire::{MessageKind, TokenState};
 
 use super::{BenchConfig, BenchError, PATIENCE, mix};
 use mmt_worker::amqp::topology::QueueType;
-use mmt_worker::app::{Worker, WorkerConfig};
+use mmt_worker::app::{FleetConfig, Worker, WorkerConfig};
 use mmt_worker::store::crypto::MasterKey;
+use tokio_util::sync::CancellationToken;
 
 /// Publishes outstanding before the bench waits for confirms.
 const CONFIRM_WINDOW: usize = 1024;
@@ -314,15 +315,25 @@ pub async fn drain_worker(
 ) -> Result<Drain, BenchError> {
     let key_file = dir.join("mmt.key");
     MasterKey::load_or_create(&key_file)?;
-    let worker = Worker::start(&worker_config(
-        config,
-        ns,
-        queue_type,
-        &dir.join("data"),
-        &key_file,
-    ))
+    let mut fleet = FleetConfig::default();
+    let scraping = CancellationToken::new();
+    if config.metrics {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|source| BenchError::Io {
+                what: "a free loopback port for /metrics".into(),
+                source,
+            })?;
+        fleet.metrics_addr = Some(addr);
+        tokio::spawn(scrape_every_second(addr, scraping.clone()));
+    }
+    let worker = Worker::start_with(
+        &worker_config(config, ns, queue_type, &dir.join("data"), &key_file),
+        &fleet,
+    )
     .await?;
     let drained = replies.collect("ingest", expected).await;
+    scraping.cancel();
     let stored = worker.service().store().counts().map(|counts| {
         counts
             .iter()
@@ -340,6 +351,29 @@ pub async fn drain_worker(
         });
     }
     Ok(drained)
+}
+
+/// GETs `/metrics` of `addr` every second until `stop`, as a Prometheus
+/// server would (more often than the usual 15 s, to make any cost show).
+async fn scrape_every_second(addr: std::net::SocketAddr, stop: CancellationToken) {
+    let client = reqwest::Client::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let scraped = client
+            .get(format!("http://{addr}/metrics"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        // A worker not listening yet (still starting) is tried again at the
+        // next tick.
+        if let Ok(response) = scraped {
+            let _ = response.bytes().await;
+        }
+    }
 }
 
 #[cfg(test)]

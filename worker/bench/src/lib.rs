@@ -119,6 +119,9 @@ pub struct BenchConfig {
     pub lapse_concurrency: usize,
     /// How long the local token server takes to answer a refresh.
     pub provider_latency: Duration,
+    /// The ingest phase's worker serves `/metrics`, scraped every second
+    /// (issue 20: the metrics' cost on ingest).
+    pub metrics: bool,
 }
 
 impl BenchConfig {
@@ -156,6 +159,7 @@ impl BenchConfig {
             compression: if quick { 900 } else { 30 },
             lapse_concurrency: mmt_worker::config::integrations::DEFAULT_CONCURRENCY,
             provider_latency: Duration::from_millis(5),
+            metrics: false,
         }
     }
 }

@@ -59,6 +59,10 @@ struct BenchArgs {
     /// into at least 2 s [default: 30, quick 900].
     #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
     compression: Option<u64>,
+    /// The ingest phase's worker serves /metrics on a loopback port and is
+    /// scraped every second (compare with a run without it).
+    #[arg(long)]
+    metrics: bool,
 }
 
 impl BenchArgs {
@@ -72,6 +76,7 @@ impl BenchArgs {
             self.quick,
         );
         config.drop_caches = self.drop_caches;
+        config.metrics = self.metrics;
         let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         if let Some(messages) = self.messages {
             config.messages = count(messages);

@@ -1,11 +1,13 @@
 //! Assembles a running worker: key, store, and a supervised broker session
 //! (connection, topology, one consumer per inbound queue, the refresh
 //! scheduler)
-//! that is rebuilt with backoff and jitter whenever the link fails.
+//! that is rebuilt with backoff and jitter whenever the link fails; and,
+//! with a metrics address, the HTTP edge of `/metrics` and the probes.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lapin::Connection;
@@ -25,6 +27,9 @@ use crate::amqp::topology::{self, QueueType, TopologyConfig};
 use crate::config::clients_file;
 use crate::config::clients_reload;
 use crate::config::integrations::Integrations;
+pub use crate::counters::link::LinkStats;
+use crate::counters::link::Readiness;
+use crate::observe::probes::{self, BindError, Probes};
 use crate::observe::server::{ConsoleServer, Request};
 use crate::observe::stats::{self, Stats};
 use crate::refresh::oauth::ClientError;
@@ -68,6 +73,31 @@ pub struct WorkerConfig {
     pub integrations: Option<PathBuf>,
 }
 
+/// How the worker is watched in a fleet, and how long it waits for the
+/// broker (issue 20): kept apart from [`WorkerConfig`] so that the callers
+/// that build one need not change.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None`: not
+    /// served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long one connect (TCP, TLS handshake, AMQP handshake) may take
+    /// before it is given up and tried again with the reconnect backoff.
+    pub connect_timeout: Duration,
+}
+
+/// The connect timeout when nothing else is asked for.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            metrics_addr: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
 /// Why the worker could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -102,15 +132,27 @@ pub enum WorkerError {
     /// The HTTP client of the refresh engine.
     #[error(transparent)]
     Http(#[from] ClientError),
+    /// The metrics address cannot be listened on (exit code 2).
+    #[error(transparent)]
+    Metrics(#[from] BindError),
+    /// The broker took the TCP connection but did not complete the TLS or
+    /// AMQP handshake in time.
+    #[error("the broker did not complete the connection within {0:?}")]
+    ConnectTimedOut(Duration),
 }
 
-/// Counters of the broker link, for logs and the console.
-#[derive(Debug, Default)]
-pub struct LinkStats {
-    /// Sessions rebuilt after a link failure.
-    pub recoveries: AtomicU64,
-    /// Milliseconds the last recovery took, from failure to consuming again.
-    pub last_recovery_ms: AtomicU64,
+impl WorkerError {
+    /// The one line `/readyz` says while a session cannot be opened: from
+    /// the kind of failure, never from a library's text (no URL in it).
+    fn not_ready(&self) -> String {
+        match self {
+            WorkerError::ConnectTimedOut(after) => {
+                format!("broker: connect timed out after {after:?}; retrying")
+            }
+            WorkerError::Connect(_) => "broker: cannot connect; retrying".to_owned(),
+            _ => "broker: the session could not be set up; retrying".to_owned(),
+        }
+    }
 }
 
 /// A running worker.
@@ -130,6 +172,22 @@ impl Worker {
     /// starts consuming. Returns once every consumer is registered. A broker
     /// that cannot be reached now is an error; one lost later is recovered.
     pub async fn start(config: &WorkerConfig) -> Result<Self, WorkerError> {
+        Self::start_with(config, &FleetConfig::default()).await
+    }
+
+    /// [`Worker::start`], serving `/metrics` and the probes when `fleet`
+    /// names an address (listened on before anything else is done). A
+    /// connect that times out is tried again with the reconnect backoff
+    /// until it succeeds (`/readyz` says why meanwhile); a broker that
+    /// refuses is still an error.
+    pub async fn start_with(
+        config: &WorkerConfig,
+        fleet: &FleetConfig,
+    ) -> Result<Self, WorkerError> {
+        let listener = match fleet.metrics_addr {
+            Some(addr) => Some(probes::bind(addr).await?),
+            None => None,
+        };
         // The integrations file is checked before anything is created.
         let integrations = match &config.integrations {
             Some(path) => Integrations::load(path).map_err(WorkerError::Integrations)?,
@@ -159,8 +217,41 @@ impl Worker {
         );
         let refresher = Refresher::new(service.clone())?;
         let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
-        let session = Session::open(config, &service, &refresher, &stats).await?;
         let shutdown = CancellationToken::new();
+        let link = Arc::new(LinkStats::default());
+        let readiness = Arc::new(Readiness::default());
+        if let Some(listener) = listener {
+            let probes = Probes {
+                stats: stats.clone(),
+                service: service.clone(),
+                refresher: refresher.clone(),
+                link: link.clone(),
+                readiness: readiness.clone(),
+            };
+            tokio::spawn(probes::serve(listener, probes, shutdown.clone()));
+        }
+        let open = || Session::open(config, fleet, &service, &refresher, &stats);
+        let mut attempt: u32 = 0;
+        let session = loop {
+            match open().await {
+                Ok(session) => break session,
+                Err(error @ WorkerError::ConnectTimedOut(_)) => {
+                    tracing::warn!(
+                        attempt,
+                        error = &error as &dyn std::error::Error,
+                        "connect timed out at start; retrying"
+                    );
+                    readiness.not_consuming(error.not_ready());
+                    tokio::time::sleep(RECONNECT.delay(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(error) => {
+                    shutdown.cancel();
+                    return Err(error);
+                }
+            }
+        };
+        readiness.consuming();
         match &config.clients {
             Some(path) => {
                 clients_reload::listen(path.clone(), gate, shutdown.clone())
@@ -178,15 +269,16 @@ impl Worker {
                 shutdown.clone(),
             );
         }
-        let link = Arc::new(LinkStats::default());
         let supervisor = tokio::spawn(supervise(
             config.clone(),
+            fleet.clone(),
             service.clone(),
             refresher.clone(),
             stats,
             session,
             shutdown.clone(),
             link.clone(),
+            readiness,
         ));
         tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), identity = identity.as_str(), "worker ready");
         Ok(Self {
@@ -269,16 +361,18 @@ enum SessionEnd {
 impl Session {
     async fn open(
         config: &WorkerConfig,
+        fleet: &FleetConfig,
         service: &Arc<Service>,
         refresher: &Arc<Refresher>,
         stats: &Arc<Stats>,
     ) -> Result<Self, WorkerError> {
-        let connection = config
+        let broker = config
             .broker
             .broker()?
-            .with_default_heartbeat(HEARTBEAT_SECS)
-            .connect("mmt-worker")
-            .await?;
+            .with_default_heartbeat(HEARTBEAT_SECS);
+        let connection = tokio::time::timeout(fleet.connect_timeout, broker.connect("mmt-worker"))
+            .await
+            .map_err(|_| WorkerError::ConnectTimedOut(fleet.connect_timeout))??;
         let namespace = &config.broker.namespace;
         let setup = connection.create_channel().await?;
         topology::declare(
@@ -428,17 +522,26 @@ const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::fr
 
 /// Runs sessions until shutdown: when one loses its link, a new one is opened
 /// with exponential backoff ([`RECONNECT`]).
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     config: WorkerConfig,
+    fleet: FleetConfig,
     service: Arc<Service>,
     refresher: Arc<Refresher>,
     stats: Arc<Stats>,
     mut session: Session,
     shutdown: CancellationToken,
     link: Arc<LinkStats>,
+    readiness: Arc<Readiness>,
 ) -> Result<(), WorkerError> {
     loop {
-        let lost = match session.wait(&shutdown).await {
+        let end = session.wait(&shutdown).await;
+        readiness.not_consuming(match &end {
+            SessionEnd::Stopped => "stopping",
+            SessionEnd::Fatal(_) => "stopping: a failure that needs an operator",
+            SessionEnd::LinkLost(_) => "broker: link lost; reconnecting",
+        });
+        let lost = match end {
             SessionEnd::Stopped => {
                 session.close().await;
                 return Ok(());
@@ -468,15 +571,19 @@ async fn supervise(
                 () = tokio::time::sleep(wait) => {}
             }
             attempt = attempt.saturating_add(1);
-            match Session::open(&config, &service, &refresher, &stats).await {
+            match Session::open(&config, &fleet, &service, &refresher, &stats).await {
                 Ok(session) => break session,
-                Err(error) => tracing::warn!(
-                    attempt,
-                    error = &error as &dyn std::error::Error,
-                    "reconnect failed"
-                ),
+                Err(error) => {
+                    tracing::warn!(
+                        attempt,
+                        error = &error as &dyn std::error::Error,
+                        "reconnect failed"
+                    );
+                    readiness.not_consuming(error.not_ready());
+                }
             }
         };
+        readiness.consuming();
         let took = u64::try_from(lost_at.elapsed().as_millis()).unwrap_or(u64::MAX);
         let count = link.recoveries.fetch_add(1, Ordering::Relaxed) + 1;
         link.last_recovery_ms.store(took, Ordering::Relaxed);

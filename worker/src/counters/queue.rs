@@ -1,24 +1,81 @@
-//! What one consumer counts: deliveries taken and acknowledged, their
-//! latency, and the dead letters (shared by every queue's counters).
+//! What one consumer counts: deliveries taken and acknowledged, what became
+//! of each, their latency (percentiles per interval for `worker.stats`, a
+//! cumulative histogram for `/metrics`), and the dead letters (shared by
+//! every queue's counters).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use lapin::message::Delivery;
 use mmt_shared::console::{DeadLetterRow, RECENT_CAPACITY, ReasonCount, reason_kind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis, rfc3339};
 use mmt_shared::wire::ErrorCode;
 
+use super::histogram::{Histogram, REQUEST_BUCKETS, Reading};
 use super::latency::Latencies;
 
+/// What became of one delivery, as `/metrics` labels it (`outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its change was applied (or its read answered).
+    Applied,
+    /// A repeated message id: the stored reply was sent again.
+    Replayed,
+    /// Answered with an error code, not dead-lettered.
+    Rejected,
+    /// Sent to `NS.dead` (bad input, refused state change, or failing on
+    /// every delivery).
+    DeadLettered,
+    /// Processing failed; handed back to the broker for another delivery.
+    Requeued,
+}
+
+impl Outcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Applied,
+        Outcome::Replayed,
+        Outcome::Rejected,
+        Outcome::DeadLettered,
+        Outcome::Requeued,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Replayed => "replayed",
+            Outcome::Rejected => "rejected",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Requeued => "requeued",
+        }
+    }
+}
+
 /// What one consumer counts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueCounters {
     received: AtomicU64,
     acked: AtomicU64,
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     dead: Arc<DeadLog>,
     latencies: Latencies,
+    durations: Histogram,
+}
+
+impl Default for QueueCounters {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::default(),
+            acked: AtomicU64::default(),
+            outcomes: Default::default(),
+            dead: Arc::default(),
+            latencies: Latencies::default(),
+            durations: Histogram::new(REQUEST_BUCKETS),
+        }
+    }
 }
 
 /// The worker's own record of what it dead-lettered: the latest
@@ -47,6 +104,16 @@ impl QueueCounters {
     /// Deliveries acknowledged so far.
     pub fn acked_total(&self) -> u64 {
         self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries by outcome so far, in [`Outcome::ALL`] order.
+    pub fn outcomes(&self) -> [(Outcome, u64); Outcome::ALL.len()] {
+        Outcome::ALL.map(|o| (o, self.outcomes[o as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Delivery-to-reply durations since start.
+    pub fn durations(&self) -> Reading {
+        self.durations.read()
     }
 
     /// p50 and p99 in milliseconds since the last call (see
@@ -98,11 +165,18 @@ impl QueueCounters {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// `n` deliveries taken at `received_at` were acknowledged.
-    pub fn acked(&self, n: usize, received_at: UnixMillis) {
+    /// One delivery came to `outcome`.
+    pub fn ended(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` deliveries taken at `received_at` were acknowledged, `answered`
+    /// after they were taken (their replies sent).
+    pub fn acked(&self, n: usize, received_at: UnixMillis, answered: Duration) {
         self.acked.fetch_add(n as u64, Ordering::Relaxed);
         let took = u64::try_from(now_millis().saturating_sub(received_at)).unwrap_or(0);
         self.latencies.record(took, n);
+        self.durations.observe(answered, n as u64);
     }
 }
 

@@ -5,10 +5,11 @@
 //! The counters are fed from two places only: the consumers count what they
 //! take and acknowledge, and [`Events`] hands every event it publishes to
 //! [`Stats::observe`]. An event never holds a secret, so neither does
-//! anything kept here.
+//! anything kept here. The counts themselves are [`crate::counters`]; `/metrics`
+//! ([`super::metrics`]) reads the same ones through [`Stats::queues`] and
+//! [`Stats::refusals`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::events::{Events, Observer};
 use crate::counters::queue::{DeadLog, QueueCounters};
+use crate::counters::refusals::Refusals;
 use crate::observe::process::Process;
 use crate::refresh::Refresher;
 use crate::service::Service;
@@ -62,10 +64,9 @@ impl Ring {
 pub struct Stats {
     started: Instant,
     queues: Vec<(String, Arc<QueueCounters>)>,
-    rejections: Mutex<BTreeMap<ErrorCode, u64>>,
+    refusals: Refusals,
     rejections_by_client: Mutex<BTreeMap<String, u64>>,
     dead: Arc<DeadLog>,
-    dead_lettered: AtomicU64,
     recent_rejections: Mutex<Ring>,
     recent_lifecycle: Mutex<Ring>,
     last: Mutex<WorkerStats>,
@@ -85,10 +86,9 @@ impl Stats {
                     (namespace.queue(*kind), Arc::new(counters))
                 })
                 .collect(),
-            rejections: Mutex::default(),
+            refusals: Refusals::default(),
             rejections_by_client: Mutex::default(),
             dead,
-            dead_lettered: AtomicU64::default(),
             recent_rejections: Mutex::default(),
             recent_lifecycle: Mutex::default(),
             last: Mutex::default(),
@@ -100,6 +100,17 @@ impl Stats {
     pub fn with_identity(mut self, identity: IdentityMode) -> Self {
         self.identity = identity;
         self
+    }
+
+    /// Every inbound queue's full name and counters, in
+    /// [`MessageKind::ALL`] order.
+    pub fn queues(&self) -> &[(String, Arc<QueueCounters>)] {
+        &self.queues
+    }
+
+    /// Refusals by code and dead letters.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// The counters of one inbound queue (by its full name).
@@ -120,7 +131,7 @@ impl Stats {
         match event.kind {
             EventKind::RequestRejected => self.refused(event),
             EventKind::MessageDeadLettered => {
-                self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.refusals.dead_lettered();
                 // A refused state change is also dead-lettered: its
                 // `request.rejected` already counted it.
                 if matches!(
@@ -146,7 +157,7 @@ impl Stats {
 
     fn refused(&self, event: &Event) {
         if let Some(code) = event.code {
-            *locked(&self.rejections).entry(code).or_default() += 1;
+            self.refusals.refused(code);
         }
         if let Some(client) = &event.client_id {
             *locked(&self.rejections_by_client)
@@ -231,14 +242,13 @@ impl Stats {
             at: rfc3339(now_millis()),
             uptime_seconds: self.started.elapsed().as_secs(),
             queues,
-            rejections: locked(&self.rejections)
-                .iter()
-                .map(|(code, count)| CodeCount {
-                    code: *code,
-                    count: *count,
-                })
+            rejections: self
+                .refusals
+                .by_code()
+                .into_iter()
+                .map(|(code, count)| CodeCount { code, count })
                 .collect(),
-            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            dead_lettered: self.refusals.dead_lettered_total(),
             dead_depth: depths.get(self.queues.len()).and_then(|d| d.0),
             store_bytes: 0,
             rejections_by_client: top_clients(&locked(&self.rejections_by_client)),
@@ -365,6 +375,8 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use mmt_shared::wire::ErrorCode;
+
     use super::*;
 
     fn ns() -> Namespace {
@@ -464,7 +476,7 @@ mod tests {
         let resolve = stats.counters("t.token.resolve");
         let before = stats.totals();
         resolve.received(30);
-        resolve.acked(30, now_millis());
+        resolve.acked(30, now_millis(), Duration::from_millis(2));
         let body = stats.read(&before, Duration::from_secs(2), &[(Some(4), Some(1))]);
         let queue = body
             .queues

@@ -36,6 +36,7 @@ use mmt_shared::wire::MessageKind;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::counters::histogram::{FLUSH_BUCKETS, Histogram};
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
 use crate::store::crypto::{CryptoError, MasterKey};
 use embedded::Embedded;
@@ -325,6 +326,8 @@ impl Found {
 pub struct Store {
     key: MasterKey,
     engine: Engine,
+    /// How long each flush took (`/metrics`).
+    flush_times: Histogram,
 }
 
 /// The engine under the store.
@@ -354,6 +357,7 @@ impl Store {
         Ok(Self {
             key,
             engine: Engine::Embedded(engine),
+            flush_times: Histogram::new(FLUSH_BUCKETS),
         })
     }
 
@@ -365,6 +369,7 @@ impl Store {
         Ok(Self {
             key,
             engine: Engine::Postgres(Box::new(engine)),
+            flush_times: Histogram::new(FLUSH_BUCKETS),
         })
     }
 
@@ -494,14 +499,23 @@ impl Store {
             return Ok(());
         };
         let flusher = e.kv.flusher();
+        let started = std::time::Instant::now();
         let flush = tokio::task::spawn_blocking(move || flusher.flush());
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
-            Ok(Ok(flushed)) => flushed,
+            Ok(Ok(flushed)) => {
+                self.flush_times.observe(started.elapsed(), 1);
+                flushed
+            }
             Ok(Err(join)) => Err(StoreError::Io(fjall::Error::Io(std::io::Error::other(
                 join,
             )))),
             Err(_) => Err(StoreError::Stalled(FLUSH_PATIENCE)),
         }
+    }
+
+    /// How long the flushes took, since the store opened.
+    pub fn flush_times(&self) -> &Histogram {
+        &self.flush_times
     }
 
     /// Bytes the store takes on disk.

@@ -24,7 +24,7 @@ use zeroize::Zeroize;
 use super::dead::DeadLetters;
 use super::{Applied, ConsumerError, Handled};
 use crate::amqp::events::Events;
-use crate::counters::queue::QueueCounters;
+use crate::counters::queue::{Outcome as Ended, QueueCounters};
 use crate::service::{Outcome, Service};
 
 /// What answers and acknowledges one queue's batches.
@@ -90,6 +90,7 @@ impl Finisher {
             mut batch,
             handled,
             received_at,
+            taken,
         } = applied;
         let mut requeue = Vec::new();
         let mut unanswered = Vec::new();
@@ -137,9 +138,14 @@ impl Finisher {
             }
         }
         self.answer(&batch, &handled, &mut unanswered).await?;
+        let answered = taken.elapsed();
         self.acknowledge(&batch, &requeue).await?;
         self.counters
-            .acked(batch.len() - requeue.len(), received_at);
+            .acked(batch.len() - requeue.len(), received_at, answered);
+        for (delivery, this) in batch.iter().zip(&handled) {
+            self.counters
+                .ended(ended(this, || self.exhausted(delivery)));
+        }
         for delivery in &mut batch {
             delivery.data.zeroize();
         }
@@ -271,6 +277,34 @@ impl Finisher {
 
     async fn reply(&self, delivery: &Delivery, body: &[u8]) -> Result<(), lapin::Error> {
         crate::amqp::rpc::answer(&self.channel, delivery, body).await
+    }
+}
+
+/// What became of one delivery, for the counters: `exhausted` tells
+/// whether a failed one had its last try.
+fn ended(handled: &Handled, exhausted: impl FnOnce() -> bool) -> Ended {
+    match handled {
+        Handled::Answered(Outcome::Done {
+            events, applied, ..
+        }) => {
+            if events.iter().any(|e| e.kind == EventKind::RequestRejected) {
+                Ended::Rejected
+            } else if *applied {
+                Ended::Applied
+            } else {
+                Ended::Replayed
+            }
+        }
+        Handled::Answered(Outcome::Invalid { .. }) => Ended::DeadLettered,
+        Handled::Answered(Outcome::Refused { dead_letter, .. }) => {
+            if *dead_letter {
+                Ended::DeadLettered
+            } else {
+                Ended::Rejected
+            }
+        }
+        Handled::Failed(_) if exhausted() => Ended::DeadLettered,
+        Handled::Failed(_) => Ended::Requeued,
     }
 }
 

@@ -107,6 +107,9 @@ struct Applied {
     batch: Vec<Delivery>,
     handled: Vec<Handled>,
     received_at: UnixMillis,
+    /// When the service started on the batch (its deliveries' durations run
+    /// from here to their replies).
+    taken: Instant,
 }
 
 impl Applied {
@@ -292,6 +295,7 @@ fn decide(
     batch: Vec<Delivery>,
 ) -> Result<Applied, ConsumerError> {
     let received_at = now_millis();
+    let taken = Instant::now();
     let mut handled = Vec::with_capacity(batch.len());
     for delivery in &batch {
         let inbound = Inbound {
@@ -319,5 +323,6 @@ fn decide(
         batch,
         handled,
         received_at,
+        taken,
     })
 }
