@@ -30,6 +30,7 @@ mod refresh;
 mod refresh_console;
 mod refresh_faults;
 mod scenarios;
+mod shared_store;
 mod tls;
 mod topology;
 mod up;

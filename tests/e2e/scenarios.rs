@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::util::{TestWorker, amqp_url, files_under, repo_root, worker_binary};
 
-fn fixture_files(dir: &Path) -> Vec<PathBuf> {
+pub fn fixture_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -29,7 +29,7 @@ fn fixture_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Every raw token in the fixtures: the `accessToken`/`refreshToken` strings
 /// inside `accountTokens`.
-fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
+pub fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map {

@@ -65,6 +65,8 @@ pub struct TestWorker {
     pub tls: TlsArgs,
     /// The worker's metrics address and connect timeout.
     pub fleet: FleetConfig,
+    /// The shared store's URL (PostgreSQL); `None`: the embedded store.
+    pub store_url: Option<String>,
     worker: Option<Worker>,
     publisher: Publisher,
     events: Consumer,
@@ -99,6 +101,9 @@ impl TestWorker {
             .arg(self.key_file())
             .env("MMT_AMQP_URL", amqp_url())
             .stdin(std::process::Stdio::null());
+        if let Some(url) = &self.store_url {
+            command.arg("--store-url").arg(url);
+        }
         command
     }
 
@@ -117,6 +122,10 @@ impl TestWorker {
                 ..BrokerArgs::new(self.worker_url.clone(), self.ns.clone())
             },
             data_dir: self.data_dir(),
+            store: self
+                .store_url
+                .clone()
+                .map(mmt_worker::store::postgres::PgConfig::new),
             store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
             key_file: self.key_file(),
             queue_type: self.queue_type,
@@ -157,6 +166,7 @@ impl TestWorker {
             clients: None,
             tls: TlsArgs::default(),
             fleet: FleetConfig::default(),
+            store_url: None,
             worker: None,
             events,
             dead: None,

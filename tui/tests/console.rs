@@ -47,6 +47,7 @@ impl RunningWorker {
                 Namespace::new(namespace).expect("valid namespace"),
             ),
             data_dir: dir.path().join("data"),
+            store: None,
             store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
             key_file: dir.path().join("mmt.key"),
             queue_type: QueueType::Classic,

@@ -10,6 +10,8 @@ use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::amqp::topology::QueueType;
 use crate::app::{DEFAULT_CONNECT_TIMEOUT, FleetConfig, WorkerConfig};
+use crate::store::postgres::PgConfig;
+use zeroize::Zeroizing;
 
 /// The mmt managed-token worker.
 #[derive(Debug, Parser)]
@@ -79,9 +81,46 @@ pub struct RunArgs {
     /// Broker connection.
     #[command(flatten)]
     pub broker: BrokerArgs,
-    /// Directory of the embedded store (created with mode 0700 when absent).
+    /// Directory of the embedded store (created with mode 0700 when absent);
+    /// unused with --store-url.
     #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
     pub data_dir: PathBuf,
+    /// The shared store instead of the embedded one:
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require]. Any
+    /// number of workers may share one store and one namespace. Shown only
+    /// with its password hidden.
+    #[arg(
+        long,
+        env = "MMT_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store_url: Option<String>,
+    /// The shared store's password, when it is not in the URL (the
+    /// environment's MMT_STORE_PASSWORD, or this file's first line).
+    #[arg(
+        long,
+        env = "MMT_STORE_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "store_url"
+    )]
+    pub store_password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) the shared store's certificate must chain to:
+    /// TLS is then required (rustls, host name checked).
+    #[arg(
+        long,
+        env = "MMT_STORE_CA",
+        value_name = "FILE",
+        requires = "store_url"
+    )]
+    pub store_ca: Option<PathBuf>,
+    /// Connections this worker keeps to the shared store.
+    #[arg(long, env = "MMT_STORE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub store_pool_size: u16,
+    /// The longest one statement of the shared store may run, in ms (also
+    /// the wait for a connection).
+    #[arg(long, env = "MMT_STORE_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub store_statement_timeout_ms: u64,
     /// The store's block cache in MiB (fjall's cache of decompressed blocks;
     /// reads beyond it come from the operating system's page cache).
     #[arg(long, env = "MMT_STORE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
@@ -137,11 +176,37 @@ impl RunArgs {
         }
     }
 
-    /// The worker configuration these options describe.
-    pub fn config(&self) -> WorkerConfig {
-        WorkerConfig {
+    /// The worker configuration these options describe; `Err` when the
+    /// store's password file cannot be read.
+    pub fn config(&self) -> Result<WorkerConfig, std::io::Error> {
+        let store = match &self.store_url {
+            Some(url) => {
+                let mut store = PgConfig::new(url.clone());
+                store.password = match (
+                    &self.store_password_file,
+                    std::env::var("MMT_STORE_PASSWORD"),
+                ) {
+                    (Some(file), _) => Some(Zeroizing::new(
+                        std::fs::read_to_string(file)?
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )),
+                    (None, Ok(password)) => Some(Zeroizing::new(password)),
+                    (None, Err(_)) => None,
+                };
+                store.ca.clone_from(&self.store_ca);
+                store.pool_size = usize::from(self.store_pool_size);
+                store.statement_timeout = Duration::from_millis(self.store_statement_timeout_ms);
+                Some(store)
+            }
+            None => None,
+        };
+        Ok(WorkerConfig {
             broker: self.broker.clone(),
             data_dir: self.data_dir.clone(),
+            store,
             store_cache_mb: self.store_cache_mb,
             key_file: self.key_file.clone(),
             queue_type: self.queue_type,
@@ -156,7 +221,7 @@ impl RunArgs {
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
-        }
+        })
     }
 }
 

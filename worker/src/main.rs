@@ -99,7 +99,13 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => {
             exit::KEY
         }
-        Some(WorkerError::Store(StoreError::MissingKeyCheck { .. })) => exit::KEY,
+        Some(WorkerError::Store(
+            StoreError::MissingKeyCheck { .. }
+            | StoreError::WrongKeyFor { .. }
+            | StoreError::MissingKeyCheckFor { .. },
+        )) => exit::KEY,
+        Some(WorkerError::Store(StoreError::BadUrl { .. } | StoreError::Tls { .. }))
+        | Some(WorkerError::StorePassword { .. }) => exit::CONFIG,
         Some(WorkerError::Store(_)) => exit::STORE,
         Some(WorkerError::Amqp(_))
         | Some(WorkerError::Connect(_))
@@ -123,7 +129,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = &early_hangups {
         tracing::warn!(%error, "cannot listen for SIGHUP while starting");
     }
-    let config = args.config();
+    let config = args
+        .config()
+        .map_err(|source| WorkerError::StorePassword { source })?;
     let fleet = args.fleet();
     let worker = tokio::select! {
         worker = Worker::start_with(&config, &fleet) => worker?,

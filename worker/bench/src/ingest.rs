@@ -291,6 +291,7 @@ pub fn worker_config(
     WorkerConfig {
         broker: BrokerArgs::new(config.amqp_url.clone(), ns.clone()),
         data_dir: data_dir.to_owned(),
+        store: None,
         store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
         key_file: key_file.to_owned(),
         queue_type,

@@ -37,6 +37,7 @@ use crate::refresh::{self, Refresher};
 use crate::rules::identity::{Gate, Mode};
 use crate::service::Service;
 use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::postgres::PgConfig;
 use crate::store::{Store, StoreError};
 
 /// Heartbeat asked of the broker when the URL does not say (seconds): a dead
@@ -51,8 +52,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct WorkerConfig {
     /// Broker URL and namespace.
     pub broker: BrokerArgs,
-    /// The data directory (the key check, the lock and the keyspace).
+    /// The data directory (the key check, the lock and the keyspace) of the
+    /// embedded store.
     pub data_dir: PathBuf,
+    /// The shared store (PostgreSQL); `None`: the embedded store in
+    /// `data_dir`.
+    pub store: Option<PgConfig>,
     /// The store's block cache, in MiB.
     pub store_cache_mb: u64,
     /// The master key file.
@@ -98,9 +103,52 @@ impl Default for FleetConfig {
     }
 }
 
+/// Opens the store the configuration names. A store that exists never gets
+/// a freshly minted key: a mistyped --key-file must not leave a new key
+/// behind (the shared store's key check tells only once connected, so a key
+/// made for it is removed again when the store refuses it).
+fn open_store(config: &WorkerConfig) -> Result<Store, WorkerError> {
+    let Some(shared) = &config.store else {
+        let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
+            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
+        } else {
+            MasterKey::load_or_create(&config.key_file)?
+        };
+        if created {
+            tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
+        }
+        return Ok(Store::open_with_cache(
+            &config.data_dir,
+            key,
+            config.store_cache_mb,
+        )?);
+    };
+    let (key, created) = MasterKey::load_or_create(&config.key_file)?;
+    match Store::connect(shared, key) {
+        Ok(store) => {
+            if created {
+                tracing::warn!(key_file = %config.key_file.display(), "created a new master key for a new shared store: back it up and give it to every worker, the data is unreadable without it");
+            }
+            Ok(store)
+        }
+        Err(error) => {
+            if created {
+                let _ = std::fs::remove_file(&config.key_file);
+            }
+            Err(error.into())
+        }
+    }
+}
+
 /// Why the worker could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// The shared store's password file could not be read.
+    #[error("cannot read the store's password file")]
+    StorePassword {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The key file.
     #[error(transparent)]
     Key(#[from] CryptoError),
@@ -197,19 +245,9 @@ impl Worker {
             Some(path) => Mode::Strict(clients_file::load(path).map_err(WorkerError::Clients)?),
             None => Mode::Open,
         };
-        // A store that exists never gets a freshly minted key: a mistyped
-        // --key-file must not leave a new key behind.
-        let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
-            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
-        } else {
-            MasterKey::load_or_create(&config.key_file)?
-        };
-        if created {
-            tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
-        }
         let identity = mode.name();
         let gate = Gate::new(mode);
-        let store = Store::open_with_cache(&config.data_dir, key, config.store_cache_mb)?;
+        let store = open_store(config)?;
         let service = Arc::new(
             Service::new(store, config.wallet_types.clone())
                 .with_identity(gate.clone())
@@ -280,7 +318,7 @@ impl Worker {
             link.clone(),
             readiness,
         ));
-        tracing::info!(namespace = %config.broker.namespace, data_dir = %config.data_dir.display(), identity = identity.as_str(), "worker ready");
+        tracing::info!(namespace = %config.broker.namespace, store = service.store().engine_name(), identity = identity.as_str(), "worker ready");
         Ok(Self {
             shutdown,
             supervisor,

@@ -147,7 +147,7 @@ pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, Store
             })?
     };
     let engine = Postgres {
-        runtime,
+        runtime: Some(runtime),
         pool,
         shown,
     };

@@ -35,8 +35,10 @@ pub(super) const MAX_ATTEMPTS: u32 = 20;
 
 /// The open shared engine.
 pub(crate) struct Postgres {
-    /// The engine's own runtime: the connections' tasks run here.
-    runtime: tokio::runtime::Runtime,
+    /// The engine's own runtime: the connections' tasks run here. Taken
+    /// only when the engine is dropped (shut down in the background: a
+    /// runtime may not be dropped where blocking is not allowed).
+    runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// The store's URL, password hidden, for errors and logs.
     shown: String,
@@ -45,6 +47,9 @@ pub(crate) struct Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.pool.close();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -59,7 +64,10 @@ impl Postgres {
     /// thread asks: a blocking thread, a plain thread, or a worker thread of
     /// another multi-threaded runtime (which is told that it blocks).
     pub(super) fn block<F: Future>(&self, future: F) -> F::Output {
-        let handle = self.runtime.handle();
+        let Some(runtime) = &self.runtime else {
+            unreachable!("the runtime is taken only when the engine is dropped")
+        };
+        let handle = runtime.handle();
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
                 tokio::task::block_in_place(|| handle.block_on(future))

@@ -1,0 +1,281 @@
+//! The shared store (PostgreSQL, CONTRACT.md §13) through the real broker:
+//! the fixtures' contract on a worker over PostgreSQL, and several workers
+//! on one store and one namespace, competing for the same queues, keeping
+//! the rules of §2-§7 across them. Each test has a database of its own on
+//! the server `.ci/run` starts.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use mmt_pg_fixture::TestDatabase;
+use mmt_worker::Worker;
+use mmt_worker::ops::fixtures::{self, Publisher};
+use serde_json::{Value, json};
+
+use crate::scenarios::{fixture_files, raw_tokens};
+use crate::util::{
+    Bulk, TestWorker, amqp_url, code, connected, repo_root, token_id, worker_binary,
+};
+
+/// How long a burst may take to be answered (a debug build, three workers
+/// and PostgreSQL on two cores).
+const BURST: Duration = Duration::from_secs(120);
+
+/// A worker on a fresh database, and the database.
+async fn on_postgres(test: &str) -> Option<(TestWorker, TestDatabase)> {
+    let db = TestDatabase::create(test)?;
+    let mut w = TestWorker::start_idle(test).await;
+    w.store_url = Some(db.url.clone());
+    w.start_worker().await;
+    Some((w, db))
+}
+
+/// `n` more workers on the same store, namespace and key.
+async fn more_workers(w: &TestWorker, n: usize) -> Vec<Worker> {
+    let mut workers = Vec::with_capacity(n);
+    for _ in 0..n {
+        workers.push(
+            Worker::start_with(&w.config(), &w.fleet)
+                .await
+                .expect("another worker starts"),
+        );
+    }
+    workers
+}
+
+async fn stop(workers: Vec<Worker>) {
+    for worker in workers {
+        worker.stop().await.expect("worker stops cleanly");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_replays_on_the_shared_store_and_no_raw_token_is_in_it() {
+    let Some((w, db)) = on_postgres("pg-fixtures").await else {
+        return;
+    };
+    let connection = crate::util::connect().await;
+    let mut publisher =
+        Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
+            .await
+            .expect("publisher");
+    let mut secrets = Vec::new();
+    let mut failures = Vec::new();
+    for path in fixture_files(&repo_root().join("fixtures")) {
+        let scenario = fixtures::load(&path).expect("fixture loads");
+        for step in &scenario.steps {
+            if let Some(body) = &step.body {
+                raw_tokens(body, false, &mut secrets);
+            }
+        }
+        for report in publisher.run(&scenario).await.expect("scenario replays") {
+            if let Some(why) = report.mismatch {
+                failures.push(format!("{}: {}: {why}", path.display(), report.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    secrets.retain(|s| s.len() >= 8);
+    assert!(secrets.len() >= 20, "{secrets:?}");
+    // Every byte the store keeps, as hex: no raw token in any of it.
+    let stored = db.query_texts(
+        "SELECT string_agg(encode(t.record, 'hex'), '') FROM tokens t
+         UNION ALL SELECT string_agg(encode(p.reply, 'hex'), '') FROM processed p
+         UNION ALL SELECT string_agg(encode(u.sealed, 'hex') || encode(u.wrapped, 'hex'), '')
+                   FROM upstream_jobs u",
+    );
+    let stored: String = stored.into_iter().flatten().collect();
+    assert!(stored.len() > 1_000, "the store holds the replayed tokens");
+    for secret in &secrets {
+        assert!(
+            !stored.contains(&hex::encode(secret)),
+            "{secret} is in the shared store in plain form"
+        );
+    }
+    let _ = connection.close(200, "done".into()).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_connecting_one_identity_at_once_mint_one_token_id() {
+    const IDENTITIES: usize = 1_000;
+    let Some((w, db)) = on_postgres("pg-mint-once").await else {
+        return;
+    };
+    let others = more_workers(&w, 2).await;
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    let mut messages = Vec::new();
+    for round in 0..3 {
+        for i in 0..IDENTITIES {
+            messages.push((
+                "integration.connected",
+                format!("mint-{i}-{round}"),
+                connected(
+                    "acme",
+                    &format!("user-{i}"),
+                    "read",
+                    "coinbase",
+                    "cb-1",
+                    &format!("raw-mint-{i}-{round}"),
+                ),
+            ));
+        }
+    }
+    bulk.publish(&messages).await;
+    bulk.wait_answered(messages.len(), BURST).await;
+    let replies = bulk.replies();
+    for i in 0..IDENTITIES {
+        let got: Vec<&Value> = (0..3)
+            .map(|round| &replies[&format!("mint-{i}-{round}")][0])
+            .collect();
+        let ids: HashSet<String> = got.iter().map(|r| token_id(r)).collect();
+        assert_eq!(ids.len(), 1, "identity {i} got {ids:?}");
+        let created = got
+            .iter()
+            .filter(|r| r["tokens"][0]["created"] == true)
+            .count();
+        assert_eq!(created, 1, "identity {i}: created {created} times: {got:?}");
+    }
+    let live = db.query_texts("SELECT count(*) FROM tokens WHERE state = 'active'");
+    assert_eq!(live, vec![Some(IDENTITIES.to_string())]);
+    let counted = db.query_texts(
+        "SELECT sum(n) FROM token_counts WHERE state = 'active' AND broker_type = 'coinbase'",
+    );
+    assert_eq!(counted, vec![Some(IDENTITIES.to_string())]);
+    stop(others).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_racing_reconnections_never_brings_the_token_back() {
+    const ROUNDS: usize = 20;
+    let Some((mut w, _db)) = on_postgres("pg-no-resurrection").await else {
+        return;
+    };
+    let others = more_workers(&w, 2).await;
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    for round in 0..ROUNDS {
+        let user = format!("racer-{round}");
+        let first = w
+            .connect(connected(
+                "acme", &user, "read", "coinbase", "cb-1", "raw-0",
+            ))
+            .await;
+        let revoked = token_id(&first);
+        let mut messages = vec![(
+            "connection.removed",
+            format!("revoke-{round}"),
+            json!({"clientId": "acme", "tokenId": revoked}),
+        )];
+        for k in 0..4 {
+            messages.push((
+                "integration.connected",
+                format!("reconnect-{round}-{k}"),
+                connected(
+                    "acme",
+                    &user,
+                    "read",
+                    "coinbase",
+                    "cb-1",
+                    &format!("raw-{k}"),
+                ),
+            ));
+        }
+        bulk.publish(&messages).await;
+        bulk.wait_answered((round + 1) * messages.len(), BURST)
+            .await;
+        let replies = bulk.replies();
+        assert_eq!(replies[&format!("revoke-{round}")][0]["revoked"], true);
+        let resolved = w.resolve("acme", &revoked, "read").await;
+        assert_eq!(code(&resolved), "revoked", "round {round}: {resolved}");
+        // A reconnection either came first (the old tokenId, rotated) or
+        // after (a new one, minted once, for every later one).
+        let later: HashSet<String> = (0..4)
+            .map(|k| token_id(&replies[&format!("reconnect-{round}-{k}")][0]))
+            .filter(|id| *id != revoked)
+            .collect();
+        assert!(later.len() <= 1, "round {round}: {later:?}");
+        let now = w
+            .connect(connected(
+                "acme", &user, "read", "coinbase", "cb-1", "raw-9",
+            ))
+            .await;
+        assert_ne!(
+            token_id(&now),
+            revoked,
+            "round {round}: the revoked token came back"
+        );
+        if let Some(new) = later.iter().next() {
+            assert_eq!(&token_id(&now), new, "round {round}");
+        }
+    }
+    stop(others).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_to_several_workers_is_applied_once_with_one_reply() {
+    let Some((w, db)) = on_postgres("pg-applied-once").await else {
+        return;
+    };
+    let others = more_workers(&w, 2).await;
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    let body = connected("acme", "twice", "read", "coinbase", "cb-1", "raw-twice");
+    let messages: Vec<_> = (0..6)
+        .map(|_| ("integration.connected", "same-id".to_owned(), body.clone()))
+        .collect();
+    bulk.publish(&messages).await;
+    let deadline = tokio::time::Instant::now() + BURST;
+    while bulk.replies().get("same-id").map_or(0, Vec::len) < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "replies missing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replies: HashMap<String, Vec<Value>> = bulk.replies();
+    let all = &replies["same-id"];
+    assert!(all.iter().all(|r| r == &all[0]), "{all:#?}");
+    assert_eq!(all[0]["tokens"][0]["created"], true);
+    assert_eq!(
+        db.query_texts("SELECT count(*) FROM tokens"),
+        vec![Some("1".to_owned())]
+    );
+    stop(others).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_another_key_is_refused_with_exit_3_and_leaves_no_key_behind() {
+    let Some((w, db)) = on_postgres("pg-wrong-key").await else {
+        return;
+    };
+    let other = tempfile::tempdir().expect("tempdir");
+    let fresh = other.path().join("mmt.key");
+    let output = tokio::process::Command::new(worker_binary())
+        .arg("run")
+        .arg("--namespace")
+        .arg(w.ns.as_str())
+        .arg("--data-dir")
+        .arg(other.path().join("data"))
+        .arg("--key-file")
+        .arg(&fresh)
+        .arg("--store-url")
+        .arg(&db.url)
+        .env("MMT_AMQP_URL", amqp_url())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("the worker exits by itself")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the key does not match the store"),
+        "{stderr}"
+    );
+    assert!(
+        !fresh.exists(),
+        "a key made for a store that refused it stays behind"
+    );
+    w.finish().await;
+}
