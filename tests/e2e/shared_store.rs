@@ -7,14 +7,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use mmt_pg_fixture::TestDatabase;
+use mmt_pg_fixture::{Cluster, TestDatabase, query_texts};
 use mmt_worker::Worker;
 use mmt_worker::ops::fixtures::{self, Publisher};
 use serde_json::{Value, json};
 
 use crate::scenarios::{fixture_files, raw_tokens};
 use crate::util::{
-    Bulk, TestWorker, amqp_url, code, connected, repo_root, token_id, worker_binary,
+    Bulk, TestWorker, amqp_url, code, connected, connections, repo_root, token_id, worker_binary,
 };
 
 /// How long a burst may take to be answered (a debug build, three workers
@@ -277,5 +277,61 @@ async fn a_worker_with_another_key_is_refused_with_exit_3_and_leaves_no_key_behi
         !fresh.exists(),
         "a key made for a store that refused it stays behind"
     );
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_under_load_loses_nothing_and_applies_nothing_twice() {
+    const WAVE: usize = 1_000;
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let cluster = std::sync::Arc::new(cluster);
+    let mut w = TestWorker::start_idle("pg-restart").await;
+    w.store_url = Some(cluster.url());
+    w.start_worker().await;
+    let others = more_workers(&w, 1).await;
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    let mut total = 0;
+    // A restart while each of the first two waves is being applied: a fast
+    // one (sessions ended), then a crash (`immediate`: WAL recovery).
+    for (wave, restart) in [(0, Some("fast")), (1, Some("immediate")), (2, None)] {
+        let messages = connections(&format!("wave{wave}"), WAVE);
+        bulk.publish(&messages).await;
+        if let Some(mode) = restart {
+            bulk.wait_answered(total + 20, BURST).await;
+            let cluster = cluster.clone();
+            tokio::task::spawn_blocking(move || cluster.restart(mode))
+                .await
+                .expect("restarted");
+        }
+        total += messages.len();
+        bulk.wait_answered(total, BURST).await;
+    }
+    let replies = bulk.replies();
+    let mut ids = HashSet::new();
+    for (id, got) in &replies {
+        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:?}");
+        assert_eq!(got[0]["tokens"][0]["created"], true, "{id}: {got:?}");
+        ids.insert(token_id(&got[0]));
+    }
+    assert_eq!(ids.len(), total, "one new tokenId per identity");
+    assert_eq!(
+        query_texts(&cluster.url(), "SELECT count(*) FROM tokens"),
+        vec![Some(total.to_string())]
+    );
+    assert_eq!(
+        query_texts(&cluster.url(), "SELECT count(*) FROM processed"),
+        vec![Some(total.to_string())]
+    );
+    // The workers saw the store go and come back: they stopped consuming
+    // and started again by themselves.
+    let recovered = w.worker().link().recoveries_total()
+        + others
+            .iter()
+            .map(|o| o.link().recoveries_total())
+            .sum::<u64>();
+    assert!(recovered >= 2, "recoveries: {recovered}");
+    stop(others).await;
     w.finish().await;
 }

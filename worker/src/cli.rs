@@ -38,7 +38,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the worker until SIGTERM or SIGINT.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Publish fixture files (messages or scenarios) with publisher confirms,
     /// print the replies and check the expectations.
     Publish(PublishArgs),

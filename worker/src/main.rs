@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(*args).await,
             Command::Publish(args) => publish(args).await,
             Command::BrokerSetup(args) => broker_setup(args).await,
         }

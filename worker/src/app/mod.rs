@@ -392,6 +392,9 @@ enum SessionEnd {
     Stopped,
     /// The link failed: open a new session.
     LinkLost(ConsumerError),
+    /// The shared store is out of reach: wait until it answers, then open a
+    /// new session.
+    StoreLost(StoreError),
     /// Something a new session cannot fix.
     Fatal(WorkerError),
 }
@@ -516,6 +519,9 @@ impl Session {
             Some(joined) = self.tasks.join_next() => match joined {
                 Ok(Ok(())) if shutdown.is_cancelled() => SessionEnd::Stopped,
                 Ok(Ok(())) => SessionEnd::LinkLost(ConsumerError::Ended),
+                Ok(Err(ConsumerError::Store(error))) if error.is_unreachable() => {
+                    SessionEnd::StoreLost(error)
+                }
                 Ok(Err(ConsumerError::Store(error))) => SessionEnd::Fatal(error.into()),
                 Ok(Err(error)) => SessionEnd::LinkLost(error),
                 Err(error) => SessionEnd::Fatal(error.into()),
@@ -535,7 +541,7 @@ impl Session {
                     }
                 }
             }
-            SessionEnd::LinkLost(_) | SessionEnd::Fatal(_) => {
+            SessionEnd::LinkLost(_) | SessionEnd::StoreLost(_) | SessionEnd::Fatal(_) => {
                 // Deliveries of a dead channel are never acknowledged: the
                 // broker hands them out again.
                 self.tasks.abort_all();
@@ -551,6 +557,30 @@ impl Session {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::debug!(%error, "connection already closed"),
             Err(_) => tracing::warn!("the broker did not answer the connection close in time"),
+        }
+    }
+}
+
+/// Waits, with the reconnect backoff, until the store answers; `false` when
+/// the worker is stopped meanwhile.
+async fn store_answers(service: &Arc<Service>, shutdown: &CancellationToken) -> bool {
+    let mut attempt: u32 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(RECONNECT.delay(attempt)) => {}
+        }
+        attempt = attempt.saturating_add(1);
+        let probe = service.clone();
+        match tokio::task::spawn_blocking(move || probe.store().ping()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => tracing::debug!(
+                attempt,
+                error = &error as &dyn std::error::Error,
+                "the store does not answer yet"
+            ),
+            Err(error) => tracing::debug!(%error, "store probe ended"),
         }
     }
 }
@@ -578,8 +608,9 @@ async fn supervise(
             SessionEnd::Stopped => "stopping",
             SessionEnd::Fatal(_) => "stopping: a failure that needs an operator",
             SessionEnd::LinkLost(_) => "broker: link lost; reconnecting",
+            SessionEnd::StoreLost(_) => "store: unreachable; waiting for it",
         });
-        let lost = match end {
+        match end {
             SessionEnd::Stopped => {
                 session.close().await;
                 return Ok(());
@@ -592,14 +623,26 @@ async fn supervise(
                 session.close().await;
                 return Err(error);
             }
-            SessionEnd::LinkLost(error) => error,
-        };
+            SessionEnd::LinkLost(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "broker link lost; reconnecting"
+                );
+                session.close().await;
+            }
+            SessionEnd::StoreLost(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "store unreachable: stopped consuming (nothing uncommitted was acknowledged); waiting for it"
+                );
+                session.close().await;
+                if !store_answers(&service, &shutdown).await {
+                    return Ok(());
+                }
+                tracing::info!("store answers again");
+            }
+        }
         let lost_at = Instant::now();
-        tracing::warn!(
-            error = &lost as &dyn std::error::Error,
-            "broker link lost; reconnecting"
-        );
-        session.close().await;
         let mut attempt: u32 = 0;
         session = loop {
             let wait = RECONNECT.delay(attempt);

@@ -265,6 +265,19 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether retrying the same work later may succeed.
+    /// Whether the store is out of reach for now (the shared store's
+    /// connection, a restart or failover, too many conflicts): the worker
+    /// stops consuming, waits until it answers again, and goes on; nothing
+    /// that did not commit was acknowledged.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool { .. } => true,
+            StoreError::Postgres(error) => postgres::is_transient(error),
+            _ => false,
+        }
+    }
+
+    /// Whether retrying the same work later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Io(_) | StoreError::Stalled(_) | StoreError::Pool { .. } => true,
@@ -516,6 +529,14 @@ impl Store {
     /// How long the flushes took, since the store opened.
     pub fn flush_times(&self) -> &Histogram {
         &self.flush_times
+    }
+
+    /// Whether the store answers (the shared store: one round trip).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Embedded(_) => Ok(()),
+            Engine::Postgres(pg) => pg.ping(),
+        }
     }
 
     /// Bytes the store takes on disk.

@@ -400,6 +400,14 @@ impl Postgres {
         Ok((records, more))
     }
 
+    /// One round trip on a pooled connection.
+    pub(in crate::store) fn ping(&self) -> Result<(), StoreError> {
+        self.block(async {
+            self.connection().await?.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+    }
+
     /// Bytes the store's tables and their indexes take.
     pub(in crate::store) fn size_on_disk(&self) -> Result<u64, StoreError> {
         let bytes: i64 = self.block(async {
