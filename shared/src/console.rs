@@ -339,6 +339,10 @@ pub struct WorkerStats {
     pub dead_depth: Option<u64>,
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
+    /// The store's engine: `fjall` (embedded) or `postgres` (shared by any
+    /// number of workers); absent from workers before it was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_engine: Option<String>,
     /// Refusals by client since the worker started, most first (the top
     /// few).
     #[serde(default)]

@@ -148,7 +148,7 @@ fn health_row(w: &TestWorker) -> mmt_shared::console::IntegrationHealth {
         .unwrap_or_default()
 }
 
-fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
+pub fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(Ordering::SeqCst)
 }
 

@@ -7,11 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use mmt_oauth_fixture::{Mode, Options, Provider};
 use mmt_pg_fixture::{Cluster, TestDatabase, query_texts};
 use mmt_worker::Worker;
 use mmt_worker::ops::fixtures::{self, Publisher};
 use serde_json::{Value, json};
 
+use crate::refresh::{Setup, count, integrations_file, oauth_connected, until};
 use crate::scenarios::{fixture_files, raw_tokens};
 use crate::util::{
     Bulk, TestWorker, amqp_url, code, connected, connections, repo_root, token_id, worker_binary,
@@ -332,6 +334,74 @@ async fn postgresql_restarted_under_load_loses_nothing_and_applies_nothing_twice
             .map(|o| o.link().recoveries_total())
             .sum::<u64>();
     assert!(recovered >= 2, "recoveries: {recovered}");
+    stop(others).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_token_twice() {
+    const TOKENS: usize = 600;
+    const CONCURRENCY: u64 = 4;
+    let Some(db) = TestDatabase::create("pg-refresh") else {
+        return;
+    };
+    let provider = Provider::start(Options {
+        expires_in: Some(3600),
+        ..Options::default()
+    })
+    .await
+    .expect("provider starts");
+    let mut w = TestWorker::start_idle("pg-refresh").await;
+    w.store_url = Some(db.url.clone());
+    let setup = Setup {
+        concurrency: usize::try_from(CONCURRENCY).expect("small"),
+        ..Setup::default()
+    };
+    w.integrations = Some(integrations_file(w.dir.path(), &provider, &setup));
+    w.start_worker().await;
+    let others = more_workers(&w, 2).await;
+    // Requests take a while, so that leases of the three workers overlap.
+    provider.set_mode(Mode::Slow(Duration::from_millis(20)));
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    let messages: Vec<_> = (0..TOKENS)
+        .map(|i| {
+            (
+                "integration.connected",
+                format!("due-{i}"),
+                oauth_connected(
+                    &format!("u{i}"),
+                    "raw",
+                    &provider.issue_refresh_token(),
+                    2,
+                    None,
+                ),
+            )
+        })
+        .collect();
+    bulk.publish(&messages).await;
+    bulk.wait_answered(TOKENS, BURST).await;
+    let counters = provider.counters();
+    until("every due token refreshed", || {
+        count(&counters.refreshes) >= TOKENS as u64
+    })
+    .await;
+    until("every refresh recorded", || {
+        db.query_texts("SELECT count(*) FROM refresh WHERE last_refreshed_at IS NOT NULL")
+            == vec![Some(TOKENS.to_string())]
+    })
+    .await;
+    assert_eq!(
+        count(&counters.refreshes),
+        TOKENS as u64,
+        "a token refreshed twice"
+    );
+    assert_eq!(count(&counters.reuses), 0, "a refresh token sent twice");
+    assert_eq!(count(&counters.unknown), 0);
+    let peak = count(&counters.max_in_flight);
+    assert!(
+        (2..=3 * CONCURRENCY).contains(&peak),
+        "peak in flight {peak} over three workers of {CONCURRENCY}"
+    );
     stop(others).await;
     w.finish().await;
 }

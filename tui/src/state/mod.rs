@@ -623,6 +623,7 @@ impl State {
             dead_depth: stats.dead_depth,
             dead_lettered: stats.dead_lettered,
             store_bytes: stats.store_bytes,
+            store_engine: stats.store_engine.clone(),
             identity: stats.identity,
             cpu_percent: stats.cpu_percent,
             rss_bytes: stats.rss_bytes,

@@ -77,6 +77,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         dead_lettered: 0,
         dead_depth: Some(0),
         store_bytes: 4096,
+        store_engine: None,
         identity: Default::default(),
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),

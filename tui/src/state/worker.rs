@@ -63,6 +63,8 @@ pub struct WorkerView {
     pub dead_lettered: u64,
     /// The store's size on disk.
     pub store_bytes: u64,
+    /// The store's engine (`fjall`, `postgres`), when the worker says.
+    pub store_engine: Option<String>,
     /// Whether the worker checks who publishes (CONTRACT.md §10).
     pub identity: mmt_shared::console::IdentityMode,
     /// The worker's CPU use, percent of one core.

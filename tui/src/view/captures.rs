@@ -109,6 +109,7 @@ fn stats() -> WorkerStats {
         dead_lettered: 5,
         dead_depth: Some(5),
         store_bytes: 58 << 10,
+        store_engine: None,
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         identity: mmt_shared::console::IdentityMode::Strict,

@@ -41,13 +41,25 @@ fn process_line(state: &State, worker: Option<&WorkerView>, styles: Styles) -> L
     }
     spans.push(Span::styled(" worker ", styles.dim()));
     spans.push(Span::raw(format!(
-        "cpu {} · rss {} · up {} · store {}",
+        "cpu {} · rss {} · up {} · store {}{}",
         w.cpu_percent
             .map_or_else(|| "?".to_owned(), |c| format!("{c:.1}%")),
         w.rss_bytes.map_or_else(|| "?".to_owned(), bytes),
         duration(w.uptime_seconds),
+        w.store_engine
+            .as_deref()
+            .map_or_else(String::new, |engine| format!("{engine} ")),
         bytes(w.store_bytes),
     )));
+    if w.store_engine.as_deref() == Some("postgres") {
+        // Every worker of a shared store consumes every queue: the
+        // consumers of one queue are the workers.
+        let workers = w.queues.iter().filter_map(|q| q.consumers).max();
+        spans.push(Span::raw(format!(
+            " · {} workers",
+            workers.map_or_else(|| "?".to_owned(), |n| n.to_string())
+        )));
+    }
     Line::from(spans)
 }
 

@@ -72,6 +72,7 @@ pub(super) fn stats(rejections: u64) -> WorkerStats {
         dead_lettered: 2,
         dead_depth: Some(2),
         store_bytes: 3 << 20,
+        store_engine: None,
         identity: Default::default(),
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
@@ -480,6 +481,23 @@ fn health_large_with_top_clients() {
     }];
     state.update(Msg::Tokens(request.clone(), reply), state.now);
     assert_screen!("health_200x60", screen(&state, 200, 60));
+}
+
+#[test]
+fn health_names_a_shared_store_and_how_many_workers_consume() {
+    let mut state = busy_state();
+    let mut shared = stats(6);
+    shared.store_engine = Some("postgres".into());
+    for queue in &mut shared.queues {
+        queue.consumers = Some(3);
+    }
+    state.update(Msg::Stats(shared), state.now + 5_000);
+    state.act(Action::Jump(Screen::Health));
+    for (width, height) in [(120, 40), (200, 60)] {
+        let drawn = screen(&state, width, height);
+        assert!(drawn.contains("store postgres"), "{drawn}");
+        assert!(drawn.contains("3 workers"), "{drawn}");
+    }
 }
 
 #[test]

@@ -199,6 +199,7 @@ impl Stats {
         }
         now.dead_depth = last.dead_depth;
         now.store_bytes = last.store_bytes;
+        now.store_engine.clone_from(&last.store_engine);
         now.cpu_percent = last.cpu_percent;
         now.rss_bytes = last.rss_bytes;
         now.refresh = last.refresh;
@@ -251,6 +252,7 @@ impl Stats {
             dead_lettered: self.refusals.dead_lettered_total(),
             dead_depth: depths.get(self.queues.len()).and_then(|d| d.0),
             store_bytes: 0,
+            store_engine: None,
             rejections_by_client: top_clients(&locked(&self.rejections_by_client)),
             cpu_percent: None,
             rss_bytes: None,
@@ -357,6 +359,7 @@ pub async fn publish(
         }
         (body.cpu_percent, body.rss_bytes) = process.sample();
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
+        body.store_engine = Some(service.store().engine_name().to_owned());
         body.refresh = refresher.health();
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
