@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::util::{TestWorker, amqp_url, files_under, repo_root, worker_binary};
 
-pub fn fixture_files(dir: &Path) -> Vec<PathBuf> {
+fn fixture_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -29,7 +29,7 @@ pub fn fixture_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Every raw token in the fixtures: the `accessToken`/`refreshToken` strings
 /// inside `accountTokens`.
-pub fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
+fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map {
@@ -49,14 +49,10 @@ pub fn raw_tokens(value: &Value, inside_account: bool, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_fixture_replays_with_its_expected_replies_and_nothing_is_plain_on_disk() {
-    let mut w = TestWorker::start("fixtures").await;
-    let connection = crate::util::connect().await;
-    let mut publisher =
-        Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
-            .await
-            .expect("publisher");
+/// Replays every fixture through `publisher`, asserts every expectation
+/// written beside them, and gives the raw tokens they sent (those of 8
+/// characters or more, to look for afterwards).
+pub async fn replay_every_fixture(publisher: &mut Publisher) -> Vec<String> {
     let files = fixture_files(&repo_root().join("fixtures"));
     assert!(files.len() >= 20, "fixtures missing: {files:?}");
     let mut secrets = Vec::new();
@@ -77,6 +73,18 @@ async fn every_fixture_replays_with_its_expected_replies_and_nothing_is_plain_on
     assert!(failures.is_empty(), "{failures:#?}");
     secrets.retain(|s| s.len() >= 8);
     assert!(secrets.len() >= 20, "{secrets:?}");
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_replays_with_its_expected_replies_and_nothing_is_plain_on_disk() {
+    let mut w = TestWorker::start("fixtures").await;
+    let connection = crate::util::connect().await;
+    let mut publisher =
+        Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
+            .await
+            .expect("publisher");
+    let secrets = replay_every_fixture(&mut publisher).await;
     w.stop_worker().await;
     let key_hex = std::fs::read_to_string(w.key_file()).expect("key");
     let key_raw = hex::decode(key_hex.trim()).expect("hex key");

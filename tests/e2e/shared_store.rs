@@ -10,13 +10,13 @@ use std::time::Duration;
 use mmt_oauth_fixture::{Mode, Options, Provider};
 use mmt_pg_fixture::{Cluster, TestDatabase, query_texts};
 use mmt_worker::Worker;
-use mmt_worker::ops::fixtures::{self, Publisher};
+use mmt_worker::ops::fixtures::Publisher;
 use serde_json::{Value, json};
 
 use crate::refresh::{Setup, count, integrations_file, oauth_connected, until};
-use crate::scenarios::{fixture_files, raw_tokens};
+use crate::scenarios::replay_every_fixture;
 use crate::util::{
-    Bulk, TestWorker, amqp_url, code, connected, connections, repo_root, token_id, worker_binary,
+    Bulk, TestWorker, amqp_url, code, connected, connections, token_id, worker_binary,
 };
 
 /// How long a burst may take to be answered (a debug build, three workers
@@ -61,24 +61,7 @@ async fn every_fixture_replays_on_the_shared_store_and_no_raw_token_is_in_it() {
         Publisher::new(&connection, &w.ns, Duration::from_secs(15), "replay".into())
             .await
             .expect("publisher");
-    let mut secrets = Vec::new();
-    let mut failures = Vec::new();
-    for path in fixture_files(&repo_root().join("fixtures")) {
-        let scenario = fixtures::load(&path).expect("fixture loads");
-        for step in &scenario.steps {
-            if let Some(body) = &step.body {
-                raw_tokens(body, false, &mut secrets);
-            }
-        }
-        for report in publisher.run(&scenario).await.expect("scenario replays") {
-            if let Some(why) = report.mismatch {
-                failures.push(format!("{}: {}: {why}", path.display(), report.name));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
-    secrets.retain(|s| s.len() >= 8);
-    assert!(secrets.len() >= 20, "{secrets:?}");
+    let secrets = replay_every_fixture(&mut publisher).await;
     // Every byte the store keeps, as hex: no raw token in any of it.
     let stored = db.query_texts(
         "SELECT string_agg(encode(t.record, 'hex'), '') FROM tokens t

@@ -185,10 +185,12 @@ impl Gate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn strict() -> Mode {
+    /// Strict mode with two clients: acme (`acme-backend`, `acme-gateway`)
+    /// and globex (`globex-app`).
+    pub(crate) fn strict() -> Mode {
         let client = |users: &[&str]| Client {
             broker_users: users.iter().map(|u| (*u).to_owned()).collect(),
             webhook: None,

@@ -46,18 +46,8 @@ mod tests {
 
     use super::*;
     use crate::rules::decode::parse;
-    use crate::rules::identity::{Client, Clients, Gate};
-
-    fn strict() -> Mode {
-        let client = |users: &[&str]| Client {
-            broker_users: users.iter().map(|u| (*u).to_owned()).collect(),
-            webhook: None,
-        };
-        Mode::Strict(Clients::new([
-            ("acme".to_owned(), client(&["acme-backend", "acme-gateway"])),
-            ("globex".to_owned(), client(&["globex-app"])),
-        ]))
-    }
+    use crate::rules::identity::Gate;
+    use crate::rules::identity::tests::strict;
 
     fn inbound<'a>(kind: MessageKind, body: &'a [u8], user: Option<&'a str>) -> Inbound<'a> {
         Inbound {
