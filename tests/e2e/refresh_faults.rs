@@ -15,6 +15,7 @@
 //! durable leases, send each refresh token once, and lose no token.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -31,19 +32,25 @@ fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
 }
 
 /// `mmt-worker run` with the test's integrations file, its log kept.
-struct Child {
+pub struct Child {
     process: tokio::process::Child,
 }
 
 impl Child {
     async fn start(w: &TestWorker) -> Self {
-        let log_path = w.dir.path().join("worker.log");
-        let mut process = w
-            .run_command()
+        let mut command = w.run_command();
+        command
             .arg("--sweep-interval-ms")
             .arg("50")
             .arg("--integrations")
-            .arg(w.integrations.as_ref().expect("an integrations file"))
+            .arg(w.integrations.as_ref().expect("an integrations file"));
+        Self::spawn(command, w.dir.path().join("worker.log")).await
+    }
+
+    /// Spawns `command` (an `mmt-worker run`), its log appended to
+    /// `log_path`, and waits until it says it is ready.
+    pub async fn spawn(mut command: tokio::process::Command, log_path: PathBuf) -> Self {
+        let mut process = command
             .env("MMT_LOG", "info,mmt_worker=debug,lapin=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -81,7 +88,7 @@ impl Child {
         Self { process }
     }
 
-    async fn kill_9(mut self) {
+    pub async fn kill_9(mut self) {
         self.process.start_kill().expect("SIGKILL sent");
         self.process.wait().await.expect("reaped");
     }

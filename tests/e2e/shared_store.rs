@@ -14,6 +14,7 @@ use mmt_worker::ops::fixtures::Publisher;
 use serde_json::{Value, json};
 
 use crate::refresh::{Setup, count, integrations_file, oauth_connected, until};
+use crate::refresh_faults::Child;
 use crate::scenarios::replay_every_fixture;
 use crate::util::{
     Bulk, TestWorker, amqp_url, code, connected, connections, token_id, worker_binary,
@@ -386,5 +387,119 @@ async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_toke
         "peak in flight {peak} over three workers of {CONCURRENCY}"
     );
     stop(others).await;
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice_revive_nothing() {
+    const CONNECTS: usize = 3_000;
+    const REVOKED: usize = 300;
+    let Some(db) = TestDatabase::create("pg-kill9") else {
+        return;
+    };
+    let mut w = TestWorker::start_idle("pg-kill9").await;
+    w.store_url = Some(db.url.clone());
+    let log = |i: usize| w.dir.path().join(format!("worker-{i}.log"));
+    // The first one makes the key; the others share it.
+    let mut children = Vec::new();
+    for i in 0..3 {
+        children.push(Child::spawn(w.run_command(), log(i)).await);
+    }
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    // A worker killed -9 and started again about every second while each
+    // wave is being applied.
+    let mut kills = 0;
+    let connects = connections("book", CONNECTS);
+    let mut expected = 0;
+    let mut victim = 0;
+    for part in [&connects[..CONNECTS / 2], &connects[CONNECTS / 2..]] {
+        bulk.publish(part).await;
+        expected += part.len();
+        while bulk.answered() < expected {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let child = children.remove(victim % children.len());
+            child.kill_9().await;
+            children.insert(
+                victim % (children.len() + 1),
+                Child::spawn(w.run_command(), log(3 + kills)).await,
+            );
+            kills += 1;
+            victim += 1;
+        }
+    }
+    bulk.wait_answered(expected, BURST).await;
+    let replies = bulk.replies();
+    let token_of = |i: usize| token_id(&replies[&format!("book-connect-{i}")][0]);
+    let revocations: Vec<_> = (0..REVOKED)
+        .map(|i| {
+            (
+                "connection.removed",
+                format!("book-revoke-{i}"),
+                json!({"clientId": "acme", "tokenId": token_of(i)}),
+            )
+        })
+        .collect();
+    bulk.publish(&revocations).await;
+    expected += revocations.len();
+    let child = children.remove(0);
+    child.kill_9().await;
+    children.push(Child::spawn(w.run_command(), log(3 + kills)).await);
+    kills += 1;
+    bulk.wait_answered(expected, BURST).await;
+    let replies = bulk.replies();
+    // Every message answered, and a message answered twice (its worker died
+    // between the reply and the ack) got its original reply again.
+    for (id, got) in &replies {
+        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:#?}");
+    }
+    let ids: HashSet<String> = (0..CONNECTS).map(token_of).collect();
+    assert_eq!(ids.len(), CONNECTS, "one tokenId per identity");
+    for i in 0..CONNECTS {
+        assert_eq!(
+            replies[&format!("book-connect-{i}")][0]["tokens"][0]["created"],
+            true,
+            "connect {i}"
+        );
+    }
+    for i in 0..REVOKED {
+        assert_eq!(replies[&format!("book-revoke-{i}")][0]["revoked"], true);
+    }
+    assert_eq!(
+        db.query_texts(
+            "SELECT count(*) FILTER (WHERE state = 'active') || ' ' || count(*) FILTER (WHERE state = 'revoked') FROM tokens"
+        ),
+        vec![Some(format!("{} {REVOKED}", CONNECTS - REVOKED))]
+    );
+    assert_eq!(
+        db.query_texts("SELECT count(*) FROM processed"),
+        vec![Some(expected.to_string())]
+    );
+    // No revoked token back: each revoked identity connects to a new one.
+    w.start_worker().await;
+    for i in (0..REVOKED).step_by(30) {
+        let again = w
+            .connect(connected(
+                "acme",
+                &format!("book-user-{i}"),
+                "read",
+                "coinbase",
+                "cb-1",
+                "raw",
+            ))
+            .await;
+        assert_ne!(
+            token_id(&again),
+            token_of(i),
+            "identity {i}: a revoked token came back"
+        );
+        assert_eq!(
+            code(&w.resolve("acme", &token_of(i), "read").await),
+            "revoked"
+        );
+    }
+    assert!(kills >= 2, "workers killed: {kills}");
+    for child in children {
+        child.kill_9().await;
+    }
     w.finish().await;
 }
