@@ -384,6 +384,12 @@ struct Session {
     connection: Connection,
     stop: CancellationToken,
     tasks: JoinSet<Result<(), ConsumerError>>,
+    /// The channels that outlive the session's tasks (events, dead letters,
+    /// stats: refresh requests in flight still hold the events publisher).
+    /// Closed before the connection: lapin closes a channel when its last
+    /// handle goes, and one that went after the connection began closing
+    /// was reported as a connection error at every clean stop.
+    shared_channels: Vec<lapin::Channel>,
 }
 
 /// How a session ended.
@@ -426,13 +432,14 @@ impl Session {
         )
         .await?;
         setup.close(200, "topology declared".into()).await?;
-        let events =
-            Events::new(connection.create_channel().await?, namespace).with_observer(stats.clone());
+        let events_channel = connection.create_channel().await?;
+        let events = Events::new(events_channel.clone(), namespace).with_observer(stats.clone());
         let dead_channel = connection.create_channel().await?;
         dead_channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let dead = DeadLetters::new(dead_channel, namespace);
+        let dead = DeadLetters::new(dead_channel.clone(), namespace);
+        let stats_channel = connection.create_channel().await?;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         // The console's servers and the stats come before the consumers: once
@@ -454,7 +461,7 @@ impl Session {
             service.clone(),
             refresher.clone(),
             events.clone(),
-            connection.create_channel().await?,
+            stats_channel.clone(),
             namespace.clone(),
             stop.clone(),
         );
@@ -508,6 +515,7 @@ impl Session {
             connection,
             stop,
             tasks,
+            shared_channels: vec![events_channel, dead_channel, stats_channel],
         })
     }
 
@@ -552,6 +560,12 @@ impl Session {
     }
 
     async fn close(self) {
+        for channel in &self.shared_channels {
+            if channel.status().connected() {
+                let closing = channel.close(200, "mmt-worker stopping".into());
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+            }
+        }
         let closing = self.connection.close(200, "mmt-worker stopping".into());
         match tokio::time::timeout(CLOSE_TIMEOUT, closing).await {
             Ok(Ok(())) => {}

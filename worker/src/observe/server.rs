@@ -108,7 +108,13 @@ impl ConsoleServer {
         loop {
             let next = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    // Closed here, awaited: a channel left to close itself
+                    // when its handle goes races the connection's close.
+                    answering.shutdown().await;
+                    self.channel.close(200, "mmt-worker stopping".into()).await?;
+                    return Ok(());
+                }
                 Some(done) = answering.join_next(), if !answering.is_empty() => {
                     match done {
                         Ok(result) => result?,
