@@ -503,3 +503,70 @@ async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice
     }
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_moves_from_the_embedded_store_to_postgres_with_store_copy() {
+    let Some(db) = TestDatabase::create("pg-copy") else {
+        return;
+    };
+    let mut w = TestWorker::start("pg-copy").await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let raw = format!("raw-moving-{i}");
+        ids.push(token_id(
+            &w.connect(connected(
+                "acme",
+                &format!("mover-{i}"),
+                "read",
+                "coinbase",
+                "cb-1",
+                &raw,
+            ))
+            .await,
+        ));
+    }
+    let gone = ids[0].clone();
+    assert_eq!(w.revoke("acme", &gone).await["revoked"], true);
+    w.stop_worker().await;
+    let output = tokio::process::Command::new(worker_binary())
+        .args(["store", "copy", "--from"])
+        .arg(w.data_dir())
+        .arg("--to")
+        .arg(&db.url)
+        .arg("--key-file")
+        .arg(w.key_file())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the copy ends by itself")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("store copy: 30 tokens, 31 processed messages"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("verified"), "{stderr}");
+    // The same deployment, on PostgreSQL now.
+    w.store_url = Some(db.url.clone());
+    w.start_worker().await;
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let resolved = w.resolve("acme", id, "read").await;
+        assert_eq!(resolved["accessToken"], format!("raw-moving-{i}"));
+    }
+    assert_eq!(code(&w.resolve("acme", &gone, "read").await), "revoked");
+    let again = w
+        .connect(connected(
+            "acme",
+            "mover-5",
+            "read",
+            "coinbase",
+            "cb-1",
+            "raw-again",
+        ))
+        .await;
+    assert_eq!(token_id(&again), ids[5], "the identity index came along");
+    w.finish().await;
+}

@@ -42,6 +42,9 @@ pub enum Command {
     /// Publish fixture files (messages or scenarios) with publisher confirms,
     /// print the replies and check the expectations.
     Publish(PublishArgs),
+    /// The store: `store copy` moves a deployment between the embedded
+    /// store and PostgreSQL.
+    Store(StoreArgs),
     /// Print (or apply with rabbitmqctl) the least-privilege broker users,
     /// permissions and topic permissions of a deployment (docs/security.md).
     BrokerSetup(BrokerSetupArgs),
@@ -181,22 +184,11 @@ impl RunArgs {
     pub fn config(&self) -> Result<WorkerConfig, std::io::Error> {
         let store = match &self.store_url {
             Some(url) => {
-                let mut store = PgConfig::new(url.clone());
-                store.password = match (
-                    &self.store_password_file,
-                    std::env::var("MMT_STORE_PASSWORD"),
-                ) {
-                    (Some(file), _) => Some(Zeroizing::new(
-                        std::fs::read_to_string(file)?
-                            .lines()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    )),
-                    (None, Ok(password)) => Some(Zeroizing::new(password)),
-                    (None, Err(_)) => None,
-                };
-                store.ca.clone_from(&self.store_ca);
+                let mut store = shared_store(
+                    url,
+                    self.store_password_file.as_deref(),
+                    self.store_ca.as_deref(),
+                )?;
                 store.pool_size = usize::from(self.store_pool_size);
                 store.statement_timeout = Duration::from_millis(self.store_statement_timeout_ms);
                 Some(store)
@@ -223,6 +215,72 @@ impl RunArgs {
             integrations: self.integrations.clone(),
         })
     }
+}
+
+/// The shared store at `url`, its password from `password_file` (first
+/// line) or the environment's `MMT_STORE_PASSWORD` when the URL has none.
+pub fn shared_store(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
+) -> Result<PgConfig, std::io::Error> {
+    let mut store = PgConfig::new(url);
+    store.password = match (password_file, std::env::var("MMT_STORE_PASSWORD")) {
+        (Some(file), _) => Some(Zeroizing::new(
+            std::fs::read_to_string(file)?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+        (None, Ok(password)) => Some(Zeroizing::new(password)),
+        (None, Err(_)) => None,
+    };
+    store.ca = ca.map(std::path::Path::to_path_buf);
+    Ok(store)
+}
+
+/// Options of `mmt-worker store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// What to do with the store.
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+/// The store's commands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a store into an empty one, offline: the embedded store (a data
+    /// directory) to PostgreSQL (a postgres:// URL) or back. Stop the
+    /// workers first. A copy that is stopped goes on where it stopped when
+    /// run again; the two stores are compared at the end.
+    Copy(CopyArgs),
+}
+
+/// Options of `mmt-worker store copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The store copied: a data directory or a postgres:// URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub from: String,
+    /// The store written: an empty (or half-copied) data directory or
+    /// PostgreSQL database.
+    #[arg(long, value_name = "DIR|URL")]
+    pub to: String,
+    /// The master key of the source (the copy is sealed under the same).
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+    /// The PostgreSQL side's password, when not in its URL (or
+    /// MMT_STORE_PASSWORD).
+    #[arg(long, env = "MMT_STORE_PASSWORD_FILE", value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) the PostgreSQL side's certificate must chain to.
+    #[arg(long, env = "MMT_STORE_CA", value_name = "FILE")]
+    pub store_ca: Option<PathBuf>,
+    /// Tokens compared in both stores after the copy.
+    #[arg(long, default_value_t = 1000)]
+    pub verify_sample: usize,
 }
 
 /// Options of `mmt-worker publish`.

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mmt_worker::cli::{BrokerSetupArgs, Cli, Command, LogFormat, PublishArgs, RunArgs};
+use mmt_worker::cli::{
+    BrokerSetupArgs, Cli, Command, CopyArgs, LogFormat, PublishArgs, RunArgs, StoreArgs,
+    StoreCommand,
+};
 use mmt_worker::ops::fixtures::{self, Publisher};
 use mmt_worker::store::StoreError;
 use mmt_worker::store::crypto::CryptoError;
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(*args).await,
+            Command::Store(args) => store(args).await,
             Command::Publish(args) => publish(args).await,
             Command::BrokerSetup(args) => broker_setup(args).await,
         }
@@ -233,6 +237,67 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         eprintln!("mmt-worker: {failed} step(s) did not get the expected reply");
         return Ok(ExitCode::from(exit::EXPECTATION));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let StoreCommand::Copy(args) = args.command;
+    tokio::task::spawn_blocking(move || store_copy(&args)).await?
+}
+
+/// `mmt-worker store copy`: opens both stores with the one key, copies with
+/// a progress line (rewritten in place on a terminal, every 5 s elsewhere),
+/// then compares them.
+fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
+    use mmt_worker::ops::store_copy;
+    use mmt_worker::store::Store;
+    use mmt_worker::store::crypto::MasterKey;
+    use std::io::IsTerminal;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+    let open = |location: &str| -> anyhow::Result<Store> {
+        let key = MasterKey::load(&args.key_file, Path::new(location)).map_err(WorkerError::Key)?;
+        let store = if location.starts_with("postgres://") || location.starts_with("postgresql://")
+        {
+            let config = mmt_worker::cli::shared_store(
+                location,
+                args.store_password_file.as_deref(),
+                args.store_ca.as_deref(),
+            )
+            .map_err(|source| WorkerError::StorePassword { source })?;
+            Store::connect(&config, key)
+        } else {
+            Store::open(Path::new(location), key)
+        };
+        Ok(store.map_err(WorkerError::Store)?)
+    };
+    let from = open(&args.from)?;
+    let to = open(&args.to)?;
+    let terminal = std::io::stderr().is_terminal();
+    let mut said = Instant::now();
+    let copied = store_copy::copy(&from, &to, store_copy::PAGE, &mut |progress| {
+        if terminal {
+            eprint!("\r\x1b[2K{}", progress.line());
+        } else if said.elapsed() >= Duration::from_secs(5) {
+            eprintln!("store copy: {}", progress.line());
+            said = Instant::now();
+        }
+        true
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    let [tokens, processed, refresh, jobs] = copied.rows;
+    eprintln!(
+        "store copy: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs copied{}",
+        if copied.resumed {
+            " (going on from an earlier run)"
+        } else {
+            ""
+        }
+    );
+    let compared = store_copy::verify(&from, &to, args.verify_sample)?;
+    eprintln!("store copy: verified: the counts agree and {compared} tokens open alike in both");
     Ok(ExitCode::SUCCESS)
 }
 

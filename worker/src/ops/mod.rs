@@ -2,7 +2,10 @@
 //! worker.
 //!
 //! - [`broker_setup`]: `mmt-worker broker-setup`, least-privilege users;
-//! - [`fixtures`]: fixture files and `mmt-worker publish`, their replay.
+//! - [`fixtures`]: fixture files and `mmt-worker publish`, their replay;
+//! - [`store_copy`]: `mmt-worker store copy`, between the embedded store and
+//!   PostgreSQL.
 
 pub mod broker_setup;
 pub mod fixtures;
+pub mod store_copy;

@@ -65,6 +65,17 @@ pub(super) enum Op {
     PutJob { token_id: String, job: UpstreamJob },
     /// An upstream revocation job destroyed.
     EndJob { token_id: String },
+    /// A token copied from another store as it was (`store copy`): live
+    /// with its metadata, or revoked with its tombstone.
+    ImportToken {
+        token_id: String,
+        record: Vec<u8>,
+        live: Option<TokenMeta>,
+        revoked: Option<Tombstone>,
+        expiry_entry: Option<UnixMillis>,
+    },
+    /// A named mark (a copy's progress).
+    Mark { name: String, value: Vec<u8> },
 }
 
 /// The writes of one decision, applied atomically when its

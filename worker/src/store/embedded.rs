@@ -11,9 +11,13 @@ use std::sync::{Mutex, MutexGuard};
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::TokenState;
 
+use mmt_shared::wire::Scope;
+
 use super::change::Op;
+use super::copy::{Page, Row, Table};
 use super::keys::{CountKey, Identity, expiry_key, prefixed, user_prefix};
 use super::kv::{self, Kv};
+use super::processed::PROCESSED;
 use super::refresh::{DUE, REFRESH, due_key, split_time_key};
 use super::upstream::{JobEntry, UPSTREAM};
 use super::{COUNT, RecordRows, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
@@ -205,11 +209,11 @@ impl Embedded {
     pub(super) fn apply(&self, ops: Vec<Op>, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
         let mut batch = self.kv.batch();
         let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-        let mut count = |meta: &TokenMeta, state: TokenState, delta: i64| {
+        let mut count_in = |state: TokenState, scope: Scope, broker_type: &str, delta: i64| {
             let key = CountKey {
                 state,
-                scope: meta.scope,
-                broker_type: meta.broker_type.clone(),
+                scope,
+                broker_type: broker_type.to_owned(),
             }
             .encode();
             *deltas.entry(key).or_default() += delta;
@@ -226,9 +230,9 @@ impl Embedded {
                         if let Some(at) = prev.expires_at {
                             batch.remove(expiry_key(at, &token_id));
                         }
-                        count(prev, prev.state, -1);
+                        count_in(prev.state, prev.scope, &prev.broker_type, -1);
                     }
-                    count(&meta, meta.state, 1);
+                    count_in(meta.state, meta.scope, &meta.broker_type, 1);
                     batch.insert(identity_of(&meta).key(), token_id.as_bytes());
                     batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
                     if let (TokenState::Active, Some(at)) = (meta.state, meta.expires_at) {
@@ -244,8 +248,8 @@ impl Embedded {
                     if let Some(at) = previous.expires_at {
                         batch.remove(expiry_key(at, &token_id));
                     }
-                    count(&previous, previous.state, -1);
-                    count(&meta, meta.state, 1);
+                    count_in(previous.state, previous.scope, &previous.broker_type, -1);
+                    count_in(meta.state, meta.scope, &meta.broker_type, 1);
                     batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
                 }
                 Op::Revoke {
@@ -258,8 +262,8 @@ impl Embedded {
                         batch.remove(expiry_key(at, &token_id));
                     }
                     batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
-                    count(&meta, meta.state, -1);
-                    count(&meta, TokenState::Revoked, 1);
+                    count_in(meta.state, meta.scope, &meta.broker_type, -1);
+                    count_in(TokenState::Revoked, meta.scope, &meta.broker_type, 1);
                 }
                 Op::Processed { key, reply } => batch.insert(key, reply),
                 Op::PutRefresh {
@@ -301,6 +305,26 @@ impl Embedded {
                     postcard::to_stdvec(&job)?,
                 ),
                 Op::EndJob { token_id } => batch.remove(prefixed(UPSTREAM, token_id.as_bytes())),
+                Op::ImportToken {
+                    token_id,
+                    record,
+                    live,
+                    revoked,
+                    expiry_entry,
+                } => {
+                    if let Some(meta) = &live {
+                        count_in(meta.state, meta.scope, &meta.broker_type, 1);
+                        batch.insert(identity_of(meta).key(), token_id.as_bytes());
+                    }
+                    if let Some(tomb) = &revoked {
+                        count_in(TokenState::Revoked, tomb.scope, &tomb.broker_type, 1);
+                    }
+                    if let Some(at) = expiry_entry {
+                        batch.insert(expiry_key(at, &token_id), []);
+                    }
+                    batch.insert(prefixed(TOKEN, token_id.as_bytes()), record);
+                }
+                Op::Mark { name, value } => batch.insert(mark_key(&name), value),
             }
         }
         let mut current = self.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -317,6 +341,80 @@ impl Embedded {
         self.kv.apply(batch)?;
         current.extend(next);
         Ok(())
+    }
+}
+
+/// The key of a named mark (`m` + its name).
+pub(super) fn mark_key(name: &str) -> Vec<u8> {
+    prefixed(MARK, name.as_bytes())
+}
+
+/// Marks (a copy's progress) are kept under this prefix.
+const MARK: u8 = b'm';
+
+impl Embedded {
+    /// Up to `max` rows of `table` after the key `after`, and whether more
+    /// follow.
+    pub(super) fn export(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        max: usize,
+    ) -> Result<Page, StoreError> {
+        use std::ops::Bound;
+        let prefix = match table {
+            Table::Tokens => TOKEN,
+            Table::Processed => PROCESSED,
+            Table::Refresh => REFRESH,
+            Table::Jobs => UPSTREAM,
+        };
+        let start = match after {
+            Some(after) => Bound::Excluded(prefixed(prefix, after)),
+            None => Bound::Included(vec![prefix]),
+        };
+        let mut entries = self
+            .kv
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![prefix + 1])));
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((key, value)) = entries.next().transpose()? else {
+                return Ok((out, false));
+            };
+            let id = key.get(1..).unwrap_or_default().to_vec();
+            let text = String::from_utf8_lossy(&id).into_owned();
+            let row = match table {
+                // The expiry entry is looked up by the store, which can read
+                // the record's expiry ([`Embedded::has_expiry_entry`]).
+                Table::Tokens => Row::Token {
+                    token_id: text,
+                    record: value.to_vec(),
+                    expiry_entry: None,
+                },
+                Table::Processed => Row::Processed {
+                    key: key.to_vec(),
+                    reply: value.to_vec(),
+                },
+                Table::Refresh => Row::Refresh {
+                    token_id: text,
+                    record: postcard::from_bytes(&value)?,
+                },
+                Table::Jobs => Row::Job {
+                    token_id: text,
+                    job: postcard::from_bytes(&value)?,
+                },
+            };
+            out.push((id, row));
+        }
+        Ok((out, entries.next().is_some()))
+    }
+
+    /// Whether the token has its v1 expiry entry at `at`.
+    pub(super) fn has_expiry_entry(
+        &self,
+        token_id: &str,
+        at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        Ok(self.kv.get(expiry_key(at, token_id))?.is_some())
     }
 }
 

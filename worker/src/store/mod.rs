@@ -45,6 +45,7 @@ use postgres::{PgConfig, Postgres};
 mod change;
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 pub mod crypto;
 mod embedded;
 mod from_sled;

@@ -194,6 +194,62 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 )
                 .await?;
             }
+            Op::ImportToken {
+                token_id,
+                record,
+                live,
+                revoked,
+                expiry_entry,
+            } => {
+                let (client_id, end_user_id, broker_type, scope, account_id, state) =
+                    match (&live, &revoked) {
+                        (Some(m), _) => (
+                            m.client_id.as_str(),
+                            Some(m.end_user_id.as_str()),
+                            m.broker_type.as_str(),
+                            m.scope,
+                            Some(m.account_id.as_str()),
+                            m.state,
+                        ),
+                        (None, Some(t)) => (
+                            t.client_id.as_str(),
+                            None,
+                            t.broker_type.as_str(),
+                            t.scope,
+                            None,
+                            TokenState::Revoked,
+                        ),
+                        (None, None) => return Err(StoreError::Column { column: "record" }),
+                    };
+                *deltas
+                    .entry((state.as_str(), scope.as_str(), broker_type.to_owned()))
+                    .or_default() += 1;
+                c.execute(
+                    "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
+                                         account_id, state, expiry_at, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &token_id,
+                        &client_id,
+                        &end_user_id,
+                        &broker_type,
+                        &scope.as_str(),
+                        &account_id,
+                        &state.as_str(),
+                        &expiry_entry,
+                        &record,
+                    ],
+                )
+                .await?;
+            }
+            Op::Mark { name, value } => {
+                c.execute(
+                    "INSERT INTO mmt_meta (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                    &[&name, &value],
+                )
+                .await?;
+            }
         }
     }
     add_counts(c, deltas).await

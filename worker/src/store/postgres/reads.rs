@@ -6,6 +6,7 @@ use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
 use tokio_postgres::{Client, Row};
 
+use super::super::copy::{Page, Row as CopyRow, Table};
 use super::super::keys::{CountKey, Identity};
 use super::super::upstream::JobEntry;
 use super::super::{RecordRows, RefreshRecord, StoreError, UpstreamJob};
@@ -398,6 +399,121 @@ impl Postgres {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok((records, more))
+    }
+
+    /// The value of a named row of `mmt_meta` (a copy's marks).
+    pub(in crate::store) fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.block(async {
+            let row = self
+                .connection()
+                .await?
+                .query_opt("SELECT value FROM mmt_meta WHERE name = $1", &[&name])
+                .await?;
+            Ok(row.map(|r| r.try_get(0)).transpose()?)
+        })
+    }
+
+    /// Up to `max` rows of `table` after the key `after`, and whether more
+    /// follow.
+    pub(in crate::store) fn export(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        max: usize,
+    ) -> Result<Page, StoreError> {
+        let limit = limit_of(max.saturating_add(1));
+        let rows = self.block(async {
+            let c = self.connection().await?;
+            let after_text = after.map(|a| String::from_utf8_lossy(a).into_owned());
+            let rows = match table {
+                Table::Tokens => {
+                    c.query(
+                        "SELECT token_id, record, expiry_at FROM tokens
+                         WHERE $1::text IS NULL OR token_id > $1 ORDER BY token_id LIMIT $2",
+                        &[&after_text, &limit],
+                    )
+                    .await?
+                }
+                Table::Processed => {
+                    c.query(
+                        "SELECT key, reply FROM processed
+                         WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                        &[&after, &limit],
+                    )
+                    .await?
+                }
+                Table::Refresh => {
+                    c.query(
+                        "SELECT token_id, due_at, attempts, lease_id, lease_sent_at, lease_until,
+                                last_error, last_refreshed_at, last_failed_event_at
+                         FROM refresh WHERE $1::text IS NULL OR token_id > $1
+                         ORDER BY token_id LIMIT $2",
+                        &[&after_text, &limit],
+                    )
+                    .await?
+                }
+                Table::Jobs => {
+                    c.query(
+                        "SELECT token_id, client_id, broker_type, scope, created_at, due_at,
+                                attempts, sealed, wrapped
+                         FROM upstream_jobs WHERE $1::text IS NULL OR token_id > $1
+                         ORDER BY token_id LIMIT $2",
+                        &[&after_text, &limit],
+                    )
+                    .await?
+                }
+            };
+            Ok::<_, StoreError>(rows)
+        })?;
+        let more = rows.len() > max;
+        let mut out = Vec::with_capacity(rows.len().min(max));
+        for r in rows.iter().take(max) {
+            let (key, row) = match table {
+                Table::Tokens => {
+                    let token_id: String = r.try_get(0)?;
+                    (
+                        token_id.clone().into_bytes(),
+                        CopyRow::Token {
+                            token_id,
+                            record: r.try_get(1)?,
+                            expiry_entry: r.try_get(2)?,
+                        },
+                    )
+                }
+                Table::Processed => {
+                    let key: Vec<u8> = r.try_get(0)?;
+                    (
+                        key.clone(),
+                        CopyRow::Processed {
+                            key,
+                            reply: r.try_get(1)?,
+                        },
+                    )
+                }
+                Table::Refresh => {
+                    let token_id: String = r.try_get(0)?;
+                    (
+                        token_id.clone().into_bytes(),
+                        CopyRow::Refresh {
+                            token_id,
+                            record: refresh_of(r, 1)?,
+                        },
+                    )
+                }
+                Table::Jobs => {
+                    let token_id: String = r.try_get(0)?;
+                    (
+                        token_id.clone().into_bytes(),
+                        CopyRow::Job {
+                            token_id,
+                            job: job_of(r)?,
+                        },
+                    )
+                }
+            };
+            out.push((key, row));
+        }
+        Ok((out, more))
     }
 
     /// One round trip on a pooled connection.
