@@ -132,6 +132,22 @@ impl Server {
             .collect())
     }
 
+    /// Transactions committed and rolled back in `db`, and rows it
+    /// inserted, updated or deleted, so far (`pg_stat_database`: a backend
+    /// reports them at the latest when it exits).
+    pub async fn db_stats(&self, db: &TempDb) -> Result<(i64, i64, i64), PgError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT xact_commit, xact_rollback, tup_inserted + tup_updated + tup_deleted
+                 FROM pg_stat_database WHERE datname = $1",
+                &[&db.name],
+            )
+            .await
+            .map_err(query_error("pg_stat_database"))?;
+        Ok((row.get(0), row.get(1), row.get(2)))
+    }
+
     /// The size of every table of `db` with its indexes and TOAST
     /// (`pg_total_relation_size`), largest first, in bytes.
     pub async fn table_sizes(&self, db: &TempDb) -> Result<Vec<(String, i64)>, PgError> {

@@ -543,6 +543,15 @@ impl Report {
         for engine in &engines {
             row(out, engine, &format!("shared_ingest_{engine}"));
         }
+        for engine in engines.iter().filter(|e| e.starts_with("pg")) {
+            let _ = writeln!(
+                out,
+                "  {engine}: per message over the whole drain: {} commits, {} rollbacks, {} rows written",
+                self.cell(&format!("shared_ingest_{engine}_commits_per_msg"), 2),
+                self.cell(&format!("shared_ingest_{engine}_rollbacks_per_msg"), 2),
+                self.cell(&format!("shared_ingest_{engine}_rows_written_per_msg"), 1),
+            );
+        }
         for c in concurrencies {
             let _ = writeln!(
                 out,

@@ -523,7 +523,7 @@ pub async fn ingest(
         std::fs::remove_dir_all(&dir)
             .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
         eprintln!(
-            "bench: run {}/{} ingest {}: {:.0} msg/s; CPU per message: workers {:.0} us, PostgreSQL {:.0} us, broker {:.0} us; machine busy {:.2} cores",
+            "bench: run {}/{} ingest {}: {:.0} msg/s; CPU per message: workers {:.0} us, PostgreSQL {:.0} us, broker {:.0} us; machine busy {:.2} cores; per message {:.2} commits, {:.2} rollbacks, {:.1} rows written",
             run + 1,
             config.runs,
             engine.label(),
@@ -541,6 +541,15 @@ pub async fn ingest(
                 .unwrap_or(f64::NAN),
             figures
                 .get(&format!("{prefix}_machine_busy_cores"))
+                .unwrap_or(f64::NAN),
+            figures
+                .get(&format!("{prefix}_commits_per_msg"))
+                .unwrap_or(f64::NAN),
+            figures
+                .get(&format!("{prefix}_rollbacks_per_msg"))
+                .unwrap_or(f64::NAN),
+            figures
+                .get(&format!("{prefix}_rows_written_per_msg"))
                 .unwrap_or(f64::NAN),
         );
     }
@@ -601,6 +610,15 @@ async fn ingest_one(
             phase: "ingest",
             reply: format!("{stored} tokens stored for {expected} messages"),
         });
+    }
+    if let Some(db) = db {
+        // The children's backends have exited: their counters are in.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (commits, rollbacks, rows) = server.db_stats(db).await?;
+        let per = |n: i64| n as f64 / expected.max(1) as f64;
+        figures.set(&format!("{prefix}_commits_per_msg"), per(commits));
+        figures.set(&format!("{prefix}_rollbacks_per_msg"), per(rollbacks));
+        figures.set(&format!("{prefix}_rows_written_per_msg"), per(rows));
     }
     figures.set(&format!("{prefix}_msgs_per_s"), window.rate());
     figures.set(&format!("{prefix}_window_msgs"), window.messages());
