@@ -72,6 +72,10 @@ pub enum Phase {
     Scale,
     /// The refresh engine against the local token server.
     Refresh,
+    /// With `--store-url` only (not part of every phase): kill -9 of one of
+    /// two workers on PostgreSQL under closed-loop resolve, and the longest
+    /// a resolve then waited for its answer.
+    Takeover,
 }
 
 impl Phase {

@@ -189,7 +189,9 @@ impl Report {
                 value: figures.get(figure).map(|s| s.median),
             })
             .collect();
-        notes.push(CONSOLE_NOTE.to_owned());
+        if config.store_url.is_none() {
+            notes.push(CONSOLE_NOTE.to_owned());
+        }
         if config.quick {
             notes.push(format!(
                 "quick run: the *_1m figures are at {} tokens, and the figures only show that the harness works",
@@ -533,26 +535,29 @@ impl Report {
                 self.cell(&format!("{prefix}_machine_busy_cores"), 2),
             );
         };
-        let _ = writeln!(
-            out,
-            "\nIngest on worker children: {} integration.connected messages drained from a backlog, prefetch {}, each over an empty store",
-            self.messages, self.prefetch
-        );
-        header(out, "engine");
-        row(out, "ceiling", "shared_ingest_ceiling");
-        for engine in &engines {
-            row(out, engine, &format!("shared_ingest_{engine}"));
-        }
-        for engine in engines.iter().filter(|e| e.starts_with("pg")) {
+        let measured = |prefix: &str| self.figures.keys().any(|name| name.starts_with(prefix));
+        if measured("shared_ingest_") {
             let _ = writeln!(
                 out,
-                "  {engine}: per message over the whole drain: {} commits, {} rollbacks, {} rows written",
-                self.cell(&format!("shared_ingest_{engine}_commits_per_msg"), 2),
-                self.cell(&format!("shared_ingest_{engine}_rollbacks_per_msg"), 2),
-                self.cell(&format!("shared_ingest_{engine}_rows_written_per_msg"), 1),
+                "\nIngest on worker children: {} integration.connected messages drained from a backlog, prefetch {}, each over an empty store",
+                self.messages, self.prefetch
             );
+            header(out, "engine");
+            row(out, "ceiling", "shared_ingest_ceiling");
+            for engine in &engines {
+                row(out, engine, &format!("shared_ingest_{engine}"));
+            }
+            for engine in engines.iter().filter(|e| e.starts_with("pg")) {
+                let _ = writeln!(
+                    out,
+                    "  {engine}: per message over the whole drain: {} commits, {} rollbacks, {} rows written",
+                    self.cell(&format!("shared_ingest_{engine}_commits_per_msg"), 2),
+                    self.cell(&format!("shared_ingest_{engine}_rollbacks_per_msg"), 2),
+                    self.cell(&format!("shared_ingest_{engine}_rows_written_per_msg"), 1),
+                );
+            }
         }
-        for c in concurrencies {
+        for c in concurrencies.iter().filter(|_| measured("shared_resolve_")) {
             let _ = writeln!(
                 out,
                 "\nResolve on worker children, closed loop at concurrency {c}, {:.0} s, {} tokens",
@@ -562,6 +567,17 @@ impl Report {
             for engine in &engines {
                 row(out, engine, &format!("shared_resolve_{engine}_c{c}"));
             }
+        }
+        if self.figures.contains_key("takeover_max_ms") {
+            let _ = writeln!(
+                out,
+                "\nTakeover: 2 workers on PostgreSQL, resolve at concurrency {HEADLINE_CONCURRENCY}, one killed with SIGKILL: longest resolve {} ms (p99 {} ms, {} msg/s); both alive, just before: longest {} ms (p99 {} ms)",
+                self.cell("takeover_max_ms", 0),
+                self.cell("takeover_p99_ms", 2),
+                self.cell("takeover_msgs_per_s", 0),
+                self.cell("takeover_before_max_ms", 0),
+                self.cell("takeover_before_p99_ms", 2),
+            );
         }
         if self.figures.contains_key("pg_bytes_per_token") {
             let _ = writeln!(

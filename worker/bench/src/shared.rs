@@ -13,6 +13,11 @@
 //! - resolve ([`resolve`]): the closed loop of [`super::resolve`] at each of
 //!   `shared_concurrencies` over 1,000 directly loaded tokens (one embedded
 //!   data directory, one PostgreSQL database, loaded the same way);
+//! - takeover ([`takeover`], `--phases takeover`): two PostgreSQL children
+//!   under closed-loop resolve at concurrency 4; one is killed with SIGKILL a
+//!   third into the measured window; the longest any resolve of the window
+//!   waited for its answer is the gap the kill caused (the goal: none over
+//!   2 s);
 //! - footprint ([`footprint`]): `scale_tokens` loaded directly into a fresh
 //!   database, and `pg_total_relation_size` of each table.
 //!
@@ -272,7 +277,7 @@ async fn phases_on(
     if config.runs_phase(Phase::Scale) {
         footprint(config, root, server, made, &mut once, &mut notes).await?;
     }
-    let stores = if config.runs_phase(Phase::Resolve) {
+    let stores = if config.runs_phase(Phase::Resolve) || config.runs_phase(Phase::Takeover) {
         let embedded = Preloaded::load(root, "small", config.small_tokens).await?;
         let db = server.create_db().await?;
         made.push(db.clone());
@@ -303,17 +308,22 @@ async fn phases_on(
                 shared,
                 db,
             };
-            resolve(
-                config,
-                connection,
-                server,
-                &ns,
-                root,
-                &stores,
-                run,
-                &mut figures,
-            )
-            .await?;
+            if config.runs_phase(Phase::Resolve) {
+                resolve(
+                    config,
+                    connection,
+                    server,
+                    &ns,
+                    root,
+                    &stores,
+                    run,
+                    &mut figures,
+                )
+                .await?;
+            }
+            if config.runs_phase(Phase::Takeover) {
+                takeover(config, connection, &ns, root, &stores, run, &mut figures).await?;
+            }
         }
         runs.push(figures);
     }
@@ -778,5 +788,100 @@ async fn footprint(
     );
     server.drop_db(&db).await?;
     made.retain(|d| d.name != db.name);
+    Ok(())
+}
+
+/// Two PostgreSQL children under closed-loop resolve at concurrency 4; one
+/// killed with SIGKILL a third into the measured window. Records
+/// `takeover_max_ms` (the longest resolve of the window, the kill's
+/// included), `takeover_p99_ms`, `takeover_msgs_per_s`, and the longest
+/// resolve and p99 of a window of the same length with both alive, just
+/// before (`takeover_before_max_ms`, `takeover_before_p99_ms`).
+pub async fn takeover(
+    config: &BenchConfig,
+    connection: &Connection,
+    ns: &Namespace,
+    root: &Path,
+    stores: &Stores<'_>,
+    run: usize,
+    figures: &mut RunFigures,
+) -> Result<(), BenchError> {
+    super::refresh::declare(connection, ns).await?;
+    let dir = root.join(format!("shared-takeover-{run}"));
+    std::fs::create_dir_all(&dir)
+        .map_err(BenchError::io(format!("cannot create {}", dir.display())))?;
+    let store = stores.shared;
+    let mut children = Children::spawn(
+        config,
+        ns,
+        Engine::Postgres(2),
+        &dir,
+        (&store.data_dir, &store.key_file),
+        store.store_url.as_deref(),
+    )?;
+    let victim = children.0.first().map(|c| c.pid).unwrap_or_default();
+    let measured = async {
+        wait_consumers(connection, ns.queue(MessageKind::TokenResolve), 2).await?;
+        let concurrency = super::report::HEADLINE_CONCURRENCY;
+        let before = closed_loop(
+            connection,
+            ns,
+            store.tokens,
+            concurrency,
+            config.warmup,
+            config.resolve_time,
+            None,
+        )
+        .await?;
+        let kill_at = tokio::time::Instant::now() + config.warmup + config.resolve_time / 3;
+        let killing = tokio::spawn(async move {
+            tokio::time::sleep_until(kill_at).await;
+            tokio::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(victim.to_string())
+                .status()
+                .await
+        });
+        let level = closed_loop(
+            connection,
+            ns,
+            store.tokens,
+            concurrency,
+            config.warmup,
+            config.resolve_time,
+            None,
+        )
+        .await?;
+        let killed = killing.await?.map_err(BenchError::io("cannot run kill"))?;
+        if !killed.success() {
+            return Err(BenchError::Child(format!("kill -KILL {victim} failed")));
+        }
+        figures.set("takeover_before_max_ms", before.max_ms);
+        figures.set("takeover_before_p99_ms", before.p99_ms);
+        figures.set("takeover_max_ms", level.max_ms);
+        figures.set("takeover_p99_ms", level.p99_ms);
+        figures.set("takeover_msgs_per_s", level.msgs_per_s);
+        eprintln!(
+            "bench: run {}/{} takeover: longest resolve {:.0} ms with a worker killed (both alive before: {:.0} ms), {:.0} msg/s",
+            run + 1,
+            config.runs,
+            level.max_ms,
+            before.max_ms,
+            level.msgs_per_s
+        );
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    // The killed child is reaped; the survivor is stopped as an operator
+    // would.
+    if !children.0.is_empty() {
+        let mut killed = children.0.remove(0);
+        let _ = killed.child.kill().await;
+        let _ = killed.child.wait().await;
+    }
+    let stopped = children.stop().await;
+    measured?;
+    stopped?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
