@@ -434,6 +434,9 @@ async fn phases(
         runs.push(figures);
     }
     let mut notes = Vec::new();
+    if config.runs_phase(Phase::Takeover) {
+        notes.push("takeover: measured only with --store-url; not run".to_owned());
+    }
     if config.runs_phase(Phase::Scale) {
         notes.push(format!(
             "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",
