@@ -819,7 +819,13 @@ pub async fn takeover(
         (&store.data_dir, &store.key_file),
         store.store_url.as_deref(),
     )?;
-    let victim = children.0.first().map(|c| c.pid).unwrap_or_default();
+    // Never 0: `kill -KILL 0` would kill the bench's own process group.
+    let victim = children
+        .0
+        .first()
+        .map(|c| c.pid)
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| BenchError::Child("no worker to kill".into()))?;
     let measured = async {
         wait_consumers(connection, ns.queue(MessageKind::TokenResolve), 2).await?;
         let concurrency = super::report::HEADLINE_CONCURRENCY;
