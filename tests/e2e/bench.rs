@@ -179,3 +179,77 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
     }
     let _ = connection.close(200, "test done".into()).await;
 }
+
+/// The figures `mmt-bench --store-url` must write.
+const SHARED_FIGURES: [&str; 12] = [
+    "shared_ingest_ceiling_msgs_per_s",
+    "shared_ingest_embedded_msgs_per_s",
+    "shared_ingest_pg1_msgs_per_s",
+    "shared_ingest_pg2_msgs_per_s",
+    "shared_ingest_pg1_worker_cpu_us_per_msg",
+    "shared_ingest_pg2_commits_per_msg",
+    "shared_resolve_embedded_c4_msgs_per_s",
+    "shared_resolve_pg1_c4_p99_ms",
+    "shared_resolve_pg2_c4_msgs_per_s",
+    "takeover_max_ms",
+    "pg_bytes_per_token",
+    "pg_load_tokens_per_s",
+];
+
+/// The bench's own databases on the server of `url`.
+fn bench_databases(url: &str) -> Vec<String> {
+    mmt_pg_fixture::query_texts(
+        url,
+        "SELECT datname FROM pg_database WHERE datname LIKE 'mmt\\_bench\\_%'",
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `--store-url`: ingest, resolve, the footprint and the takeover on
+/// worker children over PostgreSQL, next to the embedded store; every
+/// database the bench made is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_bench_on_postgres_writes_its_figures_and_drops_its_databases() {
+    let Some(db) = mmt_pg_fixture::TestDatabase::create("bench") else {
+        return;
+    };
+    let before = bench_databases(&db.url);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json_path = dir.path().join("bench.json");
+    let namespace = util::namespace("pgbench");
+    let output = Command::new(util::bench_binary())
+        .args(["--quick", "--messages", "300", "--scale-tokens", "2000"])
+        .args([
+            "--phases",
+            "ingest,resolve,scale,takeover",
+            "--workers",
+            "1,2",
+        ])
+        .arg("--store-url")
+        .arg(&db.url)
+        .arg("--namespace")
+        .arg(namespace.as_str())
+        .arg("--json")
+        .arg(&json_path)
+        .env("MMT_AMQP_URL", util::amqp_url())
+        .output()
+        .expect("mmt-bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let text = std::fs::read_to_string(&json_path).expect("JSON written");
+    let report: Value = serde_json::from_str(&text).expect("one JSON object");
+    for figure in SHARED_FIGURES {
+        assert!(
+            report[figure].as_f64().is_some_and(|v| v > 0.0),
+            "{figure} missing from {text}"
+        );
+    }
+    assert_eq!(report["config"]["workers"], serde_json::json!([1, 2]));
+    let left: Vec<String> = bench_databases(&db.url)
+        .into_iter()
+        .filter(|name| !before.contains(name))
+        .collect();
+    assert!(left.is_empty(), "databases left behind: {left:?}");
+}

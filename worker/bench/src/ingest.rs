@@ -176,10 +176,42 @@ impl Drain {
     }
 }
 
+/// The replies of a drain from the moment every worker consumed.
+#[derive(Debug)]
+pub struct Window<S> {
+    /// The first reply of the window.
+    pub first: Instant,
+    /// The last reply.
+    pub last: Instant,
+    /// Replies in the window, the first included.
+    pub count: usize,
+    /// The sample at the first reply of the window.
+    pub at_first: S,
+    /// The sample at the last reply.
+    pub at_last: S,
+}
+
+impl<S> Window<S> {
+    /// Messages per second between the first and the last reply.
+    pub fn rate(&self) -> f64 {
+        let span = self.last.duration_since(self.first).as_secs_f64();
+        if span > 0.0 {
+            self.count.saturating_sub(1) as f64 / span
+        } else {
+            0.0
+        }
+    }
+
+    /// The messages the CPU times between the two samples are divided by.
+    pub fn messages(&self) -> f64 {
+        self.count.saturating_sub(1) as f64
+    }
+}
+
 /// The CPU time (user and system, every thread) this process has used so
 /// far, from `/proc/self/stat` (in the kernel's fixed 100 Hz `USER_HZ`
 /// ticks, so to 10 ms).
-fn process_cpu() -> Option<Duration> {
+pub fn process_cpu() -> Option<Duration> {
     const USER_HZ: u64 = 100;
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name may hold spaces: the fields start after its `)`.
@@ -270,6 +302,58 @@ impl Replies {
             last,
             count,
             cpu: cpu_first.zip(cpu_last),
+        })
+    }
+
+    /// Waits for `expected` replies, every one `{"ok":true,...}`, and
+    /// measures from the first reply at which `ready()` holds (every worker
+    /// consuming) to the last: `sample()` is taken at both ends.
+    pub async fn collect_window<S>(
+        &mut self,
+        phase: &'static str,
+        expected: usize,
+        ready: impl Fn() -> bool,
+        mut sample: impl FnMut() -> S,
+    ) -> Result<Window<S>, BenchError> {
+        let mut count = 0;
+        let mut start: Option<(Instant, usize, S)> = None;
+        while count < expected {
+            let delivery = match tokio::time::timeout(PATIENCE, self.consumer.next()).await {
+                Ok(Some(delivery)) => delivery?,
+                Ok(None) | Err(_) => {
+                    return Err(BenchError::Timeout {
+                        phase,
+                        done: count,
+                        expected,
+                    });
+                }
+            };
+            let at = Instant::now();
+            if !delivery.data.starts_with(br#"{"ok":true"#) {
+                return Err(BenchError::Failed {
+                    phase,
+                    reply: String::from_utf8_lossy(&delivery.data).into_owned(),
+                });
+            }
+            count += 1;
+            if start.is_none() && ready() {
+                start = Some((at, count, sample()));
+            }
+        }
+        let at_last = sample();
+        let last = Instant::now();
+        let Some((first, first_count, at_first)) = start else {
+            return Err(BenchError::Failed {
+                phase,
+                reply: "every reply came before all the workers consumed".into(),
+            });
+        };
+        Ok(Window {
+            first,
+            last,
+            count: count - first_count + 1,
+            at_first,
+            at_last,
         })
     }
 

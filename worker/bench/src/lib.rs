@@ -16,6 +16,9 @@
 //! - [`refresh`]: the refresh engine against the local token server, the
 //!   worker a child process: refreshes per second, lapses at 100,000 tokens
 //!   in compressed time, CPU per refresh;
+//! - [`shared`] (`--store-url`): ingest, resolve and footprint on the
+//!   shared PostgreSQL store with 1, 2 or 3 worker children, next to one
+//!   child on the embedded store; [`pg`]: the server's databases and CPU;
 //! - [`report`]: medians over the runs, their spread, the [`goals`], the
 //!   table and the JSON object; [`child`]: the worker child processes.
 //!
@@ -29,11 +32,13 @@ pub mod footprint;
 pub mod goals;
 pub mod ingest;
 pub mod pairs;
+pub mod pg;
 pub mod refresh;
 pub mod report;
 pub mod resolve;
 pub mod scale;
 pub mod search;
+pub mod shared;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -67,6 +72,10 @@ pub enum Phase {
     Scale,
     /// The refresh engine against the local token server.
     Refresh,
+    /// With `--store-url` only (not part of every phase): kill -9 of one of
+    /// two workers on PostgreSQL under closed-loop resolve, and the longest
+    /// a resolve then waited for its answer.
+    Takeover,
 }
 
 impl Phase {
@@ -122,6 +131,14 @@ pub struct BenchConfig {
     /// The ingest phase's worker serves `/metrics`, scraped every second
     /// (issue 20: the metrics' cost on ingest).
     pub metrics: bool,
+    /// `--store-url`: the phases run on worker children over fresh
+    /// databases of this PostgreSQL server, next to the embedded store
+    /// ([`shared`]); `None`: the bench as without the option.
+    pub store_url: Option<String>,
+    /// With `store_url`: the numbers of PostgreSQL workers measured.
+    pub workers: Vec<usize>,
+    /// With `store_url`: the closed-loop resolve concurrencies.
+    pub shared_concurrencies: Vec<usize>,
 }
 
 impl BenchConfig {
@@ -160,6 +177,9 @@ impl BenchConfig {
             lapse_concurrency: mmt_worker::config::integrations::DEFAULT_CONCURRENCY,
             provider_latency: Duration::from_millis(5),
             metrics: false,
+            store_url: None,
+            workers: vec![1, 2, 3],
+            shared_concurrencies: if quick { vec![4] } else { vec![4, 32] },
         }
     }
 }
@@ -231,6 +251,9 @@ pub enum BenchError {
     /// The refresh phase's integrations file.
     #[error("integrations file")]
     Integrations(#[from] mmt_shared::tomlfile::FileError),
+    /// The PostgreSQL server of `--store-url`.
+    #[error(transparent)]
+    Pg(#[from] pg::PgError),
     /// A bench namespace (the prefix is too long).
     #[error(transparent)]
     Namespace(#[from] BadNamespace),
@@ -351,6 +374,9 @@ async fn phases(
     namespaces: &mut Namespaces,
     root: &std::path::Path,
 ) -> Result<(Vec<RunFigures>, Vec<String>), BenchError> {
+    if let Some(url) = &config.store_url {
+        return shared::phases(config, connection, namespaces, root, url).await;
+    }
     let small = if config.runs_phase(Phase::Resolve) || config.runs_phase(Phase::Scale) {
         let small = tokens::Preloaded::load(root, "small", config.small_tokens).await?;
         eprintln!(
@@ -408,6 +434,9 @@ async fn phases(
         runs.push(figures);
     }
     let mut notes = Vec::new();
+    if config.runs_phase(Phase::Takeover) {
+        notes.push("takeover: measured only with --store-url; not run".to_owned());
+    }
     if config.runs_phase(Phase::Scale) {
         notes.push(format!(
             "scale: the stores were loaded directly through Store::change/put_token/commit ({} and {} tokens, with a processed-message record each as the real path writes), not through the broker",

@@ -63,6 +63,18 @@ struct BenchArgs {
     /// scraped every second (compare with a run without it).
     #[arg(long)]
     metrics: bool,
+    /// Run the phases on worker child processes over the PostgreSQL server
+    /// of this URL, next to one child on the embedded store: each
+    /// measurement in a database `mmt_bench_<id>` the bench creates there
+    /// (the URL's user must be allowed to) and drops afterwards. Ingest,
+    /// resolve (concurrency 4 and 32) and, with `scale`, the footprint per
+    /// token at --scale-tokens; refresh is not run.
+    #[arg(long, value_name = "URL", env = "MMT_BENCH_STORE_URL")]
+    store_url: Option<String>,
+    /// With --store-url: the numbers of workers on PostgreSQL measured
+    /// (each 1 to 3, comma-separated).
+    #[arg(long, value_name = "N", value_delimiter = ',', requires = "store_url", value_parser = clap::value_parser!(u64).range(1..=3))]
+    workers: Vec<u64>,
 }
 
 impl BenchArgs {
@@ -102,6 +114,10 @@ impl BenchArgs {
         }
         if let Some(factor) = self.compression {
             config.compression = factor;
+        }
+        config.store_url.clone_from(&self.store_url);
+        if !self.workers.is_empty() {
+            config.workers = self.workers.iter().map(|&n| count(n)).collect();
         }
         config
     }

@@ -140,6 +140,8 @@ pub struct Report {
     resolve_secs: f64,
     refresh: RefreshConfig,
     notes: Vec<String>,
+    /// `--store-url` (password hidden), its worker counts and concurrencies.
+    shared: Option<(String, Vec<usize>, Vec<usize>)>,
 }
 
 /// The refresh phase's sizes, for the JSON object and the table.
@@ -187,7 +189,9 @@ impl Report {
                 value: figures.get(figure).map(|s| s.median),
             })
             .collect();
-        notes.push(CONSOLE_NOTE.to_owned());
+        if config.store_url.is_none() {
+            notes.push(CONSOLE_NOTE.to_owned());
+        }
         if config.quick {
             notes.push(format!(
                 "quick run: the *_1m figures are at {} tokens, and the figures only show that the harness works",
@@ -216,6 +220,13 @@ impl Report {
                 provider_latency_ms: config.provider_latency.as_secs_f64() * 1000.0,
             },
             notes,
+            shared: config.store_url.as_deref().map(|url| {
+                (
+                    mmt_worker::store::postgres::redact(url),
+                    config.workers.clone(),
+                    config.shared_concurrencies.clone(),
+                )
+            }),
         }
     }
 
@@ -281,6 +292,9 @@ impl Report {
                 "lapse_concurrency": self.refresh.lapse_concurrency,
                 "compression": self.refresh.compression,
                 "provider_latency_ms": self.refresh.provider_latency_ms,
+                "store_url": self.shared.as_ref().map(|(url, _, _)| url),
+                "workers": self.shared.as_ref().map(|(_, workers, _)| workers),
+                "shared_concurrencies": self.shared.as_ref().map(|(_, _, c)| c),
             }),
         );
         object.insert(
@@ -325,6 +339,13 @@ impl Report {
             self.machine.load_before.as_deref().unwrap_or("?"),
             self.machine.load_after.as_deref().unwrap_or("?"),
         );
+        if self.shared.is_some() {
+            self.shared_table(&mut out);
+            for note in &self.notes {
+                let _ = writeln!(out, "\nNote: {note}");
+            }
+            return out;
+        }
         let _ = writeln!(
             out,
             "\nIngest: {} integration.connected messages drained from a backlog, prefetch {}",
@@ -477,6 +498,102 @@ impl Report {
 }
 
 impl Report {
+    /// The `--store-url` figures: each engine's rate and CPU per message.
+    fn shared_table(&self, out: &mut String) {
+        let Some((_, workers, concurrencies)) = &self.shared else {
+            return;
+        };
+        let mut engines = vec!["embedded".to_owned()];
+        engines.extend(workers.iter().map(|n| format!("pg{n}")));
+        let header = |out: &mut String, first: &str| {
+            let _ = writeln!(
+                out,
+                "  {:<9} {:>22} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>12}",
+                first,
+                "msg/s",
+                "worker us/msg",
+                "pg us/msg",
+                "pg db us/msg",
+                "broker us/msg",
+                "bench us/msg",
+                "p99 ms",
+                "busy cores",
+            );
+        };
+        let row = |out: &mut String, label: &str, prefix: &str| {
+            let _ = writeln!(
+                out,
+                "  {:<9} {:>22} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>12}",
+                label,
+                self.cell(&format!("{prefix}_msgs_per_s"), 0),
+                self.cell(&format!("{prefix}_worker_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}_pg_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}_pgdb_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}_broker_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}_bench_cpu_us_per_msg"), 0),
+                self.cell(&format!("{prefix}_p99_ms"), 2),
+                self.cell(&format!("{prefix}_machine_busy_cores"), 2),
+            );
+        };
+        let measured = |prefix: &str| self.figures.keys().any(|name| name.starts_with(prefix));
+        if measured("shared_ingest_") {
+            let _ = writeln!(
+                out,
+                "\nIngest on worker children: {} integration.connected messages drained from a backlog, prefetch {}, each over an empty store",
+                self.messages, self.prefetch
+            );
+            header(out, "engine");
+            row(out, "ceiling", "shared_ingest_ceiling");
+            for engine in &engines {
+                row(out, engine, &format!("shared_ingest_{engine}"));
+            }
+            for engine in engines.iter().filter(|e| e.starts_with("pg")) {
+                let _ = writeln!(
+                    out,
+                    "  {engine}: per message over the whole drain: {} commits, {} rollbacks, {} rows written",
+                    self.cell(&format!("shared_ingest_{engine}_commits_per_msg"), 2),
+                    self.cell(&format!("shared_ingest_{engine}_rollbacks_per_msg"), 2),
+                    self.cell(&format!("shared_ingest_{engine}_rows_written_per_msg"), 1),
+                );
+            }
+        }
+        for c in concurrencies.iter().filter(|_| measured("shared_resolve_")) {
+            let _ = writeln!(
+                out,
+                "\nResolve on worker children, closed loop at concurrency {c}, {:.0} s, {} tokens",
+                self.resolve_secs, self.small_tokens
+            );
+            header(out, "engine");
+            for engine in &engines {
+                row(out, engine, &format!("shared_resolve_{engine}_c{c}"));
+            }
+        }
+        if self.figures.contains_key("takeover_max_ms") {
+            let _ = writeln!(
+                out,
+                "\nTakeover: 2 workers on PostgreSQL, resolve at concurrency {HEADLINE_CONCURRENCY}, one killed with SIGKILL: longest resolve {} ms (p99 {} ms, {} msg/s); both alive, just before: longest {} ms (p99 {} ms)",
+                self.cell("takeover_max_ms", 0),
+                self.cell("takeover_p99_ms", 2),
+                self.cell("takeover_msgs_per_s", 0),
+                self.cell("takeover_before_max_ms", 0),
+                self.cell("takeover_before_p99_ms", 2),
+            );
+        }
+        if self.figures.contains_key("pg_bytes_per_token") {
+            let _ = writeln!(
+                out,
+                "\nFootprint in PostgreSQL: {} tokens loaded directly at {} tokens/s: {} bytes per token (tables with their indexes and TOAST)",
+                self.cell("pg_footprint_tokens", 0),
+                self.cell("pg_load_tokens_per_s", 0),
+                self.cell("pg_bytes_per_token", 0),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nCPU per message between the window's ends: worker children, PostgreSQL (postmaster and all its processes; \"pg db\": the measurement's own backends), the broker (beam.smp), the bench process; busy cores: the whole machine's, everyone's"
+        );
+    }
+
     fn refresh_table(&self, out: &mut String) {
         let r = &self.refresh;
         let _ = writeln!(

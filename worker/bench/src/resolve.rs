@@ -39,6 +39,8 @@ pub struct Level {
     pub p95_ms: f64,
     /// 99th percentile.
     pub p99_ms: f64,
+    /// The longest request (not recorded by [`Level::record`]).
+    pub max_ms: f64,
 }
 
 impl Level {
@@ -104,6 +106,7 @@ pub async fn closed_loop(
         p50_ms: percentile(&latencies, 0.50),
         p95_ms: percentile(&latencies, 0.95),
         p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().copied().unwrap_or(f64::NAN),
     })
 }
 

@@ -8,7 +8,9 @@
 //! tokens per commit on two threads, with the records one
 //! `integration.connected` message would leave: the sealed token, its
 //! wrapped data key, the identity index, the counts and the processed-message
-//! reply. It does not go through the broker.
+//! reply. It does not go through the broker. With `--store-url` the same
+//! load goes into a PostgreSQL database ([`Preloaded::load_pg`]): the same
+//! writes, each chunk one transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAcces
 use super::{BenchError, mix};
 use mmt_worker::rules::lifecycle::{self, ConnectInput};
 use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::postgres::PgConfig;
 use mmt_worker::store::{Decision, Store, TokenSecrets};
 
 /// The client every preloaded token belongs to.
@@ -56,6 +59,9 @@ pub struct Preloaded {
     pub data_dir: PathBuf,
     /// The master key file.
     pub key_file: PathBuf,
+    /// The PostgreSQL database it is in; `None`: the embedded store in
+    /// `data_dir`.
+    pub store_url: Option<String>,
     /// How many tokens it holds.
     pub tokens: usize,
     /// How long the load took, in seconds.
@@ -70,7 +76,34 @@ impl Preloaded {
         let data_dir = root.join(name).join("data");
         let key_file = root.join(name).join("mmt.key");
         let (key, _) = MasterKey::load_or_create(&key_file)?;
-        let store = Arc::new(Store::open(&data_dir, key)?);
+        let store = Store::open(&data_dir, key)?;
+        Self::load_into(store, data_dir, key_file, None, tokens).await
+    }
+
+    /// Loads `tokens` tokens into the (empty) PostgreSQL database of `url`,
+    /// with a key made in `root/name`.
+    pub async fn load_pg(
+        root: &Path,
+        name: &str,
+        url: &str,
+        tokens: usize,
+    ) -> Result<Self, BenchError> {
+        let data_dir = root.join(name).join("data");
+        let key_file = root.join(name).join("mmt.key");
+        let (key, _) = MasterKey::load_or_create(&key_file)?;
+        let config = PgConfig::new(url);
+        let store = tokio::task::spawn_blocking(move || Store::connect(&config, key)).await??;
+        Self::load_into(store, data_dir, key_file, Some(url.to_owned()), tokens).await
+    }
+
+    async fn load_into(
+        store: Store,
+        data_dir: PathBuf,
+        key_file: PathBuf,
+        store_url: Option<String>,
+        tokens: usize,
+    ) -> Result<Self, BenchError> {
+        let store = Arc::new(store);
         let started = Instant::now();
         let filling = store.clone();
         tokio::task::spawn_blocking(move || {
@@ -94,10 +127,13 @@ impl Preloaded {
         .await??;
         store.flush().await?;
         let load_secs = started.elapsed().as_secs_f64();
-        drop(store);
+        // The PostgreSQL engine's runtime may not be dropped on a runtime
+        // thread.
+        tokio::task::spawn_blocking(move || drop(store)).await?;
         Ok(Self {
             data_dir,
             key_file,
+            store_url,
             tokens,
             load_secs,
             fresh: AtomicBool::new(true),
