@@ -576,3 +576,70 @@ async fn a_deployment_moves_from_the_embedded_store_to_postgres_with_store_copy(
     assert_eq!(token_id(&again), ids[5], "the identity index came along");
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_password_is_never_printed_by_run_or_store_copy() {
+    const SECRET: &str = "hunter2-STORE-SECRET";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Port 1 on loopback refuses at once: the store is unreachable.
+    let url = format!("postgres://mmt:{SECRET}@127.0.0.1:1/mmt");
+    let key = dir.path().join("mmt.key");
+    mmt_worker::store::crypto::MasterKey::load_or_create(&key).expect("key");
+    let to = dir.path().join("to");
+    let missing = dir.path().join("missing.key");
+    let from = dir.path().join("from");
+    let runs: [Vec<&std::ffi::OsStr>; 3] = [
+        vec![
+            "run".as_ref(),
+            "--namespace".as_ref(),
+            "t-store-url-redaction".as_ref(),
+            "--key-file".as_ref(),
+            key.as_os_str(),
+            "--store-url".as_ref(),
+            url.as_ref(),
+        ],
+        vec![
+            "store".as_ref(),
+            "copy".as_ref(),
+            "--from".as_ref(),
+            url.as_ref(),
+            "--to".as_ref(),
+            to.as_os_str(),
+            "--key-file".as_ref(),
+            missing.as_os_str(),
+        ],
+        vec![
+            "store".as_ref(),
+            "copy".as_ref(),
+            "--from".as_ref(),
+            from.as_os_str(),
+            "--to".as_ref(),
+            url.as_ref(),
+            "--key-file".as_ref(),
+            key.as_os_str(),
+        ],
+    ];
+    for args in runs {
+        let output = tokio::process::Command::new(worker_binary())
+            .args(&args)
+            .env("MMT_AMQP_URL", amqp_url())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output)
+            .await
+            .expect("ends by itself")
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            !text.contains(SECRET),
+            "{args:?} printed the password: {text}"
+        );
+        assert!(text.contains("mmt:***@127.0.0.1:1"), "{args:?}: {text}");
+    }
+}

@@ -256,9 +256,15 @@ fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
     use std::path::Path;
     use std::time::{Duration, Instant};
     let open = |location: &str| -> anyhow::Result<Store> {
-        let key = MasterKey::load(&args.key_file, Path::new(location)).map_err(WorkerError::Key)?;
-        let store = if location.starts_with("postgres://") || location.starts_with("postgresql://")
-        {
+        let shared = location.starts_with("postgres://") || location.starts_with("postgresql://");
+        // A URL is named only with its password hidden, in errors too.
+        let shown = if shared {
+            mmt_worker::store::postgres::redact(location)
+        } else {
+            location.to_owned()
+        };
+        let key = MasterKey::load(&args.key_file, Path::new(&shown)).map_err(WorkerError::Key)?;
+        let store = if shared {
             let config = mmt_worker::cli::shared_store(
                 location,
                 args.store_password_file.as_deref(),
