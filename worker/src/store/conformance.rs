@@ -326,6 +326,81 @@ pub(super) fn the_users_tokens_come_in_identity_order(store: &Store) {
     assert_eq!(ids, ["tok_short", "tok_long"]);
 }
 
+/// A read of a token racing a writer of the same token (issue 8, defect 3):
+/// every read opens, whichever version it sees.
+pub(super) fn find_and_open_never_fail_while_the_same_token_is_replaced(store: &Store) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // A PostgreSQL write is a transaction of its own (about 2 ms here).
+    let writes = if store.engine_name() == "fjall" {
+        5_000
+    } else {
+        300
+    };
+    let m = meta("acme", "u1", Scope::Read);
+    let put = |raw: &str, previous: Option<&crate::rules::lifecycle::TokenMeta>| {
+        store
+            .write(|change| {
+                let secrets = TokenSecrets {
+                    access_token: raw.to_owned(),
+                    refresh_token: None,
+                };
+                change.put_token("tok_1", &m, previous, &secrets)?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("commits");
+    };
+    put("raw-0", None);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let Found::Live {
+                    meta,
+                    sealed,
+                    wrapped,
+                } = store.find("tok_1").expect("reads")
+                else {
+                    panic!("the token must stay live");
+                };
+                let opened = store.open_secrets("tok_1", &meta, &sealed, &wrapped);
+                assert!(opened.is_ok(), "read {reads} did not open");
+                reads += 1;
+            }
+            reads
+        });
+        for i in 1..writes {
+            put(&format!("raw-{i}"), Some(&m));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let reads = reader.join().expect("the reader never failed");
+        assert!(reads > 0);
+    });
+}
+
+pub(super) fn a_record_moved_onto_another_token_id_does_not_open(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    store
+        .write(|change| {
+            change.put_token("tok_1", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let Found::Live {
+        sealed, wrapped, ..
+    } = store.find("tok_1").expect("reads")
+    else {
+        panic!("expected a live token");
+    };
+    assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
+    let other_client = meta("evil", "u1", Scope::Read);
+    assert!(
+        store
+            .open_secrets("tok_1", &other_client, &sealed, &wrapped)
+            .is_err()
+    );
+}
+
 /// One test per rule above, on the engine `$open` opens (it gives the
 /// store and what must live as long as it, or `None` to skip).
 macro_rules! engine_suite {
@@ -341,7 +416,9 @@ macro_rules! engine_suite {
                 a_processed_reply_comes_back_byte_for_byte_and_only_for_its_kind,
                 a_discarded_decision_writes_nothing_and_reads_its_own_store,
                 an_upstream_job_round_trips_sealed_and_ends,
-                the_users_tokens_come_in_identity_order
+                the_users_tokens_come_in_identity_order,
+                find_and_open_never_fail_while_the_same_token_is_replaced,
+                a_record_moved_onto_another_token_id_does_not_open
             );
         }
     };

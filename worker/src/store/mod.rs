@@ -58,8 +58,6 @@ mod migrate;
 mod migrate_tests;
 pub mod postgres;
 mod processed;
-#[cfg(test)]
-mod race_tests;
 mod record;
 pub mod refresh;
 #[cfg(test)]

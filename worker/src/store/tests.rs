@@ -1,7 +1,7 @@
 //! Unit tests of the store: keys, round trips, counts, listing, corruption.
 
 use super::keys::user_prefix;
-use super::testing::{meta, secrets, when_unlocked};
+use super::testing::when_unlocked;
 use super::*;
 use mmt_shared::wire::Scope;
 
@@ -101,32 +101,6 @@ fn a_new_data_directory_is_created_0700() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
-}
-
-#[test]
-fn a_record_moved_onto_another_token_id_does_not_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
-    let m = meta("acme", "u1", Scope::Read);
-    store
-        .write(|change| {
-            change.put_token("tok_1", &m, None, &secrets())?;
-            Ok(Decision::Commit(()))
-        })
-        .expect("commits");
-    let Found::Live {
-        sealed, wrapped, ..
-    } = store.find("tok_1").expect("reads")
-    else {
-        panic!("expected a live token");
-    };
-    assert!(store.open_secrets("tok_2", &m, &sealed, &wrapped).is_err());
-    let other_client = meta("evil", "u1", Scope::Read);
-    assert!(
-        store
-            .open_secrets("tok_1", &other_client, &sealed, &wrapped)
-            .is_err()
-    );
 }
 
 #[test]
