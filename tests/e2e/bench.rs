@@ -85,17 +85,12 @@ async fn quick_bench_writes_every_figure_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json_path = dir.path().join("bench.json");
     let namespace = util::namespace("bench");
-    let output = Command::new(util::bench_binary())
-        .args(["--quick", "--messages", "500", "--scale-tokens", "5000"])
-        .arg("--namespace")
-        .arg(namespace.as_str())
-        .arg("--json")
-        .arg(&json_path)
-        .env("MMT_AMQP_URL", util::amqp_url())
-        .output()
-        .expect("mmt-bench runs");
+    let output = quick_bench(
+        &["--messages", "500", "--scale-tokens", "5000"],
+        &namespace,
+        &json_path,
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(table.contains("Goals"), "no goals in the table:\n{table}");
 
@@ -210,6 +205,31 @@ fn bench_databases(url: &str) -> Vec<String> {
 /// `--store-url`: ingest, resolve, the footprint and the takeover on
 /// worker children over PostgreSQL, next to the embedded store; every
 /// database the bench made is dropped.
+/// Runs `mmt-bench --quick` with `args` in `namespace`, its JSON to
+/// `json_path`; a run that fails fails the test.
+fn quick_bench(
+    args: &[&str],
+    namespace: &Namespace,
+    json_path: &std::path::Path,
+) -> std::process::Output {
+    let output = Command::new(util::bench_binary())
+        .arg("--quick")
+        .args(args)
+        .arg("--namespace")
+        .arg(namespace.as_str())
+        .arg("--json")
+        .arg(json_path)
+        .env("MMT_AMQP_URL", util::amqp_url())
+        .output()
+        .expect("mmt-bench runs");
+    assert!(
+        output.status.success(),
+        "bench failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_bench_on_postgres_writes_its_figures_and_drops_its_databases() {
     let Some(db) = mmt_pg_fixture::TestDatabase::create("bench") else {
@@ -219,25 +239,22 @@ async fn quick_bench_on_postgres_writes_its_figures_and_drops_its_databases() {
     let dir = tempfile::tempdir().expect("tempdir");
     let json_path = dir.path().join("bench.json");
     let namespace = util::namespace("pgbench");
-    let output = Command::new(util::bench_binary())
-        .args(["--quick", "--messages", "300", "--scale-tokens", "2000"])
-        .args([
+    quick_bench(
+        &[
+            "--messages",
+            "300",
+            "--scale-tokens",
+            "2000",
             "--phases",
             "ingest,resolve,scale,takeover",
             "--workers",
             "1,2",
-        ])
-        .arg("--store-url")
-        .arg(&db.url)
-        .arg("--namespace")
-        .arg(namespace.as_str())
-        .arg("--json")
-        .arg(&json_path)
-        .env("MMT_AMQP_URL", util::amqp_url())
-        .output()
-        .expect("mmt-bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
+            "--store-url",
+            &db.url,
+        ],
+        &namespace,
+        &json_path,
+    );
     let text = std::fs::read_to_string(&json_path).expect("JSON written");
     let report: Value = serde_json::from_str(&text).expect("one JSON object");
     for figure in SHARED_FIGURES {

@@ -532,35 +532,20 @@ pub async fn ingest(
         measured?;
         std::fs::remove_dir_all(&dir)
             .map_err(BenchError::io(format!("cannot remove {}", dir.display())))?;
+        let figure = |name: &str| figures.get(&format!("{prefix}_{name}")).unwrap_or(f64::NAN);
         eprintln!(
             "bench: run {}/{} ingest {}: {:.0} msg/s; CPU per message: workers {:.0} us, PostgreSQL {:.0} us, broker {:.0} us; machine busy {:.2} cores; per message {:.2} commits, {:.2} rollbacks, {:.1} rows written",
             run + 1,
             config.runs,
             engine.label(),
-            figures
-                .get(&format!("{prefix}_msgs_per_s"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_worker_cpu_us_per_msg"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_pg_cpu_us_per_msg"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_broker_cpu_us_per_msg"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_machine_busy_cores"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_commits_per_msg"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_rollbacks_per_msg"))
-                .unwrap_or(f64::NAN),
-            figures
-                .get(&format!("{prefix}_rows_written_per_msg"))
-                .unwrap_or(f64::NAN),
+            figure("msgs_per_s"),
+            figure("worker_cpu_us_per_msg"),
+            figure("pg_cpu_us_per_msg"),
+            figure("broker_cpu_us_per_msg"),
+            figure("machine_busy_cores"),
+            figure("commits_per_msg"),
+            figure("rollbacks_per_msg"),
+            figure("rows_written_per_msg"),
         );
     }
     replies.close().await?;
