@@ -180,15 +180,15 @@ pub fn lease_pass(
     if limit == 0 {
         return Ok((Vec::new(), PassOutcome::default()));
     }
-    let due = store.due_refreshes(now, PASS_LIMIT)?;
-    if due.is_empty() {
+    // Most ticks find nothing due: look before taking the writer lock.
+    if store.due_refreshes(now, 1)?.is_empty() {
         return Ok((Vec::new(), PassOutcome::default()));
     }
     let integrations = service.integrations();
     store.write(|tx| {
         let mut outcome = PassOutcome::default();
         let mut leased = Vec::new();
-        for (at, token_id) in due.iter().cloned() {
+        for (at, token_id) in tx.due_refreshes(now, PASS_LIMIT)? {
             if leased.len() >= limit {
                 break;
             }

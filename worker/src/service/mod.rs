@@ -20,7 +20,7 @@ use crate::rules;
 use crate::rules::decode::{self, Message};
 use crate::rules::identity::Gate;
 use crate::rules::lifecycle::{self, Rejection, TokenMeta};
-use crate::store::{Change, Decision, RefreshRecord, Store, StoreError, Tx};
+use crate::store::{Change, Decision, Group, RefreshRecord, Store, StoreError, Tx};
 
 mod connected;
 mod link;
@@ -193,15 +193,36 @@ impl Service {
     /// parse and refuses before anything is decided or read, and before the
     /// validator's reason is told (CONTRACT.md §10).
     pub fn handle(&self, inbound: &Inbound<'_>) -> Result<Outcome, StoreError> {
+        self.store.group(|group| self.handle_in(group, inbound))
+    }
+
+    /// Handles a batch of deliveries as [`Service::handle`] does each, with
+    /// their changes committed as one (group commit, see
+    /// [`Store::group`]): every outcome is durable once this returns.
+    pub fn handle_batch(&self, batch: &[Inbound<'_>]) -> Vec<Result<Outcome, StoreError>> {
+        self.store.group(|group| {
+            batch
+                .iter()
+                .map(|inbound| self.handle_in(group, inbound))
+                .collect()
+        })
+    }
+
+    /// Handles one delivery with its writes in `group`.
+    fn handle_in(
+        &self,
+        group: &mut Group<'_>,
+        inbound: &Inbound<'_>,
+    ) -> Result<Outcome, StoreError> {
         let now = inbound.received_at;
         let mut outcome = match inbound.kind {
             MessageKind::IntegrationConnected => {
                 self.gated(inbound, |msg: &IntegrationConnected| {
-                    self.mutate(inbound, |s, tx| s.connected(tx, msg, inbound))
+                    self.mutate(group, inbound, |s, tx| s.connected(tx, msg, inbound))
                 })?
             }
             MessageKind::ConnectionRemoved => self.gated(inbound, |msg: &ConnectionRemoved| {
-                self.mutate(inbound, |s, tx| s.removed(tx, msg, now))
+                self.mutate(group, inbound, |s, tx| s.removed(tx, msg, now))
             })?,
             MessageKind::TokenResolve => {
                 self.gated(inbound, |msg: &TokenResolve| self.resolve(msg, now))?
@@ -244,11 +265,12 @@ impl Service {
     /// processed-id record commits with the change it answers.
     fn mutate(
         &self,
+        group: &mut Group<'_>,
         inbound: &Inbound<'_>,
         apply: impl Fn(&Self, &mut Tx<'_>) -> Result<Applied, StoreError>,
     ) -> Result<Outcome, StoreError> {
         let key = message_key(inbound.kind, inbound.message_id, inbound.body);
-        self.store.write(|tx| {
+        group.write(|tx| {
             if let Some(reply) = tx.processed(inbound.kind, &key)? {
                 return Ok(Decision::Discard(Outcome::Done {
                     reply: Zeroizing::new(reply),

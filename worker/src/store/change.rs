@@ -85,6 +85,16 @@ pub struct Change<'a> {
     pub(super) ops: Vec<Op>,
 }
 
+impl<'a> Change<'a> {
+    /// No writes yet.
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            ops: Vec::new(),
+        }
+    }
+}
+
 impl Change<'_> {
     /// Stores a token (new, or replacing the live one of the same tokenId)
     /// with fresh secrets under a fresh data key. `previous` is the record it

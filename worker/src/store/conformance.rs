@@ -401,6 +401,121 @@ pub(super) fn a_record_moved_onto_another_token_id_does_not_open(store: &Store) 
     );
 }
 
+pub(super) fn a_group_commits_its_decisions_each_seeing_the_ones_before(store: &Store) {
+    let m = meta("acme", "u1", Scope::Read);
+    let identity = embedded::identity_of(&m);
+    let seen = store.group(|group| {
+        let first = group.write(|tx| {
+            assert_eq!(tx.token_of(&identity)?, None);
+            tx.put_token("tok_a", &m, None, &secrets())?;
+            tx.record_processed(MessageKind::IntegrationConnected, "m-1", b"first")?;
+            Ok(Decision::Commit(()))
+        });
+        let second = group.write(|tx| {
+            let token = tx.token_of(&identity)?;
+            let reply = tx.processed(MessageKind::IntegrationConnected, "m-1")?;
+            Ok(Decision::Discard((token, reply)))
+        });
+        (first, second)
+    });
+    seen.0.expect("the first decision commits");
+    assert_eq!(
+        seen.1.expect("the second decision reads"),
+        (Some("tok_a".to_owned()), Some(b"first".to_vec()))
+    );
+    assert_eq!(
+        store.token_of(&identity).expect("reads").as_deref(),
+        Some("tok_a")
+    );
+    let active: u64 = store
+        .counts()
+        .expect("counts")
+        .iter()
+        .filter(|(key, _)| key.state == TokenState::Active)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(active, 1);
+}
+
+pub(super) fn a_group_whose_read_failed_loses_none_of_its_other_writes(store: &Store) {
+    store.group(|group| {
+        // A write with no count to add: nothing else runs before the
+        // group's commit.
+        group
+            .write(|tx| {
+                tx.record_processed(MessageKind::ConnectionRemoved, "m-1", b"kept")?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("the first decision commits");
+        // A read that fails on PostgreSQL (no NUL in text), set aside by
+        // its decision: the group's transaction is lost with it, and the
+        // batch runs again, one transaction per decision.
+        group
+            .write(|tx| {
+                let _set_aside = tx.find("tok\0b");
+                Ok(Decision::Discard(()))
+            })
+            .expect("the second decision discards");
+    });
+    assert_eq!(
+        store
+            .processed(MessageKind::ConnectionRemoved, "m-1")
+            .expect("reads")
+            .as_deref(),
+        Some(&b"kept"[..]),
+        "the first decision's write is kept"
+    );
+}
+
+pub(super) fn groups_racing_on_the_same_identities_mint_one_token_each(store: &Store) {
+    const USERS: usize = 20;
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            scope.spawn(move || {
+                let decided = store.group(|group| {
+                    (0..USERS)
+                        .map(|i| {
+                            // Each worker takes the identities in another order.
+                            let user = format!("u{}", (i * 7 + worker * 5) % USERS);
+                            let m = meta("acme", &user, Scope::Read);
+                            let identity = embedded::identity_of(&m);
+                            group.write(|tx| {
+                                if tx.token_of(&identity)?.is_some() {
+                                    return Ok(Decision::Discard(()));
+                                }
+                                let token_id = format!("tok_{user}_{worker}");
+                                tx.put_token(&token_id, &m, None, &secrets())?;
+                                Ok(Decision::Commit(()))
+                            })
+                        })
+                        .collect::<Result<Vec<()>, StoreError>>()
+                });
+                decided.expect("every decision of the last run commits");
+            });
+        }
+    });
+    for i in 0..USERS {
+        let m = meta("acme", &format!("u{i}"), Scope::Read);
+        assert!(
+            store
+                .token_of(&embedded::identity_of(&m))
+                .expect("reads")
+                .is_some()
+        );
+    }
+    let active: u64 = store
+        .counts()
+        .expect("counts")
+        .iter()
+        .filter(|(key, _)| key.state == TokenState::Active)
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        active, USERS as u64,
+        "one live token per identity, counted once"
+    );
+}
+
 /// One test per rule above, on the engine `$open` opens (it gives the
 /// store and what must live as long as it, or `None` to skip).
 macro_rules! engine_suite {
@@ -418,7 +533,10 @@ macro_rules! engine_suite {
                 an_upstream_job_round_trips_sealed_and_ends,
                 the_users_tokens_come_in_identity_order,
                 find_and_open_never_fail_while_the_same_token_is_replaced,
-                a_record_moved_onto_another_token_id_does_not_open
+                a_record_moved_onto_another_token_id_does_not_open,
+                a_group_commits_its_decisions_each_seeing_the_ones_before,
+                a_group_whose_read_failed_loses_none_of_its_other_writes,
+                groups_racing_on_the_same_identities_mint_one_token_each
             );
         }
     };

@@ -82,7 +82,7 @@ type RecordRow = (String, Vec<u8>);
 
 /// A page of [`RecordRow`]s, and whether more follow.
 type RecordRows = (Vec<RecordRow>, bool);
-pub use write::{Decision, Tx};
+pub use write::{Decision, Group, Tx};
 
 const IDENTITY: u8 = b'i';
 const TOKEN: u8 = b't';

@@ -8,12 +8,20 @@
 //! runs the decision in one serializable transaction and runs it again when
 //! another worker's commit conflicted with it: a decision has no effect
 //! besides its change and the value it returns.
+//!
+//! A consumer's batch is one [`Group`] (group commit): on the shared engine
+//! its decisions share one transaction, each seeing the ones before, and the
+//! batch commits once; a conflict runs the whole batch again, twice at
+//! most, and then one transaction per decision. The embedded engine applies
+//! each decision at once and makes the batch durable with one flush (the
+//! consumer's), so a group there is its writes one after the other.
 
 use std::ops::{Deref, DerefMut};
 
+use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::MessageKind;
 
-use super::postgres::{MAX_ATTEMPTS, Txn, is_conflict};
+use super::postgres::{Failed, Lock, MAX_ATTEMPTS, Postgres, Txn, is_conflict};
 use super::upstream::JobEntry;
 use super::{Change, Engine, Found, Identity, RefreshRecord, Store, StoreError, processed};
 
@@ -33,7 +41,7 @@ pub struct Tx<'a> {
     change: Change<'a>,
     /// The open transaction of the shared engine; `None` for the embedded
     /// one, whose writer lock the caller holds.
-    pg: Option<Txn<'a>>,
+    pg: Option<&'a Txn<'a>>,
 }
 
 impl<'a> Deref for Tx<'a> {
@@ -90,7 +98,22 @@ impl Tx<'_> {
         }
     }
 
-    /// Up to `limit` upstream revocation jobs, in tokenId order.
+    /// Up to `limit` due refresh entries (due time, tokenId), in due order;
+    /// on the shared engine only those no other worker is deciding on, and
+    /// locked with their tokens until the commit.
+    pub fn due_refreshes(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        match &self.pg {
+            None => self.store.due_refreshes(now, limit),
+            Some(txn) => txn.due_refreshes(now, limit),
+        }
+    }
+
+    /// Up to `limit` upstream revocation jobs, in tokenId order (on the
+    /// shared engine, those no other worker holds).
     pub fn upstream_jobs(&self, limit: usize) -> Result<Vec<JobEntry>, StoreError> {
         match &self.pg {
             None => self.store.upstream_jobs(limit),
@@ -107,16 +130,12 @@ impl Store {
         &self,
         mut decide: impl FnMut(&mut Tx<'_>) -> Result<Decision<T>, StoreError>,
     ) -> Result<T, StoreError> {
-        let change = || Change {
-            store: self,
-            ops: Vec::new(),
-        };
         match &self.engine {
             Engine::Embedded(engine) => {
                 let guard = engine.lock();
                 let mut tx = Tx {
                     store: self,
-                    change: change(),
+                    change: Change::new(self),
                     pg: None,
                 };
                 match decide(&mut tx)? {
@@ -131,34 +150,137 @@ impl Store {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    let mut tx = Tx {
-                        store: self,
-                        change: change(),
-                        pg: Some(engine.begin()?),
-                    };
-                    let decided = decide(&mut tx).and_then(|decision| match decision {
-                        Decision::Commit(value) => {
-                            let txn = tx.pg.take().ok_or(StoreError::Closed)?;
-                            txn.apply(std::mem::take(&mut tx.change.ops))?;
+                    let decided = engine.begin(Lock::Wait).and_then(|txn| {
+                        let (value, changed) = decide_in(self, &txn, &mut decide)?;
+                        if changed {
                             txn.commit()?;
-                            Ok(value)
                         }
-                        Decision::Discard(value) => Ok(value),
+                        Ok(value)
                     });
                     match decided {
                         Err(error) if is_conflict(&error) && attempt < MAX_ATTEMPTS => {
-                            // Another worker's commit came first: decide
-                            // again on what it left (after a short pause,
-                            // longer each time, so two do not collide again).
-                            drop(tx);
-                            std::thread::sleep(std::time::Duration::from_millis(
-                                u64::from(attempt) * rand::random_range(1..=5),
-                            ));
+                            backoff(attempt);
                         }
                         other => return other,
                     }
                 }
             }
         }
+    }
+
+    /// Runs `batch`, whose writes go through the [`Group`] it is given, and
+    /// commits them as one (see the module's documentation). `batch` may run
+    /// more than once, so it must not act on anything but the group's
+    /// writes; the value of its last run is returned.
+    pub fn group<T>(&self, mut batch: impl FnMut(&mut Group<'_>) -> T) -> T {
+        let Engine::Postgres(engine) = &self.engine else {
+            return batch(&mut Group::alone(self));
+        };
+        for attempt in 1..=GROUP_ATTEMPTS {
+            let mut group = Group {
+                store: self,
+                shared: Some(Shared { engine, txn: None }),
+            };
+            let value = batch(&mut group);
+            match group.commit() {
+                Ok(()) => return value,
+                Err(Failed::Conflict) => backoff(attempt),
+                Err(Failed::Other) => break,
+            }
+        }
+        // Conflicting again and again, or failing: one transaction per
+        // decision, so that each conflict is settled alone and a failure is
+        // the one decision's.
+        batch(&mut Group::alone(self))
+    }
+}
+
+/// How often a group's shared transaction is tried before its decisions run
+/// one transaction each.
+const GROUP_ATTEMPTS: u32 = 2;
+
+/// A pause before running a decision again after a conflict, longer each
+/// time, so two workers do not collide again.
+fn backoff(attempt: u32) {
+    std::thread::sleep(std::time::Duration::from_millis(
+        u64::from(attempt) * rand::random_range(1..=5),
+    ));
+}
+
+/// Runs `decide` once in `txn` and applies its change there (not yet
+/// committed); says whether it changed anything.
+fn decide_in<T>(
+    store: &Store,
+    txn: &Txn<'_>,
+    decide: &mut impl FnMut(&mut Tx<'_>) -> Result<Decision<T>, StoreError>,
+) -> Result<(T, bool), StoreError> {
+    let mut tx = Tx {
+        store,
+        change: Change::new(store),
+        pg: Some(txn),
+    };
+    match decide(&mut tx)? {
+        Decision::Commit(value) => {
+            txn.apply(std::mem::take(&mut tx.change.ops))?;
+            Ok((value, true))
+        }
+        Decision::Discard(value) => Ok((value, false)),
+    }
+}
+
+/// The writes of one batch, committed together (see [`Store::group`]).
+pub struct Group<'a> {
+    store: &'a Store,
+    /// The shared engine's transaction, begun at the first write; `None`
+    /// when each write is its own.
+    shared: Option<Shared<'a>>,
+}
+
+/// The shared engine's part of a group.
+struct Shared<'a> {
+    engine: &'a Postgres,
+    txn: Option<Txn<'a>>,
+}
+
+impl<'a> Group<'a> {
+    fn alone(store: &'a Store) -> Self {
+        Self {
+            store,
+            shared: None,
+        }
+    }
+
+    /// Runs `decide` as [`Store::write`] does, in the group's transaction.
+    /// After a failed statement the group is lost: later writes fail at
+    /// once, and the batch runs again.
+    pub fn write<T>(
+        &mut self,
+        mut decide: impl FnMut(&mut Tx<'_>) -> Result<Decision<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(shared) = &mut self.shared else {
+            return self.store.write(decide);
+        };
+        if shared.txn.is_none() {
+            shared.txn = Some(shared.engine.begin(Lock::NoWait)?);
+        }
+        let txn = shared.txn.as_ref().ok_or(StoreError::Closed)?;
+        decide_in(self.store, txn, &mut decide).map(|(value, _)| value)
+    }
+
+    /// Commits the shared transaction, if one was begun; on failure, how.
+    fn commit(self) -> Result<(), Failed> {
+        let Some(Shared { txn: Some(txn), .. }) = self.shared else {
+            return Ok(());
+        };
+        if let Some(failed) = txn.failed() {
+            return Err(failed);
+        }
+        txn.commit().map_err(|error| {
+            if is_conflict(&error) {
+                Failed::Conflict
+            } else {
+                Failed::Other
+            }
+        })
     }
 }

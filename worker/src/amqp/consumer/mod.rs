@@ -296,9 +296,9 @@ fn decide(
 ) -> Result<Applied, ConsumerError> {
     let received_at = now_millis();
     let taken = Instant::now();
-    let mut handled = Vec::with_capacity(batch.len());
-    for delivery in &batch {
-        let inbound = Inbound {
+    let inbound: Vec<Inbound<'_>> = batch
+        .iter()
+        .map(|delivery| Inbound {
             kind,
             body: &delivery.data,
             message_id: delivery
@@ -309,8 +309,11 @@ fn decide(
             timestamp: *delivery.properties.timestamp(),
             received_at,
             user_id: delivery.properties.user_id().as_ref().map(|u| u.as_str()),
-        };
-        match service.handle(&inbound) {
+        })
+        .collect();
+    let mut handled = Vec::with_capacity(batch.len());
+    for result in service.handle_batch(&inbound) {
+        match result {
             Ok(outcome) => handled.push(Handled::Answered(outcome)),
             Err(error) if error.is_transient() => return Err(ConsumerError::Store(error)),
             Err(error) => {
@@ -319,6 +322,7 @@ fn decide(
             }
         }
     }
+    drop(inbound);
     Ok(Applied {
         batch,
         handled,

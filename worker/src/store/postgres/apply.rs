@@ -3,23 +3,25 @@
 
 use std::collections::BTreeMap;
 
+use deadpool_postgres::ClientWrapper as Client;
 use mmt_shared::wire::TokenState;
-use tokio_postgres::Client;
 
 use super::super::change::Op;
 use super::super::{RefreshRecord, StoreError};
 use super::Txn;
+use super::prepared::execute;
 use super::schema::COUNT_SHARDS;
 use crate::rules::lifecycle::TokenMeta;
 
 /// (state, scope, integration) to a delta.
-type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
+pub(super) type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
 
 impl Txn<'_> {
-    /// Runs `ops` in the transaction (not yet committed).
+    /// Runs `ops` in the transaction (not yet committed); their count
+    /// deltas are written at the commit.
     pub(in crate::store) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let client = self.client()?;
-        self.engine().block(apply(client, ops))
+        let mut deltas = self.deltas.borrow_mut();
+        self.run(|c| apply(c, ops, &mut deltas))
     }
 }
 
@@ -40,8 +42,7 @@ fn expiry_of(meta: &TokenMeta) -> Option<i64> {
         .flatten()
 }
 
-async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
-    let mut deltas = Deltas::new();
+async fn apply(c: &Client, ops: Vec<Op>, deltas: &mut Deltas) -> Result<(), StoreError> {
     for op in ops {
         match op {
             Op::PutToken {
@@ -51,10 +52,11 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 record,
             } => {
                 if let Some(prev) = &previous {
-                    count(&mut deltas, prev, prev.state, -1);
+                    count(deltas, prev, prev.state, -1);
                 }
-                count(&mut deltas, &meta, meta.state, 1);
-                c.execute(
+                count(deltas, &meta, meta.state, 1);
+                execute(
+                    c,
                     "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
                                          account_id, state, expiry_at, record)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -83,9 +85,10 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 meta,
                 record,
             } => {
-                count(&mut deltas, &previous, previous.state, -1);
-                count(&mut deltas, &meta, meta.state, 1);
-                c.execute(
+                count(deltas, &previous, previous.state, -1);
+                count(deltas, &meta, meta.state, 1);
+                execute(
+                    c,
                     "UPDATE tokens SET state = $2, expiry_at = NULL, record = $3
                      WHERE token_id = $1",
                     &[&token_id, &meta.state.as_str(), &record],
@@ -97,11 +100,12 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 meta,
                 record,
             } => {
-                count(&mut deltas, &meta, meta.state, -1);
-                count(&mut deltas, &meta, TokenState::Revoked, 1);
+                count(deltas, &meta, meta.state, -1);
+                count(deltas, &meta, TokenState::Revoked, 1);
                 // The tombstone keeps what the embedded one keeps: no end
                 // user, no account, no secret.
-                c.execute(
+                execute(
+                    c,
                     "UPDATE tokens SET state = 'revoked', end_user_id = NULL, account_id = NULL,
                                        expiry_at = NULL, record = $2
                      WHERE token_id = $1",
@@ -110,7 +114,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 .await?;
             }
             Op::Processed { key, reply } => {
-                c.execute(
+                execute(
+                    c,
                     "INSERT INTO processed (key, reply) VALUES ($1, $2)",
                     &[&key, &reply],
                 )
@@ -124,7 +129,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
             } => {
                 put_refresh(c, &token_id, &next).await?;
                 if let Some(at) = expires_at {
-                    c.execute(
+                    execute(
+                        c,
                         "UPDATE tokens SET expiry_at = NULL
                          WHERE token_id = $1 AND expiry_at = $2",
                         &[&token_id, &at],
@@ -137,10 +143,10 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 previous_due: _,
                 expires_at,
             } => {
-                c.execute("DELETE FROM refresh WHERE token_id = $1", &[&token_id])
-                    .await?;
+                execute(c, "DELETE FROM refresh WHERE token_id = $1", &[&token_id]).await?;
                 if let Some(at) = expires_at {
-                    c.execute(
+                    execute(
+                        c,
                         "UPDATE tokens SET expiry_at = $2 WHERE token_id = $1",
                         &[&token_id, &at],
                     )
@@ -148,7 +154,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 }
             }
             Op::SkipDue { token_id, due_at } => {
-                c.execute(
+                execute(
+                    c,
                     "UPDATE refresh SET due_at = NULL WHERE token_id = $1 AND due_at = $2",
                     &[&token_id, &due_at],
                 )
@@ -158,7 +165,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 token_id,
                 expires_at,
             } => {
-                c.execute(
+                execute(
+                    c,
                     "UPDATE tokens SET expiry_at = NULL WHERE token_id = $1 AND expiry_at = $2",
                     &[&token_id, &expires_at],
                 )
@@ -166,7 +174,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
             }
             Op::PutJob { token_id, job } => {
                 let attempts = i32::try_from(job.attempts).unwrap_or(i32::MAX);
-                c.execute(
+                execute(
+                    c,
                     "INSERT INTO upstream_jobs (token_id, client_id, broker_type, scope,
                                                 created_at, due_at, attempts, sealed, wrapped)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -188,7 +197,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 .await?;
             }
             Op::EndJob { token_id } => {
-                c.execute(
+                execute(
+                    c,
                     "DELETE FROM upstream_jobs WHERE token_id = $1",
                     &[&token_id],
                 )
@@ -224,7 +234,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 *deltas
                     .entry((state.as_str(), scope.as_str(), broker_type.to_owned()))
                     .or_default() += 1;
-                c.execute(
+                execute(
+                    c,
                     "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
                                          account_id, state, expiry_at, record)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -243,7 +254,8 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
                 .await?;
             }
             Op::Mark { name, value } => {
-                c.execute(
+                execute(
+                    c,
                     "INSERT INTO mmt_meta (name, value) VALUES ($1, $2)
                      ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
                     &[&name, &value],
@@ -252,13 +264,14 @@ async fn apply(c: &Client, ops: Vec<Op>) -> Result<(), StoreError> {
             }
         }
     }
-    add_counts(c, deltas).await
+    Ok(())
 }
 
 async fn put_refresh(c: &Client, token_id: &str, next: &RefreshRecord) -> Result<(), StoreError> {
     let attempts = i32::try_from(next.attempts).unwrap_or(i32::MAX);
     let lease_id = next.lease.map(|l| i64::from_ne_bytes(l.id.to_ne_bytes()));
-    c.execute(
+    execute(
+        c,
         "INSERT INTO refresh (token_id, due_at, attempts, lease_id, lease_sent_at, lease_until,
                               last_error, last_refreshed_at, last_failed_event_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -286,13 +299,14 @@ async fn put_refresh(c: &Client, token_id: &str, next: &RefreshRecord) -> Result
 
 /// Adds the deltas to one random shard of each group: two workers rarely
 /// touch the same row, and a reader sums a handful of rows.
-async fn add_counts(c: &Client, deltas: Deltas) -> Result<(), StoreError> {
+pub(super) async fn add_counts(c: &Client, deltas: Deltas) -> Result<(), StoreError> {
     let shard: i16 = rand::random_range(0..COUNT_SHARDS);
     for ((state, scope, broker_type), delta) in deltas {
         if delta == 0 {
             continue;
         }
-        c.execute(
+        execute(
+            c,
             "INSERT INTO token_counts (state, scope, broker_type, shard, n)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (state, scope, broker_type, shard)

@@ -4,24 +4,33 @@
 //! callers are blocking threads (the service, the refresh passes), and each
 //! call waits here for its statements.
 //!
-//! Every [`Store::write`](super::Store::write) is one `SERIALIZABLE`
-//! transaction: the decision's reads and its writes commit together or not
-//! at all, and a decision that raced another worker's (a serialization
-//! failure, a deadlock, a unique identity taken meanwhile) is run again from
-//! the start, so it sees the other worker's commit. That is what keeps one
-//! tokenId per identity, no token brought back after its revocation, and no
-//! message applied twice across workers, and what makes a refresh lease a
-//! single flight across workers. Every statement has a timeout.
+//! Every [`Store::write`](super::Store::write) is one transaction (a
+//! consumer's batch is one for all its decisions: group commit): the
+//! decision's reads and its writes commit together or not at all. Its reads
+//! lock what they find (`SELECT ... FOR UPDATE`) until the commit, so no
+//! other worker changes a token, its refresh record or its upstream job
+//! between a decision's read and its write; what a decision finds absent is
+//! guarded by a unique key (one live token per identity, one processed row
+//! per message id, one row per tokenId). A decision that raced another
+//! worker's (a unique key taken meanwhile, a deadlock, a lock a group would
+//! have waited for) is run again from the start, so it sees the other
+//! worker's commit. That is what keeps one tokenId per identity, no token
+//! brought back after its revocation, and no message applied twice across
+//! workers. The refresh and upstream passes take their rows with
+//! `FOR UPDATE SKIP LOCKED`: a lease, or an upstream job, is one worker's.
+//! Every statement has a timeout.
 
 mod apply;
 mod connect;
+mod prepared;
 mod reads;
 pub mod schema;
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio_postgres::error::SqlState;
 
 use super::StoreError;
@@ -84,17 +93,20 @@ impl Postgres {
         })
     }
 
-    /// Begins a write transaction.
-    pub(super) fn begin(&self) -> Result<Txn<'_>, StoreError> {
+    /// Begins a write transaction whose reads lock as `lock` says.
+    pub(super) fn begin(&self, lock: Lock) -> Result<Txn<'_>, StoreError> {
         self.block(async {
             let client = self.connection().await?;
             client
-                .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                 .await
                 .map_err(StoreError::from)?;
             Ok(Txn {
                 engine: self,
                 client: Some(client),
+                lock,
+                failed: Cell::new(None),
+                deltas: RefCell::default(),
             })
         })
     }
@@ -102,27 +114,103 @@ impl Postgres {
 
 /// An open write transaction on one pooled connection. Dropped without
 /// [`Txn::commit`], it is rolled back.
+///
+/// A statement that fails aborts a PostgreSQL transaction, and a `COMMIT`
+/// of an aborted transaction rolls back without an error. So every
+/// statement runs through [`Txn::run`], which remembers a failure, and
+/// [`Txn::commit`] refuses to commit after one: a decision that set a
+/// failed read aside cannot have the writes of its group silently dropped.
 pub(crate) struct Txn<'a> {
     engine: &'a Postgres,
     client: Option<Object>,
+    /// How its reads lock the rows they find.
+    lock: Lock,
+    /// Whether a statement failed, and if so whether it was a conflict.
+    failed: Cell<Option<Failed>>,
+    /// The count deltas of every change applied so far: written once, at
+    /// the commit.
+    deltas: RefCell<apply::Deltas>,
+}
+
+/// How a read locks the rows it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lock {
+    /// Not at all (reads outside a decision).
+    None,
+    /// Until the commit, waiting for another transaction's lock (a decision
+    /// alone).
+    Wait,
+    /// Until the commit, failing at once where another transaction holds
+    /// the row (a group: it runs again rather than wait in a cycle).
+    NoWait,
+    /// Until the commit, leaving out the rows another transaction holds.
+    SkipLocked,
+}
+
+impl Lock {
+    /// `select` with this lock.
+    pub(super) fn sql(self, select: &str) -> String {
+        match self {
+            Lock::None => select.to_owned(),
+            Lock::Wait => format!("{select} FOR UPDATE"),
+            Lock::NoWait => format!("{select} FOR UPDATE NOWAIT"),
+            Lock::SkipLocked => format!("{select} FOR UPDATE SKIP LOCKED"),
+        }
+    }
+}
+
+/// How a transaction's statement failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// Another worker's commit conflicted with it: worth running again.
+    Conflict,
+    /// Anything else.
+    Other,
 }
 
 impl Txn<'_> {
-    /// The engine.
-    pub(super) fn engine(&self) -> &Postgres {
-        self.engine
+    /// How the transaction's reads lock.
+    pub(super) fn lock(&self) -> Lock {
+        self.lock
     }
 
     /// The transaction's connection.
-    pub(super) fn client(&self) -> Result<&tokio_postgres::Client, StoreError> {
-        self.client
-            .as_deref()
-            .map(|wrapper| &**wrapper)
-            .ok_or(StoreError::Closed)
+    fn client(&self) -> Result<&ClientWrapper, StoreError> {
+        self.client.as_deref().ok_or(StoreError::Closed)
     }
 
-    /// Commits: durable when it returns.
+    /// Runs the statements `call` makes on the transaction's connection,
+    /// and remembers their failure.
+    pub(super) fn run<'s, T, F: Future<Output = Result<T, StoreError>>>(
+        &'s self,
+        call: impl FnOnce(&'s ClientWrapper) -> F,
+    ) -> Result<T, StoreError> {
+        if self.failed.get().is_some() {
+            return Err(StoreError::Closed);
+        }
+        let result = self.client().and_then(|c| self.engine.block(call(c)));
+        if let Err(error) = &result {
+            self.failed.set(Some(if is_conflict(error) {
+                Failed::Conflict
+            } else {
+                Failed::Other
+            }));
+        }
+        result
+    }
+
+    /// How a statement of the transaction failed, if one did.
+    pub(crate) fn failed(&self) -> Option<Failed> {
+        self.failed.get()
+    }
+
+    /// Writes the counts, then commits: durable when it returns.
     pub(super) fn commit(mut self) -> Result<(), StoreError> {
+        if self.failed.get().is_some() {
+            return Err(StoreError::Closed);
+        }
+        let deltas = std::mem::take(&mut *self.deltas.borrow_mut());
+        self.run(|c| apply::add_counts(c, deltas))?;
         let client = self.client.take().ok_or(StoreError::Closed)?;
         self.engine.block(async move {
             client
@@ -156,6 +244,7 @@ pub(super) fn is_conflict(error: &StoreError) -> bool {
         Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::LOCK_NOT_AVAILABLE
     )
 }
 

@@ -2,9 +2,10 @@
 //! pooled connection (the console, the passes' lists of due tokens) or on a
 //! write transaction's (a decision's reads, consistent with its commit).
 
+use deadpool_postgres::ClientWrapper as Client;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 use super::super::copy::{Page, Row as CopyRow, Table};
 use super::super::keys::{CountKey, Identity};
@@ -13,78 +14,90 @@ use super::super::{RecordRows, RefreshRecord, StoreError, UpstreamJob};
 
 /// (tokenId, its record if any) of a user's tokens.
 type UserRecords = Vec<(String, Option<Vec<u8>>)>;
-use super::{Postgres, Txn};
+use super::{Lock, Postgres, Txn};
 use crate::rules::refresh::Lease;
 
 /// The queries, each a function of a connection.
 mod q {
+    use super::super::prepared::{query, query_opt};
     use super::*;
 
     pub(super) async fn processed(c: &Client, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = c
-            .query_opt("SELECT reply FROM processed WHERE key = $1", &[&key])
-            .await?;
+        let row = query_opt(c, "SELECT reply FROM processed WHERE key = $1", &[&key]).await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     pub(super) async fn token_of(
         c: &Client,
         identity: &Identity<'_>,
+        lock: Lock,
     ) -> Result<Option<String>, StoreError> {
-        let row = c
-            .query_opt(
+        let row = query_opt(
+            c,
+            &lock.sql(
                 "SELECT token_id FROM tokens
                  WHERE client_id = $1 AND end_user_id = $2 AND broker_type = $3
                    AND scope = $4 AND account_id = $5 AND state <> 'revoked'",
-                &[
-                    &identity.client_id,
-                    &identity.end_user_id,
-                    &identity.broker_type,
-                    &identity.scope.as_str(),
-                    &identity.account_id,
-                ],
-            )
-            .await?;
+            ),
+            &[
+                &identity.client_id,
+                &identity.end_user_id,
+                &identity.broker_type,
+                &identity.scope.as_str(),
+                &identity.account_id,
+            ],
+        )
+        .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    pub(super) async fn record(c: &Client, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = c
-            .query_opt(
-                "SELECT record FROM tokens WHERE token_id = $1",
-                &[&token_id],
-            )
-            .await?;
+    pub(super) async fn record(
+        c: &Client,
+        token_id: &str,
+        lock: Lock,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = query_opt(
+            c,
+            &lock.sql("SELECT record FROM tokens WHERE token_id = $1"),
+            &[&token_id],
+        )
+        .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     pub(super) async fn refresh_record(
         c: &Client,
         token_id: &str,
+        lock: Lock,
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        let row = c
-            .query_opt(
+        let row = query_opt(
+            c,
+            &lock.sql(
                 "SELECT due_at, attempts, lease_id, lease_sent_at, lease_until, last_error,
                         last_refreshed_at, last_failed_event_at
                  FROM refresh WHERE token_id = $1",
-                &[&token_id],
-            )
-            .await?;
+            ),
+            &[&token_id],
+        )
+        .await?;
         row.map(|r| refresh_of(&r, 0)).transpose()
     }
 
     pub(super) async fn upstream_jobs(
         c: &Client,
         limit: usize,
+        lock: Lock,
     ) -> Result<Vec<JobEntry>, StoreError> {
-        let rows = c
-            .query(
+        let rows = query(
+            c,
+            &lock.sql(
                 "SELECT token_id, client_id, broker_type, scope, created_at, due_at, attempts,
                         sealed, wrapped
                  FROM upstream_jobs ORDER BY token_id LIMIT $1",
-                &[&limit_of(limit)],
-            )
-            .await?;
+            ),
+            &[&limit_of(limit)],
+        )
+        .await?;
         rows.iter()
             .map(|r| {
                 let token_id: String = r.try_get(0)?;
@@ -158,39 +171,64 @@ fn state_of(text: &str) -> Result<TokenState, StoreError> {
     }
 }
 
+/// A decision's reads lock the rows they find until its commit (see
+/// [`super::Txn`]); the console's and the passes' reads lock nothing.
 impl Txn<'_> {
+    /// A processed message's reply: not locked, as a processed row never
+    /// changes, and two decisions of one message id cannot both commit
+    /// (the second one's insert conflicts with the key).
     pub(in crate::store) fn processed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let c = self.client()?;
-        self.engine().block(q::processed(c, key))
+        self.run(|c| q::processed(c, key))
     }
 
     pub(in crate::store) fn token_of(
         &self,
         identity: &Identity<'_>,
     ) -> Result<Option<String>, StoreError> {
-        let c = self.client()?;
-        self.engine().block(q::token_of(c, identity))
+        self.run(|c| q::token_of(c, identity, self.lock()))
     }
 
     pub(in crate::store) fn record(&self, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let c = self.client()?;
-        self.engine().block(q::record(c, token_id))
+        self.run(|c| q::record(c, token_id, self.lock()))
     }
 
     pub(in crate::store) fn refresh_record(
         &self,
         token_id: &str,
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        let c = self.client()?;
-        self.engine().block(q::refresh_record(c, token_id))
+        self.run(|c| q::refresh_record(c, token_id, self.lock()))
     }
 
+    /// Jobs no other worker holds: each job is taken by one worker.
     pub(in crate::store) fn upstream_jobs(
         &self,
         limit: usize,
     ) -> Result<Vec<JobEntry>, StoreError> {
-        let c = self.client()?;
-        self.engine().block(q::upstream_jobs(c, limit))
+        self.run(|c| q::upstream_jobs(c, limit, Lock::SkipLocked))
+    }
+
+    /// The due refresh entries no other worker holds, with their tokens,
+    /// locked: two workers' lease passes take disjoint tokens, and never
+    /// wait for each other.
+    pub(in crate::store) fn due_refreshes(
+        &self,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String)>, StoreError> {
+        self.run(|c| async move {
+            let rows = super::prepared::query(
+                c,
+                "SELECT r.due_at, r.token_id FROM refresh r JOIN tokens t USING (token_id)
+                 WHERE r.due_at <= $1
+                 ORDER BY r.due_at, r.token_id LIMIT $2
+                 FOR UPDATE OF t, r SKIP LOCKED",
+                &[&now, &limit_of(limit)],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
     }
 }
 
@@ -203,25 +241,27 @@ impl Postgres {
         &self,
         identity: &Identity<'_>,
     ) -> Result<Option<String>, StoreError> {
-        self.block(async { q::token_of(&*self.connection().await?, identity).await })
+        self.block(async { q::token_of(&*self.connection().await?, identity, Lock::None).await })
     }
 
     pub(in crate::store) fn record(&self, token_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.block(async { q::record(&*self.connection().await?, token_id).await })
+        self.block(async { q::record(&*self.connection().await?, token_id, Lock::None).await })
     }
 
     pub(in crate::store) fn refresh_record(
         &self,
         token_id: &str,
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        self.block(async { q::refresh_record(&*self.connection().await?, token_id).await })
+        self.block(async {
+            q::refresh_record(&*self.connection().await?, token_id, Lock::None).await
+        })
     }
 
     pub(in crate::store) fn upstream_jobs(
         &self,
         limit: usize,
     ) -> Result<Vec<JobEntry>, StoreError> {
-        self.block(async { q::upstream_jobs(&*self.connection().await?, limit).await })
+        self.block(async { q::upstream_jobs(&*self.connection().await?, limit, Lock::None).await })
     }
 
     /// The live tokens of an end user with their records, in identity
