@@ -24,6 +24,17 @@ use crate::util::{
 /// and PostgreSQL on two cores).
 const BURST: Duration = Duration::from_secs(120);
 
+/// How many times the default size the books run: `MMT_BOOK_SCALE=33`
+/// runs the kill -9 book at about 100,000 connects and 10,000 revocations
+/// and the refresh book at about 20,000 due tokens (docs/scale-out.md).
+fn book_scale() -> usize {
+    std::env::var("MMT_BOOK_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
 /// A worker on a fresh database, and the database.
 async fn on_postgres(test: &str) -> Option<(TestWorker, TestDatabase)> {
     let db = TestDatabase::create(test)?;
@@ -323,8 +334,82 @@ async fn postgresql_restarted_under_load_loses_nothing_and_applies_nothing_twice
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_synchronous_standby_under_load_loses_nothing_and_applies_nothing_twice() {
+    const WAVE: usize = 1_000;
+    let Some(primary) = Cluster::start_primary() else {
+        return;
+    };
+    // Before anything commits: the primary's commits wait for it.
+    let standby = std::sync::Arc::new(primary.standby());
+    let mut w = TestWorker::start_idle("pg-failover").await;
+    // Both servers in one URL; the workers keep to the one that takes
+    // writes.
+    w.store_url = Some(format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    ));
+    w.start_worker().await;
+    let others = more_workers(&w, 1).await;
+    let bulk = Bulk::new(&w.connection, &w.ns).await;
+    let first = connections("before", WAVE);
+    bulk.publish(&first).await;
+    bulk.wait_answered(20, BURST).await;
+    // The primary is lost mid-wave (a crash: nothing shut down cleanly),
+    // and the standby is promoted.
+    let primary = tokio::task::spawn_blocking(move || {
+        primary.stop("immediate");
+        primary
+    })
+    .await
+    .expect("primary stopped");
+    let promoted = standby.clone();
+    tokio::task::spawn_blocking(move || promoted.promote())
+        .await
+        .expect("standby promoted");
+    bulk.wait_answered(WAVE, BURST).await;
+    let second = connections("after", WAVE);
+    bulk.publish(&second).await;
+    bulk.wait_answered(2 * WAVE, BURST).await;
+    let replies = bulk.replies();
+    let mut ids = HashSet::new();
+    for (id, got) in &replies {
+        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:?}");
+        assert_eq!(got[0]["tokens"][0]["created"], true, "{id}: {got:?}");
+        ids.insert(token_id(&got[0]));
+    }
+    assert_eq!(ids.len(), 2 * WAVE, "one new tokenId per identity");
+    // Every acknowledged commit reached the standby before it was
+    // acknowledged: the promoted server holds each of them, once.
+    assert_eq!(
+        query_texts(&standby.url(), "SELECT count(*) FROM tokens"),
+        vec![Some((2 * WAVE).to_string())]
+    );
+    assert_eq!(
+        query_texts(&standby.url(), "SELECT count(*) FROM processed"),
+        vec![Some((2 * WAVE).to_string())]
+    );
+    for id in ids.iter().step_by(100) {
+        assert_eq!(
+            w.resolve("acme", id, "read").await["ok"],
+            true,
+            "{id} resolves on the promoted server"
+        );
+    }
+    let recovered = w.worker().link().recoveries_total()
+        + others
+            .iter()
+            .map(|o| o.link().recoveries_total())
+            .sum::<u64>();
+    assert!(recovered >= 1, "recoveries: {recovered}");
+    stop(others).await;
+    w.finish().await;
+    drop(primary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_token_twice() {
-    const TOKENS: usize = 600;
+    let tokens = 600 * book_scale();
     const CONCURRENCY: u64 = 4;
     let Some(db) = TestDatabase::create("pg-refresh") else {
         return;
@@ -347,7 +432,7 @@ async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_toke
     // Requests take a while, so that leases of the three workers overlap.
     provider.set_mode(Mode::Slow(Duration::from_millis(20)));
     let bulk = Bulk::new(&w.connection, &w.ns).await;
-    let messages: Vec<_> = (0..TOKENS)
+    let messages: Vec<_> = (0..tokens)
         .map(|i| {
             (
                 "integration.connected",
@@ -363,20 +448,20 @@ async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_toke
         })
         .collect();
     bulk.publish(&messages).await;
-    bulk.wait_answered(TOKENS, BURST).await;
+    bulk.wait_answered(tokens, BURST).await;
     let counters = provider.counters();
     until("every due token refreshed", || {
-        count(&counters.refreshes) >= TOKENS as u64
+        count(&counters.refreshes) >= tokens as u64
     })
     .await;
     until("every refresh recorded", || {
         db.query_texts("SELECT count(*) FROM refresh WHERE last_refreshed_at IS NOT NULL")
-            == vec![Some(TOKENS.to_string())]
+            == vec![Some(tokens.to_string())]
     })
     .await;
     assert_eq!(
         count(&counters.refreshes),
-        TOKENS as u64,
+        tokens as u64,
         "a token refreshed twice"
     );
     assert_eq!(count(&counters.reuses), 0, "a refresh token sent twice");
@@ -390,10 +475,52 @@ async fn three_workers_refresh_each_due_token_once_and_never_send_a_refresh_toke
     w.finish().await;
 }
 
+/// Worker processes on one store, killed -9 and started again while the
+/// messages of a wave are being applied.
+struct KillBook<'a> {
+    w: &'a TestWorker,
+    bulk: &'a Bulk,
+    children: Vec<Child>,
+    kills: usize,
+    expected: usize,
+}
+
+impl KillBook<'_> {
+    /// Publishes `part` and kills a worker after every 150 answers (about a
+    /// second's worth on this machine at the default scale) and at most
+    /// once a second, so the books always move between two kills; returns
+    /// once every message so far is answered.
+    async fn wave(&mut self, part: &[(&'static str, String, serde_json::Value)]) {
+        self.bulk.publish(part).await;
+        self.expected += part.len();
+        let mut last_kill = tokio::time::Instant::now();
+        while self.bulk.answered() < self.expected {
+            let next = (self.bulk.answered() + 150).min(self.expected);
+            self.bulk.wait_answered(next, BURST).await;
+            if next == self.expected {
+                break;
+            }
+            tokio::time::sleep_until(last_kill + Duration::from_secs(1)).await;
+            last_kill = tokio::time::Instant::now();
+            let victim = self.kills % self.children.len();
+            self.children.remove(victim).kill_9().await;
+            let log = self
+                .w
+                .dir
+                .path()
+                .join(format!("worker-{}.log", 3 + self.kills));
+            self.children
+                .insert(victim, Child::spawn(self.w.run_command(), log).await);
+            self.kills += 1;
+        }
+        self.bulk.wait_answered(self.expected, BURST).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice_revive_nothing() {
-    const CONNECTS: usize = 3_000;
-    const REVOKED: usize = 300;
+    let connects_n = 3_000 * book_scale();
+    let revoked_n = 300 * book_scale();
     let Some(db) = TestDatabase::create("pg-kill9") else {
         return;
     };
@@ -406,37 +533,20 @@ async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice
         children.push(Child::spawn(w.run_command(), log(i)).await);
     }
     let bulk = Bulk::new(&w.connection, &w.ns).await;
-    // A worker killed -9 and started again, over and over, while each wave
-    // is being applied.
-    let mut kills = 0;
-    let connects = connections("book", CONNECTS);
-    let mut expected = 0;
-    let mut victim = 0;
-    for part in [&connects[..CONNECTS / 2], &connects[CONNECTS / 2..]] {
-        bulk.publish(part).await;
-        expected += part.len();
-        // A kill after every 150 answers (about a second's worth on this
-        // machine), so the books always move between two kills.
-        while bulk.answered() < expected {
-            let next = (bulk.answered() + 150).min(expected);
-            bulk.wait_answered(next, BURST).await;
-            if next == expected {
-                break;
-            }
-            let child = children.remove(victim % children.len());
-            child.kill_9().await;
-            children.insert(
-                victim % (children.len() + 1),
-                Child::spawn(w.run_command(), log(3 + kills)).await,
-            );
-            kills += 1;
-            victim += 1;
-        }
-    }
-    bulk.wait_answered(expected, BURST).await;
+    let connects = connections("book", connects_n);
+    let (first, second) = connects.split_at(connects_n / 2);
+    let mut book = KillBook {
+        w: &w,
+        bulk: &bulk,
+        children,
+        kills: 0,
+        expected: 0,
+    };
+    book.wave(first).await;
+    book.wave(second).await;
     let replies = bulk.replies();
     let token_of = |i: usize| token_id(&replies[&format!("book-connect-{i}")][0]);
-    let revocations: Vec<_> = (0..REVOKED)
+    let revocations: Vec<_> = (0..revoked_n)
         .map(|i| {
             (
                 "connection.removed",
@@ -445,36 +555,36 @@ async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice
             )
         })
         .collect();
-    bulk.publish(&revocations).await;
-    expected += revocations.len();
-    let child = children.remove(0);
-    child.kill_9().await;
-    children.push(Child::spawn(w.run_command(), log(3 + kills)).await);
-    kills += 1;
-    bulk.wait_answered(expected, BURST).await;
+    book.wave(&revocations).await;
+    let KillBook {
+        children,
+        kills,
+        expected,
+        ..
+    } = book;
     let replies = bulk.replies();
     // Every message answered, and a message answered twice (its worker died
     // between the reply and the ack) got its original reply again.
     for (id, got) in &replies {
         assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:#?}");
     }
-    let ids: HashSet<String> = (0..CONNECTS).map(token_of).collect();
-    assert_eq!(ids.len(), CONNECTS, "one tokenId per identity");
-    for i in 0..CONNECTS {
+    let ids: HashSet<String> = (0..connects_n).map(token_of).collect();
+    assert_eq!(ids.len(), connects_n, "one tokenId per identity");
+    for i in 0..connects_n {
         assert_eq!(
             replies[&format!("book-connect-{i}")][0]["tokens"][0]["created"],
             true,
             "connect {i}"
         );
     }
-    for i in 0..REVOKED {
+    for i in 0..revoked_n {
         assert_eq!(replies[&format!("book-revoke-{i}")][0]["revoked"], true);
     }
     assert_eq!(
         db.query_texts(
             "SELECT count(*) FILTER (WHERE state = 'active') || ' ' || count(*) FILTER (WHERE state = 'revoked') FROM tokens"
         ),
-        vec![Some(format!("{} {REVOKED}", CONNECTS - REVOKED))]
+        vec![Some(format!("{} {revoked_n}", connects_n - revoked_n))]
     );
     assert_eq!(
         db.query_texts("SELECT count(*) FROM processed"),
@@ -482,7 +592,7 @@ async fn the_kill_9_book_three_worker_processes_lose_nothing_apply_nothing_twice
     );
     // No revoked token back: each revoked identity connects to a new one.
     w.start_worker().await;
-    for i in (0..REVOKED).step_by(30) {
+    for i in (0..revoked_n).step_by(30) {
         let again = w
             .connect(connected(
                 "acme",

@@ -5,9 +5,9 @@
 //! This is the interface every engine keeps. The embedded engine holds its
 //! writer lock from the first read to the commit, so nothing read can
 //! change before the decision is applied. The shared engine (PostgreSQL)
-//! runs the decision in one serializable transaction and runs it again when
-//! another worker's commit conflicted with it: a decision has no effect
-//! besides its change and the value it returns.
+//! runs the decision in one transaction whose reads lock what they find,
+//! and runs it again when another worker's commit conflicted with it: a
+//! decision has no effect besides its change and the value it returns.
 //!
 //! A consumer's batch is one [`Group`] (group commit): on the shared engine
 //! its decisions share one transaction, each seeing the ones before, and the

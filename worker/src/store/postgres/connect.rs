@@ -69,18 +69,41 @@ impl PgConfig {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`; a URL that does not
-/// parse is not shown at all.
+/// `url` with its password (if any, in the user part or as a `password`
+/// parameter) replaced by `***`; a URL that does not parse is not shown at
+/// all. Several hosts (`postgres://u@h1:5432,h2:5432/db`, for failover)
+/// are shown as written.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
+    const UNSHOWN: &str = "(a store URL that does not parse)";
+    let Some((scheme, rest)) = url
+        .split_once("://")
+        .filter(|_| url.parse::<tokio_postgres::Config>().is_ok())
+    else {
+        return UNSHOWN.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=***".to_owned(),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
         }
-        Err(_) => "(a store URL that does not parse)".to_owned(),
-    }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Connects, migrates and checks the key.
@@ -103,10 +126,13 @@ pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, Store
         ms = millis(config.statement_timeout),
         idle = millis(config.statement_timeout * 4),
     ));
-    let url = url::Url::parse(&config.url).ok();
-    let asked = url
-        .as_ref()
-        .is_some_and(|u| u.query_pairs().any(|(k, _)| k == "sslmode"));
+    // Read off the query as written: a URL of several hosts is not one the
+    // `url` crate parses.
+    let asked = config.url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("sslmode"))
+    });
     if config.ca.is_some() {
         pg.ssl_mode(SslMode::Require);
     } else if !asked {
@@ -276,6 +302,18 @@ mod tests {
         );
         assert_eq!(redact("postgres://mmt@db/mmt"), "postgres://mmt@db/mmt");
         assert!(!redact("postgres://mmt:hunter2@[bad").contains("hunter2"));
+        assert_eq!(
+            redact("postgres://mmt:hunter2@db1:5432,db2:5433/mmt?target_session_attrs=read-write"),
+            "postgres://mmt:***@db1:5432,db2:5433/mmt?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact("postgres://mmt@db/mmt?password=hunter2&sslmode=require"),
+            "postgres://mmt@db/mmt?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://mmt:p%40ss@db/mmt"),
+            "postgres://mmt:***@db/mmt"
+        );
         let config = PgConfig::new("postgres://mmt:hunter2@db/mmt");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
