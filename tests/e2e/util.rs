@@ -127,6 +127,7 @@ impl TestWorker {
                 .clone()
                 .map(mmt_worker::store::postgres::PgConfig::new),
             store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
+            audit_max_bytes: mmt_worker::store::audit_log::DEFAULT_MAX_BYTES,
             key_file: self.key_file(),
             queue_type: self.queue_type,
             delivery_limit: 5,

@@ -60,6 +60,8 @@ pub struct WorkerConfig {
     pub store: Option<PgConfig>,
     /// The store's block cache, in MiB.
     pub store_cache_mb: u64,
+    /// The size past which the embedded store's audit log is rotated.
+    pub audit_max_bytes: u64,
     /// The master key file.
     pub key_file: PathBuf,
     /// Queue type of the state-changing queues.
@@ -117,11 +119,9 @@ fn open_store(config: &WorkerConfig) -> Result<Store, WorkerError> {
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
-        return Ok(Store::open_with_cache(
-            &config.data_dir,
-            key,
-            config.store_cache_mb,
-        )?);
+        let store = Store::open_with_cache(&config.data_dir, key, config.store_cache_mb)?;
+        store.set_audit_max_bytes(config.audit_max_bytes);
+        return Ok(store);
     };
     let (key, created) = MasterKey::load_or_create(&config.key_file)?;
     match Store::connect(shared, key) {

@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::TokenState;
 
 use mmt_shared::wire::Scope;
 
+use super::audit_log::{self, AuditLog};
 use super::change::Op;
 use super::copy::{Page, Row, Table};
 use super::keys::{CountKey, Identity, expiry_key, prefixed, user_prefix};
@@ -34,6 +36,10 @@ pub(super) struct Embedded {
     /// writes the new counts without reading them first and the console's
     /// counts read no record.
     counts: Mutex<Counts>,
+    /// The data directory.
+    dir: PathBuf,
+    /// The audit log beside the keyspace (`audit.jsonl`).
+    pub(super) audit: Arc<Mutex<AuditLog>>,
     /// The data directory's lock, released when the store is dropped.
     _lock: kv::DirLock,
 }
@@ -56,12 +62,23 @@ impl Embedded {
                 counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
             }
         }
+        let audit = AuditLog::open(dir, key.audit_key()?).map_err(|source| StoreError::Audit {
+            path: dir.join(audit_log::CURRENT),
+            source,
+        })?;
         Ok(Self {
             kv,
             writer: Mutex::new(()),
             counts: Mutex::new(counts),
+            dir: dir.to_owned(),
+            audit: Arc::new(Mutex::new(audit)),
             _lock: lock,
         })
+    }
+
+    /// The audit log's current file (for errors).
+    pub(super) fn audit_path(&self) -> PathBuf {
+        self.dir.join(audit_log::CURRENT)
     }
 
     /// Takes the writer lock: held from the first read of a decision to its
@@ -218,8 +235,10 @@ impl Embedded {
             .encode();
             *deltas.entry(key).or_default() += delta;
         };
+        let mut audit = Vec::new();
         for op in ops {
             match op {
+                Op::Audit(event) => audit.push(event),
                 Op::PutToken {
                     token_id,
                     meta,
@@ -337,6 +356,18 @@ impl Embedded {
             .collect();
         for (key, n) in &next {
             batch.insert(key.as_slice(), n.to_be_bytes());
+        }
+        // The audit lines go first: a crash between the two leaves a line
+        // for a change that is applied again on redelivery (a line twice),
+        // never a change without its line.
+        if !audit.is_empty() {
+            let mut log = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+            for event in audit {
+                log.append(event).map_err(|source| StoreError::Audit {
+                    path: self.audit_path(),
+                    source,
+                })?;
+            }
         }
         self.kv.apply(batch)?;
         current.extend(next);

@@ -37,11 +37,13 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::counters::histogram::{FLUSH_BUCKETS, Histogram};
+use crate::rules::audit::AuditKey;
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
 use crate::store::crypto::{CryptoError, MasterKey};
 use embedded::Embedded;
 use postgres::{PgConfig, Postgres};
 
+pub mod audit_log;
 mod change;
 #[cfg(test)]
 mod conformance;
@@ -184,6 +186,16 @@ pub enum StoreError {
     /// "Poisoned", until it is opened again).
     #[error("store I/O")]
     Io(#[from] fjall::Error),
+    /// The audit log could not be read or written (disk full, I/O error):
+    /// nothing is applied without its line, so the write fails and its
+    /// message is retried.
+    #[error("audit log {path}")]
+    Audit {
+        /// The log's file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A flush did not finish in time: a flush this late means the disk has
     /// failed.
     #[error(
@@ -279,7 +291,10 @@ impl StoreError {
     /// Whether retrying the same work later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Io(_) | StoreError::Stalled(_) | StoreError::Pool { .. } => true,
+            StoreError::Io(_)
+            | StoreError::Stalled(_)
+            | StoreError::Pool { .. }
+            | StoreError::Audit { .. } => true,
             StoreError::Postgres(error) => postgres::is_transient(error),
             _ => false,
         }
@@ -337,6 +352,8 @@ impl Found {
 /// opened here, the same way whatever engine holds it.
 pub struct Store {
     key: MasterKey,
+    /// The audit log's key, derived from `key` once.
+    audit_key: AuditKey,
     engine: Engine,
     /// How long each flush took (`/metrics`).
     flush_times: Histogram,
@@ -367,6 +384,7 @@ impl Store {
         check_key(dir, &key)?;
         let engine = Embedded::open(dir, &key, cache_mb)?;
         Ok(Self {
+            audit_key: key.audit_key()?,
             key,
             engine: Engine::Embedded(engine),
             flush_times: Histogram::new(FLUSH_BUCKETS),
@@ -379,10 +397,41 @@ impl Store {
     pub fn connect(config: &PgConfig, key: MasterKey) -> Result<Self, StoreError> {
         let engine = Postgres::connect(config, &key)?;
         Ok(Self {
+            audit_key: key.audit_key()?,
             key,
             engine: Engine::Postgres(Box::new(engine)),
             flush_times: Histogram::new(FLUSH_BUCKETS),
         })
+    }
+
+    /// Up to `max` lines of the shared store's audit table after `after`
+    /// (chain, seq), in chain and seq order; the embedded store's log is
+    /// its files ([`audit_log::files`]), so it has none here.
+    pub fn audit_page(
+        &self,
+        after: Option<&(String, i64)>,
+        max: usize,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        match &self.engine {
+            Engine::Embedded(_) => Ok(Vec::new()),
+            Engine::Postgres(pg) => pg.audit_page(after, max),
+        }
+    }
+
+    /// Rotates the embedded store's audit log past `bytes` (the shared
+    /// store's log is a table: nothing to rotate).
+    pub fn set_audit_max_bytes(&self, bytes: u64) {
+        if let Engine::Embedded(e) = &self.engine {
+            e.audit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_max_bytes(bytes);
+        }
+    }
+
+    /// The audit log's key: how the log names tokens.
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     /// The engine's name (`fjall` or `postgres`), for `worker.stats` and
@@ -511,8 +560,22 @@ impl Store {
             return Ok(());
         };
         let flusher = e.kv.flusher();
+        let audit = e.audit.clone();
+        let audit_path = e.audit_path();
         let started = std::time::Instant::now();
-        let flush = tokio::task::spawn_blocking(move || flusher.flush());
+        let flush = tokio::task::spawn_blocking(move || {
+            // The audit lines first: a change is never durable without its
+            // line (embedded.rs: `apply`).
+            audit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync()
+                .map_err(|source| StoreError::Audit {
+                    path: audit_path,
+                    source,
+                })?;
+            flusher.flush()
+        });
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
             Ok(Ok(flushed)) => {
                 self.flush_times.observe(started.elapsed(), 1);
