@@ -24,6 +24,8 @@ use crate::store::{Change, Decision, RefreshRecord, Store, StoreError, Tx};
 
 mod connected;
 mod link;
+#[cfg(test)]
+mod missing_fields;
 mod refusal;
 mod removed;
 mod resolve;
