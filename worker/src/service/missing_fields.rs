@@ -274,10 +274,9 @@ fn every_field_of_every_message_when_missing_is_optional_or_invalid_message() {
             let seen = handle(&service, kind, &without, &format!("m-{n}"));
             if required.contains(&pointer.as_str()) {
                 match &seen {
-                    Seen::Invalid(ErrorCode::InvalidMessage, reason) => assert!(
-                        reason.starts_with("missing field `"),
-                        "{pointer}: {reason}"
-                    ),
+                    Seen::Invalid(ErrorCode::InvalidMessage, reason) => {
+                        assert!(reason.starts_with("missing field `"), "{pointer}: {reason}")
+                    }
                     other => panic!("{pointer} of {good}: {other:?}"),
                 }
             } else {
