@@ -47,6 +47,8 @@ mod change;
 mod conformance;
 pub mod copy;
 pub mod crypto;
+#[cfg(test)]
+mod decode_props;
 mod embedded;
 mod from_sled;
 mod keycheck;
