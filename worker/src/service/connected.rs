@@ -2,6 +2,7 @@
 //! per account (mint, rotate or reconnect), seal the raw tokens, hand the
 //! refresh engine its records.
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::rfc3339;
 use mmt_shared::wire::{
     AccountToken, ConnectedReply, ErrorCode, IntegrationConnected, IssuedToken, SdkAccessToken,
@@ -106,11 +107,8 @@ impl Service {
                 account_id: input.account_id,
             };
             let secrets = TokenSecrets {
-                access_token: account.access_token.expose().to_owned(),
-                refresh_token: account
-                    .refresh_token
-                    .as_ref()
-                    .map(|r| r.expose().to_owned()),
+                access_token: account.access_token.clone(),
+                refresh_token: account.refresh_token.clone(),
             };
             let held = match tx.token_of(&identity)? {
                 Some(token_id) => {
@@ -257,6 +255,6 @@ fn new_token_id() -> String {
 }
 
 /// Compares two raw tokens in constant time.
-fn same(a: &str, b: &str) -> bool {
-    orion::util::secure_cmp(a.as_bytes(), b.as_bytes()).is_ok()
+fn same(a: &Secret, b: &Secret) -> bool {
+    orion::util::secure_cmp(a.expose().as_bytes(), b.expose().as_bytes()).is_ok()
 }

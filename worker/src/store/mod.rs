@@ -31,6 +31,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::MessageKind;
 use serde::{Deserialize, Serialize};
@@ -288,23 +289,15 @@ impl StoreError {
     }
 }
 
-/// The secrets of one token, sealed at rest.
+/// The secrets of one token, sealed at rest. Each is a [`Secret`]: wiped
+/// when dropped, never printed; no `Debug` here either. Encoded (postcard)
+/// exactly as two plain strings were, so the records on disk are unchanged.
 #[derive(Serialize, Deserialize)]
 pub struct TokenSecrets {
     /// The raw exchange access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// The raw refresh token.
-    pub refresh_token: Option<String>,
-}
-
-impl Drop for TokenSecrets {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.access_token.zeroize();
-        if let Some(r) = self.refresh_token.as_mut() {
-            r.zeroize();
-        }
-    }
+    pub refresh_token: Option<Secret>,
 }
 
 /// What is stored under a tokenId.
