@@ -1,6 +1,7 @@
 //! Property tests of every stored record a reader decodes: token records,
 //! processed-message replies, refresh records, upstream jobs, count keys and
-//! the due and expiry indexes, and the key check file. Any bytes give a
+//! the due and expiry indexes, the key check file, and the v1 records the
+//! migration reads. Any bytes give a
 //! value or an error, never a panic; a token record the key did not tag is
 //! always an error; what is written comes back as it was.
 
@@ -9,10 +10,14 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use super::crypto::{MasterKey, TAG_BYTES};
+use super::kv::Kv;
 use super::record::{self, FORMAT_V2, Record, RecordRef};
 use super::testing::meta;
 use super::upstream::UPSTREAM;
-use super::{COUNT, CountKey, EXPIRY, Store, StoreError, TOKEN, keys, processed, refresh};
+use super::{
+    COUNT, CountKey, DATA_KEY, EXPIRY, PROCESSED_V1, Store, StoreError, TOKEN, TOMBSTONE, keys,
+    migrate, processed, refresh,
+};
 
 fn key() -> MasterKey {
     MasterKey::generate().unwrap_or_else(|e| panic!("random key: {e}"))
@@ -210,4 +215,40 @@ fn every_reader_of_a_real_store_takes_any_stored_bytes() {
     drop(store);
     let store = open();
     assert!(store.counts().is_ok());
+}
+
+/// Any bytes under the keys of a v1 store (wrapped keys, records,
+/// tombstones, processed replies, and any key after the prefix): the
+/// migration that runs at open converts them or gives an error, never a
+/// panic.
+#[test]
+fn the_v1_migration_takes_any_stored_bytes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let kv = Kv::open(&dir.path().join("fjall"), 8).unwrap_or_else(|e| panic!("opens: {e}"));
+    let key = key();
+    let prefix = prop_oneof![
+        Just(DATA_KEY),
+        Just(TOKEN),
+        Just(TOMBSTONE),
+        Just(PROCESSED_V1)
+    ];
+    let entries = prop::collection::vec((prefix, bytes(24), bytes(300)), 1..6);
+    let mut runner = TestRunner::new(Config::default());
+    let outcome = runner.run(&entries, |entries| {
+        let mut clear = kv.batch();
+        for entry in kv.scan_prefix([]) {
+            clear.remove(entry?.0);
+        }
+        kv.apply(clear)?;
+        let mut batch = kv.batch();
+        for (prefix, rest, value) in entries {
+            batch.insert(keys::prefixed(prefix, &rest), value);
+        }
+        kv.apply(batch)?;
+        let _ = migrate::to_current(&kv, &key, usize::MAX);
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
 }
