@@ -300,6 +300,22 @@ pub struct TokenSecrets {
     pub refresh_token: Option<Secret>,
 }
 
+impl TokenSecrets {
+    /// The plain bytes to seal, in a buffer wiped on drop and allocated
+    /// once at its full size, so that no copy is left behind by a growing
+    /// buffer (postcard: each string is a varint length of at most 10 bytes
+    /// and its bytes; the option one byte).
+    fn to_plain(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let size = 21
+            + self.access_token.expose().len()
+            + self.refresh_token.as_ref().map_or(0, |r| r.expose().len());
+        Ok(Zeroizing::new(postcard::to_extend(
+            self,
+            Vec::with_capacity(size),
+        )?))
+    }
+}
+
 /// What is stored under a tokenId.
 pub enum Found {
     /// A live token with its sealed secrets.
