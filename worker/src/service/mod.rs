@@ -25,6 +25,8 @@ use crate::store::{Change, Decision, Group, RefreshRecord, Store, StoreError, Tx
 
 mod connected;
 mod link;
+#[cfg(test)]
+mod missing_fields;
 mod refusal;
 mod removed;
 mod resolve;

@@ -6,7 +6,6 @@
 
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{MessageKind, TokenState};
-use zeroize::Zeroizing;
 
 use super::record::{self, RecordRef};
 use super::{RefreshRecord, Store, StoreError, TokenSecrets, UpstreamJob, binding, processed};
@@ -124,7 +123,7 @@ impl Change<'_> {
         previous: Option<&TokenMeta>,
         secrets: &TokenSecrets,
     ) -> Result<(), StoreError> {
-        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
+        let plain = secrets.to_plain()?;
         let (sealed, wrapped) = self
             .store
             .key

@@ -332,6 +332,9 @@ fn open(key: &SecretKey, sealed: &[u8], ad: &[u8]) -> Result<Zeroizing<Vec<u8>>,
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 

@@ -31,6 +31,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::MessageKind;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ mod change;
 mod conformance;
 pub mod copy;
 pub mod crypto;
+#[cfg(test)]
+mod decode_props;
 mod embedded;
 mod from_sled;
 mod keycheck;
@@ -301,22 +304,30 @@ impl StoreError {
     }
 }
 
-/// The secrets of one token, sealed at rest.
+/// The secrets of one token, sealed at rest. Each is a [`Secret`]: wiped
+/// when dropped, never printed; no `Debug` here either. Encoded (postcard)
+/// exactly as two plain strings were, so the records on disk are unchanged.
 #[derive(Serialize, Deserialize)]
 pub struct TokenSecrets {
     /// The raw exchange access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// The raw refresh token.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
 }
 
-impl Drop for TokenSecrets {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.access_token.zeroize();
-        if let Some(r) = self.refresh_token.as_mut() {
-            r.zeroize();
-        }
+impl TokenSecrets {
+    /// The plain bytes to seal, in a buffer wiped on drop and allocated
+    /// once at its full size, so that no copy is left behind by a growing
+    /// buffer (postcard: each string is a varint length of at most 10 bytes
+    /// and its bytes; the option one byte).
+    fn to_plain(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let size = 21
+            + self.access_token.expose().len()
+            + self.refresh_token.as_ref().map_or(0, |r| r.expose().len());
+        Ok(Zeroizing::new(postcard::to_extend(
+            self,
+            Vec::with_capacity(size),
+        )?))
     }
 }
 
