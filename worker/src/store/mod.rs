@@ -58,6 +58,9 @@ mod migrate;
 mod migrate_tests;
 pub mod postgres;
 mod processed;
+mod purge;
+#[cfg(test)]
+mod purge_tests;
 mod record;
 pub mod refresh;
 #[cfg(test)]
@@ -74,6 +77,7 @@ pub use keycheck::holds_a_store;
 use keys::push_part;
 pub use keys::{CountKey, Identity};
 pub use list::{Listed, TokenPage};
+pub use purge::{Deletions, Purge, PurgeStatus};
 use record::Record;
 pub use upstream::UpstreamJob;
 
@@ -191,6 +195,18 @@ pub enum StoreError {
         .0.as_secs()
     )]
     Stalled(Duration),
+    /// A purge (physical deletion) did not see its step through in time;
+    /// what it was to delete stays pending and the purge is run again.
+    #[error(
+        "the store's purge did not finish {step} within {} s",
+        .patience.as_secs()
+    )]
+    PurgeStalled {
+        /// The step: the memtable's flush, or the compaction.
+        step: &'static str,
+        /// How long it was given.
+        patience: Duration,
+    },
     /// A record did not decode.
     #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
