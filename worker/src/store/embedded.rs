@@ -37,8 +37,9 @@ pub(super) struct Embedded {
     /// writes the new counts without reading them first and the console's
     /// counts read no record.
     counts: Mutex<Counts>,
-    /// Deletions committed and not purged yet.
-    pub(super) deletions: Deletions,
+    /// Deletions committed and not purged yet (boxed: the engine enum
+    /// stays small).
+    pub(super) deletions: Box<Deletions>,
     /// The data directory's lock, released when the store is dropped.
     _lock: kv::DirLock,
 }
@@ -61,7 +62,7 @@ impl Embedded {
                 counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
             }
         }
-        let deletions = Deletions::default();
+        let deletions = Box::<Deletions>::default();
         if kv.get(mark_key(PURGE_MARK))?.is_some() {
             // Deleted before the last stop, not purged yet.
             deletions.note(Instant::now());
