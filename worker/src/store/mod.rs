@@ -12,6 +12,7 @@
 //! | `c` | state, scope, integration | how many tokens are in that group |
 //! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
 //! | `u` | see [`upstream`] | sealed upstream revocation jobs |
+//! | `m` | a name: `copy:<table>`, `purge` | a `store copy`'s progress; the purge mark, written with a deletion until it is purged ([`purge`]) |
 //! | `v` | | the format version |
 //!
 //! The data directory holds `key-check`, the key check value
