@@ -187,3 +187,54 @@ async fn a_purge_is_due_once_a_deletion_commits_and_not_before() {
     let since = deletions.pending().await;
     assert!(since >= before, "noted when it committed");
 }
+
+#[tokio::test]
+async fn an_upstream_jobs_sealed_tokens_stay_while_it_runs_and_leave_after_it_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let store = open(&data, &dir.path().join("key"));
+    let m = meta("acme", "u1", Scope::Read);
+    let token = put(&store, "tok_1", &m, "raw-upstream-3c9b");
+    let secrets = TokenSecrets {
+        access_token: "raw-upstream-3c9b".into(),
+        refresh_token: None,
+    };
+    store
+        .write(|tx| {
+            tx.revoke("tok_1", &m, 2_000)?;
+            tx.start_upstream_job("tok_1", &m, &secrets, 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    let job = match store.upstream_jobs(1).expect("reads").pop() {
+        Some((_, Ok(job))) => Stored {
+            wrapped: job.wrapped,
+            sealed: job.sealed,
+        },
+        _ => panic!("expected the job"),
+    };
+    store
+        .purge()
+        .expect("purges")
+        .expect("the revocation was pending");
+    assert_eq!(holding(&data, &token), Vec::<std::path::PathBuf>::new());
+    assert!(
+        !holding(&data, &job).is_empty(),
+        "the job keeps the tokens, sealed, until the provider answers"
+    );
+    let deletions = store.deletions().expect("the embedded store");
+    assert!(!deletions.status().pending);
+
+    store
+        .write(|tx| {
+            tx.end_upstream_job("tok_1");
+            Ok(Decision::Commit(()))
+        })
+        .expect("commits");
+    assert!(deletions.status().pending, "the job's end is a deletion");
+    store
+        .purge()
+        .expect("purges")
+        .expect("the job's end was pending");
+    assert_eq!(holding(&data, &job), Vec::<std::path::PathBuf>::new());
+}
