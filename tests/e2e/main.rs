@@ -5,8 +5,9 @@
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures,
-//! `examples` runs the README's publisher examples, `up` the README's first
-//! command where it can run without its build, `pipes` runs the
+//! `examples` runs the README's publisher examples, `deletion` reads the
+//! data directory's raw files after a revocation (§13), `up` the README's
+//! first command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
 //! §9, `metrics` the probes and series of §13, and `bench` runs the
 //! benchmark harness in its quick form, and `audit` the audit log of §12.
@@ -18,6 +19,7 @@ mod bench;
 mod brokeruser;
 mod consistency;
 mod contract;
+mod deletion;
 mod durability;
 mod errors;
 mod examples;

@@ -136,6 +136,7 @@ impl TestWorker {
             sweep_interval: Duration::from_millis(50),
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
+            purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
         }
     }
 

@@ -58,6 +58,7 @@ impl RunningWorker {
             sweep_interval: Duration::from_millis(200),
             clients: None,
             integrations: None,
+            purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
         };
         let worker = Worker::start(&config)
             .await

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::amqp::topology::QueueType;
-use crate::app::{DEFAULT_CONNECT_TIMEOUT, FleetConfig, WorkerConfig};
+use crate::app::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PURGE_WITHIN, FleetConfig, WorkerConfig};
 use crate::store::postgres::PgConfig;
 use zeroize::Zeroizing;
 
@@ -177,6 +177,11 @@ pub struct RunArgs {
     /// before it is retried with the reconnect backoff.
     #[arg(long, env = "MMT_CONNECT_TIMEOUT", value_name = "SECONDS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
+    /// Seconds within which a revoked token's wrapped data key and sealed
+    /// secrets are gone from every file of the embedded store (a purge
+    /// starts half of it after a revocation; unused with --store-url).
+    #[arg(long, env = "MMT_PURGE_WITHIN_SECS", value_name = "SECONDS", default_value_t = DEFAULT_PURGE_WITHIN.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub purge_within_secs: u64,
 }
 
 impl RunArgs {
@@ -223,6 +228,7 @@ impl RunArgs {
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
+            purge_within: Duration::from_secs(self.purge_within_secs),
         })
     }
 }

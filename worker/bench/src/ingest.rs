@@ -386,6 +386,7 @@ pub fn worker_config(
         sweep_interval: Duration::from_secs(1),
         clients: None,
         integrations: None,
+        purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
     }
 }
 

@@ -1,8 +1,9 @@
 //! Assembles a running worker: key, store, and a supervised broker session
 //! (connection, topology, one consumer per inbound queue, the refresh
 //! scheduler)
-//! that is rebuilt with backoff and jitter whenever the link fails; and,
-//! with a metrics address, the HTTP edge of `/metrics` and the probes.
+//! that is rebuilt with backoff and jitter whenever the link fails; the
+//! embedded store's purges ([`purge`]); and, with a metrics address, the
+//! HTTP edge of `/metrics` and the probes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ use crate::service::Service;
 use crate::store::crypto::{CryptoError, MasterKey};
 use crate::store::postgres::PgConfig;
 use crate::store::{Store, StoreError};
+
+mod purge;
+pub use purge::DEFAULT_PURGE_WITHIN;
 
 /// Heartbeat asked of the broker when the URL does not say (seconds): a dead
 /// link is noticed within about twice this.
@@ -78,6 +82,9 @@ pub struct WorkerConfig {
     pub clients: Option<PathBuf>,
     /// The integrations file (CONTRACT.md §9), reloaded on SIGHUP.
     pub integrations: Option<PathBuf>,
+    /// How long a revoked token's secret material may stay in the embedded
+    /// store's files (CONTRACT.md §13, "Physical deletion").
+    pub purge_within: Duration,
 }
 
 /// How the worker is watched in a fleet, and how long it waits for the
@@ -210,6 +217,8 @@ pub struct Worker {
     service: Arc<Service>,
     refresher: Arc<Refresher>,
     link: Arc<LinkStats>,
+    /// The purge schedule's task.
+    purger: tokio::task::JoinHandle<()>,
 }
 
 /// How long a clean stop waits for refreshes in flight.
@@ -307,6 +316,11 @@ impl Worker {
                 shutdown.clone(),
             );
         }
+        let purger = tokio::spawn(purge::run(
+            service.clone(),
+            config.purge_within,
+            shutdown.clone(),
+        ));
         let supervisor = tokio::spawn(supervise(
             config.clone(),
             fleet.clone(),
@@ -325,6 +339,7 @@ impl Worker {
             service,
             refresher,
             link,
+            purger,
         })
     }
 
@@ -358,6 +373,8 @@ impl Worker {
             .await
             .map_err(WorkerError::from)
             .and_then(|r| r);
+        // The purge schedule stops too (a purge in hand is finished).
+        self.shutdown.cancel();
         // After an I/O error the engine refuses every later write and flush:
         // stop without one; what was acknowledged is already on disk.
         if matches!(outcome, Err(WorkerError::Store(_))) {
@@ -366,6 +383,9 @@ impl Worker {
             // process can exit.
             std::mem::forget(self.service.clone());
         } else {
+            if let Err(error) = self.purger.await {
+                tracing::debug!(%error, "the purge schedule ended abnormally");
+            }
             self.refresher.drain(DRAIN_PATIENCE).await;
             self.service.store().flush().await?;
         }

@@ -12,6 +12,7 @@
 //! | `c` | state, scope, integration | how many tokens are in that group |
 //! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
 //! | `u` | see [`upstream`] | sealed upstream revocation jobs |
+//! | `m` | a name: `copy:<table>`, `purge` | a `store copy`'s progress; the purge mark, written with a deletion until it is purged ([`purge`]) |
 //! | `v` | | the format version |
 //!
 //! The data directory holds `key-check`, the key check value
@@ -63,6 +64,9 @@ mod migrate;
 mod migrate_tests;
 pub mod postgres;
 mod processed;
+mod purge;
+#[cfg(test)]
+mod purge_tests;
 mod record;
 pub mod refresh;
 #[cfg(test)]
@@ -79,6 +83,7 @@ pub use keycheck::holds_a_store;
 use keys::push_part;
 pub use keys::{CountKey, Identity};
 pub use list::{Listed, TokenPage};
+pub use purge::{Deletions, Purge, PurgeStatus};
 use record::Record;
 pub use upstream::UpstreamJob;
 
@@ -206,6 +211,18 @@ pub enum StoreError {
         .0.as_secs()
     )]
     Stalled(Duration),
+    /// A purge (physical deletion) did not see its step through in time;
+    /// what it was to delete stays pending and the purge is run again.
+    #[error(
+        "the store's purge did not finish {step} within {} s",
+        .patience.as_secs()
+    )]
+    PurgeStalled {
+        /// The step: the memtable's flush, or the compaction.
+        step: &'static str,
+        /// How long it was given.
+        patience: Duration,
+    },
     /// A record did not decode.
     #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
