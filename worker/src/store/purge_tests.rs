@@ -2,6 +2,7 @@
 //! key and sealed secrets are in the data directory's files after the
 //! revocation and in none of them after the purge.
 
+use mmt_shared::secret::Secret;
 use std::path::Path;
 
 use mmt_shared::wire::Scope;
@@ -18,8 +19,8 @@ struct Stored {
 
 fn put(store: &Store, token_id: &str, meta: &TokenMeta, raw: &str) -> Stored {
     let secrets = TokenSecrets {
-        access_token: raw.to_owned(),
-        refresh_token: Some(format!("{raw}-refresh")),
+        access_token: Secret::new(raw.to_owned()),
+        refresh_token: Some(Secret::new(format!("{raw}-refresh"))),
     };
     store
         .write(|tx| {
@@ -196,7 +197,7 @@ async fn an_upstream_jobs_sealed_tokens_stay_while_it_runs_and_leave_after_it_en
     let m = meta("acme", "u1", Scope::Read);
     let token = put(&store, "tok_1", &m, "raw-upstream-3c9b");
     let secrets = TokenSecrets {
-        access_token: "raw-upstream-3c9b".into(),
+        access_token: Secret::new("raw-upstream-3c9b".into()),
         refresh_token: None,
     };
     store
