@@ -183,6 +183,30 @@ async fn a_refreshable_token_is_refreshed_ahead_of_expiry_under_the_same_token_i
     );
     assert!(!p.is_valid_refresh_token(&refresh), "rotated away");
     assert_eq!(count(&p.counters().reuses), 0);
+    // The engine's own change is in the audit log, after the connect's.
+    let log = std::fs::read_to_string(w.data_dir().join("audit.jsonl")).expect("audit log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let kinds: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].as_str().unwrap_or(""),
+                l["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds[..2],
+        [
+            ("integration.connected", "token.issued"),
+            ("refresh", "token.refreshed")
+        ],
+        "{log}"
+    );
+    assert!(!log.contains(&id) && !log.contains("raw-a1") && !log.contains("fxat_"));
     w.finish().await;
 }
 

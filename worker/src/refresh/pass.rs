@@ -17,7 +17,7 @@ use mmt_shared::wire::TokenState;
 use crate::config::integrations::DEFAULT_REFRESH_AHEAD_SECS;
 use crate::rules::lifecycle::{self, TokenMeta};
 use crate::rules::refresh::{self as rules, AfterFailure, Due, ExpiryReason, Failure, Grant};
-use crate::service::{Service, token_event};
+use crate::service::{Service, audit_events, token_event};
 use crate::store::{Decision, Found, Lease, RefreshRecord, StoreError, TokenSecrets};
 
 /// The most index entries one pass looks at.
@@ -163,6 +163,7 @@ pub fn expiry_pass(service: &Service, now: UnixMillis) -> Result<PassOutcome, St
             }
         }
         outcome.changed = true;
+        audit_events(tx, "expiry", &outcome.events, None, None)?;
         Ok(Decision::Commit(outcome))
     })
 }
@@ -275,6 +276,7 @@ pub fn lease_pass(
             }
         }
         outcome.changed = true;
+        audit_events(tx, "refresh", &outcome.events, None, None)?;
         Ok(Decision::Commit((leased, outcome)))
     })
 }
@@ -393,6 +395,7 @@ pub fn apply(
                 }
             },
         };
+        audit_events(tx, "refresh", &events, None, None)?;
         Ok(Decision::Commit(events))
     })
 }

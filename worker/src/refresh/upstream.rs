@@ -14,7 +14,7 @@ use crate::config::integrations::Integration;
 use crate::refresh::oauth::OAuthClient;
 use crate::refresh::pass::PASS_LIMIT;
 use crate::rules::refresh::{Failure, LEASE_MARGIN, RETRY};
-use crate::service::Service;
+use crate::service::{Service, audit_events};
 use crate::store::{Decision, StoreError, TokenSecrets, UpstreamJob};
 
 /// A job gives up this long after the revocation.
@@ -155,6 +155,7 @@ pub fn lease_jobs(
                 secrets,
             });
         }
+        audit_events(tx, "upstream", &events, None, None)?;
         Ok(Decision::Commit((leased, events, skipped)))
     })
 }
@@ -201,6 +202,7 @@ pub fn finish(
                 Vec::new()
             }
         };
+        audit_events(tx, "upstream", &events, None, None)?;
         Ok(Decision::Commit(events))
     })
 }

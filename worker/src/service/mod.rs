@@ -297,9 +297,13 @@ impl Service {
                     applied: true,
                 }),
                 Applied::Change { reply, events } => {
-                    for event in &events {
-                        tx.audit(change_audit(inbound, event), event.token_id.as_deref())?;
-                    }
+                    audit_events(
+                        tx,
+                        inbound.kind.routing_key(),
+                        &events,
+                        inbound.message_id,
+                        inbound.user_id,
+                    )?;
                     tx.record_processed(inbound.kind, &key, &reply)?;
                     Decision::Commit(Outcome::Done {
                         reply,
@@ -312,18 +316,30 @@ impl Service {
     }
 }
 
-/// The audit line of a change a message made (CONTRACT.md §12).
-fn change_audit(inbound: &Inbound<'_>, event: &Event) -> AuditEvent {
-    AuditEvent {
-        kind: inbound.kind.routing_key().to_owned(),
-        client_id: event.client_id.clone(),
-        token_id: None,
-        broker_type: event.broker_type.clone(),
-        scope: event.scope.map(|s| s.as_str().to_owned()),
-        outcome: event.kind.routing_key().to_owned(),
-        message_id: inbound.message_id.map(str::to_owned),
-        broker_user: inbound.user_id.map(str::to_owned),
+/// Records each token event of a change in the audit log (CONTRACT.md
+/// §12), with the change: `kind` is what made it (a message's routing key,
+/// or `refresh`, `expiry`, `upstream` for the engine's own changes).
+pub fn audit_events(
+    tx: &mut Tx<'_>,
+    kind: &str,
+    events: &[Event],
+    message_id: Option<&str>,
+    broker_user: Option<&str>,
+) -> Result<(), StoreError> {
+    for event in events {
+        let line = AuditEvent {
+            kind: kind.to_owned(),
+            client_id: event.client_id.clone(),
+            token_id: None,
+            broker_type: event.broker_type.clone(),
+            scope: event.scope.map(|s| s.as_str().to_owned()),
+            outcome: event.kind.routing_key().to_owned(),
+            message_id: message_id.map(str::to_owned),
+            broker_user: broker_user.map(str::to_owned),
+        };
+        tx.audit(line, event.token_id.as_deref())?;
     }
+    Ok(())
 }
 
 /// The audit line of a message refused or rejected as bad input, if it
