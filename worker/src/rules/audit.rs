@@ -77,6 +77,10 @@ pub struct Event {
     /// The broker user that published it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_user: Option<String>,
+    /// What the log says of itself (`kind` `audit`): which lines a crash
+    /// lost before they were on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One line of the log.

@@ -336,6 +336,7 @@ pub fn audit_events(
             outcome: event.kind.routing_key().to_owned(),
             message_id: message_id.map(str::to_owned),
             broker_user: broker_user.map(str::to_owned),
+            detail: None,
         };
         tx.audit(line, event.token_id.as_deref())?;
     }

@@ -82,6 +82,51 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// The `seq` of the last line written (0: none yet).
+    pub(super) fn last_seq(&self) -> u64 {
+        self.head.seq.saturating_sub(1)
+    }
+
+    /// Says in the log that lines up to `seq` were written by the store's
+    /// last batches but are not in the file (lost with the page cache in a
+    /// crash: the two are synced side by side), then syncs.
+    pub(super) fn note_lost(&mut self, seq: u64) -> std::io::Result<()> {
+        let first = self.head.seq;
+        self.append(Event {
+            kind: "audit".to_owned(),
+            outcome: "lines_lost".to_owned(),
+            detail: Some(format!(
+                "lines {first} to {seq} were lost in a crash before they were on disk; the changes they recorded were kept"
+            )),
+            ..Event::default()
+        })?;
+        self.sync()
+    }
+
+    /// [`AuditLog::sync`] for a log that others append to meanwhile: the
+    /// lock is held only to take the file and, after the sync, to rotate,
+    /// never while the disk syncs.
+    pub(super) fn sync_shared(log: &std::sync::Mutex<AuditLog>) -> std::io::Result<()> {
+        let lock = || log.lock().unwrap_or_else(|e| e.into_inner());
+        let file = {
+            let mut log = lock();
+            if !log.unsynced {
+                return Ok(());
+            }
+            log.unsynced = false;
+            match &log.file {
+                Some(file) => file.try_clone()?,
+                None => return Ok(()),
+            }
+        };
+        file.sync_data()?;
+        let mut log = lock();
+        if log.size >= log.max_bytes && !log.unsynced {
+            log.rotate()?;
+        }
+        Ok(())
+    }
+
     /// Rotates past `bytes` instead of the default.
     pub(super) fn set_max_bytes(&mut self, bytes: u64) {
         self.max_bytes = bytes.max(1);

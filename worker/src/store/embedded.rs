@@ -68,10 +68,17 @@ impl Embedded {
                 counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
             }
         }
-        let audit = AuditLog::open(dir, key.audit_key()?).map_err(|source| StoreError::Audit {
+        let audit_error = |source| StoreError::Audit {
             path: dir.join(audit_log::CURRENT),
             source,
-        })?;
+        };
+        let mut audit = AuditLog::open(dir, key.audit_key()?).map_err(audit_error)?;
+        if let Some(stored) = kv.get(mark_key(AUDIT_SEQ))? {
+            let stored = <[u8; 8]>::try_from(&stored[..]).map_or(0, u64::from_be_bytes);
+            if stored > audit.last_seq() {
+                audit.note_lost(stored).map_err(audit_error)?;
+            }
+        }
         let deletions = Box::<Deletions>::default();
         if kv.get(mark_key(PURGE_MARK))?.is_some() {
             // Deleted before the last stop, not purged yet.
@@ -386,6 +393,9 @@ impl Embedded {
                     source,
                 })?;
             }
+            // The batch says how far the log goes: a crash that loses lines
+            // the batch outlived is found (and said in the log) at start.
+            batch.insert(mark_key(AUDIT_SEQ), log.last_seq().to_be_bytes());
         }
         self.kv.apply(batch)?;
         current.extend(next);
@@ -412,6 +422,9 @@ impl Embedded {
 pub(super) fn mark_key(name: &str) -> Vec<u8> {
     prefixed(MARK, name.as_bytes())
 }
+
+/// The mark of the last audit line the store's batches wrote.
+const AUDIT_SEQ: &str = "audit-seq";
 
 /// Marks (a copy's progress) are kept under this prefix.
 const MARK: u8 = b'm';

@@ -592,17 +592,26 @@ impl Store {
         let audit_path = e.audit_path();
         let started = std::time::Instant::now();
         let flush = tokio::task::spawn_blocking(move || {
-            // The audit lines first: a change is never durable without its
-            // line (embedded.rs: `apply`).
-            audit
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .sync()
-                .map_err(|source| StoreError::Audit {
-                    path: audit_path,
-                    source,
-                })?;
-            flusher.flush()
+            // The audit log and the journal are synced side by side (one
+            // sync's wait, not two); a crash between them that loses lines
+            // is found at the next start from the journal's audit mark and
+            // said in the log (embedded.rs: `open`).
+            std::thread::scope(|scope| {
+                let lines = scope.spawn(|| {
+                    audit_log::AuditLog::sync_shared(&audit).map_err(|source| StoreError::Audit {
+                        path: audit_path.clone(),
+                        source,
+                    })
+                });
+                let journal = flusher.flush();
+                let lines = lines.join().unwrap_or_else(|_| {
+                    Err(StoreError::Audit {
+                        path: audit_path.clone(),
+                        source: std::io::Error::other("the audit log's sync panicked"),
+                    })
+                });
+                lines.and(journal)
+            })
         });
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
             Ok(Ok(flushed)) => {
