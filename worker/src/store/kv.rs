@@ -18,6 +18,9 @@ pub(super) const DIR: &str = "fjall";
 pub(super) const PARTITION: &str = "mmt";
 const LOCK_FILE: &str = "lock";
 
+mod frozen;
+pub(super) use frozen::Frozen;
+
 /// A stored key or value.
 pub(super) type Bytes = fjall::Slice;
 
