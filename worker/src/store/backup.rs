@@ -186,7 +186,7 @@ impl Backup<'_> {
             }
             writer.row(&row)?;
             rows += 1;
-            if rows % EVERY == 0 && !go_on(row.table(), rows) {
+            if rows.is_multiple_of(EVERY) && !go_on(row.table(), rows) {
                 return Err(BackupError::Stopped);
             }
         }

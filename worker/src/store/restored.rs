@@ -87,6 +87,15 @@ pub fn remove(dir: &Path) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// Makes everything committed so far durable, from a blocking thread
+    /// (restore and release, which write and then close the store).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            super::Engine::Embedded(e) => e.kv.flush_blocking(),
+            super::Engine::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Opens a restored store to release it: as [`Store::open`], but a
     /// directory that carries the mark is opened (one without is refused:
     /// there is nothing to release). Gives the mark.

@@ -274,7 +274,12 @@ impl<R: Read> Reader<R> {
 
     /// After the last row: checks the totals, the digest and the tag (with
     /// `key`), and that nothing follows. Gives the rows read.
-    pub fn finish(mut self, key: &MasterKey) -> Result<Totals, BackupError> {
+    pub fn finish(self, key: &MasterKey) -> Result<Totals, BackupError> {
+        self.finish_with_input(key).map(|(totals, _)| totals)
+    }
+
+    /// As [`Reader::finish`], giving the input back too.
+    pub fn finish_with_input(mut self, key: &MasterKey) -> Result<(Totals, R), BackupError> {
         while self.next_row()?.is_some() {}
         let mut written = Totals::default();
         for total in &mut written {
@@ -304,7 +309,7 @@ impl<R: Read> Reader<R> {
         }
         let mut more = [0; 1];
         match self.input.read(&mut more) {
-            Ok(0) => Ok(self.totals),
+            Ok(0) => Ok((self.totals, self.input)),
             Ok(_) => Err(BackupError::Damaged {
                 what: "bytes follow its end",
             }),

@@ -1,0 +1,168 @@
+//! The running worker's backup socket: how `mmt-worker backup` reads an
+//! embedded store that a worker holds (the data directory is locked, and
+//! fjall has no read-only open: a second opener would recover the journal
+//! and write). The socket is `DATA_DIR/backup.sock`, mode 0600 in the 0700
+//! data directory: only the worker's own user (and root) may connect, who
+//! can read the store's files anyway.
+//!
+//! A client sends [`REQUEST`]; the worker answers [`OK`] and then the
+//! backup file's bytes (`Store::backup`, written from a blocking thread
+//! while the consumers go on), or [`BUSY`] while another backup is being
+//! written. A worker that stops ends the backup being written: the client
+//! sees the file end early and keeps nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Service;
+
+/// The socket's name in the data directory.
+pub const SOCKET: &str = "backup.sock";
+/// What a client asks.
+pub const REQUEST: &[u8] = b"backup 1\n";
+/// The answer before the backup's bytes.
+pub const OK: &[u8] = b"ok\n";
+/// The answer while another backup is being written.
+pub const BUSY: &[u8] = b"busy\n";
+
+/// How long a client may take to ask.
+const ASK_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a client may leave the backup's bytes unread.
+const READ_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Serves backups from `DATA_DIR/backup.sock` until `shutdown`. A socket
+/// that cannot be made (a path longer than a socket's, say) is told in the
+/// log: the worker serves without it.
+pub(super) fn start(data_dir: &Path, service: &Arc<Service>, shutdown: &CancellationToken) {
+    match listen(data_dir) {
+        Ok((listener, path)) => {
+            tokio::spawn(serve(listener, path, service.clone(), shutdown.clone()));
+        }
+        Err(error) => tracing::warn!(
+            %error,
+            "no backup socket in the data directory: `mmt-worker backup` cannot read this worker's store while it runs"
+        ),
+    }
+}
+
+/// Listens on the data directory's backup socket (one left by a worker that
+/// did not stop cleanly is replaced: the caller holds the directory).
+fn listen(data_dir: &Path) -> std::io::Result<(UnixListener, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = data_dir.join(SOCKET);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, path))
+}
+
+/// Serves backups until `shutdown`, then removes the socket.
+async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+) {
+    let busy = Arc::new(AtomicBool::new(false));
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "backup socket: accept failed");
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(answer(
+            stream,
+            service.clone(),
+            busy.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Answers one client.
+async fn answer(
+    mut stream: UnixStream,
+    service: Arc<Service>,
+    busy: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = [0; REQUEST.len()];
+    match tokio::time::timeout(ASK_PATIENCE, stream.read_exact(&mut request)).await {
+        Ok(Ok(_)) if request == REQUEST => {}
+        _ => return,
+    }
+    if busy.swap(true, Ordering::SeqCst) {
+        let _ = stream.write_all(BUSY).await;
+        return;
+    }
+    let written = match stream.write_all(OK).await {
+        Ok(()) => match stream.into_std() {
+            Ok(stream) => {
+                tokio::task::spawn_blocking(move || write(stream, &service, &shutdown)).await
+            }
+            Err(error) => Ok(Err(error.to_string())),
+        },
+        Err(error) => Ok(Err(error.to_string())),
+    };
+    busy.store(false, Ordering::SeqCst);
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(error, "backup not written"),
+        Err(error) => tracing::warn!(%error, "backup task failed"),
+    }
+}
+
+/// Writes a backup of the worker's store to `stream` (blocking).
+fn write(
+    stream: std::os::unix::net::UnixStream,
+    service: &Service,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let started = Instant::now();
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_write_timeout(Some(READ_PATIENCE)))
+        .map_err(|e| e.to_string())?;
+    let backup = service.store().backup().map_err(|e| chain(&e))?;
+    let (tokens, taken_at) = (backup.header().tokens(), backup.header().taken_at.clone());
+    tracing::info!(tokens, taken_at, "backup started");
+    let out = std::io::BufWriter::with_capacity(1 << 16, stream);
+    let (out, totals) = backup
+        .write(out, &mut |_, _| !shutdown.is_cancelled())
+        .map_err(|e| chain(&e))?;
+    out.into_inner().map_err(|e| e.to_string())?;
+    tracing::info!(
+        tokens = totals[0],
+        taken_at,
+        seconds = started.elapsed().as_secs_f64(),
+        "backup written"
+    );
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
