@@ -8,10 +8,12 @@
 //! `examples` runs the README's publisher examples, `up` the README's first
 //! command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
-//! §9, `metrics` the probes and series of §13, and `bench` runs the
-//! benchmark harness in its quick form.
+//! §9, `metrics` the probes and series of §13, `backup` a backup under
+//! load restored into a new worker, and `bench` runs the benchmark harness
+//! in its quick form.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backup;
 mod bad_input;
 mod bench;
 mod brokeruser;
