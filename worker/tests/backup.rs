@@ -131,7 +131,10 @@ fn backup_and_restore_exit_as_documented_and_a_restored_store_is_held_until_rele
     let at = bytes.len() - 40;
     bytes[at] ^= 0x01;
     std::fs::write(d.path("flipped.mmt"), &bytes).expect("writes");
-    let flipped = d.run(&["restore", "--from", "flipped.mmt", "--data-dir", "r"], &key);
+    let flipped = d.run(
+        &["restore", "--from", "flipped.mmt", "--data-dir", "r"],
+        &key,
+    );
     assert_eq!(flipped.status.code(), Some(2), "{}", stderr(&flipped));
     assert!(
         stderr(&flipped).contains("the backup file is damaged"),
@@ -153,7 +156,13 @@ fn backup_and_restore_exit_as_documented_and_a_restored_store_is_held_until_rele
         stderr(&restored)
     );
     let run = d.run(
-        &["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir", "r"],
+        &[
+            "run",
+            "--amqp-url",
+            "amqp://127.0.0.1:1/%2f",
+            "--data-dir",
+            "r",
+        ],
         &key,
     );
     assert_eq!(run.status.code(), Some(8), "{}", stderr(&run));
@@ -162,11 +171,20 @@ fn backup_and_restore_exit_as_documented_and_a_restored_store_is_held_until_rele
         "{}",
         stderr(&run)
     );
-    let released = d.run(&["store", "release", "--data-dir", "r", "--none-revoked"], &key);
+    let released = d.run(
+        &["store", "release", "--data-dir", "r", "--none-revoked"],
+        &key,
+    );
     assert_eq!(released.status.code(), Some(0), "{}", stderr(&released));
     // Past the store now: no broker on port 1.
     let run = d.run(
-        &["run", "--amqp-url", "amqp://127.0.0.1:1/%2f", "--data-dir", "r"],
+        &[
+            "run",
+            "--amqp-url",
+            "amqp://127.0.0.1:1/%2f",
+            "--data-dir",
+            "r",
+        ],
         &key,
     );
     assert_eq!(run.status.code(), Some(5), "{}", stderr(&run));
