@@ -330,10 +330,10 @@ fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let taken = taken?;
     let [tokens, processed, refresh, jobs] = taken.totals;
     eprintln!(
-        "backup: {} written ({}), taken at {}: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs; digest and tag checked with the key",
+        "backup: {} written ({}), taken at {}: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs",
         args.to.display(),
         if taken.from_worker {
-            "by the running worker"
+            "by the running worker; the key, the digest and the tag checked as it came"
         } else {
             "from the data directory: no worker was running"
         },
