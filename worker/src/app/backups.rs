@@ -166,3 +166,132 @@ fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use mmt_shared::wire::{MessageKind, Scope};
+
+    use super::*;
+    use crate::ops::backup::{TakeError, take};
+    use crate::rules::lifecycle::{self, ConnectInput};
+    use crate::store::backup::Reader;
+    use crate::store::crypto::MasterKey;
+    use crate::store::{Decision, Store, TokenSecrets};
+
+    /// A worker's service over a store of `tokens` tokens, and its key file.
+    fn service(dir: &Path, tokens: usize) -> (Arc<Service>, PathBuf) {
+        let key_file = dir.join("mmt.key");
+        let (key, _) = MasterKey::load_or_create(&key_file).expect("key");
+        let store = Store::open(&dir.join("data"), key).expect("opens");
+        store
+            .write(|tx| {
+                for i in 0..tokens {
+                    let user = format!("u{i}");
+                    let input = ConnectInput {
+                        client_id: "acme",
+                        end_user_id: &user,
+                        broker_type: "coinbase",
+                        broker_name: "Coinbase",
+                        account_id: "cb-1",
+                        account_name: "Main",
+                        scope: Scope::Read,
+                        expires_in_seconds: None,
+                        refresh_expires_in_seconds: None,
+                        has_refresh_token: false,
+                        at: 1_000,
+                    };
+                    let meta = lifecycle::connect(None, &input, 1_000, String::new).meta;
+                    let secrets = TokenSecrets {
+                        access_token: format!("raw-{i}"),
+                        refresh_token: None,
+                    };
+                    tx.put_token(&format!("tok_{i:06}"), &meta, None, &secrets)?;
+                    tx.record_processed(
+                        MessageKind::IntegrationConnected,
+                        &format!("m-{i}"),
+                        br#"{"ok":true}"#,
+                    )?;
+                }
+                Ok(Decision::Commit(()))
+            })
+            .expect("fills");
+        (Arc::new(Service::new(store, Vec::new())), key_file)
+    }
+
+    fn key(key_file: &Path) -> MasterKey {
+        MasterKey::load_or_create(key_file).expect("key").0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_through_the_socket_reads_back_whole_and_a_second_one_meanwhile_is_told_busy()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (service, key_file) = service(dir.path(), 3_000);
+        let shutdown = CancellationToken::new();
+        start(&dir.path().join("data"), &service, &shutdown);
+        let socket = dir.path().join("data").join(SOCKET);
+        // A client that asks and then reads nothing holds the worker's one
+        // backup.
+        let mut stalled = std::os::unix::net::UnixStream::connect(&socket).expect("connects");
+        stalled.write_all(REQUEST).expect("asks");
+        let mut answer = [0; OK.len()];
+        stalled.read_exact(&mut answer).expect("answered");
+        assert_eq!(answer, OK);
+        let (data, file, k) = (
+            dir.path().join("data"),
+            dir.path().join("b.mmt"),
+            key(&key_file),
+        );
+        let busy = tokio::task::spawn_blocking(move || take(&data, &file, k, &mut |_| {}))
+            .await
+            .expect("runs");
+        assert!(matches!(busy, Err(TakeError::Busy)), "{busy:?}");
+        drop(stalled);
+        let (data, file, k) = (
+            dir.path().join("data"),
+            dir.path().join("b.mmt"),
+            key(&key_file),
+        );
+        let taken = loop {
+            let (data, file, k) = (data.clone(), file.clone(), key(&key_file));
+            match tokio::task::spawn_blocking(move || take(&data, &file, k, &mut |_| {}))
+                .await
+                .expect("runs")
+            {
+                // The stalled backup's thread sees its client gone at its
+                // next write.
+                Err(TakeError::Busy) => tokio::task::yield_now().await,
+                other => break other.expect("backs up"),
+            }
+        };
+        assert!(taken.from_worker);
+        assert_eq!(taken.totals, [3_000, 3_000, 0, 0]);
+        let reader = Reader::open(std::fs::File::open(&file).expect("kept")).expect("a backup");
+        reader.check_key(&k).expect("the key");
+        assert_eq!(reader.finish(&k).expect("whole"), [3_000, 3_000, 0, 0]);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_that_stops_ends_the_backup_being_written_and_nothing_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (service, key_file) = service(dir.path(), 10_000);
+        let shutdown = CancellationToken::new();
+        start(&dir.path().join("data"), &service, &shutdown);
+        let (data, file, k) = (
+            dir.path().join("data"),
+            dir.path().join("b.mmt"),
+            key(&key_file),
+        );
+        let stop = shutdown.clone();
+        let ended =
+            tokio::task::spawn_blocking(move || take(&data, &file, k, &mut |_| stop.cancel()))
+                .await
+                .expect("runs");
+        assert!(matches!(ended, Err(TakeError::Ended)), "{ended:?}");
+        assert!(!dir.path().join("b.mmt").exists());
+        assert!(!dir.path().join("b.mmt.partial").exists());
+    }
+}

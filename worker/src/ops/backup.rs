@@ -63,6 +63,11 @@ pub enum TakeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The worker's stream ended before the backup's end.
+    #[error(
+        "the worker's stream ended before the backup's end (did the worker stop?): nothing was kept"
+    )]
+    Ended,
     /// The worker is writing another backup.
     #[error("the worker is writing another backup: try again once it is done")]
     Busy,
@@ -208,12 +213,17 @@ fn from_worker(
         input: std::io::BufReader::with_capacity(1 << 16, stream),
         copy: BufWriter::with_capacity(1 << 16, file),
     };
-    let mut reader = Reader::open(tee)?;
+    // A stream cut short is a worker that stopped, not a damaged file.
+    let ended = |e| match e {
+        BackupError::Truncated => TakeError::Ended,
+        e => e.into(),
+    };
+    let mut reader = Reader::open(tee).map_err(ended)?;
     reader.check_key(key)?;
     let header = reader.header().clone();
     let mut progress = Progress::start(Table::Tokens, header.tokens(), "backed up");
     let mut rows = 0u64;
-    while let Some(row) = reader.next_row()? {
+    while let Some(row) = reader.next_row().map_err(ended)? {
         progress.at(row.table());
         progress.done += 1;
         rows += 1;
@@ -222,7 +232,7 @@ fn from_worker(
         }
     }
     report(&progress);
-    let (totals, tee) = reader.finish_with_input(key)?;
+    let (totals, tee) = reader.finish_with_input(key).map_err(ended)?;
     let file = tee
         .copy
         .into_inner()
