@@ -361,6 +361,31 @@ pub struct WorkerStats {
     /// The refresh engine's health (CONTRACT.md §9).
     #[serde(default)]
     pub refresh: RefreshStats,
+    /// The embedded store's purges (CONTRACT.md §13, "Physical deletion");
+    /// absent for the shared store and from workers before it was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<PurgeStats>,
+}
+
+/// The embedded store's purges in `worker.stats`: each removes replaced
+/// and deleted versions (a revoked token's secret material) from the
+/// store's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PurgeStats {
+    /// Whether a deletion waits for a purge.
+    pub pending: bool,
+    /// Purges done since the worker started.
+    pub runs: u64,
+    /// Purges that failed (and were tried again) since the worker started.
+    pub failed: u64,
+    /// How long the last purge took, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
+    /// From the oldest deletion the last purge covered to its end, in ms:
+    /// how long those secrets stayed in the files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_lag_ms: Option<u64>,
 }
 
 /// How many refusals one client had.

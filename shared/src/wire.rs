@@ -142,10 +142,12 @@ pub enum ErrorCode {
     /// The token expired and cannot be refreshed: the user must reconnect.
     ReauthRequired,
     /// Well-formed JSON of the right shape whose values break a rule (an
-    /// empty or over-long id, no account, an account listed twice).
+    /// empty or over-long id, an empty `accountTokens`, an account listed
+    /// twice, both `accessToken` and `delayedAuth`).
     InvalidRequest,
-    /// Not JSON, a missing or mistyped field, an unknown scope or operation,
-    /// an empty or oversized body.
+    /// Not JSON, a missing or mistyped field (neither `accessToken` nor
+    /// `delayedAuth`, no `accountTokens` outside a wallet), an unknown scope
+    /// or operation, an empty or oversized body.
     InvalidMessage,
     /// The broker user that published the message may not act for the
     /// client it names (CONTRACT.md §10, strict mode).
@@ -242,14 +244,14 @@ impl DelayedAuthPayload {
         IntegrationPayload {
             broker_type: self.broker_type.clone(),
             broker_name: self.broker_name.clone(),
-            account_tokens: vec![AccountToken {
+            account_tokens: Some(vec![AccountToken {
                 account: Account {
                     account_id: String::new(),
                     account_name: None,
                 },
                 access_token: Secret::new(String::new()),
                 refresh_token: Some(self.refresh_token.clone()),
-            }],
+            }]),
             expires_in_seconds: Some(0),
             refresh_token_expires_in_seconds: self.refresh_token_expires_in_seconds,
         }
@@ -265,10 +267,11 @@ pub struct IntegrationPayload {
     /// The integration's display name.
     #[serde(default)]
     pub broker_name: Option<String>,
-    /// One entry per connected account; each becomes a token. May be empty
-    /// only for self-custody wallets.
-    #[serde(default)]
-    pub account_tokens: Vec<AccountToken>,
+    /// One entry per connected account; each becomes a token. Required
+    /// (and not empty) except for self-custody wallets, for which it is
+    /// ignored: `None` when the body has no `accountTokens`.
+    #[serde(default, deserialize_with = "present")]
+    pub account_tokens: Option<Vec<AccountToken>>,
     /// Lifetime of the access tokens, from the message's time.
     #[serde(default)]
     pub expires_in_seconds: Option<u64>,
@@ -492,7 +495,7 @@ mod tests {
         let msg: IntegrationConnected = serde_json::from_str(body).expect("valid");
         assert_eq!(msg.scope, Scope::Write);
         let payload = msg.access_token.expect("an access-token payload");
-        assert_eq!(payload.account_tokens.len(), 1);
+        assert_eq!(payload.account_tokens.map(|a| a.len()), Some(1));
         assert_eq!(payload.expires_in_seconds, Some(60));
     }
 

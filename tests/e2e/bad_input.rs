@@ -103,6 +103,34 @@ async fn a_missing_required_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_with_neither_access_token_nor_delayed_auth() {
+    let body = br#"{"clientId":"acme","endUserId":"u","scope":"read"}"#.to_vec();
+    let reason = assert_dead_lettered(
+        "no-payload",
+        "integration.connected",
+        body,
+        "invalid_message",
+    )
+    .await;
+    assert_eq!(reason, "missing field `accessToken` (or `delayedAuth`)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_without_account_tokens() {
+    let body =
+        br#"{"clientId":"acme","endUserId":"u","scope":"read","accessToken":{"brokerType":"coinbase"}}"#
+            .to_vec();
+    let reason = assert_dead_lettered(
+        "no-account-tokens",
+        "integration.connected",
+        body,
+        "invalid_message",
+    )
+    .await;
+    assert_eq!(reason, "missing field `accessToken.accountTokens`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_of_the_wrong_type() {
     let body = br#"{"clientId":"acme","tokenId":12345}"#.to_vec();
     let reason =

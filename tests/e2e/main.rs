@@ -5,20 +5,23 @@
 //! `contract` has one test per row of CONTRACT.md §2, `errors` one per error
 //! code, `bad_input` one per kind of bad input (§6), `durability` the
 //! promises of §7, `topology` §3, `scenarios` replays the fixtures,
-//! `examples` runs the README's publisher examples, `up` the README's first
-//! command where it can run without its build, `pipes` runs the
+//! `examples` runs the README's publisher examples, `deletion` reads the
+//! data directory's raw files after a revocation (§13), `up` the README's
+//! first command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
 //! §9, `metrics` the probes and series of §13, `backup` a backup under
-//! load restored into a new worker, and `bench` runs the benchmark harness
-//! in its quick form.
+//! load restored into a new worker, `bench` runs the benchmark harness in
+//! its quick form, and `audit` the audit log of §12.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod backup;
 mod bad_input;
 mod bench;
 mod brokeruser;
 mod consistency;
 mod contract;
+mod deletion;
 mod durability;
 mod errors;
 mod examples;

@@ -126,12 +126,17 @@ pub fn oauth_connected(
 }
 
 /// Polls `check` until it holds or [`PATIENCE`] runs out.
-pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+pub async fn until(what: &str, check: impl FnMut() -> bool) {
+    until_within(PATIENCE, what, check).await;
+}
+
+/// Polls `check` until it holds or `patience` runs out.
+pub async fn until_within(patience: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + patience;
     while !check() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what} did not happen within {PATIENCE:?}"
+            "{what} did not happen within {patience:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -92,6 +92,21 @@ impl Child {
         self.process.start_kill().expect("SIGKILL sent");
         self.process.wait().await.expect("reaped");
     }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.process.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        tokio::time::timeout(PATIENCE, self.process.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("reaped")
+            .code()
+    }
 }
 
 /// Every event seen so far, kept by the test.

@@ -127,6 +127,7 @@ impl TestWorker {
                 .clone()
                 .map(mmt_worker::store::postgres::PgConfig::new),
             store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
+            audit_max_bytes: mmt_worker::store::audit_log::DEFAULT_MAX_BYTES,
             key_file: self.key_file(),
             queue_type: self.queue_type,
             delivery_limit: 5,
@@ -135,6 +136,7 @@ impl TestWorker {
             sweep_interval: Duration::from_millis(50),
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
+            purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
         }
     }
 
@@ -467,7 +469,8 @@ pub fn garble_record(data: &Path, token_id: &str) {
         .expect("flushed");
 }
 
-/// Every file under `dir`, with its bytes.
+/// Every file under `dir`, with its bytes (a running worker's backup
+/// socket is no file).
 pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -475,9 +478,10 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         for entry in std::fs::read_dir(&path).expect("readable dir") {
             let entry = entry.expect("dir entry");
             let path = entry.path();
-            if entry.file_type().expect("file type").is_dir() {
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
                 stack.push(path);
-            } else {
+            } else if kind.is_file() {
                 let bytes = std::fs::read(&path).expect("readable file");
                 out.push((path, bytes));
             }

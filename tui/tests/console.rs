@@ -49,6 +49,7 @@ impl RunningWorker {
             data_dir: dir.path().join("data"),
             store: None,
             store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
+            audit_max_bytes: mmt_worker::store::audit_log::DEFAULT_MAX_BYTES,
             key_file: dir.path().join("mmt.key"),
             queue_type: QueueType::Classic,
             delivery_limit: 5,
@@ -57,6 +58,7 @@ impl RunningWorker {
             sweep_interval: Duration::from_millis(200),
             clients: None,
             integrations: None,
+            purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
         };
         let worker = Worker::start(&config)
             .await

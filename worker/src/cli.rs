@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::amqp::topology::QueueType;
-use crate::app::{DEFAULT_CONNECT_TIMEOUT, FleetConfig, WorkerConfig};
+use crate::app::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PURGE_WITHIN, FleetConfig, WorkerConfig};
 use crate::store::postgres::PgConfig;
 use zeroize::Zeroizing;
 
@@ -46,6 +46,10 @@ pub enum Command {
     /// store and PostgreSQL; `store release` lets a worker serve a restored
     /// store again.
     Store(StoreArgs),
+    /// The audit log (CONTRACT.md §12): `audit verify` checks its chains,
+    /// `audit query` prints the lines asked for; both work while workers
+    /// run.
+    Audit(AuditArgs),
     /// Write a backup file of the embedded store: from the running worker
     /// (through its backup socket in the data directory; it goes on
     /// serving), or from a stopped worker's data directory. A consistent
@@ -138,6 +142,11 @@ pub struct RunArgs {
     /// reads beyond it come from the operating system's page cache).
     #[arg(long, env = "MMT_STORE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub store_cache_mb: u64,
+    /// The size in bytes past which the embedded store's audit log
+    /// (`DATA_DIR/audit.jsonl`) is renamed `audit.<first seq>.jsonl` and a
+    /// new file begun; the chain goes on across the files.
+    #[arg(long, env = "MMT_AUDIT_MAX_BYTES", default_value_t = crate::store::audit_log::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub audit_max_bytes: u64,
     /// Master key file: 64 hex characters; created with mode 0600 when absent
     /// (never for a data directory that already holds a store); refused when
     /// group or others can access it. Keep it outside the data directory.
@@ -178,6 +187,11 @@ pub struct RunArgs {
     /// before it is retried with the reconnect backoff.
     #[arg(long, env = "MMT_CONNECT_TIMEOUT", value_name = "SECONDS", default_value_t = DEFAULT_CONNECT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
+    /// Seconds within which a revoked token's wrapped data key and sealed
+    /// secrets are gone from every file of the embedded store (a purge
+    /// starts half of it after a revocation; unused with --store-url).
+    #[arg(long, env = "MMT_PURGE_WITHIN_SECS", value_name = "SECONDS", default_value_t = DEFAULT_PURGE_WITHIN.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub purge_within_secs: u64,
 }
 
 impl RunArgs {
@@ -210,6 +224,7 @@ impl RunArgs {
             data_dir: self.data_dir.clone(),
             store,
             store_cache_mb: self.store_cache_mb,
+            audit_max_bytes: self.audit_max_bytes,
             key_file: self.key_file.clone(),
             queue_type: self.queue_type,
             delivery_limit: self.delivery_limit,
@@ -223,6 +238,7 @@ impl RunArgs {
             sweep_interval: Duration::from_millis(self.sweep_interval_ms),
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
+            purge_within: Duration::from_secs(self.purge_within_secs),
         })
     }
 }
@@ -323,6 +339,63 @@ pub struct ReleaseArgs {
     /// No token was revoked since the backup was taken.
     #[arg(long)]
     pub none_revoked: bool,
+}
+
+/// Options of `mmt-worker audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// What to do with the log.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// The audit log's commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every chain of the log from its first line: exit 0, or 1
+    /// naming the first line that was edited, moved or follows a deleted
+    /// one.
+    Verify(AuditLogArgs),
+    /// Print the lines of the log that match, as they are written.
+    Query(AuditQueryArgs),
+}
+
+/// Where the audit log is, and its key.
+#[derive(Debug, Args)]
+pub struct AuditLogArgs {
+    /// The embedded store's data directory (its `audit*.jsonl` files).
+    #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
+    pub data_dir: PathBuf,
+    /// The shared store instead (its `audit` table): a postgres:// URL.
+    #[arg(long, env = "MMT_STORE_URL", value_name = "URL")]
+    pub store_url: Option<String>,
+    /// The shared store's password, when not in its URL (or
+    /// MMT_STORE_PASSWORD).
+    #[arg(long, env = "MMT_STORE_PASSWORD_FILE", value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) the shared store's certificate must chain to.
+    #[arg(long, env = "MMT_STORE_CA", value_name = "FILE")]
+    pub store_ca: Option<PathBuf>,
+    /// The master key: the log's key is derived from it.
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+}
+
+/// Options of `mmt-worker audit query`.
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// Where the log is.
+    #[command(flatten)]
+    pub log: AuditLogArgs,
+    /// Only this client's lines.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only this token's lines (the log names it by a keyed reference).
+    #[arg(long)]
+    pub token_id: Option<String>,
+    /// Only lines appended at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub since: Option<String>,
 }
 
 /// Options of `mmt-worker store copy`.

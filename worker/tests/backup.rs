@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use mmt_shared::secret::Secret;
 use mmt_shared::wire::{MessageKind, Scope};
 use mmt_worker::rules::lifecycle::{self, ConnectInput};
 use mmt_worker::store::crypto::MasterKey;
@@ -45,7 +46,7 @@ impl Deployment {
                         };
                         let meta = lifecycle::connect(None, &input, 1_000, String::new).meta;
                         let secrets = TokenSecrets {
-                            access_token: format!("raw-{i}"),
+                            access_token: Secret::new(format!("raw-{i}")),
                             refresh_token: None,
                         };
                         tx.put_token(&format!("tok_{i:06}"), &meta, None, &secrets)?;

@@ -83,6 +83,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         rss_bytes: Some(54 << 20),
         rejections_by_client: Vec::new(),
         refresh: Default::default(),
+        purge: None,
     }
 }
 

@@ -113,6 +113,7 @@ fn stats() -> WorkerStats {
         cpu_percent: Some(12.5),
         rss_bytes: Some(54 << 20),
         identity: mmt_shared::console::IdentityMode::Strict,
+        purge: None,
         refresh: RefreshStats {
             concurrency: 16,
             in_flight: 1,

@@ -87,6 +87,7 @@ pub(super) fn stats(rejections: u64) -> WorkerStats {
             },
         ],
         refresh: refresh_stats(),
+        purge: None,
     }
 }
 

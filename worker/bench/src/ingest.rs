@@ -377,6 +377,7 @@ pub fn worker_config(
         data_dir: data_dir.to_owned(),
         store: None,
         store_cache_mb: mmt_worker::store::DEFAULT_CACHE_MB,
+        audit_max_bytes: mmt_worker::store::audit_log::DEFAULT_MAX_BYTES,
         key_file: key_file.to_owned(),
         queue_type,
         delivery_limit: 5,
@@ -385,6 +386,7 @@ pub fn worker_config(
         sweep_interval: Duration::from_secs(1),
         clients: None,
         integrations: None,
+        purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod goals;
 pub mod ingest;
 pub mod pairs;
 pub mod pg;
+pub mod purge;
 pub mod refresh;
 pub mod report;
 pub mod resolve;
@@ -72,6 +73,9 @@ pub enum Phase {
     Scale,
     /// The refresh engine against the local token server.
     Refresh,
+    /// Physical deletion: revocations purged from the store's files, on the
+    /// worker child over a large store.
+    Purge,
     /// With `--store-url` only (not part of every phase): kill -9 of one of
     /// two workers on PostgreSQL under closed-loop resolve, and the longest
     /// a resolve then waited for its answer.
@@ -80,7 +84,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a run takes them.
-    pub const ALL: [Phase; 4] = [Phase::Ingest, Phase::Resolve, Phase::Scale, Phase::Refresh];
+    pub const ALL: [Phase; 5] = [
+        Phase::Ingest,
+        Phase::Resolve,
+        Phase::Scale,
+        Phase::Refresh,
+        Phase::Purge,
+    ];
 }
 
 /// What a bench run does.
@@ -139,6 +149,12 @@ pub struct BenchConfig {
     pub workers: Vec<usize>,
     /// With `store_url`: the closed-loop resolve concurrencies.
     pub shared_concurrencies: Vec<usize>,
+    /// Purge: tokens in the store.
+    pub purge_tokens: usize,
+    /// Purge: tokens revoked per purge measured.
+    pub purge_revocations: usize,
+    /// Purge: the worker's `--purge-within-secs`.
+    pub purge_within: Duration,
 }
 
 impl BenchConfig {
@@ -180,6 +196,13 @@ impl BenchConfig {
             store_url: None,
             workers: vec![1, 2, 3],
             shared_concurrencies: if quick { vec![4] } else { vec![4, 32] },
+            purge_tokens: if quick { 2_000 } else { 100_000 },
+            purge_revocations: if quick { 10 } else { 100 },
+            purge_within: if quick {
+                Duration::from_secs(2)
+            } else {
+                mmt_worker::app::DEFAULT_PURGE_WITHIN
+            },
         }
     }
 }
@@ -257,6 +280,9 @@ pub enum BenchError {
     /// A bench namespace (the prefix is too long).
     #[error(transparent)]
     Namespace(#[from] BadNamespace),
+    /// A request sent with the fixture publisher.
+    #[error("publisher")]
+    Publish(#[from] mmt_worker::ops::fixtures::FixtureError),
 }
 
 impl BenchError {
@@ -397,6 +423,16 @@ async fn phases(
     } else {
         None
     };
+    let purged = if config.runs_phase(Phase::Purge) {
+        let purged = tokens::Preloaded::load(root, "purge", config.purge_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store in {:.1} s",
+            config.purge_tokens, purged.load_secs
+        );
+        Some(purged)
+    } else {
+        None
+    };
     let mut runs = Vec::with_capacity(config.runs);
     for run in 0..config.runs {
         let mut figures = RunFigures::default();
@@ -430,6 +466,10 @@ async fn phases(
         }
         if config.runs_phase(Phase::Refresh) {
             refresh_phase(config, connection, namespaces, root, run, &mut figures).await?;
+        }
+        if let Some(purged) = &purged {
+            let ns = namespaces.part("purge")?;
+            purge::measure(config, connection, &ns, purged, run, &mut figures).await?;
         }
         runs.push(figures);
     }

@@ -59,6 +59,12 @@ struct BenchArgs {
     /// into at least 2 s [default: 30, quick 900].
     #[arg(long, value_name = "F", value_parser = clap::value_parser!(u64).range(1..=1800))]
     compression: Option<u64>,
+    /// Purge: tokens in the store [default: 100000, quick 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(4..))]
+    purge_tokens: Option<u64>,
+    /// Purge: the worker's --purge-within-secs [default: 60, quick 2].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    purge_within_secs: Option<u64>,
     /// The ingest phase's worker serves /metrics on a loopback port and is
     /// scraped every second (compare with a run without it).
     #[arg(long)]
@@ -114,6 +120,12 @@ impl BenchArgs {
         }
         if let Some(factor) = self.compression {
             config.compression = factor;
+        }
+        if let Some(tokens) = self.purge_tokens {
+            config.purge_tokens = count(tokens);
+        }
+        if let Some(secs) = self.purge_within_secs {
+            config.purge_within = std::time::Duration::from_secs(secs);
         }
         config.store_url.clone_from(&self.store_url);
         if !self.workers.is_empty() {

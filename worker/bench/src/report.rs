@@ -139,6 +139,8 @@ pub struct Report {
     footprint_tokens: usize,
     resolve_secs: f64,
     refresh: RefreshConfig,
+    /// Purge: tokens in the store, revoked per purge, the bound in seconds.
+    purge: (usize, usize, u64),
     notes: Vec<String>,
     /// `--store-url` (password hidden), its worker counts and concurrencies.
     shared: Option<(String, Vec<usize>, Vec<usize>)>,
@@ -219,6 +221,11 @@ impl Report {
                 compression: config.compression,
                 provider_latency_ms: config.provider_latency.as_secs_f64() * 1000.0,
             },
+            purge: (
+                config.purge_tokens,
+                config.purge_revocations,
+                config.purge_within.as_secs(),
+            ),
             notes,
             shared: config.store_url.as_deref().map(|url| {
                 (
@@ -292,6 +299,9 @@ impl Report {
                 "lapse_concurrency": self.refresh.lapse_concurrency,
                 "compression": self.refresh.compression,
                 "provider_latency_ms": self.refresh.provider_latency_ms,
+                "purge_tokens": self.purge.0,
+                "purge_revocations": self.purge.1,
+                "purge_within_s": self.purge.2,
                 "store_url": self.shared.as_ref().map(|(url, _, _)| url),
                 "workers": self.shared.as_ref().map(|(_, workers, _)| workers),
                 "shared_concurrencies": self.shared.as_ref().map(|(_, _, c)| c),
@@ -476,6 +486,7 @@ impl Report {
             self.cell("broker_direct_disk_bytes_per_token", 0),
         );
         self.refresh_table(&mut out);
+        self.purge_table(&mut out);
         let _ = writeln!(out, "\nGoals (on the medians):");
         for goal in &self.goals {
             let verdict = match (goal.met(), goal.margin()) {
@@ -591,6 +602,34 @@ impl Report {
         let _ = writeln!(
             out,
             "\nCPU per message between the window's ends: worker children, PostgreSQL (postmaster and all its processes; \"pg db\": the measurement's own backends), the broker (beam.smp), the bench process; busy cores: the whole machine's, everyone's"
+        );
+    }
+
+    fn purge_table(&self, out: &mut String) {
+        let (tokens, revoked, within) = self.purge;
+        let _ = writeln!(
+            out,
+            "\nPurge (physical deletion): worker child over {tokens} tokens, --purge-within-secs {within}, {revoked} revocations per purge"
+        );
+        let _ = writeln!(
+            out,
+            "  gone from every file {} ms after the first revocation (seen in worker.stats; the worker's own lag {} ms); the purge took {} ms, CPU {} s; on disk {} MB before, {} MB after",
+            self.cell("purge_gone_ms", 0),
+            self.cell("purge_lag_ms", 0),
+            self.cell("purge_took_ms", 0),
+            self.cell("purge_cpu_s", 2),
+            self.cell("purge_disk_mb_before", 1),
+            self.cell("purge_disk_mb_after", 1),
+        );
+        let _ = writeln!(
+            out,
+            "  resolve at concurrency {HEADLINE_CONCURRENCY}: without a purge p99 {} ms, max {} ms, {} msg/s; over a purge p99 {} ms, max {} ms, {} msg/s",
+            self.cell("purge_resolve_idle_p99_ms", 2),
+            self.cell("purge_resolve_idle_max_ms", 1),
+            self.cell("purge_resolve_idle_msgs_per_s", 0),
+            self.cell("purge_resolve_during_p99_ms", 2),
+            self.cell("purge_resolve_during_max_ms", 1),
+            self.cell("purge_resolve_during_msgs_per_s", 0),
         );
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::now_millis;
 use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAccessToken};
 
@@ -182,8 +183,8 @@ fn fill(store: &Store, tokens: usize, worker: usize, workers: usize) -> Result<(
                 };
                 let plan = lifecycle::connect(None, &input, now, String::new);
                 let secrets = TokenSecrets {
-                    access_token: secret("cbat", index),
-                    refresh_token: Some(secret("cbrt", index)),
+                    access_token: Secret::new(secret("cbat", index)),
+                    refresh_token: Some(Secret::new(secret("cbrt", index))),
                 };
                 change.put_token(&token_id, plan.meta(), None, &secrets)?;
                 change.record_processed(

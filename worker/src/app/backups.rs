@@ -171,6 +171,7 @@ fn chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use std::io::{Read, Write};
 
+    use mmt_shared::secret::Secret;
     use mmt_shared::wire::{MessageKind, Scope};
 
     use super::*;
@@ -204,7 +205,7 @@ mod tests {
                     };
                     let meta = lifecycle::connect(None, &input, 1_000, String::new).meta;
                     let secrets = TokenSecrets {
-                        access_token: format!("raw-{i}"),
+                        access_token: Secret::new(format!("raw-{i}")),
                         refresh_token: None,
                     };
                     tx.put_token(&format!("tok_{i:06}"), &meta, None, &secrets)?;

@@ -2,8 +2,9 @@
 //! (connection, topology, one consumer per inbound queue, the refresh
 //! scheduler)
 //! that is rebuilt with backoff and jitter whenever the link fails; the
-//! embedded store's backup socket ([`backups`]); and, with a metrics
-//! address, the HTTP edge of `/metrics` and the probes.
+//! embedded store's purges ([`purge`]) and its backup socket
+//! ([`backups`]); and, with a metrics address, the HTTP edge of `/metrics`
+//! and the probes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ use crate::store::crypto::{CryptoError, MasterKey};
 use crate::store::postgres::PgConfig;
 use crate::store::{Store, StoreError};
 
+mod purge;
+pub use purge::DEFAULT_PURGE_WITHIN;
+
 /// Heartbeat asked of the broker when the URL does not say (seconds): a dead
 /// link is noticed within about twice this.
 const HEARTBEAT_SECS: u16 = 10;
@@ -61,6 +65,8 @@ pub struct WorkerConfig {
     pub store: Option<PgConfig>,
     /// The store's block cache, in MiB.
     pub store_cache_mb: u64,
+    /// The size past which the embedded store's audit log is rotated.
+    pub audit_max_bytes: u64,
     /// The master key file.
     pub key_file: PathBuf,
     /// Queue type of the state-changing queues.
@@ -77,6 +83,9 @@ pub struct WorkerConfig {
     pub clients: Option<PathBuf>,
     /// The integrations file (CONTRACT.md §9), reloaded on SIGHUP.
     pub integrations: Option<PathBuf>,
+    /// How long a revoked token's secret material may stay in the embedded
+    /// store's files (CONTRACT.md §13, "Physical deletion").
+    pub purge_within: Duration,
 }
 
 /// How the worker is watched in a fleet, and how long it waits for the
@@ -120,11 +129,9 @@ fn open_store(config: &WorkerConfig) -> Result<Store, WorkerError> {
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
         }
-        return Ok(Store::open_with_cache(
-            &config.data_dir,
-            key,
-            config.store_cache_mb,
-        )?);
+        let store = Store::open_with_cache(&config.data_dir, key, config.store_cache_mb)?;
+        store.set_audit_max_bytes(config.audit_max_bytes);
+        return Ok(store);
     };
     let (key, created) = MasterKey::load_or_create(&config.key_file)?;
     match Store::connect(shared, key) {
@@ -213,6 +220,8 @@ pub struct Worker {
     service: Arc<Service>,
     refresher: Arc<Refresher>,
     link: Arc<LinkStats>,
+    /// The purge schedule's task.
+    purger: tokio::task::JoinHandle<()>,
 }
 
 /// How long a clean stop waits for refreshes in flight.
@@ -313,6 +322,11 @@ impl Worker {
                 shutdown.clone(),
             );
         }
+        let purger = tokio::spawn(purge::run(
+            service.clone(),
+            config.purge_within,
+            shutdown.clone(),
+        ));
         let supervisor = tokio::spawn(supervise(
             config.clone(),
             fleet.clone(),
@@ -331,6 +345,7 @@ impl Worker {
             service,
             refresher,
             link,
+            purger,
         })
     }
 
@@ -364,6 +379,8 @@ impl Worker {
             .await
             .map_err(WorkerError::from)
             .and_then(|r| r);
+        // The purge schedule stops too (a purge in hand is finished).
+        self.shutdown.cancel();
         // After an I/O error the engine refuses every later write and flush:
         // stop without one; what was acknowledged is already on disk.
         if matches!(outcome, Err(WorkerError::Store(_))) {
@@ -372,6 +389,9 @@ impl Worker {
             // process can exit.
             std::mem::forget(self.service.clone());
         } else {
+            if let Err(error) = self.purger.await {
+                tracing::debug!(%error, "the purge schedule ended abnormally");
+            }
             self.refresher.drain(DRAIN_PATIENCE).await;
             self.service.store().flush().await?;
         }

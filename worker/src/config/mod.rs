@@ -6,3 +6,5 @@
 pub mod clients_file;
 pub mod clients_reload;
 pub mod integrations;
+#[cfg(test)]
+mod props;

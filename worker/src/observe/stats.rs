@@ -18,8 +18,8 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use mmt_shared::config::Namespace;
 use mmt_shared::console::{
-    ClientCount, CodeCount, CountRow, DeadLetterRow, IdentityMode, QueueStats, RECENT_CAPACITY,
-    ReasonCount, RefreshStats, WorkerStats,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, IdentityMode, PurgeStats, QueueStats,
+    RECENT_CAPACITY, ReasonCount, RefreshStats, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{now_millis, rfc3339};
@@ -32,7 +32,7 @@ use crate::counters::refusals::Refusals;
 use crate::observe::process::Process;
 use crate::refresh::Refresher;
 use crate::service::Service;
-use crate::store::StoreError;
+use crate::store::{PurgeStatus, StoreError};
 
 /// How often `worker.stats` goes out.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -203,6 +203,7 @@ impl Stats {
         now.cpu_percent = last.cpu_percent;
         now.rss_bytes = last.rss_bytes;
         now.refresh = last.refresh;
+        now.purge = last.purge;
         now
     }
 
@@ -258,6 +259,7 @@ impl Stats {
             rss_bytes: None,
             identity: self.identity,
             refresh: RefreshStats::default(),
+            purge: None,
         }
     }
 }
@@ -361,6 +363,7 @@ pub async fn publish(
         body.store_bytes = service.store().size_on_disk().unwrap_or_default();
         body.store_engine = Some(service.store().engine_name().to_owned());
         body.refresh = refresher.health();
+        body.purge = service.store().deletions().map(|d| purge_stats(d.status()));
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
     }
@@ -369,6 +372,18 @@ pub async fn publish(
 impl Observer for Stats {
     fn observe(&self, event: &Event) {
         Stats::observe(self, event);
+    }
+}
+
+/// The store's purges as `worker.stats` shows them.
+fn purge_stats(status: PurgeStatus) -> PurgeStats {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    PurgeStats {
+        pending: status.pending,
+        runs: status.runs,
+        failed: status.failed,
+        last_ms: status.last.map(|p| millis(p.took)),
+        last_lag_ms: status.last.map(|p| millis(p.lag)),
     }
 }
 

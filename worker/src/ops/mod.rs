@@ -1,6 +1,7 @@
 //! Operator commands besides `run`: they use the layers below but no running
 //! worker (a backup asks the running one through its backup socket).
 //!
+//! - [`audit`]: `mmt-worker audit verify` and `audit query`;
 //! - [`broker_setup`]: `mmt-worker broker-setup`, least-privilege users;
 //! - [`fixtures`]: fixture files and `mmt-worker publish`, their replay;
 //! - [`store_copy`]: `mmt-worker store copy`, between the embedded store and
@@ -11,6 +12,7 @@
 //!   restored backup, applied before the store may serve again;
 //! - [`progress`]: the progress line they share.
 
+pub mod audit;
 pub mod backup;
 pub mod broker_setup;
 pub mod fixtures;

@@ -192,6 +192,7 @@ fn same_token(from: &Store, to: &Store, token_id: &str) -> Result<(), CopyError>
 
 #[cfg(test)]
 mod tests {
+    use mmt_shared::secret::Secret;
     use mmt_shared::wire::{MessageKind, Scope};
 
     use super::*;
@@ -220,8 +221,8 @@ mod tests {
 
     fn secrets(i: usize) -> TokenSecrets {
         TokenSecrets {
-            access_token: format!("raw-access-{i}"),
-            refresh_token: Some(format!("raw-refresh-{i}")),
+            access_token: Secret::new(format!("raw-access-{i}")),
+            refresh_token: Some(Secret::new(format!("raw-refresh-{i}"))),
         }
     }
 

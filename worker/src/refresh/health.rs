@@ -145,7 +145,6 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use mmt_shared::secret::Secret;
-    use zeroize::Zeroizing;
 
     use super::*;
     use crate::store::Lease;
@@ -159,7 +158,7 @@ mod tests {
                 sent_at: 0,
                 until: 1,
             },
-            refresh_token: Zeroizing::new("r".into()),
+            refresh_token: Secret::new("r".into()),
             expires_at,
         }
     }

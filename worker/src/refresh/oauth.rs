@@ -60,7 +60,7 @@ impl OAuthClient {
     pub async fn refresh(
         &self,
         integration: &Integration,
-        refresh_token: &str,
+        refresh_token: &Secret,
     ) -> Result<Grant, Failure> {
         let answer = self
             .post(
@@ -68,7 +68,7 @@ impl OAuthClient {
                 &integration.token_url,
                 &[
                     ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh_token),
+                    ("refresh_token", refresh_token.expose()),
                 ],
             )
             .await?;
@@ -80,14 +80,14 @@ impl OAuthClient {
         &self,
         integration: &Integration,
         url: &url::Url,
-        token: &str,
+        token: &Secret,
         hint: &str,
     ) -> Result<(), Failure> {
         let answer = self
             .post(
                 integration,
                 url,
-                &[("token", token), ("token_type_hint", hint)],
+                &[("token", token.expose()), ("token_type_hint", hint)],
             )
             .await?;
         classify_revoke(&answer)
@@ -392,10 +392,10 @@ mod tests {
             .await
             .expect("starts");
         let client = OAuthClient::new().expect("client");
-        let first = provider.issue_refresh_token();
+        let first = Secret::new(provider.issue_refresh_token());
         for auth in [ClientAuth::Basic, ClientAuth::Post] {
             let fx = integration(&provider, auth);
-            let token = provider.issue_refresh_token();
+            let token = Secret::new(provider.issue_refresh_token());
             let grant = client.refresh(&fx, &token).await.expect("refreshes");
             let next = grant.refresh_token.expect("rotated");
             assert!(provider.is_valid_refresh_token(next.expose()));
@@ -427,7 +427,7 @@ mod tests {
         let client = OAuthClient::new().expect("client");
         let fx = integration(&provider, ClientAuth::Basic);
         provider.set_mode(mmt_oauth_fixture::Mode::Hang);
-        let token = provider.issue_refresh_token();
+        let token = Secret::new(provider.issue_refresh_token());
         assert_eq!(
             client.refresh(&fx, &token).await.expect_err("hangs").code(),
             "timeout"

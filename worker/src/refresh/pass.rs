@@ -10,9 +10,9 @@
 //! logged, and the pass goes on (issue 8, item 2).
 
 use mmt_shared::events::{Event, EventKind};
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use mmt_shared::wire::TokenState;
-use zeroize::Zeroizing;
 
 use crate::config::integrations::DEFAULT_REFRESH_AHEAD_SECS;
 use crate::rules::lifecycle::{self, TokenMeta};
@@ -44,7 +44,7 @@ pub struct Leased {
     /// The lease written for it.
     pub lease: Lease,
     /// The refresh token to present.
-    pub refresh_token: Zeroizing<String>,
+    pub refresh_token: Secret,
     /// The access token's expiry when leased.
     pub expires_at: Option<UnixMillis>,
 }
@@ -246,7 +246,7 @@ pub fn lease_pass(
                         tx.drop_refresh(&token_id, &record, meta.expires_at);
                         continue;
                     };
-                    let refresh_token = Zeroizing::new(refresh_token.clone());
+                    let refresh_token = refresh_token.clone();
                     tx.put_refresh(&token_id, Some(&record), &next, None)?;
                     if let Some(lease) = next.lease {
                         leased.push(Leased {
@@ -343,11 +343,13 @@ pub fn apply(
             Ok(grant) => {
                 let next_meta = rules::refreshed_meta(&meta, grant, sent_at, now);
                 let secrets = TokenSecrets {
-                    access_token: grant.access_token.expose().to_owned(),
-                    refresh_token: Some(grant.refresh_token.as_ref().map_or_else(
-                        || leased.refresh_token.to_string(),
-                        |r| r.expose().to_owned(),
-                    )),
+                    access_token: grant.access_token.clone(),
+                    refresh_token: Some(
+                        grant
+                            .refresh_token
+                            .clone()
+                            .unwrap_or_else(|| leased.refresh_token.clone()),
+                    ),
                 };
                 tx.put_token(token_id, &next_meta, Some(&meta), &secrets)?;
                 match rules::after_success(&next_meta, ahead, sent_at, now, unit()) {

@@ -207,6 +207,8 @@ pub fn finish(
 
 #[cfg(test)]
 mod tests {
+    use mmt_shared::secret::Secret;
+
     use super::*;
     use crate::store::Store;
     use crate::store::crypto::MasterKey;
@@ -231,8 +233,8 @@ mod tests {
             has_refresh_token: true,
         };
         let secrets = TokenSecrets {
-            access_token: "a".into(),
-            refresh_token: Some("r".into()),
+            access_token: Secret::new("a".into()),
+            refresh_token: Some(Secret::new("r".into())),
         };
         store
             .write(|tx| {
@@ -243,7 +245,7 @@ mod tests {
         let (_, job) = store.upstream_jobs(10).expect("reads").remove(0);
         let job = job.expect("decodes");
         let opened = store.open_job("tok_1", &job).expect("opens");
-        assert_eq!(opened.refresh_token.as_deref(), Some("r"));
+        assert_eq!(opened.refresh_token.as_ref().map(Secret::expose), Some("r"));
         job
     }
 

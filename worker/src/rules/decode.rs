@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_path_to_error::{Path, Segment};
 
+#[cfg(test)]
+mod props;
 mod shapes;
 #[cfg(test)]
 mod tests;
@@ -49,6 +51,14 @@ pub(crate) fn parse<T: Message>(body: &[u8]) -> Parsed<T> {
     }
     if body.len() > MAX_BODY_BYTES {
         return Parsed::unclaimed(format!("body is larger than {MAX_BODY_BYTES} bytes"));
+    }
+    // JSON is UTF-8 (RFC 8259 §8.1), and serde_json skips the strings of
+    // ignored fields without checking them: check the whole body first.
+    if let Err(error) = std::str::from_utf8(body) {
+        return Parsed::unclaimed(format!(
+            "body is not valid UTF-8 ({})",
+            offset_position(body, error.valid_up_to())
+        ));
     }
     // serde also reads a struct from an array: only an object is a message.
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -110,6 +120,18 @@ impl<T> Parsed<T> {
 
 fn position(error: &serde_json::Error) -> String {
     format!("line {}, column {}", error.line(), error.column())
+}
+
+/// Where byte `at` of `body` is, as serde_json counts: 1-based line, and
+/// 1-based column in bytes.
+fn offset_position(body: &[u8], at: usize) -> String {
+    let before = body.get(..at).unwrap_or(body);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = match before.iter().rposition(|b| *b == b'\n') {
+        Some(newline) => at - newline,
+        None => at + 1,
+    };
+    format!("line {line}, column {column}")
 }
 
 /// A body that is not JSON: what kind of failure and where.

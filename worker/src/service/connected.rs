@@ -2,10 +2,10 @@
 //! per account (mint, rotate or reconnect), seal the raw tokens, hand the
 //! refresh engine its records.
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::rfc3339;
 use mmt_shared::wire::{
-    ConnectedReply, ErrorCode, IntegrationConnected, IntegrationPayload, IssuedToken,
-    SdkAccessToken,
+    AccountToken, ConnectedReply, ErrorCode, IntegrationConnected, IssuedToken, SdkAccessToken,
 };
 
 use super::{
@@ -28,10 +28,32 @@ impl Service {
                 delayed = auth.as_payload();
                 &delayed
             }
-            _ => {
+            // Neither: a required field is missing (CONTRACT.md §6), as
+            // serde would have said of one that is always required.
+            (None, None) => {
+                return Ok(Applied::Invalid(Outcome::invalid(
+                    ErrorCode::InvalidMessage,
+                    "missing field `accessToken` (or `delayedAuth`)",
+                )));
+            }
+            (Some(_), Some(_)) => {
                 return Ok(Applied::Invalid(Outcome::invalid(
                     ErrorCode::InvalidRequest,
-                    "give accessToken or delayedAuth, exactly one",
+                    "give accessToken or delayedAuth, not both",
+                )));
+            }
+        };
+        let wallet = lifecycle::is_wallet(&payload.broker_type, &self.extra_wallet_types);
+        // Only a wallet may leave `accountTokens` out (it is ignored); which
+        // brokerTypes are wallets is the operator's setting, so the decoder
+        // cannot tell.
+        let accounts = match (&payload.account_tokens, wallet) {
+            (Some(accounts), _) => accounts.as_slice(),
+            (None, true) => &[],
+            (None, false) => {
+                return Ok(Applied::Invalid(Outcome::invalid(
+                    ErrorCode::InvalidMessage,
+                    "missing field `accessToken.accountTokens`",
                 )));
             }
         };
@@ -41,7 +63,7 @@ impl Service {
         {
             return Ok(Applied::Invalid(r.into()));
         }
-        if lifecycle::is_wallet(&payload.broker_type, &self.extra_wallet_types) {
+        if wallet {
             let reply = ConnectedReply {
                 ok: true,
                 broker_type: payload.broker_type.clone(),
@@ -54,16 +76,16 @@ impl Service {
                 reply: to_json(&reply),
             });
         }
-        if let Err(invalid) = validate_accounts(payload, msg.delayed_auth.is_some()) {
+        if let Err(invalid) = validate_accounts(accounts, msg.delayed_auth.is_some()) {
             return Ok(Applied::Invalid(invalid));
         }
         let now = inbound.received_at;
         let at = lifecycle::event_time(inbound.timestamp, now);
         let stamp = rfc3339(now);
         let integrations = self.integrations();
-        let mut tokens = Vec::with_capacity(payload.account_tokens.len());
-        let mut events = Vec::with_capacity(payload.account_tokens.len());
-        for account in &payload.account_tokens {
+        let mut tokens = Vec::with_capacity(accounts.len());
+        let mut events = Vec::with_capacity(accounts.len());
+        for account in accounts {
             let input = ConnectInput {
                 client_id: &msg.client_id,
                 end_user_id: &msg.end_user_id,
@@ -85,11 +107,8 @@ impl Service {
                 account_id: input.account_id,
             };
             let secrets = TokenSecrets {
-                access_token: account.access_token.expose().to_owned(),
-                refresh_token: account
-                    .refresh_token
-                    .as_ref()
-                    .map(|r| r.expose().to_owned()),
+                access_token: account.access_token.clone(),
+                refresh_token: account.refresh_token.clone(),
             };
             let held = match tx.token_of(&identity)? {
                 Some(token_id) => {
@@ -182,8 +201,7 @@ impl Service {
 
 /// Checks the accounts of a payload; a `delayed` one (from `delayedAuth`)
 /// has one account, accountId `""` and no access token yet.
-fn validate_accounts(payload: &IntegrationPayload, delayed: bool) -> Result<(), Outcome> {
-    let accounts = &payload.account_tokens;
+fn validate_accounts(accounts: &[AccountToken], delayed: bool) -> Result<(), Outcome> {
     if accounts.is_empty() {
         return Err(Outcome::invalid(
             ErrorCode::InvalidRequest,
@@ -237,6 +255,6 @@ fn new_token_id() -> String {
 }
 
 /// Compares two raw tokens in constant time.
-fn same(a: &str, b: &str) -> bool {
-    orion::util::secure_cmp(a.as_bytes(), b.as_bytes()).is_ok()
+fn same(a: &Secret, b: &Secret) -> bool {
+    orion::util::secure_cmp(a.expose().as_bytes(), b.expose().as_bytes()).is_ok()
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::integrations::Integration;
 use crate::config::integrations::Integrations;
 use crate::rules;
+use crate::rules::audit::Event as AuditEvent;
 use crate::rules::decode::{self, Message};
 use crate::rules::identity::Gate;
 use crate::rules::lifecycle::{self, Rejection, TokenMeta};
@@ -24,6 +25,8 @@ use crate::store::{Change, Decision, Group, RefreshRecord, Store, StoreError, Tx
 
 mod connected;
 mod link;
+#[cfg(test)]
+mod missing_fields;
 mod refusal;
 mod removed;
 mod resolve;
@@ -236,6 +239,14 @@ impl Service {
                 event.broker_user = inbound.user_id.map(str::to_owned);
             }
         }
+        if let Some(refusal) = refusal_audit(inbound, &outcome) {
+            // A refusal changes nothing but the audit log, and is not
+            // answered before its line is durable.
+            group.write(|tx| {
+                tx.audit(refusal.clone(), None)?;
+                Ok(Decision::Commit(()))
+            })?;
+        }
         Ok(outcome)
     }
 
@@ -286,6 +297,9 @@ impl Service {
                     applied: true,
                 }),
                 Applied::Change { reply, events } => {
+                    for event in &events {
+                        tx.audit(change_audit(inbound, event), event.token_id.as_deref())?;
+                    }
                     tx.record_processed(inbound.kind, &key, &reply)?;
                     Decision::Commit(Outcome::Done {
                         reply,
@@ -296,6 +310,40 @@ impl Service {
             })
         })
     }
+}
+
+/// The audit line of a change a message made (CONTRACT.md §12).
+fn change_audit(inbound: &Inbound<'_>, event: &Event) -> AuditEvent {
+    AuditEvent {
+        kind: inbound.kind.routing_key().to_owned(),
+        client_id: event.client_id.clone(),
+        token_id: None,
+        broker_type: event.broker_type.clone(),
+        scope: event.scope.map(|s| s.as_str().to_owned()),
+        outcome: event.kind.routing_key().to_owned(),
+        message_id: inbound.message_id.map(str::to_owned),
+        broker_user: inbound.user_id.map(str::to_owned),
+    }
+}
+
+/// The audit line of a message refused or rejected as bad input, if it
+/// was.
+fn refusal_audit(inbound: &Inbound<'_>, outcome: &Outcome) -> Option<AuditEvent> {
+    let (code, client_id) = match outcome {
+        Outcome::Done { .. } => return None,
+        Outcome::Invalid {
+            code, client_id, ..
+        } => (*code, client_id.clone()),
+        Outcome::Refused { code, event, .. } => (*code, event.client_id.clone()),
+    };
+    Some(AuditEvent {
+        kind: inbound.kind.routing_key().to_owned(),
+        client_id,
+        outcome: code.as_str().to_owned(),
+        message_id: inbound.message_id.map(str::to_owned),
+        broker_user: inbound.user_id.map(str::to_owned),
+        ..AuditEvent::default()
+    })
 }
 
 /// What a state-changing handler decided.

@@ -47,18 +47,16 @@ impl Service {
                     wrapped,
                 },
             ) => {
-                let mut secrets =
-                    self.store
-                        .open_secrets(&msg.token_id, &meta, &sealed, &wrapped)?;
+                let secrets = self
+                    .store
+                    .open_secrets(&msg.token_id, &meta, &sealed, &wrapped)?;
                 let reply = ResolveReply {
                     ok: true,
                     token_id: msg.token_id.clone(),
                     broker_type: meta.broker_type.clone(),
                     account_id: meta.account_id.clone(),
                     scope: meta.scope,
-                    access_token: mmt_shared::secret::Secret::new(std::mem::take(
-                        &mut secrets.access_token,
-                    )),
+                    access_token: secrets.access_token,
                     expires_at: meta.expires_at.map(rfc3339),
                 };
                 Ok(Outcome::Done {

@@ -6,10 +6,10 @@
 
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{MessageKind, TokenState};
-use zeroize::Zeroizing;
 
 use super::record::{self, RecordRef};
 use super::{RefreshRecord, Store, StoreError, TokenSecrets, UpstreamJob, binding, processed};
+use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
 
 /// One write. Applied in order: a later operation sees an earlier one.
@@ -76,6 +76,9 @@ pub(super) enum Op {
     },
     /// A named mark (a copy's progress).
     Mark { name: String, value: Vec<u8> },
+    /// A line of the audit log (CONTRACT.md §12), its tokenId already
+    /// replaced by the token's reference.
+    Audit(AuditEvent),
 }
 
 /// The writes of one decision, applied atomically when its
@@ -96,6 +99,20 @@ impl<'a> Change<'a> {
 }
 
 impl Change<'_> {
+    /// Records `event` in the audit log with the change; `token_id` is
+    /// named by its reference, never in clear.
+    pub fn audit(
+        &mut self,
+        mut event: AuditEvent,
+        token_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if let Some(token_id) = token_id {
+            event.token_id = Some(self.store.audit_key.token_ref(token_id));
+        }
+        self.ops.push(Op::Audit(event));
+        Ok(())
+    }
+
     /// Stores a token (new, or replacing the live one of the same tokenId)
     /// with fresh secrets under a fresh data key. `previous` is the record it
     /// replaces, if any.
@@ -106,7 +123,7 @@ impl Change<'_> {
         previous: Option<&TokenMeta>,
         secrets: &TokenSecrets,
     ) -> Result<(), StoreError> {
-        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
+        let plain = secrets.to_plain()?;
         let (sealed, wrapped) = self
             .store
             .key

@@ -28,7 +28,7 @@ pub(super) fn put_find_revoke_round_trip_with_counts_and_expiry_index(store: &St
     let opened = store
         .open_secrets("tok_1", &got, &sealed, &wrapped)
         .expect("opens");
-    assert_eq!(opened.access_token, "raw-access");
+    assert_eq!(opened.access_token.expose(), "raw-access");
     assert_eq!(
         store.due_expiries(60_999, 10).expect("scans"),
         Vec::<String>::new()
@@ -283,7 +283,10 @@ pub(super) fn an_upstream_job_round_trips_sealed_and_ends(store: &Store) {
         ("tok_1", 5_000, 0)
     );
     let opened = store.open_job(token_id, job).expect("opens");
-    assert_eq!(opened.refresh_token.as_deref(), Some("raw-refresh"));
+    assert_eq!(
+        opened.refresh_token.as_ref().map(Secret::expose),
+        Some("raw-refresh")
+    );
     let later = job.rescheduled(9_000, 2);
     store
         .write(|tx| {
@@ -341,7 +344,7 @@ pub(super) fn find_and_open_never_fail_while_the_same_token_is_replaced(store: &
         store
             .write(|change| {
                 let secrets = TokenSecrets {
-                    access_token: raw.to_owned(),
+                    access_token: Secret::new(raw.to_owned()),
                     refresh_token: None,
                 };
                 change.put_token("tok_1", &m, previous, &secrets)?;

@@ -26,6 +26,9 @@ const KCV_PLAINTEXT: &[u8] = b"mmt key check value v1";
 const KCV_AD: &[u8] = b"mmt-kcv-v1";
 const RECORD_MAC_SALT: &[u8] = b"mmt-record-mac";
 const RECORD_MAC_INFO: &[u8] = b"v2";
+/// What derives the audit log's key (CONTRACT.md §12) from the master key.
+const AUDIT_SALT: &[u8] = b"mmt-audit";
+const AUDIT_INFO: &[u8] = b"v1";
 
 /// Length of a record tag in bytes.
 pub const TAG_BYTES: usize = 32;
@@ -194,6 +197,20 @@ impl MasterKey {
         Ok(Self { key, record_mac })
     }
 
+    /// The audit log's key, derived from this one (HKDF-SHA256): it names
+    /// tokens in the log and chains its lines.
+    pub fn audit_key(&self) -> Result<crate::rules::audit::AuditKey, CryptoError> {
+        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<SHA256>::derive_key(
+            AUDIT_SALT,
+            key_bytes(&self.key),
+            Some(AUDIT_INFO),
+            &mut derived[..],
+        )
+        .map_err(|_| CryptoError::Cipher)?;
+        crate::rules::audit::AuditKey::from_bytes(&derived).ok_or(CryptoError::Cipher)
+    }
+
     /// The tag that authenticates a stored record of `token_id`.
     pub fn record_tag(&self, token_id: &str, record: &[u8]) -> Result<Vec<u8>, CryptoError> {
         orion::auth::authenticate(&self.record_mac, &record_mac_input(token_id, record))
@@ -313,6 +330,9 @@ fn open(key: &SecretKey, sealed: &[u8], ad: &[u8]) -> Result<Zeroizing<Vec<u8>>,
         .map_err(|_| CryptoError::Unseal)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

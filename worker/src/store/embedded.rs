@@ -2,22 +2,27 @@
 //! ([`super::kv`], fjall), keys prefixed by what they hold (the table in
 //! [`super`]). One process holds it (the directory's lock); its writer lock
 //! makes every read-decide-write one unit, and each decision's operations
-//! one atomic batch, durable at the next flush.
+//! one atomic batch, durable at the next flush. A batch that destroys secret
+//! material carries the purge mark and is noted for a purge ([`super::purge`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::TokenState;
 
 use mmt_shared::wire::Scope;
 
+use super::audit_log::{self, AuditLog};
 use super::change::Op;
 use super::copy::{Page, Row, Table};
 use super::keys::{CountKey, Identity, expiry_key, prefixed, user_prefix};
 use super::kv::{self, Kv};
 use super::processed::PROCESSED;
+use super::purge::{Deletions, PURGE_MARK};
 use super::refresh::{DUE, REFRESH, due_key, split_time_key};
 use super::upstream::{JobEntry, UPSTREAM};
 use super::{COUNT, RecordRows, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
@@ -34,6 +39,13 @@ pub(super) struct Embedded {
     /// writes the new counts without reading them first and the console's
     /// counts read no record.
     counts: Mutex<Counts>,
+    /// The data directory.
+    dir: PathBuf,
+    /// The audit log beside the keyspace (`audit.jsonl`).
+    pub(super) audit: Arc<Mutex<AuditLog>>,
+    /// Deletions committed and not purged yet (boxed: the engine enum
+    /// stays small).
+    pub(super) deletions: Box<Deletions>,
     /// The data directory's lock, released when the store is dropped.
     _lock: kv::DirLock,
 }
@@ -56,12 +68,29 @@ impl Embedded {
                 counts.insert(key.to_vec(), u64::from_be_bytes(bytes));
             }
         }
+        let audit = AuditLog::open(dir, key.audit_key()?).map_err(|source| StoreError::Audit {
+            path: dir.join(audit_log::CURRENT),
+            source,
+        })?;
+        let deletions = Box::<Deletions>::default();
+        if kv.get(mark_key(PURGE_MARK))?.is_some() {
+            // Deleted before the last stop, not purged yet.
+            deletions.note(Instant::now());
+        }
         Ok(Self {
             kv,
             writer: Mutex::new(()),
             counts: Mutex::new(counts),
+            dir: dir.to_owned(),
+            audit: Arc::new(Mutex::new(audit)),
+            deletions,
             _lock: lock,
         })
+    }
+
+    /// The audit log's current file (for errors).
+    pub(super) fn audit_path(&self) -> PathBuf {
+        self.dir.join(audit_log::CURRENT)
     }
 
     /// Takes the writer lock: held from the first read of a decision to its
@@ -205,9 +234,15 @@ impl Embedded {
 
     /// Applies `ops` as one atomic batch, the counts with them. The caller
     /// holds the writer lock; the counts in memory follow the store once the
-    /// batch is applied.
+    /// batch is applied, and so do the deletions waiting for a purge.
     pub(super) fn apply(&self, ops: Vec<Op>, _lock: &WriteGuard<'_>) -> Result<(), StoreError> {
         let mut batch = self.kv.batch();
+        let deletes = ops
+            .iter()
+            .any(|op| matches!(op, Op::Revoke { .. } | Op::EndJob { .. }));
+        if deletes {
+            batch.insert(mark_key(PURGE_MARK), []);
+        }
         let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let mut count_in = |state: TokenState, scope: Scope, broker_type: &str, delta: i64| {
             let key = CountKey {
@@ -218,8 +253,10 @@ impl Embedded {
             .encode();
             *deltas.entry(key).or_default() += delta;
         };
+        let mut audit = Vec::new();
         for op in ops {
             match op {
+                Op::Audit(event) => audit.push(event),
                 Op::PutToken {
                     token_id,
                     meta,
@@ -338,9 +375,36 @@ impl Embedded {
         for (key, n) in &next {
             batch.insert(key.as_slice(), n.to_be_bytes());
         }
+        // The audit lines go first: a crash between the two leaves a line
+        // for a change that is applied again on redelivery (a line twice),
+        // never a change without its line.
+        if !audit.is_empty() {
+            let mut log = self.audit.lock().unwrap_or_else(|e| e.into_inner());
+            for event in audit {
+                log.append(event).map_err(|source| StoreError::Audit {
+                    path: self.audit_path(),
+                    source,
+                })?;
+            }
+        }
         self.kv.apply(batch)?;
         current.extend(next);
+        if deletes {
+            self.deletions.note(Instant::now());
+        }
         Ok(())
+    }
+
+    /// Removes the purge mark after a purge, unless a deletion came since
+    /// (noted under the writer lock, as every commit is).
+    pub(super) fn clear_purge_mark(&self) -> Result<(), StoreError> {
+        let _writer = self.lock();
+        if self.deletions.is_pending() {
+            return Ok(());
+        }
+        let mut batch = self.kv.batch();
+        batch.remove(mark_key(PURGE_MARK));
+        self.kv.apply(batch)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The engine under the store: ordered bytes to bytes in one fjall
-//! partition, atomic batches, and an explicit durable flush. The only module
-//! that names fjall.
+//! partition, atomic batches, an explicit durable flush, and a purge of
+//! replaced and removed versions ([`purge`]). The only module (with its
+//! child) that names fjall.
 //!
 //! The keyspace lives in `fjall/` inside the data directory. fjall takes no
 //! lock of its own, so the store holds an exclusive lock on the data
@@ -11,6 +12,8 @@ use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 
 use super::StoreError;
+
+mod purge;
 
 /// The keyspace's directory inside the data directory.
 pub(super) const DIR: &str = "fjall";

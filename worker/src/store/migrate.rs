@@ -15,8 +15,10 @@ use serde::Deserialize;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{Scope, TokenState};
 
+use super::embedded::mark_key;
 use super::keys::prefixed;
 use super::kv::Kv;
+use super::purge::PURGE_MARK;
 use super::record::{self, RecordRef};
 use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, processed};
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
@@ -157,6 +159,9 @@ fn convert_batch(db: &Kv, key: &MasterKey, max: usize) -> Result<usize, StoreErr
         n += 1;
     }
     if n > 0 {
+        // The v1 values removed here stay in the engine's files until a
+        // purge: make one due (super::purge).
+        batch.insert(mark_key(PURGE_MARK), []);
         db.apply(batch)?;
     }
     Ok(n)

@@ -92,7 +92,7 @@ fn check_migrated(store: &Store) -> (usize, usize) {
                 let secrets = store
                     .open_secrets(token_id, &meta, &sealed, &wrapped)
                     .expect("a migrated token opens");
-                uphold |= secrets.access_token == UPHOLD_ACCESS;
+                uphold |= secrets.access_token.expose() == UPHOLD_ACCESS;
                 live += 1;
             }
             (Listed::Revoked(_), Found::Revoked(_)) => revoked += 1,

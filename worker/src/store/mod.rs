@@ -12,6 +12,7 @@
 //! | `c` | state, scope, integration | how many tokens are in that group |
 //! | `r`, `d` | see [`refresh`] | the refresh engine's records and due index |
 //! | `u` | see [`upstream`] | sealed upstream revocation jobs |
+//! | `m` | a name: `copy:<table>`, `purge` | a `store copy`'s progress; the purge mark, written with a deletion until it is purged ([`purge`]) |
 //! | `v` | | the format version |
 //!
 //! The data directory holds `key-check`, the key check value
@@ -31,23 +32,28 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::MessageKind;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::counters::histogram::{FLUSH_BUCKETS, Histogram};
+use crate::rules::audit::AuditKey;
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
 use crate::store::crypto::{CryptoError, MasterKey};
 use embedded::Embedded;
 use postgres::{PgConfig, Postgres};
 
+pub mod audit_log;
 pub mod backup;
 mod change;
 #[cfg(test)]
 mod conformance;
 pub mod copy;
 pub mod crypto;
+#[cfg(test)]
+mod decode_props;
 mod embedded;
 mod from_sled;
 mod keycheck;
@@ -59,6 +65,9 @@ mod migrate;
 mod migrate_tests;
 pub mod postgres;
 mod processed;
+mod purge;
+#[cfg(test)]
+mod purge_tests;
 mod record;
 pub mod refresh;
 pub mod restored;
@@ -76,6 +85,7 @@ pub use keycheck::holds_a_store;
 use keys::push_part;
 pub use keys::{CountKey, Identity};
 pub use list::{Listed, TokenPage};
+pub use purge::{Deletions, Purge, PurgeStatus};
 use record::Record;
 pub use upstream::UpstreamJob;
 
@@ -217,6 +227,16 @@ pub enum StoreError {
     /// "Poisoned", until it is opened again).
     #[error("store I/O")]
     Io(#[from] fjall::Error),
+    /// The audit log could not be read or written (disk full, I/O error):
+    /// nothing is applied without its line, so the write fails and its
+    /// message is retried.
+    #[error("audit log {path}")]
+    Audit {
+        /// The log's file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A flush did not finish in time: a flush this late means the disk has
     /// failed.
     #[error(
@@ -224,6 +244,18 @@ pub enum StoreError {
         .0.as_secs()
     )]
     Stalled(Duration),
+    /// A purge (physical deletion) did not see its step through in time;
+    /// what it was to delete stays pending and the purge is run again.
+    #[error(
+        "the store's purge did not finish {step} within {} s",
+        .patience.as_secs()
+    )]
+    PurgeStalled {
+        /// The step: the memtable's flush, or the compaction.
+        step: &'static str,
+        /// How long it was given.
+        patience: Duration,
+    },
     /// A record did not decode.
     #[error("store record does not decode")]
     Decode(#[from] postcard::Error),
@@ -312,29 +344,40 @@ impl StoreError {
     /// Whether retrying the same work later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Io(_) | StoreError::Stalled(_) | StoreError::Pool { .. } => true,
+            StoreError::Io(_)
+            | StoreError::Stalled(_)
+            | StoreError::Pool { .. }
+            | StoreError::Audit { .. } => true,
             StoreError::Postgres(error) => postgres::is_transient(error),
             _ => false,
         }
     }
 }
 
-/// The secrets of one token, sealed at rest.
+/// The secrets of one token, sealed at rest. Each is a [`Secret`]: wiped
+/// when dropped, never printed; no `Debug` here either. Encoded (postcard)
+/// exactly as two plain strings were, so the records on disk are unchanged.
 #[derive(Serialize, Deserialize)]
 pub struct TokenSecrets {
     /// The raw exchange access token.
-    pub access_token: String,
+    pub access_token: Secret,
     /// The raw refresh token.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
 }
 
-impl Drop for TokenSecrets {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.access_token.zeroize();
-        if let Some(r) = self.refresh_token.as_mut() {
-            r.zeroize();
-        }
+impl TokenSecrets {
+    /// The plain bytes to seal, in a buffer wiped on drop and allocated
+    /// once at its full size, so that no copy is left behind by a growing
+    /// buffer (postcard: each string is a varint length of at most 10 bytes
+    /// and its bytes; the option one byte).
+    fn to_plain(&self) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let size = 21
+            + self.access_token.expose().len()
+            + self.refresh_token.as_ref().map_or(0, |r| r.expose().len());
+        Ok(Zeroizing::new(postcard::to_extend(
+            self,
+            Vec::with_capacity(size),
+        )?))
     }
 }
 
@@ -370,6 +413,8 @@ impl Found {
 /// opened here, the same way whatever engine holds it.
 pub struct Store {
     key: MasterKey,
+    /// The audit log's key, derived from `key` once.
+    audit_key: AuditKey,
     engine: Engine,
     /// How long each flush took (`/metrics`).
     flush_times: Histogram,
@@ -408,6 +453,7 @@ impl Store {
     fn open_engine(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         let engine = Embedded::open(dir, &key, cache_mb)?;
         Ok(Self {
+            audit_key: key.audit_key()?,
             key,
             engine: Engine::Embedded(engine),
             flush_times: Histogram::new(FLUSH_BUCKETS),
@@ -420,10 +466,41 @@ impl Store {
     pub fn connect(config: &PgConfig, key: MasterKey) -> Result<Self, StoreError> {
         let engine = Postgres::connect(config, &key)?;
         Ok(Self {
+            audit_key: key.audit_key()?,
             key,
             engine: Engine::Postgres(Box::new(engine)),
             flush_times: Histogram::new(FLUSH_BUCKETS),
         })
+    }
+
+    /// Up to `max` lines of the shared store's audit table after `after`
+    /// (chain, seq), in chain and seq order; the embedded store's log is
+    /// its files ([`audit_log::files`]), so it has none here.
+    pub fn audit_page(
+        &self,
+        after: Option<&(String, i64)>,
+        max: usize,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        match &self.engine {
+            Engine::Embedded(_) => Ok(Vec::new()),
+            Engine::Postgres(pg) => pg.audit_page(after, max),
+        }
+    }
+
+    /// Rotates the embedded store's audit log past `bytes` (the shared
+    /// store's log is a table: nothing to rotate).
+    pub fn set_audit_max_bytes(&self, bytes: u64) {
+        if let Engine::Embedded(e) = &self.engine {
+            e.audit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_max_bytes(bytes);
+        }
+    }
+
+    /// The audit log's key: how the log names tokens.
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     /// The engine's name (`fjall` or `postgres`), for `worker.stats` and
@@ -552,8 +629,22 @@ impl Store {
             return Ok(());
         };
         let flusher = e.kv.flusher();
+        let audit = e.audit.clone();
+        let audit_path = e.audit_path();
         let started = std::time::Instant::now();
-        let flush = tokio::task::spawn_blocking(move || flusher.flush());
+        let flush = tokio::task::spawn_blocking(move || {
+            // The audit lines first: a change is never durable without its
+            // line (embedded.rs: `apply`).
+            audit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync()
+                .map_err(|source| StoreError::Audit {
+                    path: audit_path,
+                    source,
+                })?;
+            flusher.flush()
+        });
         match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
             Ok(Ok(flushed)) => {
                 self.flush_times.observe(started.elapsed(), 1);

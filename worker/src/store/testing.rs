@@ -1,5 +1,6 @@
 //! What the store's unit tests share: a token's metadata and secrets.
 
+use mmt_shared::secret::Secret;
 use mmt_shared::wire::Scope;
 
 use super::TokenSecrets;
@@ -27,8 +28,8 @@ pub(super) fn meta(client: &str, user: &str, scope: Scope) -> TokenMeta {
 /// Raw secrets that tests look for.
 pub(super) fn secrets() -> TokenSecrets {
     TokenSecrets {
-        access_token: "raw-access".into(),
-        refresh_token: Some("raw-refresh".into()),
+        access_token: Secret::new("raw-access".into()),
+        refresh_token: Some(Secret::new("raw-refresh".into())),
     }
 }
 

@@ -143,3 +143,26 @@ fn a_second_open_of_the_same_directory_is_refused_while_the_first_holds_it() {
     drop(first);
     assert!(Store::open(&data, key()).is_ok(), "free again once dropped");
 }
+
+#[test]
+fn a_tokens_secrets_are_encoded_in_one_buffer_of_their_full_size() {
+    for (access, refresh) in [
+        (String::new(), None),
+        ("a".repeat(127), Some("r".repeat(128))),
+        ("é".repeat(9000), Some("x".repeat(16_384))),
+    ] {
+        let secrets = TokenSecrets {
+            access_token: Secret::new(access.clone()),
+            refresh_token: refresh.clone().map(Secret::new),
+        };
+        let plain = secrets.to_plain().expect("encodes");
+        // The capacity asked for: the buffer never grew (a grown buffer
+        // leaves its old copy unwiped).
+        assert_eq!(
+            plain.capacity(),
+            21 + access.len() + refresh.as_ref().map_or(0, String::len)
+        );
+        let back: TokenSecrets = postcard::from_bytes(&plain).expect("decodes");
+        assert_eq!(back.access_token.expose(), access);
+    }
+}

@@ -74,7 +74,7 @@ impl UpstreamJob {
         secrets: &TokenSecrets,
         now: UnixMillis,
     ) -> Result<Self, StoreError> {
-        let plain = Zeroizing::new(postcard::to_stdvec(secrets)?);
+        let plain = secrets.to_plain()?;
         let (sealed, wrapped) = key.seal_token(
             &seal_id(token_id),
             &job_binding(&meta.client_id, &meta.broker_type),

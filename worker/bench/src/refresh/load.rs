@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use mmt_shared::secret::Secret;
 use mmt_shared::time_fmt::{UnixMillis, now_millis};
 use mmt_shared::wire::{Scope, TokenState};
 
@@ -160,8 +161,8 @@ impl Job<'_> {
                     let id = token_id(index as u64);
                     let meta = meta(index, self.schedule.expires_at(index, tokens), now);
                     let secrets = TokenSecrets {
-                        access_token: secret("fxat", index as u64),
-                        refresh_token: self.refresh_tokens.get(index).cloned(),
+                        access_token: Secret::new(secret("fxat", index as u64)),
+                        refresh_token: self.refresh_tokens.get(index).cloned().map(Secret::new),
                     };
                     change.put_token(&id, &meta, None, &secrets)?;
                     match self.schedule {

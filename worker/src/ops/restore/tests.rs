@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mmt_shared::secret::Secret;
 use mmt_shared::wire::{MessageKind, Scope};
 
 use super::*;
@@ -33,8 +34,8 @@ fn meta(user: &str) -> TokenMeta {
 
 fn secrets(i: usize) -> TokenSecrets {
     TokenSecrets {
-        access_token: format!("raw-access-{i}"),
-        refresh_token: Some(format!("raw-refresh-{i}")),
+        access_token: Secret::new(format!("raw-access-{i}")),
+        refresh_token: Some(Secret::new(format!("raw-refresh-{i}"))),
     }
 }
 
@@ -137,7 +138,8 @@ fn secrets_of(store: &Store, token_id: &str) -> Option<String> {
                 .open_secrets(token_id, &meta, &sealed, &wrapped)
                 .expect("opens with the key")
                 .access_token
-                .clone(),
+                .expose()
+                .to_owned(),
         ),
         _ => None,
     }

@@ -258,3 +258,23 @@ fn a_body_that_is_not_an_object_is_refused_as_such() {
         );
     }
 }
+
+#[test]
+fn a_body_that_is_not_utf8_is_not_json_even_in_a_field_that_is_ignored() {
+    // serde_json skips an ignored field's string without checking it: the
+    // body would decode as a link.access_tokens (found by the property
+    // tests in `props`).
+    let mut body = br#"{"clientId":"a","endUserId":"u","note":"SECRET-TAIL?"}"#.to_vec();
+    let at = body.iter().position(|b| *b == b'?').expect("a ?");
+    body[at] = 0x80;
+    let reason = reason_of::<LinkAccessTokens>(&body);
+    assert_eq!(
+        reason,
+        format!("body is not valid UTF-8 (line 1, column {})", at + 1)
+    );
+    let body = b"{\n\"clientId\":\"a\",\n\"endUserId\":\"\xff\"}";
+    assert_eq!(
+        reason_of::<LinkAccessTokens>(body),
+        "body is not valid UTF-8 (line 3, column 14)"
+    );
+}

@@ -2,6 +2,7 @@
 //! fresh store row for row, and refuses a wrong key, a flipped byte, a cut
 //! and an altered file.
 
+use mmt_shared::secret::Secret;
 use mmt_shared::wire::{MessageKind, Scope};
 
 use super::*;
@@ -23,8 +24,8 @@ fn store(dir: &std::path::Path, name: &str) -> Store {
 
 fn secrets_of(i: usize) -> TokenSecrets {
     TokenSecrets {
-        access_token: format!("raw-access-{i}"),
-        refresh_token: Some(format!("raw-refresh-{i}")),
+        access_token: Secret::new(format!("raw-access-{i}")),
+        refresh_token: Some(Secret::new(format!("raw-refresh-{i}"))),
     }
 }
 
@@ -168,7 +169,7 @@ fn a_backup_read_into_a_fresh_store_gives_every_row_back_and_every_token_opens()
         let opened = target
             .open_secrets(&id, &meta, &sealed, &wrapped)
             .expect("opens with the key");
-        assert_eq!(opened.access_token, format!("raw-access-{i}"));
+        assert_eq!(opened.access_token.expose(), format!("raw-access-{i}"));
     }
     assert!(matches!(target.find("tok_0002"), Ok(Found::Revoked(_))));
     assert_eq!(

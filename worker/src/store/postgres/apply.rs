@@ -11,6 +11,7 @@ use super::super::{RefreshRecord, StoreError};
 use super::Txn;
 use super::prepared::execute;
 use super::schema::COUNT_SHARDS;
+use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::TokenMeta;
 
 /// (state, scope, integration) to a delta.
@@ -18,10 +19,29 @@ pub(super) type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
 
 impl Txn<'_> {
     /// Runs `ops` in the transaction (not yet committed); their count
-    /// deltas are written at the commit.
+    /// deltas are written at the commit, their audit lines on one of the
+    /// worker's chains.
     pub(in crate::store) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let mut deltas = self.deltas.borrow_mut();
-        self.run(|c| apply(c, ops, &mut deltas))
+        let mut events = Vec::new();
+        {
+            let mut deltas = self.deltas.borrow_mut();
+            self.run(|c| apply(c, ops, &mut deltas, &mut events))?;
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = self.audit_lines(events);
+        self.run(|c| async move {
+            for (chain, seq, line) in &rows {
+                execute(
+                    c,
+                    "INSERT INTO audit (chain, seq, line) VALUES ($1, $2, $3)",
+                    &[chain, seq, line],
+                )
+                .await?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -42,9 +62,15 @@ fn expiry_of(meta: &TokenMeta) -> Option<i64> {
         .flatten()
 }
 
-async fn apply(c: &Client, ops: Vec<Op>, deltas: &mut Deltas) -> Result<(), StoreError> {
+async fn apply(
+    c: &Client,
+    ops: Vec<Op>,
+    deltas: &mut Deltas,
+    audit: &mut Vec<AuditEvent>,
+) -> Result<(), StoreError> {
     for op in ops {
         match op {
+            Op::Audit(event) => audit.push(event),
             Op::PutToken {
                 token_id,
                 meta,

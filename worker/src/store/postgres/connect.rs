@@ -176,6 +176,7 @@ pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, Store
         runtime: Some(runtime),
         pool,
         shown,
+        chains: super::audit::Chains::new(key.audit_key()?),
     };
     engine.block(migrate_and_check(&engine, key))?;
     Ok(engine)

@@ -21,6 +21,7 @@
 //! Every statement has a timeout.
 
 mod apply;
+mod audit;
 mod connect;
 mod prepared;
 mod reads;
@@ -51,6 +52,8 @@ pub(crate) struct Postgres {
     pool: Pool,
     /// The store's URL, password hidden, for errors and logs.
     shown: String,
+    /// The worker's audit chains.
+    chains: audit::Chains,
 }
 
 impl Drop for Postgres {
@@ -107,6 +110,7 @@ impl Postgres {
                 lock,
                 failed: Cell::new(None),
                 deltas: RefCell::default(),
+                chain: RefCell::new(None),
             })
         })
     }
@@ -130,6 +134,8 @@ pub(crate) struct Txn<'a> {
     /// The count deltas of every change applied so far: written once, at
     /// the commit.
     deltas: RefCell<apply::Deltas>,
+    /// The audit chain its lines go on, once it has one.
+    chain: RefCell<Option<audit::Chain>>,
 }
 
 /// How a read locks the rows it finds.
@@ -212,17 +218,23 @@ impl Txn<'_> {
         let deltas = std::mem::take(&mut *self.deltas.borrow_mut());
         self.run(|c| apply::add_counts(c, deltas))?;
         let client = self.client.take().ok_or(StoreError::Closed)?;
-        self.engine.block(async move {
+        let committed = self.engine.block(async move {
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(StoreError::from)
-        })
+        });
+        if committed.is_err() {
+            self.failed.set(Some(Failed::Other));
+        }
+        self.end_chain(committed.is_ok());
+        committed
     }
 }
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
+        self.end_chain(false);
         if let Some(client) = self.client.take() {
             // A connection whose rollback fails is closed, and the pool
             // drops it rather than hand it out again.

@@ -556,6 +556,30 @@ impl Postgres {
         Ok((out, more))
     }
 
+    /// Up to `max` lines of the audit table after `after` (chain, seq).
+    pub(in crate::store) fn audit_page(
+        &self,
+        after: Option<&(String, i64)>,
+        max: usize,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let (chain, seq) = after.map_or((None, 0), |(c, s)| (Some(c.as_str()), *s));
+        self.block(async {
+            let rows = self
+                .connection()
+                .await?
+                .query(
+                    "SELECT chain, seq, line FROM audit
+                     WHERE $1::text IS NULL OR (chain, seq) > ($1, $2)
+                     ORDER BY chain, seq LIMIT $3",
+                    &[&chain, &seq, &limit_of(max)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+        })
+    }
+
     /// One round trip on a pooled connection.
     pub(in crate::store) fn ping(&self) -> Result<(), StoreError> {
         self.block(async {

@@ -16,7 +16,8 @@
 pub(super) const MIGRATION_LOCK: i64 = 0x006d_6d74;
 
 /// Every migration, in order: version `i + 1` is `MIGRATIONS[i]`.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE mmt_meta (
     name  text PRIMARY KEY,
     value bytea NOT NULL
@@ -78,7 +79,28 @@ CREATE TABLE token_counts (
     n           bigint NOT NULL,
     PRIMARY KEY (state, scope, broker_type, shard)
 );
-"#];
+"#,
+    r#"
+-- The audit log (CONTRACT.md §12): one chain per writer slot of each worker
+-- (`chain`), each line naming the one before it by an HMAC.
+CREATE TABLE audit (
+    chain text COLLATE "C" NOT NULL,
+    seq   bigint NOT NULL,
+    at    timestamptz NOT NULL DEFAULT now(),
+    line  text NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE FUNCTION mmt_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only';
+END
+$$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION mmt_audit_append_only();
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION mmt_audit_append_only();
+"#,
+];
 
 /// How many shards the counts of one group are spread over: concurrent
 /// writers of one group rarely update the same row.
@@ -92,5 +114,65 @@ mod tests {
     fn migrations_are_numbered_from_one_and_never_empty() {
         assert!(!MIGRATIONS.is_empty());
         assert!(MIGRATIONS.iter().all(|m| m.contains("CREATE")));
+    }
+
+    /// A store written at schema 1 (before the audit table) opens, its
+    /// tokens open with the key, and it is migrated to the audit log.
+    #[test]
+    fn a_store_of_schema_1_opens_and_gains_the_audit_log() {
+        use crate::store::crypto::MasterKey;
+        use crate::store::testing::{meta, secrets};
+        use crate::store::{Decision, Found, PgConfig, Store};
+        use mmt_shared::wire::Scope;
+
+        let Some(db) = mmt_pg_fixture::TestDatabase::create("schema-1") else {
+            return;
+        };
+        let key_file = tempfile::NamedTempFile::new().expect("key file");
+        std::fs::remove_file(key_file.path()).expect("room for the key");
+        let (key, _) = MasterKey::load_or_create(key_file.path()).expect("key");
+        let config = PgConfig::new(db.url.clone());
+        let m = meta("acme", "u1", Scope::Read);
+        {
+            let store = Store::connect(&config, key).expect("connects");
+            store
+                .write(|tx| {
+                    tx.put_token("tok_1", &m, None, &secrets())?;
+                    Ok(Decision::Commit(()))
+                })
+                .expect("writes");
+        }
+        // Back to schema 1, as a worker before the audit log left it.
+        db.execute(
+            "DROP TABLE audit; DROP FUNCTION mmt_audit_append_only();
+             DELETE FROM mmt_schema WHERE version > 1;",
+        );
+        let key = MasterKey::load(key_file.path(), key_file.path()).expect("key");
+        let store = Store::connect(&config, key).expect("a schema 1 store opens");
+        let Found::Live {
+            meta: got,
+            sealed,
+            wrapped,
+        } = store.find("tok_1").expect("reads")
+        else {
+            panic!("the token written at schema 1 is live");
+        };
+        assert_eq!(got, m);
+        store
+            .open_secrets("tok_1", &got, &sealed, &wrapped)
+            .expect("its secrets open");
+        store
+            .write(|tx| {
+                tx.revoke("tok_1", &m, 2_000)?;
+                tx.audit(crate::rules::audit::Event::default(), Some("tok_1"))?;
+                Ok(Decision::Commit(()))
+            })
+            .expect("writes with an audit line");
+        assert_eq!(
+            db.query_texts(
+                "SELECT max(version)::text || ' ' || (SELECT count(*) FROM audit) FROM mmt_schema"
+            ),
+            vec![Some(format!("{} 1", MIGRATIONS.len()))]
+        );
     }
 }
