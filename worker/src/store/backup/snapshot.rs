@@ -10,12 +10,14 @@ use super::BackupError;
 use crate::store::copy::{Row, Table};
 use crate::store::embedded::{row, table_prefix};
 use crate::store::keys::expiry_key;
-use crate::store::kv::Frozen;
+use crate::store::kv::{Frozen, Hold};
 use crate::store::{COUNT, CountKey, EXPIRY, Engine, Store, StoreError};
 
 /// The rows of every table as they were at `taken_at`.
 pub(super) struct Snapshot<'a> {
     pub(super) store: &'a Store,
+    /// Purges wait while the backup reads (`kv::frozen`).
+    _hold: Hold<'a>,
     pub(super) taken_at: UnixMillis,
     /// The token counts at that moment.
     pub(super) counts: Vec<(CountKey, u64)>,
@@ -37,6 +39,7 @@ impl Store {
             }
             .into());
         };
+        let hold = e.kv.hold();
         let (taken_at, counted, expiring, tables) = {
             let _writer = e.lock();
             (
@@ -60,6 +63,7 @@ impl Store {
         }
         Ok(Snapshot {
             store: self,
+            _hold: hold,
             taken_at,
             counts,
             expiries,

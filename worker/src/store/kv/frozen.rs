@@ -12,6 +12,10 @@
 //! costs: the segment files replaced meanwhile stay on disk until the read
 //! ends.
 //!
+//! A purge (`purge`) waits for every file it replaced to be deleted, so it
+//! and a frozen read never overlap: the read holds [`Hold`], shared, and
+//! the purge takes it alone, after the read and before the next one.
+//!
 //! Why not `fjall::Snapshot`: fjall 2.11.2 registers a snapshot with its
 //! snapshot tracker, and from the first one on its monitor no longer pulls
 //! the compaction's garbage-collection watermark up (`monitor.rs` does so
@@ -39,7 +43,17 @@ impl Iterator for Frozen {
     }
 }
 
+/// Keeps purges off while a frozen read lasts.
+pub(in crate::store) struct Hold<'a>(#[allow(dead_code)] std::sync::RwLockReadGuard<'a, ()>);
+
 impl Kv {
+    /// Waits for a purge in progress to end, then keeps purges off until
+    /// the hold is dropped: taken before the frozen iterators are made,
+    /// dropped after them.
+    pub(in crate::store) fn hold(&self) -> Hold<'_> {
+        Hold(self.files.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The entries under `prefix` as they are now, whatever is done
     /// afterwards. Iterators made one after the other while the caller holds
     /// the writer lock read the same moment (no batch is applied meanwhile).
@@ -56,6 +70,8 @@ impl Kv {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Keys under `prefix` with their values, as text.
@@ -80,6 +96,31 @@ mod tests {
             batch.remove(k);
         }
         kv.apply(batch).expect("applies");
+    }
+
+    #[test]
+    fn a_purge_waits_for_a_frozen_read_however_long_and_then_purges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kv = Kv::open(&dir.path().join("fjall"), 8).expect("opens");
+        write(&kv, &[("a1", "old")], &[]);
+        kv.part.rotate_memtable_and_wait().expect("flushes");
+        write(&kv, &[("a1", "new")], &[]);
+        let patience = Duration::from_millis(100);
+        std::thread::scope(|scope| {
+            let hold = kv.hold();
+            let a = kv.frozen(b'a');
+            let purge = scope.spawn(|| kv.purge(patience));
+            // The read lasts longer than the purge's patience: a purge that
+            // started meanwhile would wait for the read's files in vain.
+            std::thread::sleep(patience * 3);
+            assert!(!purge.is_finished());
+            assert_eq!(read(a), [("a1".to_owned(), "new".to_owned())]);
+            drop(hold);
+            purge
+                .join()
+                .expect("joins")
+                .expect("purges once the read ends");
+        });
     }
 
     #[test]
