@@ -283,9 +283,9 @@ pub enum StoreCommand {
     /// run again; the two stores are compared at the end.
     Copy(CopyArgs),
     /// Release a restored store: revoke the tokens revoked since its backup
-    /// was taken (--revoked, tokenIds or token.revoked events one a line),
-    /// or say there were none (--none-revoked); then a worker may start on
-    /// it.
+    /// was taken (--revoked: tokenIds, token.revoked events or audit lines,
+    /// one a line), or say there were none (--none-revoked); then a worker
+    /// may start on it.
     Release(ReleaseArgs),
 }
 
@@ -332,8 +332,8 @@ pub struct ReleaseArgs {
     #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
     pub key_file: PathBuf,
     /// A file of the revocations made since the backup was taken: one a
-    /// line, a tokenId or a token.revoked event as published on NS.events
-    /// (JSON). Repeatable.
+    /// line, a tokenId, a token.revoked event as published on NS.events
+    /// (JSON), or a line of the lost store's audit log. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub revoked: Vec<PathBuf>,
     /// No token was revoked since the backup was taken.

@@ -8,19 +8,26 @@
 //! Then the mark goes. `--none-revoked` releases with no file: the operator
 //! says no token was revoked since the backup was taken.
 //!
-//! A revocations file has one revocation a line: a tokenId, or an event as
+//! A revocations file has one revocation a line: a tokenId; an event as
 //! published on `NS.events` (JSON, as an archive of the exchange or a
-//! webhook receiver keeps them; events of another kind than
-//! `token.revoked` are skipped and counted). Blank lines and lines starting
-//! with `#` are skipped. A line that is neither is refused, naming the file
-//! and the line, before anything is changed.
+//! webhook receiver keeps them); or a line of an audit log (CONTRACT.md
+//! §12, a copy of the lost store's `audit.jsonl` kept off the host), whose
+//! token is named by its keyed reference: the tokens of the store are
+//! looked up by theirs. Events of another kind than `token.revoked` and
+//! audit lines of another outcome are skipped and counted. Blank lines and
+//! lines starting with `#` are skipped. A line that is none of these is
+//! refused, naming the file and the line, before anything is changed. Each
+//! revocation is itself an audit line of the released store (kind
+//! `store.release`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mmt_shared::time_fmt::now_millis;
 
+use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::{self, RevokePlan};
+use crate::store::copy::{Row, Table};
 use crate::store::crypto::{CryptoError, MasterKey};
 use crate::store::restored::{self, Restored};
 use crate::store::{Decision, Found, Store, StoreError};
@@ -63,7 +70,9 @@ pub struct Revocations {
     /// Each revoked tokenId, with the clientId its event names (none for a
     /// bare tokenId).
     pub tokens: BTreeMap<String, Option<String>>,
-    /// Events of other kinds, skipped.
+    /// The audit log's references of revoked tokens, with their clientIds.
+    pub refs: BTreeMap<String, Option<String>>,
+    /// Events of other kinds and audit lines of other outcomes, skipped.
     pub other_events: u64,
 }
 
@@ -110,21 +119,31 @@ pub fn revocations(files: &[PathBuf]) -> Result<Revocations, ReleaseError> {
             }
             let event: serde_json::Value =
                 serde_json::from_str(line).map_err(|_| refused("not JSON"))?;
-            if event.get("kind").and_then(|k| k.as_str()) != Some("token.revoked") {
+            let text = |field| event.get(field).and_then(|v| v.as_str());
+            // An audit line says what came of its message in `outcome`.
+            let audited = event.get("outcome").is_some();
+            let revocation = if audited {
+                text("outcome") == Some("token.revoked")
+            } else {
+                text("kind") == Some("token.revoked")
+            };
+            if !revocation {
                 out.other_events += 1;
                 continue;
             }
-            let Some(token_id) = event.get("tokenId").and_then(|t| t.as_str()) else {
-                return Err(refused("a token.revoked event without a tokenId"));
+            let Some(token_id) = text("tokenId") else {
+                return Err(refused("a revocation without a tokenId"));
             };
             if lifecycle::check_id("tokenId", token_id).is_err() {
-                return Err(refused("a token.revoked event whose tokenId is not one"));
+                return Err(refused("a revocation whose tokenId is not one"));
             }
-            let client_id = event
-                .get("clientId")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned);
-            out.tokens.insert(token_id.to_owned(), client_id);
+            let client_id = text("clientId").map(str::to_owned);
+            let into = if audited {
+                &mut out.refs
+            } else {
+                &mut out.tokens
+            };
+            into.insert(token_id.to_owned(), client_id);
         }
     }
     Ok(out)
@@ -145,7 +164,12 @@ pub fn release(
         already_revoked: 0,
         not_found: 0,
     };
-    let tokens: Vec<_> = revocations.tokens.iter().collect();
+    let (mut tokens, unmatched) = referenced(&store, &revocations.refs)?;
+    released.not_found += unmatched;
+    for (token_id, client_id) in &revocations.tokens {
+        tokens.entry(token_id.clone()).or_insert(client_id.clone());
+    }
+    let tokens: Vec<_> = tokens.iter().collect();
     for page in tokens.chunks(PAGE) {
         let (revoked, already, missing) = store.write(|tx| {
             let now = now_millis();
@@ -164,6 +188,15 @@ pub fn release(
                         if let Some(record) = tx.refresh_record(token_id)? {
                             tx.drop_refresh(token_id, &record, None);
                         }
+                        let audited = AuditEvent {
+                            kind: "store.release".to_owned(),
+                            client_id: Some(meta.client_id.clone()),
+                            broker_type: Some(meta.broker_type.clone()),
+                            scope: Some(meta.scope.as_str().to_owned()),
+                            outcome: "token.revoked".to_owned(),
+                            ..AuditEvent::default()
+                        };
+                        tx.audit(audited, Some(token_id))?;
                         revoked += 1;
                     }
                     (Ok(_), _) => already += 1,
@@ -182,6 +215,36 @@ pub fn release(
     Ok(released)
 }
 
+/// The tokenIds of the store whose audit references are in `refs` (with
+/// the clientIds their lines name), and how many references name no token
+/// of the store.
+fn referenced(
+    store: &Store,
+    refs: &BTreeMap<String, Option<String>>,
+) -> Result<(BTreeMap<String, Option<String>>, u64), StoreError> {
+    let mut found = BTreeMap::new();
+    if refs.is_empty() {
+        return Ok((found, 0));
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let (rows, more) = store.export(Table::Tokens, after.as_deref(), PAGE)?;
+        for (key, row) in &rows {
+            if let Row::Token { token_id, .. } = row
+                && let Some(client_id) = refs.get(&store.audit_key().token_ref(token_id))
+            {
+                found.insert(token_id.clone(), client_id.clone());
+            }
+            after = Some(key.clone());
+        }
+        if !more {
+            break;
+        }
+    }
+    let unmatched = refs.len().saturating_sub(found.len()) as u64;
+    Ok((found, unmatched))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn revocations_are_token_ids_and_token_revoked_events_one_a_line() {
+    fn revocations_are_token_ids_token_revoked_events_and_audit_lines_one_a_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ids = file(
             dir.path(),
@@ -208,6 +271,10 @@ mod tests {
                 "\n",
                 r#"{"kind":"token.issued","tokenId":"tok_d","clientId":"acme"}"#,
                 "\n",
+                r#"{"at":"2026-01-01T00:00:00Z","seq":7,"kind":"connection.removed","clientId":"acme","tokenId":"5e1f","outcome":"token.revoked","prev":"ab"}"#,
+                "\n",
+                r#"{"at":"2026-01-01T00:00:00Z","seq":8,"kind":"token.resolve","clientId":"acme","tokenId":"77aa","outcome":"token.revoked_upstream","prev":"cd"}"#,
+                "\n",
             ),
         );
         let read = revocations(&[ids, events]).expect("reads");
@@ -219,7 +286,11 @@ mod tests {
                 ("tok_c".to_owned(), Some("acme".to_owned())),
             ]
         );
-        assert_eq!(read.other_events, 1);
+        assert_eq!(
+            read.refs.into_iter().collect::<Vec<_>>(),
+            [("5e1f".to_owned(), Some("acme".to_owned()))]
+        );
+        assert_eq!(read.other_events, 2);
     }
 
     #[test]
@@ -233,7 +304,7 @@ mod tests {
             ("tok_a\n{\"kind\": secret-raw\n", "not JSON"),
             (
                 "tok_a\n{\"kind\":\"token.revoked\"}\n",
-                "a token.revoked event without a tokenId",
+                "a revocation without a tokenId",
             ),
         ] {
             let path = file(dir.path(), "bad", text);

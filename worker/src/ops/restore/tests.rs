@@ -182,18 +182,27 @@ fn a_restore_holds_every_token_opening_with_the_key_and_is_held_until_released()
 fn a_release_revokes_the_tokens_revoked_after_the_backup() {
     let d = Deployment::new();
     let file = d.backup("backup.mmt");
-    // After the backup: two revocations the backup cannot know of.
+    // After the backup: three revocations the backup cannot know of.
     let source = d.open(&d.data());
-    d.revoke(&source, &token_id(10));
-    d.revoke(&source, &token_id(11));
+    for i in [10, 11, 12] {
+        d.revoke(&source, &token_id(i));
+    }
+    let (revoked, issued) = (
+        source.audit_key().token_ref(&token_id(12)),
+        source.audit_key().token_ref(&token_id(13)),
+    );
     drop(source);
     let into = d.dir.path().join("restored");
     d.restore(&file, &into).expect("restores");
     let events = d.dir.path().join("revoked.jsonl");
+    // An event, a bare tokenId, a token minted after the backup, and two
+    // lines of the lost store's audit log (tokens named by reference).
     std::fs::write(
         &events,
         format!(
-            "{{\"kind\":\"token.revoked\",\"tokenId\":\"{}\",\"clientId\":\"acme\"}}\n{}\ntok_minted_later\n",
+            "{{\"kind\":\"token.revoked\",\"tokenId\":\"{}\",\"clientId\":\"acme\"}}\n{}\ntok_minted_later\n\
+             {{\"at\":\"x\",\"seq\":4,\"kind\":\"connection.removed\",\"clientId\":\"acme\",\"tokenId\":\"{revoked}\",\"outcome\":\"token.revoked\",\"prev\":\"y\"}}\n\
+             {{\"at\":\"x\",\"seq\":5,\"kind\":\"integration.connected\",\"clientId\":\"acme\",\"tokenId\":\"{issued}\",\"outcome\":\"token.issued\",\"prev\":\"z\"}}\n",
             token_id(10),
             token_id(11)
         ),
@@ -207,20 +216,27 @@ fn a_release_revokes_the_tokens_revoked_after_the_backup() {
             released.already_revoked,
             released.not_found
         ),
-        (2, 0, 1)
+        (3, 0, 1)
     );
     let restored = d.open(&into);
-    for i in [7, 10, 11] {
+    for i in [7, 10, 11, 12] {
         assert!(
             matches!(restored.find(&token_id(i)), Ok(Found::Revoked(_))),
             "{i}"
         );
     }
     assert_eq!(
-        secrets_of(&restored, &token_id(12)).as_deref(),
-        Some("raw-access-12")
+        secrets_of(&restored, &token_id(13)).as_deref(),
+        Some("raw-access-13")
     );
     drop(restored);
+    let audit = std::fs::read_to_string(into.join("audit.jsonl")).expect("audited");
+    assert_eq!(
+        audit.matches(r#""kind":"store.release""#).count(),
+        3,
+        "{audit}"
+    );
+    assert!(!audit.contains(&token_id(10)), "tokenIds by reference only");
     assert!(matches!(
         release::release(&into, &d.key_file(), &revocations),
         Err(release::ReleaseError::Store(StoreError::NotRestored { .. }))
