@@ -9,11 +9,13 @@
 //! data directory's raw files after a revocation (§13), `up` the README's
 //! first command where it can run without its build, `pipes` runs the
 //! command-line tools into a closed pipe, `refresh` has one test per row of
-//! §9, `metrics` the probes and series of §13, and `bench` runs the
-//! benchmark harness in its quick form, and `audit` the audit log of §12.
+//! §9, `metrics` the probes and series of §13, `backup` a backup under
+//! load restored into a new worker, `bench` runs the benchmark harness in
+//! its quick form, and `audit` the audit log of §12.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod backup;
 mod bad_input;
 mod bench;
 mod brokeruser;

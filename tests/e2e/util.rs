@@ -469,7 +469,8 @@ pub fn garble_record(data: &Path, token_id: &str) {
         .expect("flushed");
 }
 
-/// Every file under `dir`, with its bytes.
+/// Every file under `dir`, with its bytes (a running worker's backup
+/// socket is no file).
 pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -477,9 +478,10 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         for entry in std::fs::read_dir(&path).expect("readable dir") {
             let entry = entry.expect("dir entry");
             let path = entry.path();
-            if entry.file_type().expect("file type").is_dir() {
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
                 stack.push(path);
-            } else {
+            } else if kind.is_file() {
                 let bytes = std::fs::read(&path).expect("readable file");
                 out.push((path, bytes));
             }

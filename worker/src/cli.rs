@@ -43,12 +43,22 @@ pub enum Command {
     /// print the replies and check the expectations.
     Publish(PublishArgs),
     /// The store: `store copy` moves a deployment between the embedded
-    /// store and PostgreSQL.
+    /// store and PostgreSQL; `store release` lets a worker serve a restored
+    /// store again.
     Store(StoreArgs),
     /// The audit log (CONTRACT.md §12): `audit verify` checks its chains,
     /// `audit query` prints the lines asked for; both work while workers
     /// run.
     Audit(AuditArgs),
+    /// Write a backup file of the embedded store: from the running worker
+    /// (through its backup socket in the data directory; it goes on
+    /// serving), or from a stopped worker's data directory. A consistent
+    /// moment, still sealed under the key. PostgreSQL: use pg_dump.
+    Backup(BackupArgs),
+    /// Restore a backup file into an absent or empty data directory (never
+    /// half written). No worker starts on it until `store release` has
+    /// applied the revocations made since the backup was taken.
+    Restore(RestoreArgs),
     /// Print (or apply with rabbitmqctl) the least-privilege broker users,
     /// permissions and topic permissions of a deployment (docs/security.md).
     BrokerSetup(BrokerSetupArgs),
@@ -272,6 +282,63 @@ pub enum StoreCommand {
     /// workers first. A copy that is stopped goes on where it stopped when
     /// run again; the two stores are compared at the end.
     Copy(CopyArgs),
+    /// Release a restored store: revoke the tokens revoked since its backup
+    /// was taken (--revoked: tokenIds, token.revoked events or audit lines,
+    /// one a line), or say there were none (--none-revoked); then a worker
+    /// may start on it.
+    Release(ReleaseArgs),
+}
+
+/// Options of `mmt-worker backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The embedded store's data directory (of the running worker, or of a
+    /// stopped one).
+    #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
+    pub data_dir: PathBuf,
+    /// The backup file to write (never replaced when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// The store's master key (the backup is checked with it).
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+}
+
+/// Options of `mmt-worker restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The data directory to restore into: absent or empty.
+    #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
+    pub data_dir: PathBuf,
+    /// The master key of the store the backup was taken from.
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+    /// Tokens opened with the key after the restore.
+    #[arg(long, default_value_t = 1000)]
+    pub verify_sample: usize,
+}
+
+/// Options of `mmt-worker store release`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("since").required(true).args(["revoked", "none_revoked"])))]
+pub struct ReleaseArgs {
+    /// The restored data directory.
+    #[arg(long, env = "MMT_DATA_DIR", default_value = "mmt-data")]
+    pub data_dir: PathBuf,
+    /// Its master key.
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
+    /// A file of the revocations made since the backup was taken: one a
+    /// line, a tokenId, a token.revoked event as published on NS.events
+    /// (JSON), or a line of the lost store's audit log. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub revoked: Vec<PathBuf>,
+    /// No token was revoked since the backup was taken.
+    #[arg(long)]
+    pub none_revoked: bool,
 }
 
 /// Options of `mmt-worker audit`.

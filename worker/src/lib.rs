@@ -6,8 +6,8 @@
 //!
 //! | layer | what it holds | may use |
 //! |---|---|---|
-//! | [`ops`] | operator commands: `broker-setup`, fixture replay | `amqp`, `config`, `rules` |
-//! | [`app`] | a running worker, assembled: start, signals, stop | everything below |
+//! | [`ops`] | operator commands: `broker-setup`, fixture replay, `store copy`, `backup`, `restore`, `store release` | `app` (a backup asks the running worker), `amqp`, `store`, `config`, `rules` |
+//! | [`app`] | a running worker, assembled: start, signals, stop, its backup socket | everything below |
 //! | [`observe`] | `worker.stats`, `/metrics` and the probes, the console's request server, token search, process figures | `refresh` and below |
 //! | [`refresh`] | the refresh engine, its OAuth client, upstream revocation | `amqp` and below |
 //! | [`amqp`] | the AMQP edges: topology, consumers, replies, the events publisher | `service` and below |

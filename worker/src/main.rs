@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use clap::Parser;
 use mmt_worker::cli::{
-    AuditArgs, AuditCommand, BrokerSetupArgs, Cli, Command, CopyArgs, LogFormat, PublishArgs,
-    RunArgs, StoreArgs, StoreCommand,
+    AuditArgs, AuditCommand, BackupArgs, BrokerSetupArgs, Cli, Command, CopyArgs, LogFormat,
+    PublishArgs, ReleaseArgs, RestoreArgs, RunArgs, StoreArgs, StoreCommand,
 };
+use mmt_worker::ops::backup::TakeError;
 use mmt_worker::ops::fixtures::{self, Publisher};
+use mmt_worker::ops::progress::Reporter;
+use mmt_worker::ops::release::ReleaseError;
+use mmt_worker::ops::restore::RestoreError;
 use mmt_worker::store::StoreError;
+use mmt_worker::store::backup::BackupError;
 use mmt_worker::store::crypto::CryptoError;
 use mmt_worker::{Worker, WorkerError};
 use tracing_subscriber::EnvFilter;
@@ -26,6 +31,7 @@ mod exit {
     pub const BROKER: u8 = 5;
     pub const EXPECTATION: u8 = 6;
     pub const KEY_FILE_MODE: u8 = 7;
+    pub const RESTORED: u8 = 8;
 }
 
 /// Logs on stderr: text (coloured only when stderr is a terminal, so a log
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run(*args).await,
             Command::Store(args) => store(args).await,
+            Command::Backup(args) => blocking(move || backup(&args)).await,
+            Command::Restore(args) => blocking(move || restore(&args)).await,
             Command::Publish(args) => publish(args).await,
             Command::BrokerSetup(args) => broker_setup(args).await,
             Command::Audit(args) => tokio::task::spawn_blocking(move || audit(args)).await?,
@@ -99,19 +107,14 @@ fn broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(code) = backup_exit_code(error) {
+        return code;
+    }
     match error.downcast_ref::<WorkerError>() {
-        Some(WorkerError::Key(CryptoError::KeyFileMode { .. })) => exit::KEY_FILE_MODE,
-        Some(WorkerError::Key(_)) | Some(WorkerError::Store(StoreError::WrongKey { .. })) => {
-            exit::KEY
-        }
-        Some(WorkerError::Store(
-            StoreError::MissingKeyCheck { .. }
-            | StoreError::WrongKeyFor { .. }
-            | StoreError::MissingKeyCheckFor { .. },
-        )) => exit::KEY,
+        Some(WorkerError::Key(error)) => key_exit_code(error),
         Some(WorkerError::Store(StoreError::BadUrl { .. } | StoreError::Tls { .. }))
         | Some(WorkerError::StorePassword { .. }) => exit::CONFIG,
-        Some(WorkerError::Store(_)) => exit::STORE,
+        Some(WorkerError::Store(error)) => store_exit_code(error),
         Some(WorkerError::Amqp(_))
         | Some(WorkerError::Connect(_))
         | Some(WorkerError::ConnectTimedOut(_)) => exit::BROKER,
@@ -121,6 +124,65 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         _ if error.downcast_ref::<CryptoError>().is_some() => exit::KEY,
         _ => exit::FAILURE,
     }
+}
+
+fn key_exit_code(error: &CryptoError) -> u8 {
+    match error {
+        CryptoError::KeyFileMode { .. } => exit::KEY_FILE_MODE,
+        _ => exit::KEY,
+    }
+}
+
+fn store_exit_code(error: &StoreError) -> u8 {
+    match error {
+        StoreError::WrongKey { .. }
+        | StoreError::MissingKeyCheck { .. }
+        | StoreError::WrongKeyFor { .. }
+        | StoreError::MissingKeyCheckFor { .. } => exit::KEY,
+        StoreError::Restored { .. } => exit::RESTORED,
+        StoreError::NotRestored { .. } => exit::CONFIG,
+        _ => exit::STORE,
+    }
+}
+
+/// The exit code of a backup, restore or release error: a wrong key 3 (as
+/// the worker), a damaged file or a refused destination 2.
+fn backup_exit_code(error: &anyhow::Error) -> Option<u8> {
+    let of_backup = |error: &BackupError| match error {
+        BackupError::WrongKey => exit::KEY,
+        BackupError::NotABackup
+        | BackupError::Format { .. }
+        | BackupError::Truncated
+        | BackupError::Damaged { .. } => exit::CONFIG,
+        BackupError::Store(error) => store_exit_code(error),
+        BackupError::Io(_) | BackupError::Stopped => exit::FAILURE,
+    };
+    if let Some(error) = error.downcast_ref::<TakeError>() {
+        return Some(match error {
+            TakeError::Backup(error) => of_backup(error),
+            TakeError::Store(error) => store_exit_code(error),
+            TakeError::Exists { .. } | TakeError::Partial { .. } => exit::CONFIG,
+            TakeError::Unanswered { .. } => exit::STORE,
+            _ => exit::FAILURE,
+        });
+    }
+    if let Some(error) = error.downcast_ref::<RestoreError>() {
+        return Some(match error {
+            RestoreError::Backup(error) => of_backup(error),
+            RestoreError::Store(error) => store_exit_code(error),
+            RestoreError::Key(error) => key_exit_code(error),
+            RestoreError::NotEmpty { .. } => exit::CONFIG,
+            RestoreError::Mismatch(_) => exit::STORE,
+            _ => exit::FAILURE,
+        });
+    }
+    error
+        .downcast_ref::<ReleaseError>()
+        .map(|error| match error {
+            ReleaseError::Store(error) => store_exit_code(error),
+            ReleaseError::Key(error) => key_exit_code(error),
+            ReleaseError::File { .. } | ReleaseError::Line { .. } => exit::CONFIG,
+        })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -242,8 +304,92 @@ async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let StoreCommand::Copy(args) = args.command;
-    tokio::task::spawn_blocking(move || store_copy(&args)).await?
+    match args.command {
+        StoreCommand::Copy(args) => blocking(move || store_copy(&args)).await,
+        StoreCommand::Release(args) => blocking(move || release(&args)).await,
+    }
+}
+
+/// Runs a command that reads and writes files on a blocking thread.
+async fn blocking(
+    command: impl FnOnce() -> anyhow::Result<ExitCode> + Send + 'static,
+) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(command).await?
+}
+
+/// `mmt-worker backup`: from the running worker or the stopped one's data
+/// directory, with a progress line.
+fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
+    use mmt_worker::ops::backup;
+    use mmt_worker::store::crypto::MasterKey;
+    let key = MasterKey::load(&args.key_file, &args.data_dir).map_err(WorkerError::Key)?;
+    let mut reporter = Reporter::stderr("backup");
+    let taken = backup::take(&args.data_dir, &args.to, key, &mut |progress| {
+        reporter.show(progress)
+    });
+    reporter.end();
+    let taken = taken?;
+    let [tokens, processed, refresh, jobs] = taken.totals;
+    eprintln!(
+        "backup: {} written ({}), taken at {}: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs",
+        args.to.display(),
+        if taken.from_worker {
+            "by the running worker; the key, the digest and the tag checked as it came"
+        } else {
+            "from the data directory: no worker was running"
+        },
+        taken.header.taken_at,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mmt-worker restore`: into an absent or empty data directory, with a
+/// progress line; the store is left held until `store release`.
+fn restore(args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let mut reporter = Reporter::stderr("restore");
+    let done = mmt_worker::ops::restore::restore(
+        &args.from,
+        &args.data_dir,
+        &args.key_file,
+        args.verify_sample,
+        &mut |progress| {
+            reporter.show(progress);
+            true
+        },
+    );
+    reporter.end();
+    let done = done?;
+    let [tokens, processed, refresh, jobs] = done.totals;
+    eprintln!(
+        "restore: {} restored from a backup taken at {}: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs; the digest, the tag and the counts checked, {} tokens opened with the key",
+        args.data_dir.display(),
+        done.header.taken_at,
+        done.opened,
+    );
+    eprintln!(
+        "restore: no worker starts on it yet: tokens revoked after {} are live in it again. Apply the revocations since then with `mmt-worker store release --data-dir {} --revoked FILE` (or `--none-revoked`); docs/security.md, \"Backups\"",
+        done.header.taken_at,
+        args.data_dir.display(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mmt-worker store release`: the revocations since the backup, then the
+/// mark goes.
+fn release(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
+    use mmt_worker::ops::release;
+    let revocations = release::revocations(&args.revoked)?;
+    let released = release::release(&args.data_dir, &args.key_file, &revocations)?;
+    eprintln!(
+        "store release: {} released (restored from a backup taken at {}): {} tokens revoked, {} already revoked, {} not in the store; {} events of other kinds skipped",
+        args.data_dir.display(),
+        released.mark.backup_taken_at,
+        released.revoked,
+        released.already_revoked,
+        released.not_found,
+        revocations.other_events,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mmt-worker audit verify|query`: reads the log with the key the master
@@ -321,9 +467,7 @@ fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
     use mmt_worker::ops::store_copy;
     use mmt_worker::store::Store;
     use mmt_worker::store::crypto::MasterKey;
-    use std::io::IsTerminal;
     use std::path::Path;
-    use std::time::{Duration, Instant};
     let open = |location: &str| -> anyhow::Result<Store> {
         let shared = location.starts_with("postgres://") || location.starts_with("postgresql://");
         // A URL is named only with its password hidden, in errors too.
@@ -348,20 +492,13 @@ fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
     };
     let from = open(&args.from)?;
     let to = open(&args.to)?;
-    let terminal = std::io::stderr().is_terminal();
-    let mut said = Instant::now();
+    let mut reporter = Reporter::stderr("store copy");
     let copied = store_copy::copy(&from, &to, store_copy::PAGE, &mut |progress| {
-        if terminal {
-            eprint!("\r\x1b[2K{}", progress.line());
-        } else if said.elapsed() >= Duration::from_secs(5) {
-            eprintln!("store copy: {}", progress.line());
-            said = Instant::now();
-        }
+        reporter.show(progress);
         true
-    })?;
-    if terminal {
-        eprintln!();
-    }
+    });
+    reporter.end();
+    let copied = copied?;
     let [tokens, processed, refresh, jobs] = copied.rows;
     eprintln!(
         "store copy: {tokens} tokens, {processed} processed messages, {refresh} refresh records, {jobs} upstream jobs copied{}",

@@ -2,8 +2,9 @@
 //! (connection, topology, one consumer per inbound queue, the refresh
 //! scheduler)
 //! that is rebuilt with backoff and jitter whenever the link fails; the
-//! embedded store's purges ([`purge`]); and, with a metrics address, the
-//! HTTP edge of `/metrics` and the probes.
+//! embedded store's purges ([`purge`]) and its backup socket
+//! ([`backups`]); and, with a metrics address, the HTTP edge of `/metrics`
+//! and the probes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,6 +112,8 @@ impl Default for FleetConfig {
         }
     }
 }
+
+pub mod backups;
 
 /// Opens the store the configuration names. A store that exists never gets
 /// a freshly minted key: a mistyped --key-file must not leave a new key
@@ -265,6 +268,9 @@ impl Worker {
         let refresher = Refresher::new(service.clone())?;
         let stats = Arc::new(Stats::new(&config.broker.namespace).with_identity(identity));
         let shutdown = CancellationToken::new();
+        if config.store.is_none() {
+            backups::start(&config.data_dir, &service, &shutdown);
+        }
         let link = Arc::new(LinkStats::default());
         let readiness = Arc::new(Readiness::default());
         if let Some(listener) = listener {

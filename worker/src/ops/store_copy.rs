@@ -10,8 +10,7 @@
 //! worker runs on it; PostgreSQL takes no such lock, so the operator stops
 //! the workers of the source first (docs/scale-out.md).
 
-use std::time::{Duration, Instant};
-
+use super::progress::Progress;
 use crate::store::copy::{Row, Table};
 use crate::store::{CountKey, Decision, Found, Store, StoreError};
 
@@ -32,52 +31,6 @@ pub enum CopyError {
     /// The stores differ after the copy.
     #[error("the copy does not match its source: {0}")]
     Mismatch(String),
-}
-
-/// Where a copy is.
-#[derive(Clone, Debug)]
-pub struct Progress {
-    /// The table being copied.
-    pub table: Table,
-    /// Rows of it copied by this run.
-    pub copied: u64,
-    /// Tokens in the source (the size of the biggest table).
-    pub tokens: u64,
-    /// When this run started.
-    pub started: Instant,
-}
-
-impl Progress {
-    /// One line: count, rate and time left (tokens only: the other tables
-    /// have no count to go by).
-    pub fn line(&self) -> String {
-        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = self.copied as f64 / seconds;
-        match self.table {
-            Table::Tokens if self.tokens > 0 => {
-                let left = self.tokens.saturating_sub(self.copied) as f64 / rate.max(1.0);
-                format!(
-                    "tokens: {} of {} copied · {:.0}/s · about {} left",
-                    self.copied,
-                    self.tokens,
-                    rate,
-                    short(Duration::from_secs_f64(left))
-                )
-            }
-            table => format!("{}: {} copied · {:.0}/s", table.name(), self.copied, rate),
-        }
-    }
-}
-
-fn short(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// What a run copied, by table (in [`Table::ALL`] order), and whether it
@@ -116,12 +69,7 @@ pub fn copy(
     };
     for (index, (table, mark)) in Table::ALL.into_iter().zip(marks).enumerate() {
         let mut after = mark;
-        let mut progress = Progress {
-            table,
-            copied: 0,
-            tokens,
-            started: Instant::now(),
-        };
+        let mut progress = Progress::start(table, tokens, "copied");
         loop {
             let (rows, more) = from.export(table, after.as_deref(), page.max(1))?;
             let Some((last, _)) = rows.last() else {
@@ -137,7 +85,7 @@ pub fn copy(
             })?;
             let n = rows.len() as u64;
             copied.rows[index] += n;
-            progress.copied += n;
+            progress.done += n;
             after = Some(last);
             if !go_on(&progress) {
                 return Ok(copied);
@@ -181,21 +129,31 @@ pub fn verify(from: &Store, to: &Store, sample: usize) -> Result<usize, CopyErro
             "counts differ: source {source:?}, copy {copy:?}"
         )));
     }
-    let total: u64 = source.iter().map(|(_, n)| n).sum();
+    sampled(from, sample, |token_id| same_token(from, to, token_id))
+}
+
+/// Calls `each` with up to `sample` tokenIds spread over `store`'s tokens,
+/// in tokenId order. Gives how many.
+pub fn sampled<E: From<StoreError>>(
+    store: &Store,
+    sample: usize,
+    mut each: impl FnMut(&str) -> Result<(), E>,
+) -> Result<usize, E> {
+    let total: u64 = counted(store)?.iter().map(|(_, n)| n).sum();
     let stride = usize::try_from(total / sample.max(1) as u64)
         .unwrap_or(1)
         .max(1);
     let mut compared = 0;
     let mut after: Option<Vec<u8>> = None;
-    loop {
-        let (rows, more) = from.export(Table::Tokens, after.as_deref(), stride)?;
+    while compared < sample {
+        let (rows, more) = store.export(Table::Tokens, after.as_deref(), stride)?;
         let Some((last, Row::Token { token_id, .. })) = rows.into_iter().next_back() else {
             break;
         };
         after = Some(last);
-        same_token(from, to, &token_id)?;
+        each(&token_id)?;
         compared += 1;
-        if !more || compared >= sample {
+        if !more {
             break;
         }
     }
@@ -407,20 +365,5 @@ mod tests {
             verify(&source, &other, 5),
             Err(CopyError::Mismatch(_))
         ));
-    }
-
-    #[test]
-    fn progress_says_count_rate_and_time_left() {
-        let progress = Progress {
-            table: Table::Tokens,
-            copied: 500,
-            tokens: 2_000,
-            started: Instant::now() - Duration::from_secs(5),
-        };
-        let line = progress.line();
-        assert!(line.starts_with("tokens: 500 of 2000 copied · "), "{line}");
-        assert!(line.ends_with(" left"), "{line}");
-        assert_eq!(short(Duration::from_secs(3_725)), "1h02m");
-        assert_eq!(short(Duration::from_secs(75)), "1m15s");
     }
 }

@@ -6,6 +6,7 @@
 //! opens them in either engine (their tag is checked on the way).
 
 use mmt_shared::time_fmt::UnixMillis;
+use serde::{Deserialize, Serialize};
 
 use super::change::Op;
 use super::record::{self, Record};
@@ -44,8 +45,9 @@ impl Table {
     }
 }
 
-/// One stored row, as both engines keep it.
-#[derive(Clone)]
+/// One stored row, as both engines keep it (and as a backup file holds it,
+/// [`super::backup`]).
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Row {
     /// A token's record, and its v1 expiry entry if it has one.
     Token {
@@ -79,6 +81,18 @@ pub enum Row {
     },
 }
 
+impl Row {
+    /// The table the row belongs to.
+    pub fn table(&self) -> Table {
+        match self {
+            Row::Token { .. } => Table::Tokens,
+            Row::Processed { .. } => Table::Processed,
+            Row::Refresh { .. } => Table::Refresh,
+            Row::Job { .. } => Table::Jobs,
+        }
+    }
+}
+
 /// A page of rows with each one's key, and whether more follow.
 pub type Page = (Vec<(Vec<u8>, Row)>, bool);
 
@@ -95,23 +109,33 @@ impl Store {
             Engine::Embedded(e) => {
                 let (mut rows, more) = e.export(table, after, max)?;
                 for (_, row) in &mut rows {
-                    if let Row::Token {
-                        token_id,
-                        record,
-                        expiry_entry,
-                    } = row
-                        && let Record::Live { meta, .. } =
-                            record::decode(&self.key, token_id, record)?
-                        && let Some(at) = meta.expires_at
-                        && e.has_expiry_entry(token_id, at)?
-                    {
-                        *expiry_entry = Some(at);
-                    }
+                    self.find_expiry_entry(row, |token_id, at| e.has_expiry_entry(token_id, at))?;
                 }
                 Ok((rows, more))
             }
             Engine::Postgres(pg) => pg.export(table, after, max),
         }
+    }
+
+    /// Sets a token row's v1 expiry entry when `has` finds one at its
+    /// record's expiry (the record is decoded and checked against the key).
+    pub(super) fn find_expiry_entry(
+        &self,
+        row: &mut Row,
+        has: impl FnOnce(&str, UnixMillis) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        if let Row::Token {
+            token_id,
+            record,
+            expiry_entry,
+        } = row
+            && let Record::Live { meta, .. } = record::decode(&self.key, token_id, record)?
+            && let Some(at) = meta.expires_at
+            && has(token_id, at)?
+        {
+            *expiry_entry = Some(at);
+        }
+        Ok(())
     }
 
     /// The key of the last row of `table` a copy into this store committed.

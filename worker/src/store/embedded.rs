@@ -439,12 +439,7 @@ impl Embedded {
         max: usize,
     ) -> Result<Page, StoreError> {
         use std::ops::Bound;
-        let prefix = match table {
-            Table::Tokens => TOKEN,
-            Table::Processed => PROCESSED,
-            Table::Refresh => REFRESH,
-            Table::Jobs => UPSTREAM,
-        };
+        let prefix = table_prefix(table);
         let start = match after {
             Some(after) => Bound::Excluded(prefixed(prefix, after)),
             None => Bound::Included(vec![prefix]),
@@ -457,30 +452,7 @@ impl Embedded {
             let Some((key, value)) = entries.next().transpose()? else {
                 return Ok((out, false));
             };
-            let id = key.get(1..).unwrap_or_default().to_vec();
-            let text = String::from_utf8_lossy(&id).into_owned();
-            let row = match table {
-                // The expiry entry is looked up by the store, which can read
-                // the record's expiry ([`Embedded::has_expiry_entry`]).
-                Table::Tokens => Row::Token {
-                    token_id: text,
-                    record: value.to_vec(),
-                    expiry_entry: None,
-                },
-                Table::Processed => Row::Processed {
-                    key: key.to_vec(),
-                    reply: value.to_vec(),
-                },
-                Table::Refresh => Row::Refresh {
-                    token_id: text,
-                    record: postcard::from_bytes(&value)?,
-                },
-                Table::Jobs => Row::Job {
-                    token_id: text,
-                    job: postcard::from_bytes(&value)?,
-                },
-            };
-            out.push((id, row));
+            out.push(row(table, &key, &value)?);
         }
         Ok((out, entries.next().is_some()))
     }
@@ -493,6 +465,44 @@ impl Embedded {
     ) -> Result<bool, StoreError> {
         Ok(self.kv.get(expiry_key(at, token_id))?.is_some())
     }
+}
+
+/// The prefix of a table's keys.
+pub(super) fn table_prefix(table: Table) -> u8 {
+    match table {
+        Table::Tokens => TOKEN,
+        Table::Processed => PROCESSED,
+        Table::Refresh => REFRESH,
+        Table::Jobs => UPSTREAM,
+    }
+}
+
+/// A stored entry of `table` as a row, with its key less the prefix.
+pub(super) fn row(table: Table, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, Row), StoreError> {
+    let id = key.get(1..).unwrap_or_default().to_vec();
+    let text = String::from_utf8_lossy(&id).into_owned();
+    let row = match table {
+        // The expiry entry is looked up by the store, which can read the
+        // record's expiry ([`Embedded::has_expiry_entry`]).
+        Table::Tokens => Row::Token {
+            token_id: text,
+            record: value.to_vec(),
+            expiry_entry: None,
+        },
+        Table::Processed => Row::Processed {
+            key: key.to_vec(),
+            reply: value.to_vec(),
+        },
+        Table::Refresh => Row::Refresh {
+            token_id: text,
+            record: postcard::from_bytes(value)?,
+        },
+        Table::Jobs => Row::Job {
+            token_id: text,
+            job: postcard::from_bytes(value)?,
+        },
+    };
+    Ok((id, row))
 }
 
 /// The identity a token's metadata names.

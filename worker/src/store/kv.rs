@@ -21,6 +21,9 @@ pub(super) const DIR: &str = "fjall";
 pub(super) const PARTITION: &str = "mmt";
 const LOCK_FILE: &str = "lock";
 
+mod frozen;
+pub(super) use frozen::{Frozen, Hold};
+
 /// A stored key or value.
 pub(super) type Bytes = fjall::Slice;
 
@@ -32,6 +35,10 @@ pub(super) struct Kv {
     keyspace: fjall::Keyspace,
     part: fjall::PartitionHandle,
     path: PathBuf,
+    /// Shared by frozen reads (a backup's), taken alone by a purge: the
+    /// segment files a purge waits to see deleted are the ones a frozen
+    /// read holds ([`frozen`]).
+    files: std::sync::RwLock<()>,
 }
 
 /// The data directory's lock, held until dropped.
@@ -120,6 +127,7 @@ impl Kv {
             keyspace: keyspace_handle,
             part,
             path: keyspace.to_owned(),
+            files: std::sync::RwLock::default(),
         })
     }
 

@@ -46,6 +46,7 @@ use embedded::Embedded;
 use postgres::{PgConfig, Postgres};
 
 pub mod audit_log;
+pub mod backup;
 mod change;
 #[cfg(test)]
 mod conformance;
@@ -69,6 +70,7 @@ mod purge;
 mod purge_tests;
 mod record;
 pub mod refresh;
+pub mod restored;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -188,6 +190,37 @@ pub enum StoreError {
     MissingKeyCheck {
         /// The data directory.
         path: PathBuf,
+    },
+    /// The data directory was restored from a backup and not released yet
+    /// (docs/security.md, "Backups").
+    #[error(
+        "the store at {path} was restored from a backup taken at {taken_at}: a token revoked after that moment would be served again; apply the revocations since then and release it with `mmt-worker store release` (docs/security.md, \"Backups\")"
+    )]
+    Restored {
+        /// The data directory.
+        path: PathBuf,
+        /// When the backup was taken (RFC 3339).
+        taken_at: String,
+    },
+    /// The restore mark could not be read or written.
+    #[error("restore mark {path}")]
+    RestoredMark {
+        /// The mark's file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A release was asked of a store that was not restored.
+    #[error("the store at {path} carries no restore mark: there is nothing to release")]
+    NotRestored {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The engine cannot do this.
+    #[error("this store engine cannot do {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
     },
     /// A read or write failed (disk full, I/O error): worth retrying after a
     /// restart (after a failed flush the engine refuses every later write,
@@ -408,8 +441,16 @@ impl Store {
     /// Opens (or creates) the store in `dir` with a block cache of
     /// `cache_mb` MiB, and checks `key` against it before anything else is
     /// read or written.
+    /// A directory restored from a backup and not released yet is refused
+    /// ([`restored`]).
     pub fn open_with_cache(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         check_key(dir, &key)?;
+        restored::refuse_held(dir)?;
+        Self::open_engine(dir, key, cache_mb)
+    }
+
+    /// Opens the embedded engine in `dir`, the key checked.
+    fn open_engine(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
         let engine = Embedded::open(dir, &key, cache_mb)?;
         Ok(Self {
             audit_key: key.audit_key()?,

@@ -73,6 +73,8 @@ impl Kv {
     /// for a large store; each of its two waits gives up after `patience`
     /// ([`StoreError::PurgeStalled`]).
     pub(in crate::store) fn purge(&self, patience: Duration) -> Result<Purged, StoreError> {
+        // Not while a backup reads: its files would never go (`frozen`).
+        let _alone = self.files.write().unwrap_or_else(|e| e.into_inner());
         let journals = self.path.join(JOURNALS);
         let before = file_ids(&journals)?;
         let started = Instant::now();
