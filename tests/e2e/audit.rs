@@ -209,18 +209,36 @@ async fn the_shared_stores_log_is_an_append_only_table_whose_chains_verify() {
             "{refused:?}"
         );
     }
-    // An owner who switches the guard off and edits a line is still found.
+    // An owner who switches the guard off and edits, deletes or moves a
+    // line is still found; the table is put back between the three.
     db.execute(
-        r#"ALTER TABLE audit DISABLE TRIGGER audit_append_only;
-           UPDATE audit SET line = replace(line, '"clientId":"acme"', '"clientId":"evil"')
-               WHERE seq = 1;"#,
+        "CREATE TABLE audit_kept AS SELECT * FROM audit;
+         ALTER TABLE audit DISABLE TRIGGER USER;",
     );
-    let broken = verify(&w);
-    assert_eq!(broken.status.code(), Some(1), "{broken:?}");
-    assert!(
-        stdout(&broken).contains("does not follow"),
-        "{}",
-        stdout(&broken)
-    );
+    let tampering = [
+        (
+            "edited",
+            r#"UPDATE audit SET line = replace(line, '"clientId":"acme"', '"clientId":"evil"')
+                   WHERE seq = 1"#,
+        ),
+        ("deleted", "DELETE FROM audit WHERE seq = 2"),
+        (
+            "moved",
+            "UPDATE audit a SET line = b.line FROM audit_kept b
+                 WHERE a.chain = b.chain AND a.seq IN (2, 3) AND b.seq = 5 - a.seq",
+        ),
+    ];
+    for (what, statement) in tampering {
+        db.execute(statement);
+        let broken = verify(&w);
+        assert_eq!(broken.status.code(), Some(1), "{what}: {broken:?}");
+        assert!(
+            stdout(&broken).contains("does not follow"),
+            "{what}: {}",
+            stdout(&broken)
+        );
+        db.execute("DELETE FROM audit; INSERT INTO audit SELECT * FROM audit_kept;");
+        assert!(verify(&w).status.success(), "put back after {what}");
+    }
     w.finish().await;
 }
