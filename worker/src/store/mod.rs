@@ -632,36 +632,26 @@ impl Store {
         let audit = e.audit.clone();
         let audit_path = e.audit_path();
         let started = std::time::Instant::now();
-        let flush = tokio::task::spawn_blocking(move || {
-            // The audit log and the journal are synced side by side (one
-            // sync's wait, not two); a crash between them that loses lines
-            // is found at the next start from the journal's audit mark and
-            // said in the log (embedded.rs: `open`).
-            std::thread::scope(|scope| {
-                let lines = scope.spawn(|| {
-                    audit_log::AuditLog::sync_shared(&audit).map_err(|source| StoreError::Audit {
-                        path: audit_path.clone(),
-                        source,
-                    })
-                });
-                let journal = flusher.flush();
-                let lines = lines.join().unwrap_or_else(|_| {
-                    Err(StoreError::Audit {
-                        path: audit_path.clone(),
-                        source: std::io::Error::other("the audit log's sync panicked"),
-                    })
-                });
-                lines.and(journal)
+        // The audit log and the journal are synced side by side (one sync's
+        // wait, not two), on threads of the blocking pool; a crash between
+        // them that loses lines is found at the next start from the
+        // journal's audit mark and said in the log (embedded.rs: `open`).
+        let lines = tokio::task::spawn_blocking(move || {
+            audit_log::AuditLog::sync_shared(&audit).map_err(|source| StoreError::Audit {
+                path: audit_path,
+                source,
             })
         });
-        match tokio::time::timeout(FLUSH_PATIENCE, flush).await {
-            Ok(Ok(flushed)) => {
+        let journal = tokio::task::spawn_blocking(move || flusher.flush());
+        let both = async { tokio::join!(lines, journal) };
+        match tokio::time::timeout(FLUSH_PATIENCE, both).await {
+            Ok((Ok(lines), Ok(journal))) => {
                 self.flush_times.observe(started.elapsed(), 1);
-                flushed
+                lines.and(journal)
             }
-            Ok(Err(join)) => Err(StoreError::Io(fjall::Error::Io(std::io::Error::other(
-                join,
-            )))),
+            Ok((Err(join), _) | (_, Err(join))) => Err(StoreError::Io(fjall::Error::Io(
+                std::io::Error::other(join),
+            ))),
             Err(_) => Err(StoreError::Stalled(FLUSH_PATIENCE)),
         }
     }
