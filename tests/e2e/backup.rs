@@ -19,9 +19,9 @@ use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::util::{Bulk, PATIENCE, TestWorker, amqp_url, connections, token_id, worker_binary};
+use crate::refresh_faults::Child;
+use crate::util::{Bulk, PATIENCE, TestWorker, connections, token_id, worker_binary};
 
 /// Tokens connected before the backup.
 const BEFORE: usize = 5_000;
@@ -32,77 +32,13 @@ const REVOKED_AFTER: usize = 5;
 
 /// `mmt-worker run` on `w`'s namespace and key and the data directory
 /// `data`, once it says it is ready; its log in the test's directory.
-async fn start_worker(w: &TestWorker, data: &Path, log: &str) -> tokio::process::Child {
-    let mut process = worker(w, data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("mmt-worker starts");
-    let log = w.dir.path().join(log);
-    let mut lines = BufReader::new(process.stderr.take().expect("piped")).lines();
-    let ready = tokio::time::timeout(PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            append(&log, &line);
-            if line.contains("worker ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(
-        matches!(ready, Ok(true)),
-        "not ready; log: {}",
-        log.display()
-    );
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            append(&log, &line);
-        }
-    });
-    process
-}
-
-fn worker(w: &TestWorker, data: &Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(worker_binary());
-    command
-        .arg("run")
-        .arg("--namespace")
-        .arg(w.ns.as_str())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--key-file")
-        .arg(w.key_file())
-        .env("MMT_AMQP_URL", amqp_url())
-        .stdin(Stdio::null());
-    command
-}
-
-fn append(path: &Path, line: &str) {
-    use std::io::Write;
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(file, "{line}");
-    }
+async fn start_worker(w: &TestWorker, data: &Path, log: &str) -> Child {
+    Child::spawn(w.run_command_on(data), w.dir.path().join(log)).await
 }
 
 /// SIGTERM, and the worker's clean exit.
-async fn stop(mut process: tokio::process::Child) {
-    let pid = process.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
-    let status = tokio::time::timeout(PATIENCE, process.wait())
-        .await
-        .expect("stops")
-        .expect("reaped");
-    assert_eq!(status.code(), Some(0));
+async fn stop(child: Child) {
+    assert_eq!(child.terminate().await, Some(0));
 }
 
 /// `mmt-worker ARGS --key-file KEY`: its exit code and stderr.
@@ -277,7 +213,8 @@ async fn a_backup_under_load_restores_into_a_worker_that_answers_every_token_ans
         BEFORE + published
     );
 
-    let held = worker(&w, &restored)
+    let held = w
+        .run_command_on(&restored)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

@@ -57,6 +57,37 @@ async fn more_workers(w: &TestWorker, n: usize) -> Vec<Worker> {
     workers
 }
 
+/// The books of `total` connects of new identities on the store at `url`:
+/// every message answered alike each time, each with a new tokenId, and
+/// each token and processed message stored once. Returns the tokenIds.
+fn check_new_connects(bulk: &Bulk, url: &str, total: usize) -> HashSet<String> {
+    let replies = bulk.replies();
+    let mut ids = HashSet::new();
+    for (id, got) in &replies {
+        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:?}");
+        assert_eq!(got[0]["tokens"][0]["created"], true, "{id}: {got:?}");
+        ids.insert(token_id(&got[0]));
+    }
+    assert_eq!(ids.len(), total, "one new tokenId per identity");
+    for table in ["tokens", "processed"] {
+        assert_eq!(
+            query_texts(url, &format!("SELECT count(*) FROM {table}")),
+            vec![Some(total.to_string())],
+            "{table}"
+        );
+    }
+    ids
+}
+
+/// How often the workers lost their store or broker and came back.
+fn recoveries(w: &TestWorker, others: &[Worker]) -> u64 {
+    w.worker().link().recoveries_total()
+        + others
+            .iter()
+            .map(|o| o.link().recoveries_total())
+            .sum::<u64>()
+}
+
 async fn stop(workers: Vec<Worker>) {
     for worker in workers {
         worker.stop().await.expect("worker stops cleanly");
@@ -305,29 +336,10 @@ async fn postgresql_restarted_under_load_loses_nothing_and_applies_nothing_twice
         total += messages.len();
         bulk.wait_answered(total, BURST).await;
     }
-    let replies = bulk.replies();
-    let mut ids = HashSet::new();
-    for (id, got) in &replies {
-        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:?}");
-        assert_eq!(got[0]["tokens"][0]["created"], true, "{id}: {got:?}");
-        ids.insert(token_id(&got[0]));
-    }
-    assert_eq!(ids.len(), total, "one new tokenId per identity");
-    assert_eq!(
-        query_texts(&cluster.url(), "SELECT count(*) FROM tokens"),
-        vec![Some(total.to_string())]
-    );
-    assert_eq!(
-        query_texts(&cluster.url(), "SELECT count(*) FROM processed"),
-        vec![Some(total.to_string())]
-    );
+    check_new_connects(&bulk, &cluster.url(), total);
     // The workers saw the store go and come back: they stopped consuming
     // and started again by themselves.
-    let recovered = w.worker().link().recoveries_total()
-        + others
-            .iter()
-            .map(|o| o.link().recoveries_total())
-            .sum::<u64>();
+    let recovered = recoveries(&w, &others);
     assert!(recovered >= 2, "recoveries: {recovered}");
     stop(others).await;
     w.finish().await;
@@ -371,24 +383,9 @@ async fn a_failover_to_a_synchronous_standby_under_load_loses_nothing_and_applie
     let second = connections("after", WAVE);
     bulk.publish(&second).await;
     bulk.wait_answered(2 * WAVE, BURST).await;
-    let replies = bulk.replies();
-    let mut ids = HashSet::new();
-    for (id, got) in &replies {
-        assert!(got.iter().all(|r| r == &got[0]), "{id}: {got:?}");
-        assert_eq!(got[0]["tokens"][0]["created"], true, "{id}: {got:?}");
-        ids.insert(token_id(&got[0]));
-    }
-    assert_eq!(ids.len(), 2 * WAVE, "one new tokenId per identity");
     // Every acknowledged commit reached the standby before it was
     // acknowledged: the promoted server holds each of them, once.
-    assert_eq!(
-        query_texts(&standby.url(), "SELECT count(*) FROM tokens"),
-        vec![Some((2 * WAVE).to_string())]
-    );
-    assert_eq!(
-        query_texts(&standby.url(), "SELECT count(*) FROM processed"),
-        vec![Some((2 * WAVE).to_string())]
-    );
+    let ids = check_new_connects(&bulk, &standby.url(), 2 * WAVE);
     for id in ids.iter().step_by(100) {
         assert_eq!(
             w.resolve("acme", id, "read").await["ok"],
@@ -396,11 +393,7 @@ async fn a_failover_to_a_synchronous_standby_under_load_loses_nothing_and_applie
             "{id} resolves on the promoted server"
         );
     }
-    let recovered = w.worker().link().recoveries_total()
-        + others
-            .iter()
-            .map(|o| o.link().recoveries_total())
-            .sum::<u64>();
+    let recovered = recoveries(&w, &others);
     assert!(recovered >= 1, "recoveries: {recovered}");
     stop(others).await;
     w.finish().await;

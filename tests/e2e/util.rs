@@ -90,13 +90,18 @@ impl TestWorker {
     /// `mmt-worker run` on this test's namespace, data directory, key and
     /// broker, stdin closed; callers add their options and outputs.
     pub fn run_command(&self) -> tokio::process::Command {
+        self.run_command_on(&self.data_dir())
+    }
+
+    /// [`TestWorker::run_command`] on another data directory.
+    pub fn run_command_on(&self, data_dir: &Path) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(worker_binary());
         command
             .arg("run")
             .arg("--namespace")
             .arg(self.ns.as_str())
             .arg("--data-dir")
-            .arg(self.data_dir())
+            .arg(data_dir)
             .arg("--key-file")
             .arg(self.key_file())
             .env("MMT_AMQP_URL", amqp_url())
