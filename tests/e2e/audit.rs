@@ -242,3 +242,31 @@ async fn the_shared_stores_log_is_an_append_only_table_whose_chains_verify() {
     }
     w.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_is_on_disk_before_its_answer_and_a_good_read_flushes_nothing() {
+    let mut w = TestWorker::start("audit-read-flush").await;
+    let id = token_id(
+        &w.connect(connected(
+            "acme", "u1", "read", "coinbase", "cb-1", "raw-READ",
+        ))
+        .await,
+    );
+    let flushes = |w: &TestWorker| w.worker().service().store().flush_times().read().count;
+    let before = flushes(&w);
+    assert_eq!(w.resolve("acme", &id, "read").await["ok"], true);
+    assert_eq!(flushes(&w), before, "a resolve changes nothing");
+    let refused = w
+        .request("token.resolve", json!({"clientId": "acme"}))
+        .await;
+    assert_eq!(code(&refused), "invalid_message");
+    // Its audit line was synced before the reply was sent.
+    assert!(flushes(&w) > before, "no flush before the refusal's answer");
+    let log = std::fs::read_to_string(w.data_dir().join("audit.jsonl")).expect("audit log");
+    let last: Value = serde_json::from_str(log.lines().last().expect("a line")).expect("json");
+    assert_eq!(
+        (last["kind"].as_str(), last["outcome"].as_str()),
+        (Some("token.resolve"), Some("invalid_message"))
+    );
+    w.finish().await;
+}

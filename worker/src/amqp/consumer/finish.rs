@@ -53,7 +53,7 @@ impl Finisher {
                 group.push(more);
             }
             let started = Instant::now();
-            let flushed = group.iter().any(Applied::needs_flush);
+            let flushed = group.iter().any(|applied| applied.needs_flush(true));
             if flushed {
                 self.service
                     .store()

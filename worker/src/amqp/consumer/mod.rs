@@ -113,14 +113,18 @@ struct Applied {
 }
 
 impl Applied {
-    /// Whether the batch must be on disk before it is answered: a repeated
-    /// message id is answered from the store, and what it answers from must
-    /// be on disk too (an earlier flush may have failed), so every batch with
-    /// an answer is flushed, not only applied ones.
-    fn needs_flush(&self) -> bool {
-        self.handled
-            .iter()
-            .any(|h| matches!(h, Handled::Answered(Outcome::Done { .. })))
+    /// Whether the batch must be on disk before it is answered. A refusal
+    /// or bad input wrote its audit line, on any queue. On a queue that
+    /// `mutates`, a repeated message id is answered from the store, and
+    /// what it answers from must be on disk too (an earlier flush may have
+    /// failed), so every batch with an answer is flushed, not only applied
+    /// ones; a read's answer changed nothing.
+    fn needs_flush(&self, mutates: bool) -> bool {
+        self.handled.iter().any(|h| match h {
+            Handled::Answered(Outcome::Done { .. }) => mutates,
+            Handled::Answered(Outcome::Invalid { .. } | Outcome::Refused { .. }) => true,
+            Handled::Failed(_) => false,
+        })
     }
 }
 
@@ -186,6 +190,13 @@ impl Reader {
     ) -> Result<(), ConsumerError> {
         while let Some(batch) = self.take(shutdown).await? {
             let applied = decide(&self.service, self.kind, &self.queue, batch)?;
+            if applied.needs_flush(false) {
+                self.service
+                    .store()
+                    .flush()
+                    .await
+                    .map_err(ConsumerError::Store)?;
+            }
             finisher.finish(applied).await?;
         }
         Ok(())
