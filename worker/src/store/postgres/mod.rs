@@ -138,6 +138,19 @@ pub(crate) struct Txn<'a> {
     chain: RefCell<Option<audit::Chain>>,
 }
 
+/// A `SELECT` with each [`Lock`], in the enum's order, as constants.
+macro_rules! locked {
+    ($select:literal) => {
+        [
+            $select,
+            concat!($select, " FOR UPDATE"),
+            concat!($select, " FOR UPDATE NOWAIT"),
+            concat!($select, " FOR UPDATE SKIP LOCKED"),
+        ]
+    };
+}
+pub(super) use locked;
+
 /// How a read locks the rows it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lock {
@@ -154,14 +167,10 @@ pub(crate) enum Lock {
 }
 
 impl Lock {
-    /// `select` with this lock.
-    pub(super) fn sql(self, select: &str) -> String {
-        match self {
-            Lock::None => select.to_owned(),
-            Lock::Wait => format!("{select} FOR UPDATE"),
-            Lock::NoWait => format!("{select} FOR UPDATE NOWAIT"),
-            Lock::SkipLocked => format!("{select} FOR UPDATE SKIP LOCKED"),
-        }
+    /// The one of `variants` (a query as [`locked!`] writes it) with this
+    /// lock: chosen, not built, for every statement.
+    pub(super) fn pick(self, variants: &[&'static str; 4]) -> &'static str {
+        variants[self as usize]
     }
 }
 
@@ -301,4 +310,21 @@ fn pool_error(error: &deadpool_postgres::PoolError) -> String {
 /// Milliseconds as PostgreSQL's `integer` for a statement timeout.
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_lock_picks_its_own_select() {
+        let variants = locked!("SELECT 1");
+        assert_eq!(Lock::None.pick(&variants), "SELECT 1");
+        assert_eq!(Lock::Wait.pick(&variants), "SELECT 1 FOR UPDATE");
+        assert_eq!(Lock::NoWait.pick(&variants), "SELECT 1 FOR UPDATE NOWAIT");
+        assert_eq!(
+            Lock::SkipLocked.pick(&variants),
+            "SELECT 1 FOR UPDATE SKIP LOCKED"
+        );
+    }
 }

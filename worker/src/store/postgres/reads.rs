@@ -14,7 +14,7 @@ use super::super::{RecordRows, RefreshRecord, StoreError, UpstreamJob};
 
 /// (tokenId, its record if any) of a user's tokens.
 type UserRecords = Vec<(String, Option<Vec<u8>>)>;
-use super::{Lock, Postgres, Txn};
+use super::{Lock, Postgres, Txn, locked};
 use crate::rules::refresh::Lease;
 
 /// The queries, each a function of a connection.
@@ -34,11 +34,11 @@ mod q {
     ) -> Result<Option<String>, StoreError> {
         let row = query_opt(
             c,
-            &lock.sql(
+            lock.pick(&locked!(
                 "SELECT token_id FROM tokens
                  WHERE client_id = $1 AND end_user_id = $2 AND broker_type = $3
-                   AND scope = $4 AND account_id = $5 AND state <> 'revoked'",
-            ),
+                   AND scope = $4 AND account_id = $5 AND state <> 'revoked'"
+            )),
             &[
                 &identity.client_id,
                 &identity.end_user_id,
@@ -58,7 +58,7 @@ mod q {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let row = query_opt(
             c,
-            &lock.sql("SELECT record FROM tokens WHERE token_id = $1"),
+            lock.pick(&locked!("SELECT record FROM tokens WHERE token_id = $1")),
             &[&token_id],
         )
         .await?;
@@ -72,11 +72,11 @@ mod q {
     ) -> Result<Option<RefreshRecord>, StoreError> {
         let row = query_opt(
             c,
-            &lock.sql(
+            lock.pick(&locked!(
                 "SELECT due_at, attempts, lease_id, lease_sent_at, lease_until, last_error,
                         last_refreshed_at, last_failed_event_at
-                 FROM refresh WHERE token_id = $1",
-            ),
+                 FROM refresh WHERE token_id = $1"
+            )),
             &[&token_id],
         )
         .await?;
@@ -90,11 +90,11 @@ mod q {
     ) -> Result<Vec<JobEntry>, StoreError> {
         let rows = query(
             c,
-            &lock.sql(
+            lock.pick(&locked!(
                 "SELECT token_id, client_id, broker_type, scope, created_at, due_at, attempts,
                         sealed, wrapped
-                 FROM upstream_jobs ORDER BY token_id LIMIT $1",
-            ),
+                 FROM upstream_jobs ORDER BY token_id LIMIT $1"
+            )),
             &[&limit_of(limit)],
         )
         .await?;
