@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::{Found, Store};
 use serde_json::Value;
 
@@ -34,7 +34,7 @@ async fn start(w: &TestWorker, run: u32) -> Child {
 /// A token's wrapped data key and sealed secrets, read through the store's
 /// API from the stopped worker's data directory.
 fn stored_secret_material(w: &TestWorker, token_id: &str) -> [Vec<u8>; 2] {
-    let key = MasterKey::load(&w.key_file(), &w.data_dir()).expect("the worker's key");
+    let key = KeyRing::load(&w.key_file(), &w.data_dir()).expect("the worker's key");
     let store = Store::open(&w.data_dir(), key).expect("the stopped worker's store opens");
     let Found::Live {
         wrapped, sealed, ..

@@ -262,9 +262,8 @@ fn a_key_file_is_created_0600_when_absent_and_refused_when_malformed() {
 fn a_mistyped_key_file_for_an_existing_store_mints_no_key_and_exits_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (key, _) =
-        mmt_worker::store::crypto::MasterKey::load_or_create(&dir.path().join("mmt.key"))
-            .expect("key");
+    let (key, _) = mmt_worker::store::crypto::KeyRing::load_or_create(&dir.path().join("mmt.key"))
+        .expect("key");
     drop(mmt_worker::store::Store::open(&data, key).expect("a store"));
     let before = fingerprint(&data);
     let typo = dir.path().join("keys").join("mmt.kye");
@@ -295,7 +294,7 @@ fn a_key_file_readable_by_group_or_others_refuses_to_start_with_exit_7() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("mmt.key");
-    mmt_worker::store::crypto::MasterKey::load_or_create(&key).expect("key");
+    mmt_worker::store::crypto::KeyRing::load_or_create(&key).expect("key");
     for mode in [0o644, 0o640, 0o606] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
         let output = std::process::Command::new(worker_binary())

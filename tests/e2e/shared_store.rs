@@ -692,7 +692,7 @@ async fn a_store_password_is_never_printed_by_run_or_store_copy() {
     // Port 1 on loopback refuses at once: the store is unreachable.
     let url = format!("postgres://mmt:{SECRET}@127.0.0.1:1/mmt");
     let key = dir.path().join("mmt.key");
-    mmt_worker::store::crypto::MasterKey::load_or_create(&key).expect("key");
+    mmt_worker::store::crypto::KeyRing::load_or_create(&key).expect("key");
     let to = dir.path().join("to");
     let missing = dir.path().join("missing.key");
     let from = dir.path().join("from");

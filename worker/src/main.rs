@@ -321,8 +321,8 @@ async fn blocking(
 /// directory, with a progress line.
 fn backup(args: &BackupArgs) -> anyhow::Result<ExitCode> {
     use mmt_worker::ops::backup;
-    use mmt_worker::store::crypto::MasterKey;
-    let key = MasterKey::load(&args.key_file, &args.data_dir).map_err(WorkerError::Key)?;
+    use mmt_worker::store::crypto::KeyRing;
+    let key = KeyRing::load(&args.key_file, &args.data_dir).map_err(WorkerError::Key)?;
     let mut reporter = Reporter::stderr("backup");
     let taken = backup::take(&args.data_dir, &args.to, key, &mut |progress| {
         reporter.show(progress)
@@ -397,7 +397,7 @@ fn release(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
 fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     use mmt_worker::ops::audit::{self, AuditError, Filter, Source};
     use mmt_worker::store::Store;
-    use mmt_worker::store::crypto::MasterKey;
+    use mmt_worker::store::crypto::KeyRing;
     let log = match &args.command {
         AuditCommand::Verify(log) => log,
         AuditCommand::Query(query) => &query.log,
@@ -407,8 +407,15 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         mmt_worker::store::postgres::redact,
     );
     let key =
-        MasterKey::load(&log.key_file, std::path::Path::new(&shown)).map_err(WorkerError::Key)?;
-    let audit_key = key.audit_key()?;
+        KeyRing::load(&log.key_file, std::path::Path::new(&shown)).map_err(WorkerError::Key)?;
+    // The embedded store's audit key comes from its data directory, read
+    // while a worker holds the store.
+    let dir_key = match &log.store_url {
+        Some(_) => None,
+        None => {
+            Some(mmt_worker::store::audit_key_of(&log.data_dir, &key).map_err(WorkerError::Store)?)
+        }
+    };
     let store = match &log.store_url {
         Some(url) => {
             let config = mmt_worker::cli::shared_store(
@@ -421,12 +428,17 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let audit_key = match (&store, &dir_key) {
+        (Some(store), _) => store.audit_key(),
+        (None, Some(key)) => key,
+        (None, None) => anyhow::bail!("no audit log to read"),
+    };
     let source = match &store {
         Some(store) => Source::Shared(store),
         None => Source::Dir(&log.data_dir),
     };
     match &args.command {
-        AuditCommand::Verify(_) => match audit::verify(&source, &audit_key) {
+        AuditCommand::Verify(_) => match audit::verify(&source, audit_key) {
             Ok(verified) => {
                 println!(
                     "audit verify: {} lines in {} chain(s), every chain intact",
@@ -454,7 +466,7 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
                 since,
             };
             let mut out = std::io::stdout().lock();
-            audit::query(&source, &audit_key, &filter, &mut out)?;
+            audit::query(&source, audit_key, &filter, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -466,9 +478,10 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
 fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
     use mmt_worker::ops::store_copy;
     use mmt_worker::store::Store;
-    use mmt_worker::store::crypto::MasterKey;
+    use mmt_worker::store::crypto::KeyRing;
+    use mmt_worker::store::ring::RingState;
     use std::path::Path;
-    let open = |location: &str| -> anyhow::Result<Store> {
+    let open = |location: &str, seed: Option<&RingState>| -> anyhow::Result<Store> {
         let shared = location.starts_with("postgres://") || location.starts_with("postgresql://");
         // A URL is named only with its password hidden, in errors too.
         let shown = if shared {
@@ -476,7 +489,7 @@ fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
         } else {
             location.to_owned()
         };
-        let key = MasterKey::load(&args.key_file, Path::new(&shown)).map_err(WorkerError::Key)?;
+        let key = KeyRing::load(&args.key_file, Path::new(&shown)).map_err(WorkerError::Key)?;
         let store = if shared {
             let config = mmt_worker::cli::shared_store(
                 location,
@@ -484,14 +497,20 @@ fn store_copy(args: &CopyArgs) -> anyhow::Result<ExitCode> {
                 args.store_ca.as_deref(),
             )
             .map_err(|source| WorkerError::StorePassword { source })?;
-            Store::connect(&config, key)
+            Store::connect_seeded(&config, key, seed)
         } else {
-            Store::open(Path::new(location), key)
+            match seed {
+                Some(seed) => Store::open_seeded(Path::new(location), key, seed),
+                None => Store::open(Path::new(location), key),
+            }
         };
         Ok(store.map_err(WorkerError::Store)?)
     };
-    let from = open(&args.from)?;
-    let to = open(&args.to)?;
+    let from = open(&args.from, None)?;
+    // A new destination keeps the source's own keys: its records' tags and
+    // the audit log's references stay valid.
+    let seed = from.ring_state().map_err(WorkerError::Store)?;
+    let to = open(&args.to, Some(&seed))?;
     let mut reporter = Reporter::stderr("store copy");
     let copied = store_copy::copy(&from, &to, store_copy::PAGE, &mut |progress| {
         reporter.show(progress);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mmt_shared::secret::Secret;
 use mmt_shared::wire::{MessageKind, Scope};
 use mmt_worker::rules::lifecycle::{self, ConnectInput};
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::{Decision, Store, TokenSecrets};
 
 /// A stopped deployment: a key file and a data directory of `tokens`
@@ -24,7 +24,7 @@ impl Deployment {
         let this = Self {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        let (key, _) = MasterKey::load_or_create(&this.key_file()).expect("key");
+        let (key, _) = KeyRing::load_or_create(&this.key_file()).expect("key");
         let store = Store::open(&this.data(), key).expect("opens");
         for chunk in (0..tokens).collect::<Vec<_>>().chunks(1_000) {
             store
@@ -123,7 +123,7 @@ fn backup_and_restore_exit_as_documented_and_a_restored_store_is_held_until_rele
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
 
     let other = d.path("other.key");
-    MasterKey::load_or_create(&other).expect("key");
+    KeyRing::load_or_create(&other).expect("key");
     let wrong = d.run(&["restore", "--from", "b.mmt", "--data-dir", "r"], &other);
     assert_eq!(wrong.status.code(), Some(3), "{}", stderr(&wrong));
     assert!(stderr(&wrong).contains("the key does not open this backup"));

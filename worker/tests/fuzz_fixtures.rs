@@ -35,7 +35,7 @@ use mmt_worker::config::integrations::Integrations;
 use mmt_worker::ops::fixtures;
 use mmt_worker::service::{Inbound, Outcome, Service, message_key};
 use mmt_worker::store::Store;
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -409,7 +409,7 @@ fn next_input(rng: &mut StdRng, corpus: &[Seed]) -> Seed {
 /// (so refreshable tokens take the refresh engine's path) and one extra
 /// wallet type.
 fn service(dir: &Path) -> Service {
-    let store = Store::open(dir, MasterKey::generate().expect("key")).expect("store opens");
+    let store = Store::open(dir, KeyRing::generate().expect("key")).expect("store opens");
     let text = r#"
 [integrations.coinbase]
 token_url = "http://127.0.0.1:9/token"

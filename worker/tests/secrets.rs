@@ -18,7 +18,7 @@ use mmt_worker::refresh::pass::Leased;
 use mmt_worker::rules::refresh::Grant;
 use mmt_worker::service::Outcome;
 use mmt_worker::store::TokenSecrets;
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use proptest::prelude::*;
 use static_assertions::assert_not_impl_any;
 
@@ -27,7 +27,7 @@ assert_not_impl_any!(TokenSecrets: Debug, Display);
 assert_not_impl_any!(Leased: Debug, Display);
 assert_not_impl_any!(Outcome: Debug, Display);
 // Keys and secrets with a redacting `Debug` (checked below): no `Display`.
-assert_not_impl_any!(MasterKey: Display);
+assert_not_impl_any!(KeyRing: Display);
 assert_not_impl_any!(Grant: Display);
 assert_not_impl_any!(ClientSecret: Display);
 assert_not_impl_any!(Integration: Display);
@@ -46,9 +46,9 @@ fn the_master_key_never_prints() {
         .expect("creates");
     file.write_all(KEY_HEX.as_bytes()).expect("writes");
     drop(file);
-    let key = MasterKey::load(&path, dir.path()).expect("a key");
+    let key = KeyRing::load(&path, dir.path()).expect("a key");
     let printed = format!("{key:?} {key:#?}");
-    assert_eq!(format!("{key:?}"), "MasterKey(***)");
+    assert_eq!(format!("{key:?}"), "KeyRing(***)");
     assert!(
         !printed.to_lowercase().contains(&KEY_HEX[..16]),
         "{printed}"

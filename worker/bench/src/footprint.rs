@@ -16,7 +16,7 @@ use super::report::RunFigures;
 use super::scale::{bytes_under, memory};
 use super::tokens::Preloaded;
 use super::{BenchConfig, BenchError};
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 
 /// Measures run `run` into `figures` (`broker_*`).
 pub async fn measure(
@@ -31,7 +31,7 @@ pub async fn measure(
     super::refresh::declare(connection, ns).await?;
     let dir = root.join(format!("footprint-{run}"));
     let (data_dir, key_file) = (dir.join("data"), dir.join("mmt.key"));
-    MasterKey::load_or_create(&key_file)?;
+    KeyRing::load_or_create(&key_file)?;
     let messages = connected_messages(&format!("fp-{}-{run}", ns.as_str()), n);
     let mut replies = Replies::new(connection).await?;
     let mut worker = WorkerChild::spawn(config, ns, (&data_dir, &key_file), "footprint", &[], &[])?;

@@ -24,7 +24,7 @@ use mmt_shared::wire::{MessageKind, TokenState};
 use super::{BenchConfig, BenchError, PATIENCE, mix};
 use mmt_worker::amqp::topology::QueueType;
 use mmt_worker::app::{FleetConfig, Worker, WorkerConfig};
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use tokio_util::sync::CancellationToken;
 
 /// Publishes outstanding before the bench waits for confirms.
@@ -401,7 +401,7 @@ pub async fn drain_worker(
     expected: usize,
 ) -> Result<Drain, BenchError> {
     let key_file = dir.join("mmt.key");
-    MasterKey::load_or_create(&key_file)?;
+    KeyRing::load_or_create(&key_file)?;
     let mut fleet = FleetConfig::default();
     let scraping = CancellationToken::new();
     if config.metrics {

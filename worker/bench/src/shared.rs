@@ -48,7 +48,7 @@ use super::tokens::Preloaded;
 use super::{BenchConfig, BenchError, Namespaces, PATIENCE, Phase, ceiling};
 use mmt_worker::observe::process::{USER_HZ, cpu_ticks};
 use mmt_worker::store::Store;
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::postgres::{PgConfig, redact};
 
 /// What serves the queues in one measurement.
@@ -447,7 +447,7 @@ async fn stored_tokens(
     url: Option<String>,
 ) -> Result<u64, BenchError> {
     tokio::task::spawn_blocking(move || {
-        let (key, _) = MasterKey::load_or_create(&key_file)?;
+        let (key, _) = KeyRing::load_or_create(&key_file)?;
         let store = match url {
             None => Store::open(&data_dir, key)?,
             Some(url) => Store::connect(&PgConfig::new(url), key)?,
@@ -507,7 +507,7 @@ pub async fn ingest(
         std::fs::create_dir_all(&dir)
             .map_err(BenchError::io(format!("cannot create {}", dir.display())))?;
         let key_file = dir.join("mmt.key");
-        MasterKey::load_or_create(&key_file)?;
+        KeyRing::load_or_create(&key_file)?;
         let data_dir = dir.join("data");
         let db = match engine {
             Engine::Postgres(_) => Some(server.create_db().await?),

@@ -23,7 +23,7 @@ use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAcces
 
 use super::{BenchError, mix};
 use mmt_worker::rules::lifecycle::{self, ConnectInput};
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::postgres::PgConfig;
 use mmt_worker::store::{Decision, Store, TokenSecrets};
 
@@ -76,7 +76,7 @@ impl Preloaded {
     pub async fn load(root: &Path, name: &str, tokens: usize) -> Result<Self, BenchError> {
         let data_dir = root.join(name).join("data");
         let key_file = root.join(name).join("mmt.key");
-        let (key, _) = MasterKey::load_or_create(&key_file)?;
+        let (key, _) = KeyRing::load_or_create(&key_file)?;
         let store = Store::open(&data_dir, key)?;
         Self::load_into(store, data_dir, key_file, None, tokens).await
     }
@@ -91,7 +91,7 @@ impl Preloaded {
     ) -> Result<Self, BenchError> {
         let data_dir = root.join(name).join("data");
         let key_file = root.join(name).join("mmt.key");
-        let (key, _) = MasterKey::load_or_create(&key_file)?;
+        let (key, _) = KeyRing::load_or_create(&key_file)?;
         let config = PgConfig::new(url);
         let store = tokio::task::spawn_blocking(move || Store::connect(&config, key)).await??;
         Self::load_into(store, data_dir, key_file, Some(url.to_owned()), tokens).await

@@ -178,13 +178,13 @@ mod tests {
     use crate::ops::backup::{TakeError, take};
     use crate::rules::lifecycle::{self, ConnectInput};
     use crate::store::backup::Reader;
-    use crate::store::crypto::MasterKey;
+    use crate::store::crypto::KeyRing;
     use crate::store::{Decision, Store, TokenSecrets};
 
     /// A worker's service over a store of `tokens` tokens, and its key file.
     fn service(dir: &Path, tokens: usize) -> (Arc<Service>, PathBuf) {
         let key_file = dir.join("mmt.key");
-        let (key, _) = MasterKey::load_or_create(&key_file).expect("key");
+        let (key, _) = KeyRing::load_or_create(&key_file).expect("key");
         let store = Store::open(&dir.join("data"), key).expect("opens");
         store
             .write(|tx| {
@@ -221,8 +221,8 @@ mod tests {
         (Arc::new(Service::new(store, Vec::new())), key_file)
     }
 
-    fn key(key_file: &Path) -> MasterKey {
-        MasterKey::load_or_create(key_file).expect("key").0
+    fn key(key_file: &Path) -> KeyRing {
+        KeyRing::load_or_create(key_file).expect("key").0
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,8 +270,8 @@ mod tests {
         assert!(taken.from_worker);
         assert_eq!(taken.totals, [3_000, 3_000, 0, 0]);
         let reader = Reader::open(std::fs::File::open(&file).expect("kept")).expect("a backup");
-        reader.check_key(&k).expect("the key");
-        assert_eq!(reader.finish(&k).expect("whole"), [3_000, 3_000, 0, 0]);
+        let macs = reader.check_key(&k).expect("the key");
+        assert_eq!(reader.finish(&macs).expect("whole"), [3_000, 3_000, 0, 0]);
         shutdown.cancel();
     }
 

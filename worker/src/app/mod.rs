@@ -38,7 +38,7 @@ use crate::refresh::oauth::ClientError;
 use crate::refresh::{self, Refresher};
 use crate::rules::identity::{Gate, Mode};
 use crate::service::Service;
-use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::crypto::{CryptoError, KeyRing};
 use crate::store::postgres::PgConfig;
 use crate::store::{Store, StoreError};
 
@@ -122,9 +122,9 @@ pub mod backups;
 fn open_store(config: &WorkerConfig) -> Result<Store, WorkerError> {
     let Some(shared) = &config.store else {
         let (key, created) = if crate::store::holds_a_store(&config.data_dir) {
-            (MasterKey::load(&config.key_file, &config.data_dir)?, false)
+            (KeyRing::load(&config.key_file, &config.data_dir)?, false)
         } else {
-            MasterKey::load_or_create(&config.key_file)?
+            KeyRing::load_or_create(&config.key_file)?
         };
         if created {
             tracing::warn!(key_file = %config.key_file.display(), "created a new master key: back it up, the data is unreadable without it");
@@ -133,7 +133,7 @@ fn open_store(config: &WorkerConfig) -> Result<Store, WorkerError> {
         store.set_audit_max_bytes(config.audit_max_bytes);
         return Ok(store);
     };
-    let (key, created) = MasterKey::load_or_create(&config.key_file)?;
+    let (key, created) = KeyRing::load_or_create(&config.key_file)?;
     match Store::connect(shared, key) {
         Ok(store) => {
             if created {

@@ -18,7 +18,7 @@ use super::progress::Progress;
 use crate::app::backups::{BUSY, OK, REQUEST, SOCKET};
 use crate::store::backup::{BackupError, Header, Reader, Totals};
 use crate::store::copy::Table;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::KeyRing;
 use crate::store::{Store, StoreError};
 
 /// How long the worker may leave the stream silent.
@@ -104,7 +104,7 @@ pub struct Taken {
 pub fn take(
     data_dir: &Path,
     to: &Path,
-    key: MasterKey,
+    key: KeyRing,
     report: &mut dyn FnMut(&Progress),
 ) -> Result<Taken, TakeError> {
     if to.exists() {
@@ -152,7 +152,7 @@ fn partial_of(to: &Path) -> PathBuf {
 fn write(
     data_dir: &Path,
     file: File,
-    key: MasterKey,
+    key: KeyRing,
     report: &mut dyn FnMut(&Progress),
 ) -> Result<(File, Taken), TakeError> {
     let socket = data_dir.join(SOCKET);
@@ -179,7 +179,7 @@ fn from_worker(
     mut stream: UnixStream,
     socket: &Path,
     file: File,
-    key: &MasterKey,
+    key: &KeyRing,
     report: &mut dyn FnMut(&Progress),
 ) -> Result<(File, Taken), TakeError> {
     let talk_error = |source| TakeError::Socket {
@@ -219,7 +219,7 @@ fn from_worker(
         e => e.into(),
     };
     let mut reader = Reader::open(tee).map_err(ended)?;
-    reader.check_key(key)?;
+    let macs = reader.check_key(key)?;
     let header = reader.header().clone();
     let mut progress = Progress::start(Table::Tokens, header.tokens(), "backed up");
     let mut rows = 0u64;
@@ -232,7 +232,7 @@ fn from_worker(
         }
     }
     report(&progress);
-    let (totals, tee) = reader.finish_with_input(key).map_err(ended)?;
+    let (totals, tee) = reader.finish_with_input(&macs).map_err(ended)?;
     let file = tee
         .copy
         .into_inner()
@@ -251,7 +251,7 @@ fn from_worker(
 fn from_directory(
     data_dir: &Path,
     file: File,
-    key: MasterKey,
+    key: KeyRing,
     report: &mut dyn FnMut(&Progress),
 ) -> Result<(File, Taken), TakeError> {
     let store = match Store::open(data_dir, key) {

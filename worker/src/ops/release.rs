@@ -28,7 +28,7 @@ use mmt_shared::time_fmt::now_millis;
 use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::{self, RevokePlan};
 use crate::store::copy::{Row, Table};
-use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::crypto::{CryptoError, KeyRing};
 use crate::store::restored::{self, Restored};
 use crate::store::{Decision, Found, Store, StoreError};
 
@@ -156,7 +156,7 @@ pub fn release(
     key_file: &Path,
     revocations: &Revocations,
 ) -> Result<Released, ReleaseError> {
-    let key = MasterKey::load(key_file, data_dir)?;
+    let key = KeyRing::load(key_file, data_dir)?;
     let (store, mark) = Store::open_restored(data_dir, key)?;
     let mut released = Released {
         mark,

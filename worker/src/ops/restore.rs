@@ -23,7 +23,7 @@ use super::progress::Progress;
 use super::store_copy::sampled;
 use crate::store::backup::{BackupError, Header, Reader, Totals, counts_of};
 use crate::store::copy::Table;
-use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::crypto::{CryptoError, KeyRing, Macs};
 use crate::store::restored::{self, Restored};
 use crate::store::{Decision, Found, Store, StoreError};
 
@@ -107,10 +107,11 @@ pub fn restore(
     }
     // A key file that is absent is named with the backup, which holds the
     // store that needs it.
-    let key = MasterKey::load(key_file, from)?;
+    let key = KeyRing::load(key_file, from)?;
     let file = File::open(from).map_err(BackupError::Io)?;
     let reader = Reader::open(BufReader::with_capacity(1 << 16, file))?;
-    reader.check_key(&key)?;
+    let macs = reader.check_key(&key)?;
+    let seed = reader.header().ring_state()?;
     let (parent, name) = split(data_dir);
     remove_leftovers(&parent, &name, data_dir)?;
     let work = parent.join(format!(
@@ -118,8 +119,8 @@ pub fn restore(
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ));
     let done = (|| {
-        let store = Store::open(&work, MasterKey::load(key_file, from)?)?;
-        let done = into(reader, &key, store, &work, sample, go_on)?;
+        let store = Store::open_seeded(&work, KeyRing::load(key_file, from)?, &seed)?;
+        let done = into(reader, &macs, store, &work, sample, go_on)?;
         move_into_place(&work, data_dir, &parent)?;
         Ok(done)
     })();
@@ -192,7 +193,7 @@ fn in_use(dir: &Path) -> bool {
 /// the store against it, and marks it restored.
 fn into<R: std::io::Read>(
     mut reader: Reader<R>,
-    key: &MasterKey,
+    key: &Macs,
     store: Store,
     work: &Path,
     sample: usize,

@@ -199,7 +199,7 @@ mod tests {
     use crate::rules::lifecycle::{self, ConnectInput, TokenMeta};
     use crate::rules::refresh::RefreshRecord;
     use crate::store::TokenSecrets;
-    use crate::store::crypto::MasterKey;
+    use crate::store::crypto::KeyRing;
     use crate::store::postgres::PgConfig;
 
     fn meta(user: &str, expires: Option<u64>) -> TokenMeta {
@@ -258,8 +258,8 @@ mod tests {
     }
 
     /// The test's one key, read again for each store that opens it.
-    fn key(keys: &std::path::Path) -> MasterKey {
-        MasterKey::load_or_create(&keys.join("mmt.key"))
+    fn key(keys: &std::path::Path) -> KeyRing {
+        KeyRing::load_or_create(&keys.join("mmt.key"))
             .expect("key")
             .0
     }

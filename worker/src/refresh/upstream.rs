@@ -213,12 +213,12 @@ mod tests {
 
     use super::*;
     use crate::store::Store;
-    use crate::store::crypto::MasterKey;
+    use crate::store::crypto::KeyRing;
 
     fn job(created_at: UnixMillis) -> UpstreamJob {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
-            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+            Store::open(dir.path(), KeyRing::generate().expect("random key")).expect("opens");
         let meta = crate::rules::lifecycle::TokenMeta {
             client_id: "acme".into(),
             end_user_id: "u".into(),

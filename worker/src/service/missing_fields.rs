@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 use super::{Inbound, Outcome, Service, message_key};
 use crate::store::Store;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::KeyRing;
 
 /// A service over a fresh embedded store in `dir`.
 fn service(dir: &std::path::Path) -> Service {
-    let store = Store::open(dir, MasterKey::generate().expect("random key")).expect("opens");
+    let store = Store::open(dir, KeyRing::generate().expect("random key")).expect("opens");
     Service::new(store, Vec::new())
 }
 

@@ -19,6 +19,7 @@ use mmt_shared::time_fmt::{UnixMillis, rfc3339};
 use serde::{Deserialize, Serialize};
 
 use super::copy::Table;
+use super::ring::RingState;
 use super::{CountKey, Store, StoreError, migrate};
 
 mod format;
@@ -83,9 +84,14 @@ pub struct Header {
     pub written_by: String,
     /// The store's record format.
     pub store_format: u8,
-    /// A key check value (hex) made with the store's key: the key that
-    /// opens the backup.
+    /// A key check value (hex) made with the store's active key when the
+    /// backup was taken (before key rings: its one key, id 0).
     pub key_check: String,
+    /// What the store knew of its key ring ([`RingState`]): the check value
+    /// of each key and the store's own keys, sealed; absent in a backup from
+    /// before key rings, whose one key is `key_check`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<RingState>,
     /// The tokens by (state, scope, integration), revoked ones included.
     pub counts: Vec<Count>,
 }
@@ -105,6 +111,20 @@ pub struct Count {
 }
 
 impl Header {
+    /// What the store the backup was taken from knew of its key ring.
+    pub fn ring_state(&self) -> Result<RingState, BackupError> {
+        if let Some(state) = &self.keyring {
+            return Ok(state.clone());
+        }
+        let check = hex::decode(&self.key_check).map_err(|_| BackupError::Damaged {
+            what: "its key check is not hexadecimal",
+        })?;
+        Ok(RingState {
+            checks: [(0, check)].into(),
+            macs: None,
+        })
+    }
+
     /// Every token the backup holds, revoked ones included.
     pub fn tokens(&self) -> u64 {
         self.counts.iter().map(|c| c.tokens).sum()
@@ -147,7 +167,12 @@ impl Store {
             taken_at_ms: snapshot.taken_at,
             written_by: env!("CARGO_PKG_VERSION").to_owned(),
             store_format: migrate::FORMAT,
-            key_check: hex::encode(self.key.check_value().map_err(StoreError::from)?),
+            key_check: hex::encode(
+                self.ring()
+                    .check_value(self.ring().active())
+                    .map_err(StoreError::from)?,
+            ),
+            keyring: Some(self.ring_state()?),
             counts: counts_of(&snapshot.counts),
         };
         Ok(Backup { snapshot, header })
@@ -195,7 +220,7 @@ impl Backup<'_> {
         {
             return Err(BackupError::Stopped);
         }
-        writer.finish(&store.key)
+        writer.finish(&store.macs)
     }
 }
 

@@ -11,6 +11,7 @@ use super::record::{self, RecordRef};
 use super::{RefreshRecord, Store, StoreError, TokenSecrets, UpstreamJob, binding, processed};
 use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
+use crate::store::crypto::{KeyId, wrapped_key_id};
 
 /// One write. Applied in order: a later operation sees an earlier one.
 pub(super) enum Op {
@@ -20,6 +21,14 @@ pub(super) enum Op {
         meta: TokenMeta,
         previous: Option<TokenMeta>,
         record: Vec<u8>,
+        key_id: KeyId,
+    },
+    /// A live token's record with its data key wrapped again under
+    /// `key_id` (a rotation, CONTRACT.md §11): nothing else changes.
+    Rewrap {
+        token_id: String,
+        record: Vec<u8>,
+        key_id: KeyId,
     },
     /// A live token moved to `reauth_required`.
     Expire {
@@ -70,6 +79,7 @@ pub(super) enum Op {
     ImportToken {
         token_id: String,
         record: Vec<u8>,
+        key_id: KeyId,
         live: Option<TokenMeta>,
         revoked: Option<Tombstone>,
         expiry_entry: Option<UnixMillis>,
@@ -126,10 +136,10 @@ impl Change<'_> {
         let plain = secrets.to_plain()?;
         let (sealed, wrapped) = self
             .store
-            .key
+            .ring()
             .seal_token(token_id, &binding(meta), &plain)?;
         let record = record::encode(
-            &self.store.key,
+            &self.store.macs,
             token_id,
             &RecordRef::Live {
                 meta,
@@ -142,6 +152,34 @@ impl Change<'_> {
             meta: meta.clone(),
             previous: previous.cloned(),
             record,
+            key_id: wrapped_key_id(&wrapped)?,
+        });
+        Ok(())
+    }
+
+    /// Stores a live token's record again with `wrapped`, its data key
+    /// wrapped under another key of the ring; its metadata and sealed
+    /// secrets stay as they are.
+    pub(super) fn rewrap(
+        &mut self,
+        token_id: &str,
+        meta: &TokenMeta,
+        wrapped: &[u8],
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        let record = record::encode(
+            &self.store.macs,
+            token_id,
+            &RecordRef::Live {
+                meta,
+                wrapped,
+                sealed,
+            },
+        )?;
+        self.ops.push(Op::Rewrap {
+            token_id: token_id.to_owned(),
+            record,
+            key_id: wrapped_key_id(wrapped)?,
         });
         Ok(())
     }
@@ -160,7 +198,7 @@ impl Change<'_> {
         next.state = TokenState::ReauthRequired;
         next.updated_at = now;
         let record = record::encode(
-            &self.store.key,
+            &self.store.macs,
             token_id,
             &RecordRef::Live {
                 meta: &next,
@@ -192,7 +230,7 @@ impl Change<'_> {
             scope: meta.scope,
             revoked_at: now,
         };
-        let record = record::encode(&self.store.key, token_id, &RecordRef::Revoked(&tomb))?;
+        let record = record::encode(&self.store.macs, token_id, &RecordRef::Revoked(&tomb))?;
         self.ops.push(Op::Revoke {
             token_id: token_id.to_owned(),
             meta: meta.clone(),
@@ -276,7 +314,7 @@ impl Change<'_> {
         secrets: &TokenSecrets,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let job = UpstreamJob::seal(&self.store.key, token_id, meta, secrets, now)?;
+        let job = UpstreamJob::seal(&self.store.ring(), token_id, meta, secrets, now)?;
         self.update_upstream_job(token_id, &job)
     }
 

@@ -558,12 +558,12 @@ macro_rules! engine_suite {
 
 mod engines {
     use super::*;
-    use crate::store::crypto::MasterKey;
+    use crate::store::crypto::KeyRing;
 
     engine_suite!(embedded, |_| {
         let dir = tempfile::tempdir().expect("tempdir");
         let store =
-            Store::open(dir.path(), MasterKey::generate().expect("random key")).expect("opens");
+            Store::open(dir.path(), KeyRing::generate().expect("random key")).expect("opens");
         Some((store, Box::new(dir)))
     });
 
@@ -571,7 +571,7 @@ mod engines {
         let db = mmt_pg_fixture::TestDatabase::create(label)?;
         let config = crate::store::postgres::PgConfig::new(db.url.clone());
         let store =
-            Store::connect(&config, MasterKey::generate().expect("random key")).expect("connects");
+            Store::connect(&config, KeyRing::generate().expect("random key")).expect("connects");
         Some((store, Box::new(db)))
     });
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::change::Op;
 use super::record::{self, Record};
 use super::{Change, Engine, RefreshRecord, Store, StoreError, UpstreamJob};
+use crate::store::crypto::wrapped_key_id;
 
 /// The tables, in the order they are copied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +130,7 @@ impl Store {
             record,
             expiry_entry,
         } = row
-            && let Record::Live { meta, .. } = record::decode(&self.key, token_id, record)?
+            && let Record::Live { meta, .. } = record::decode(&self.macs, token_id, record)?
             && let Some(at) = meta.expires_at
             && has(token_id, at)?
         {
@@ -157,13 +158,17 @@ impl Change<'_> {
                 record,
                 expiry_entry,
             } => {
-                let (live, revoked) = match record::decode(&self.store.key, &token_id, &record)? {
-                    Record::Live { meta, .. } => (Some(meta), None),
-                    Record::Revoked(tomb) => (None, Some(tomb)),
-                };
+                let (live, revoked, key_id) =
+                    match record::decode(&self.store.macs, &token_id, &record)? {
+                        Record::Live { meta, wrapped, .. } => {
+                            (Some(meta), None, wrapped_key_id(&wrapped)?)
+                        }
+                        Record::Revoked(tomb) => (None, Some(tomb), 0),
+                    };
                 Op::ImportToken {
                     token_id,
                     record,
+                    key_id,
                     live,
                     revoked,
                     expiry_entry,

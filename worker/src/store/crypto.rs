@@ -1,15 +1,24 @@
-//! The master key and envelope encryption (orion XChaCha20-Poly1305).
+//! The key ring and envelope encryption (orion XChaCha20-Poly1305).
 //!
 //! Each token's secrets are sealed under a fresh per-token data key; the data
-//! key is sealed (wrapped) under the master key. Both seals bind the tokenId as
-//! associated data, so neither a sealed record nor a wrapped key can be moved
-//! onto another tokenId. A key check value, sealed under the master key, lets
-//! the store refuse a wrong key before anything is read or written. A record
-//! tag (keyed BLAKE2b under a key derived from the master key) authenticates
-//! each stored record whole, metadata and tombstones included.
+//! key is sealed (wrapped) under the ring's active key, and the wrapped key
+//! names the key that wrapped it (CONTRACT.md §11), so a ring of several keys
+//! opens every record and a rotation rewraps data keys without touching the
+//! secrets. Both seals bind the tokenId as associated data, so neither a
+//! sealed record nor a wrapped key can be moved onto another tokenId. A key
+//! check value per key lets the store refuse a wrong key before anything is
+//! read or written.
+//!
+//! The store's own keys ([`Macs`]: the record tag that authenticates each
+//! stored record whole, metadata and tombstones included, and the audit
+//! log's key) are derived once from the key that was active when the store
+//! began (HKDF-SHA256) and kept sealed under the active key, so that they
+//! outlive a key's retirement: deleting a retired key's line leaves every
+//! copy of what it wrapped unreadable, and the store readable.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,16 +28,29 @@ use orion::hazardous::mac::poly1305::POLY1305_OUTSIZE;
 use orion::hazardous::stream::xchacha20::XCHACHA_NONCESIZE;
 use zeroize::Zeroizing;
 
+pub mod keyfile;
+
 /// Length of a key in bytes.
 pub const KEY_BYTES: usize = 32;
 
+/// A key's id in the ring (CONTRACT.md §11): `0` for a v1 key file.
+pub type KeyId = u32;
+
 const KCV_PLAINTEXT: &[u8] = b"mmt key check value v1";
 const KCV_AD: &[u8] = b"mmt-kcv-v1";
+const MACS_AD: &[u8] = b"mmt-macs-v1";
 const RECORD_MAC_SALT: &[u8] = b"mmt-record-mac";
 const RECORD_MAC_INFO: &[u8] = b"v2";
 /// What derives the audit log's key (CONTRACT.md §12) from the master key.
 const AUDIT_SALT: &[u8] = b"mmt-audit";
 const AUDIT_INFO: &[u8] = b"v1";
+
+/// A wrapped data key: `nonce || sealed key || tag`.
+const WRAPPED_BYTES: usize = XCHACHA_NONCESIZE + KEY_BYTES + POLY1305_OUTSIZE;
+/// The first byte of a wrapped key that names its key id (`K`, then the id
+/// in 4 bytes big-endian, then the wrapped key); one of key id 0 is the
+/// wrapped key alone, as every mmt before key rings wrote it.
+const WRAPPED_WITH_ID: u8 = b'K';
 
 /// Length of a record tag in bytes.
 pub const TAG_BYTES: usize = 32;
@@ -44,16 +66,28 @@ pub enum CryptoError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The key file does not hold a key.
-    #[error("key file {path} must hold 64 hexadecimal characters (32 bytes)")]
+    /// The key file does not hold a key ring.
+    #[error(
+        "key file {path}, line {line}: {why} (a key file holds 64 hexadecimal characters, or lines <keyId>:<64 hex>)"
+    )]
     KeyFormat {
         /// The key file.
         path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        why: &'static str,
     },
     /// A seal did not open: wrong key, or bytes that were tampered with or
     /// moved onto another token.
     #[error("authentication failed: wrong key or tampered data")]
     Unseal,
+    /// A record is wrapped under a key the ring does not hold.
+    #[error("the key ring has no key {id}, which wraps this record")]
+    MissingKey {
+        /// The key id.
+        id: KeyId,
+    },
     /// The key file is readable or writable by group or others.
     #[error(
         "key file {path} has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
@@ -80,25 +114,30 @@ pub enum CryptoError {
     Cipher,
 }
 
-/// The master key. It never leaves this module in plain form and is wiped on
-/// drop. Beside it, the key that authenticates the store's records, derived
-/// from it (HKDF-SHA256), so that no metadata on disk can be changed without
-/// the key.
-pub struct MasterKey {
-    key: SecretKey,
-    record_mac: orion::auth::SecretKey,
+/// The master keys of a key file: every key by its id, and the active one
+/// (the file's last line), which wraps every new data key. Wiped on drop,
+/// never printed.
+pub struct KeyRing {
+    keys: BTreeMap<KeyId, SecretKey>,
+    active: KeyId,
 }
 
-impl std::fmt::Debug for MasterKey {
+impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(***)")
+        write!(
+            f,
+            "KeyRing(active {}, ids {:?}, ***)",
+            self.active,
+            self.keys.keys().collect::<Vec<_>>()
+        )
     }
 }
 
-impl MasterKey {
-    /// Loads the key from `path`, or creates it (mode 0600, 32 random bytes
-    /// written as 64 hex characters and a newline) when the file is absent.
-    /// Returns the key and whether it was created.
+impl KeyRing {
+    /// Loads the ring from `path`, or creates it (mode 0600, one key of 32
+    /// random bytes written as 64 hex characters and a newline: a v1 file,
+    /// key id 0) when the file is absent. Returns the ring and whether it
+    /// was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
         let key_file_error = |source| CryptoError::KeyFile {
             path: path.to_owned(),
@@ -124,7 +163,7 @@ impl MasterKey {
                     .and_then(|()| file.write_all(b"\n"))
                     .and_then(|()| file.sync_all())
                     .map_err(key_file_error)?;
-                Ok((Self::from_key(key)?, true))
+                Ok((Self::one(key), true))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Ok((Self::read(path)?, false))
@@ -133,7 +172,7 @@ impl MasterKey {
         }
     }
 
-    /// Loads the key of the store in `data_dir` from `path`; an absent file
+    /// Loads the ring of the store in `data_dir` from `path`; an absent file
     /// is an error, never a new key.
     pub fn load(path: &Path, data_dir: &Path) -> Result<Self, CryptoError> {
         if !path.exists() {
@@ -146,69 +185,224 @@ impl MasterKey {
     }
 
     /// Reads the key file, refusing one that group or others can access.
-    fn read(path: &Path) -> Result<Self, CryptoError> {
-        use std::os::unix::fs::PermissionsExt;
-        let key_file_error = |source| CryptoError::KeyFile {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .open(path)
-            .map_err(key_file_error)?;
-        let mode = file
-            .metadata()
-            .map_err(key_file_error)?
-            .permissions()
-            .mode()
-            & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(CryptoError::KeyFileMode {
-                path: path.to_owned(),
-                mode,
-            });
+    pub fn read(path: &Path) -> Result<Self, CryptoError> {
+        let mut keys = BTreeMap::new();
+        let mut active = 0;
+        for (id, bytes) in keyfile::load(path)? {
+            let key = SecretKey::try_from(&bytes[..]).map_err(|_| CryptoError::Cipher)?;
+            keys.insert(id, key);
+            active = id;
         }
-        let mut text = Zeroizing::new(String::new());
-        file.read_to_string(&mut text).map_err(key_file_error)?;
-        let format_error = || CryptoError::KeyFormat {
-            path: path.to_owned(),
-        };
-        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| format_error())?);
-        let key = SecretKey::try_from(bytes.as_slice()).map_err(|_| format_error())?;
-        Self::from_key(key)
+        Ok(Self { keys, active })
     }
 
-    /// A fresh random key (for tests and benchmarks).
+    /// A ring of one fresh random key, id 0 (for tests and benchmarks).
     pub fn generate() -> Result<Self, CryptoError> {
-        Self::from_key(SecretKey::generate().map_err(|_| CryptoError::Cipher)?)
+        Ok(Self::one(
+            SecretKey::generate().map_err(|_| CryptoError::Cipher)?,
+        ))
     }
 
-    fn from_key(key: SecretKey) -> Result<Self, CryptoError> {
-        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
+    fn one(key: SecretKey) -> Self {
+        Self {
+            keys: BTreeMap::from([(0, key)]),
+            active: 0,
+        }
+    }
+
+    /// The id of the key that wraps new data keys.
+    pub fn active(&self) -> KeyId {
+        self.active
+    }
+
+    /// Every key id of the ring, in order.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// Whether the ring holds key `id`.
+    pub fn has(&self, id: KeyId) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    fn key(&self, id: KeyId) -> Result<&SecretKey, CryptoError> {
+        self.keys.get(&id).ok_or(CryptoError::MissingKey { id })
+    }
+
+    fn active_key(&self) -> Result<&SecretKey, CryptoError> {
+        self.key(self.active)
+    }
+
+    /// The store's own keys, derived from key `id` (the store's first key).
+    pub fn derive_macs(&self, id: KeyId) -> Result<Macs, CryptoError> {
+        Macs::derive(key_bytes(self.key(id)?))
+    }
+
+    /// `macs` sealed under the active key, naming it: what the store keeps.
+    pub fn seal_macs(&self, macs: &Macs) -> Result<Vec<u8>, CryptoError> {
+        let mut plain = Zeroizing::new([0u8; 2 * KEY_BYTES]);
+        plain[..KEY_BYTES].copy_from_slice(macs.record_mac.unprotected_as_ref::<[u8]>());
+        plain[KEY_BYTES..].copy_from_slice(&macs.audit[..]);
+        let mut out = self.active.to_be_bytes().to_vec();
+        out.extend(seal(self.active_key()?, &plain[..], MACS_AD)?);
+        Ok(out)
+    }
+
+    /// The id of the key that sealed `sealed` ([`KeyRing::seal_macs`]).
+    pub fn macs_key_id(sealed: &[u8]) -> Result<KeyId, CryptoError> {
+        sealed
+            .get(..4)
+            .and_then(|id| id.try_into().ok())
+            .map(KeyId::from_be_bytes)
+            .ok_or(CryptoError::Unseal)
+    }
+
+    /// Opens what [`KeyRing::seal_macs`] sealed.
+    pub fn open_macs(&self, sealed: &[u8]) -> Result<Macs, CryptoError> {
+        let id = Self::macs_key_id(sealed)?;
+        let plain = open(self.key(id)?, &sealed[4..], MACS_AD)?;
+        if plain.len() != 2 * KEY_BYTES {
+            return Err(CryptoError::Unseal);
+        }
+        Macs::from_parts(&plain[..KEY_BYTES], &plain[KEY_BYTES..])
+    }
+
+    /// The key check value of key `id`, to store beside the data.
+    pub fn check_value(&self, id: KeyId) -> Result<Vec<u8>, CryptoError> {
+        seal(self.key(id)?, KCV_PLAINTEXT, KCV_AD)
+    }
+
+    /// Whether `kcv` was made by key `id` of this ring (false when the ring
+    /// has no such key).
+    pub fn verify_check_value(&self, id: KeyId, kcv: &[u8]) -> bool {
+        self.keys.get(&id).is_some_and(
+            |key| matches!(open(key, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT),
+        )
+    }
+
+    /// Seals `secrets` for `token_id` under a fresh data key, wrapped by the
+    /// active key. `binding` (the clientId and scope, say) is bound too.
+    /// Returns (sealed secrets, wrapped data key).
+    pub fn seal_token(
+        &self,
+        token_id: &str,
+        binding: &[u8],
+        secrets: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+        let data_key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
+        let sealed = seal(&data_key, secrets, &record_ad(token_id, binding))?;
+        Ok((sealed, self.wrap(token_id, &data_key)?))
+    }
+
+    /// Opens what [`KeyRing::seal_token`] sealed, with the key its wrapped
+    /// data key names.
+    pub fn open_token(
+        &self,
+        token_id: &str,
+        binding: &[u8],
+        sealed: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let data_key = self.unwrap(token_id, wrapped)?;
+        open(&data_key, sealed, &record_ad(token_id, binding))
+    }
+
+    /// `wrapped` wrapped again under the active key, when an older key
+    /// wraps it; `None` when the active key (or a newer one) already does.
+    pub fn rewrap(&self, token_id: &str, wrapped: &[u8]) -> Result<Option<Vec<u8>>, CryptoError> {
+        if wrapped_key_id(wrapped)? >= self.active {
+            return Ok(None);
+        }
+        let data_key = self.unwrap(token_id, wrapped)?;
+        self.wrap(token_id, &data_key).map(Some)
+    }
+
+    fn wrap(&self, token_id: &str, data_key: &SecretKey) -> Result<Vec<u8>, CryptoError> {
+        let sealed = seal(self.active_key()?, key_bytes(data_key), &wrap_ad(token_id))?;
+        if self.active == 0 {
+            return Ok(sealed);
+        }
+        let mut out = Vec::with_capacity(5 + sealed.len());
+        out.push(WRAPPED_WITH_ID);
+        out.extend_from_slice(&self.active.to_be_bytes());
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn unwrap(&self, token_id: &str, wrapped: &[u8]) -> Result<SecretKey, CryptoError> {
+        let id = wrapped_key_id(wrapped)?;
+        let body = if id == 0 { wrapped } else { &wrapped[5..] };
+        let bytes = open(self.key(id)?, body, &wrap_ad(token_id))?;
+        SecretKey::try_from(bytes.as_slice()).map_err(|_| CryptoError::Unseal)
+    }
+}
+
+/// The id of the key that wraps `wrapped` (a data key as
+/// [`KeyRing::seal_token`] returns it).
+pub fn wrapped_key_id(wrapped: &[u8]) -> Result<KeyId, CryptoError> {
+    match wrapped.len() {
+        WRAPPED_BYTES => Ok(0),
+        n if n == WRAPPED_BYTES + 5 && wrapped[0] == WRAPPED_WITH_ID => wrapped[1..5]
+            .try_into()
+            .map(KeyId::from_be_bytes)
+            .map_err(|_| CryptoError::Unseal),
+        _ => Err(CryptoError::Unseal),
+    }
+}
+
+/// The store's own keys: the record tag's key and the audit log's key.
+/// Derived once from the store's first key, then kept sealed under the
+/// active key ([`KeyRing::seal_macs`]). Wiped on drop, never printed.
+pub struct Macs {
+    record_mac: orion::auth::SecretKey,
+    audit: Zeroizing<[u8; KEY_BYTES]>,
+}
+
+impl std::fmt::Debug for Macs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Macs(***)")
+    }
+}
+
+impl Macs {
+    fn derive(master: &[u8]) -> Result<Self, CryptoError> {
+        let mut record = Zeroizing::new([0u8; KEY_BYTES]);
         Hkdf::<SHA256>::derive_key(
             RECORD_MAC_SALT,
-            key_bytes(&key),
+            master,
             Some(RECORD_MAC_INFO),
-            &mut derived[..],
+            &mut record[..],
         )
         .map_err(|_| CryptoError::Cipher)?;
-        let record_mac =
-            orion::auth::SecretKey::try_from(&derived[..]).map_err(|_| CryptoError::Cipher)?;
-        Ok(Self { key, record_mac })
+        let mut audit = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<SHA256>::derive_key(AUDIT_SALT, master, Some(AUDIT_INFO), &mut audit[..])
+            .map_err(|_| CryptoError::Cipher)?;
+        Self::from_parts(&record[..], &audit[..])
     }
 
-    /// The audit log's key, derived from this one (HKDF-SHA256): it names
-    /// tokens in the log and chains its lines.
+    fn from_parts(record: &[u8], audit: &[u8]) -> Result<Self, CryptoError> {
+        let record_mac =
+            orion::auth::SecretKey::try_from(record).map_err(|_| CryptoError::Cipher)?;
+        let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+        if audit.len() != KEY_BYTES {
+            return Err(CryptoError::Cipher);
+        }
+        bytes.copy_from_slice(audit);
+        Ok(Self {
+            record_mac,
+            audit: bytes,
+        })
+    }
+
+    /// Fresh store keys derived from a fresh random key (tests).
+    pub fn generate() -> Result<Self, CryptoError> {
+        let key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
+        Self::derive(key_bytes(&key))
+    }
+
+    /// The audit log's key: it names tokens in the log and chains its lines.
     pub fn audit_key(&self) -> Result<crate::rules::audit::AuditKey, CryptoError> {
-        let mut derived = Zeroizing::new([0u8; KEY_BYTES]);
-        Hkdf::<SHA256>::derive_key(
-            AUDIT_SALT,
-            key_bytes(&self.key),
-            Some(AUDIT_INFO),
-            &mut derived[..],
-        )
-        .map_err(|_| CryptoError::Cipher)?;
-        crate::rules::audit::AuditKey::from_bytes(&derived).ok_or(CryptoError::Cipher)
+        crate::rules::audit::AuditKey::from_bytes(&self.audit).ok_or(CryptoError::Cipher)
     }
 
     /// The tag that authenticates a stored record of `token_id`.
@@ -218,7 +412,7 @@ impl MasterKey {
             .map_err(|_| CryptoError::Cipher)
     }
 
-    /// Checks a tag made by [`MasterKey::record_tag`].
+    /// Checks a tag made by [`Macs::record_tag`].
     pub fn verify_record_tag(
         &self,
         token_id: &str,
@@ -232,45 +426,6 @@ impl MasterKey {
             &record_mac_input(token_id, record),
         )
         .map_err(|_| CryptoError::Unseal)
-    }
-
-    /// The key check value to store beside the data.
-    pub fn check_value(&self) -> Result<Vec<u8>, CryptoError> {
-        seal(&self.key, KCV_PLAINTEXT, KCV_AD)
-    }
-
-    /// Whether `kcv` was made by this key.
-    pub fn verify_check_value(&self, kcv: &[u8]) -> bool {
-        matches!(open(&self.key, kcv, KCV_AD), Ok(plain) if plain.as_slice() == KCV_PLAINTEXT)
-    }
-
-    /// Seals `secrets` for `token_id` under a fresh data key. `binding` (the
-    /// clientId and scope, say) is bound too. Returns (sealed secrets,
-    /// wrapped data key).
-    pub fn seal_token(
-        &self,
-        token_id: &str,
-        binding: &[u8],
-        secrets: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
-        let data_key = SecretKey::generate().map_err(|_| CryptoError::Cipher)?;
-        let sealed = seal(&data_key, secrets, &record_ad(token_id, binding))?;
-        let wrapped = seal(&self.key, key_bytes(&data_key), &wrap_ad(token_id))?;
-        Ok((sealed, wrapped))
-    }
-
-    /// Opens what [`MasterKey::seal_token`] sealed.
-    pub fn open_token(
-        &self,
-        token_id: &str,
-        binding: &[u8],
-        sealed: &[u8],
-        wrapped: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let data_key_bytes = open(&self.key, wrapped, &wrap_ad(token_id))?;
-        let data_key =
-            SecretKey::try_from(data_key_bytes.as_slice()).map_err(|_| CryptoError::Unseal)?;
-        open(&data_key, sealed, &record_ad(token_id, binding))
     }
 }
 
@@ -340,9 +495,17 @@ mod tests {
 
     use super::*;
 
+    /// A ring of keys 0 and 1 (1 active) sharing key 0 with `ring`.
+    fn rotated(dir: &Path) -> (KeyRing, KeyRing) {
+        let path = dir.join("mmt.key");
+        let (old, _) = KeyRing::load_or_create(&path).expect("creates");
+        keyfile::rotate(&path).expect("rotates");
+        (old, KeyRing::read(&path).expect("reads"))
+    }
+
     #[test]
     fn token_round_trips_and_is_bound_to_its_token_id() {
-        let key = MasterKey::generate().expect("random key");
+        let key = KeyRing::generate().expect("random key");
         let (sealed, wrapped) = key
             .seal_token("tok_a", b"acme|read", b"secret")
             .expect("seals");
@@ -363,19 +526,86 @@ mod tests {
 
     #[test]
     fn another_key_fails_the_check_value_and_the_seals() {
-        let key = MasterKey::generate().expect("random key");
-        let other = MasterKey::generate().expect("random key");
-        let kcv = key.check_value().expect("seals");
-        assert!(key.verify_check_value(&kcv));
-        assert!(!other.verify_check_value(&kcv));
+        let key = KeyRing::generate().expect("random key");
+        let other = KeyRing::generate().expect("random key");
+        let kcv = key.check_value(0).expect("seals");
+        assert!(key.verify_check_value(0, &kcv));
+        assert!(!other.verify_check_value(0, &kcv));
+        assert!(!key.verify_check_value(1, &kcv));
         let (sealed, wrapped) = key.seal_token("t", b"", b"x").expect("seals");
         assert!(other.open_token("t", b"", &sealed, &wrapped).is_err());
     }
 
     #[test]
+    fn a_rotated_ring_opens_old_data_keys_wraps_new_ones_under_its_active_key_and_rewraps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, ring) = rotated(dir.path());
+        assert_eq!((old.active(), ring.active()), (0, 1));
+        let (sealed, wrapped) = old.seal_token("t", b"b", b"x").expect("seals");
+        assert_eq!(
+            wrapped.len(),
+            WRAPPED_BYTES,
+            "key 0 wraps as every mmt before rings did"
+        );
+        assert_eq!(wrapped_key_id(&wrapped).expect("an id"), 0);
+        assert_eq!(
+            &ring
+                .open_token("t", b"b", &sealed, &wrapped)
+                .expect("opens")[..],
+            b"x"
+        );
+        let rewrapped = ring.rewrap("t", &wrapped).expect("rewraps").expect("older");
+        assert_eq!(wrapped_key_id(&rewrapped).expect("an id"), 1);
+        assert_eq!(
+            &ring
+                .open_token("t", b"b", &sealed, &rewrapped)
+                .expect("opens")[..],
+            b"x"
+        );
+        assert!(ring.rewrap("t", &rewrapped).expect("rewraps").is_none());
+        assert!(matches!(
+            old.open_token("t", b"b", &sealed, &rewrapped),
+            Err(CryptoError::MissingKey { id: 1 })
+        ));
+        assert!(ring.rewrap("u", &wrapped).is_err(), "bound to its tokenId");
+        let (_, new) = ring.seal_token("t", b"b", b"y").expect("seals");
+        assert_eq!(wrapped_key_id(&new).expect("an id"), 1);
+        let mut renamed = new.clone();
+        renamed[4] = 0;
+        assert!(matches!(
+            ring.open_token("t", b"b", &sealed, &renamed),
+            Err(CryptoError::MissingKey { id: 0x0100_0000 }) | Err(CryptoError::Unseal)
+        ));
+    }
+
+    #[test]
+    fn the_store_keys_outlive_the_key_that_sealed_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, ring) = rotated(dir.path());
+        let macs = old.derive_macs(0).expect("derives");
+        let tag = macs.record_tag("t", b"record").expect("tags");
+        let sealed = ring.seal_macs(&macs).expect("seals");
+        assert_eq!(KeyRing::macs_key_id(&sealed).expect("an id"), 1);
+        let opened = ring.open_macs(&sealed).expect("opens");
+        assert!(opened.verify_record_tag("t", b"record", &tag).is_ok());
+        assert!(matches!(
+            old.open_macs(&sealed),
+            Err(CryptoError::MissingKey { id: 1 })
+        ));
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(ring.open_macs(&bad).is_err());
+        assert_eq!(
+            macs.audit_key().expect("key").token_ref("t"),
+            opened.audit_key().expect("key").token_ref("t")
+        );
+    }
+
+    #[test]
     fn record_tags_bind_the_token_id_the_bytes_and_the_key() {
-        let key = MasterKey::generate().expect("random key");
-        let other = MasterKey::generate().expect("random key");
+        let key = Macs::generate().expect("random key");
+        let other = Macs::generate().expect("random key");
         let tag = key.record_tag("tok_a", b"record").expect("tags");
         assert_eq!(tag.len(), TAG_BYTES);
         assert!(key.verify_record_tag("tok_a", b"record", &tag).is_ok());
@@ -392,26 +622,30 @@ mod tests {
     fn key_file_is_created_0600_and_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mmt.key");
-        let (key, created) = MasterKey::load_or_create(&path).expect("creates");
+        let (key, created) = KeyRing::load_or_create(&path).expect("creates");
         assert!(created);
         let mode = std::fs::metadata(&path)
             .expect("exists")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (again, created) = MasterKey::load_or_create(&path).expect("loads");
+        let (again, created) = KeyRing::load_or_create(&path).expect("loads");
         assert!(!created);
-        assert!(again.verify_check_value(&key.check_value().expect("seals")));
+        assert!(again.verify_check_value(0, &key.check_value(0).expect("seals")));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("reads").trim().len(),
+            64
+        );
     }
 
     #[test]
     fn a_key_file_readable_by_group_or_others_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mmt.key");
-        MasterKey::load_or_create(&path).expect("creates");
+        KeyRing::load_or_create(&path).expect("creates");
         for mode in [0o640, 0o604, 0o660, 0o644] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            match MasterKey::load_or_create(&path) {
+            match KeyRing::load_or_create(&path) {
                 Err(error @ CryptoError::KeyFileMode { .. }) => {
                     let text = error.to_string();
                     assert!(text.contains(&path.display().to_string()), "{text}");
@@ -421,7 +655,7 @@ mod tests {
             }
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).expect("chmod");
-        assert!(MasterKey::load_or_create(&path).is_ok());
+        assert!(KeyRing::load_or_create(&path).is_ok());
     }
 
     #[test]
@@ -429,7 +663,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("typo.key");
         assert!(matches!(
-            MasterKey::load(&path, dir.path()),
+            KeyRing::load(&path, dir.path()),
             Err(CryptoError::NoKeyForStore { .. })
         ));
         assert!(!path.exists());
@@ -442,8 +676,8 @@ mod tests {
         std::fs::write(&path, "not hex").expect("writes");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(matches!(
-            MasterKey::load_or_create(&path),
-            Err(CryptoError::KeyFormat { .. })
+            KeyRing::load_or_create(&path),
+            Err(CryptoError::KeyFormat { line: 1, .. })
         ));
     }
 }

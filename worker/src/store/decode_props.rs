@@ -9,7 +9,7 @@ use mmt_shared::wire::{ConnectedReply, IssuedToken, MessageKind, Scope, SdkAcces
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use super::crypto::{MasterKey, TAG_BYTES};
+use super::crypto::{KeyRing, Macs, TAG_BYTES};
 use super::kv::Kv;
 use super::record::{self, FORMAT_V2, Record, RecordRef};
 use super::testing::meta;
@@ -19,8 +19,12 @@ use super::{
     migrate, processed, refresh,
 };
 
-fn key() -> MasterKey {
-    MasterKey::generate().unwrap_or_else(|e| panic!("random key: {e}"))
+fn key() -> KeyRing {
+    KeyRing::generate().unwrap_or_else(|e| panic!("random key: {e}"))
+}
+
+fn macs() -> Macs {
+    Macs::generate().unwrap_or_else(|e| panic!("random key: {e}"))
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -34,14 +38,14 @@ fn scope() -> impl Strategy<Value = Scope> {
 proptest! {
     #[test]
     fn a_token_record_the_key_did_not_tag_is_an_error(id in ".{0,40}", bytes in bytes(400)) {
-        prop_assert!(record::decode(&key(), &id, &bytes).is_err());
+        prop_assert!(record::decode(&macs(), &id, &bytes).is_err());
     }
 
     #[test]
     fn a_tagged_token_record_of_any_body_is_a_record_or_an_error(
         id in ".{0,40}", format in prop_oneof![Just(FORMAT_V2), any::<u8>()], body in bytes(400),
     ) {
-        let key = key();
+        let key = macs();
         let mut bytes = vec![format];
         bytes.extend_from_slice(&body);
         let tag = key.record_tag(&id, &bytes)?;
@@ -59,7 +63,7 @@ proptest! {
         wrapped in bytes(80), sealed in bytes(300),
         at in any::<prop::sample::Index>(), bit in 0u8..8,
     ) {
-        let key = key();
+        let key = macs();
         let m = meta(&client, &user, scope);
         let bytes = record::encode(
             &key,
@@ -149,10 +153,10 @@ proptest! {
         let dir = tempfile::tempdir()?;
         let key = key();
         std::fs::write(dir.path().join("key-check"), &content)?;
-        let checked = super::check_key(dir.path(), &key);
+        let checked = super::check_key(dir.path(), &key, None);
         prop_assert!(matches!(checked, Err(StoreError::WrongKey { .. })), "{:?}", checked);
-        std::fs::write(dir.path().join("key-check"), key.check_value()?)?;
-        prop_assert!(super::check_key(dir.path(), &key).is_ok());
+        std::fs::write(dir.path().join("key-check"), key.check_value(0)?)?;
+        prop_assert!(super::check_key(dir.path(), &key, None).is_ok());
     }
 }
 
@@ -167,7 +171,7 @@ fn every_reader_of_a_real_store_takes_any_stored_bytes() {
     let key_file = key_dir.path().join("mmt.key");
     let open = || {
         let (key, _) =
-            MasterKey::load_or_create(&key_file).unwrap_or_else(|e| panic!("key file: {e}"));
+            KeyRing::load_or_create(&key_file).unwrap_or_else(|e| panic!("key file: {e}"));
         Store::open(dir.path(), key).unwrap_or_else(|e| panic!("opens: {e}"))
     };
     let store = open();
@@ -245,7 +249,7 @@ fn the_v1_migration_takes_any_stored_bytes() {
             batch.insert(keys::prefixed(prefix, &rest), value);
         }
         kv.apply(batch)?;
-        let _ = migrate::to_current(&kv, &key, usize::MAX);
+        let _ = migrate::to_current(&kv, &key.derive_macs(0)?, usize::MAX);
         Ok(())
     });
     if let Err(failure) = outcome {

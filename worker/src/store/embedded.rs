@@ -27,7 +27,7 @@ use super::refresh::{DUE, REFRESH, due_key, split_time_key};
 use super::upstream::{JobEntry, UPSTREAM};
 use super::{COUNT, RecordRows, RefreshRecord, StoreError, TOKEN, from_sled, migrate};
 use crate::rules::lifecycle::TokenMeta;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::Macs;
 
 type Counts = BTreeMap<Vec<u8>, u64>;
 
@@ -40,7 +40,7 @@ pub(super) struct Embedded {
     /// counts read no record.
     counts: Mutex<Counts>,
     /// The data directory.
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// The audit log beside the keyspace (`audit.jsonl`).
     pub(super) audit: Arc<Mutex<AuditLog>>,
     /// Deletions committed and not purged yet (boxed: the engine enum
@@ -56,11 +56,11 @@ pub(super) struct WriteGuard<'a>(#[allow(dead_code)] MutexGuard<'a, ()>);
 impl Embedded {
     /// Opens the keyspace of `dir` (the key already checked): moves a sled
     /// directory into fjall and migrates an older format first.
-    pub(super) fn open(dir: &Path, key: &MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
+    pub(super) fn open(dir: &Path, macs: &Macs, cache_mb: u64) -> Result<Self, StoreError> {
         let lock = kv::lock(dir)?;
         from_sled::import(dir, cache_mb, usize::MAX)?;
         let kv = Kv::open(&dir.join(kv::DIR), cache_mb)?;
-        migrate::to_current(&kv, key, usize::MAX)?;
+        migrate::to_current(&kv, macs, usize::MAX)?;
         let mut counts = Counts::new();
         for entry in kv.scan_prefix([COUNT]) {
             let (key, value) = entry?;
@@ -72,7 +72,7 @@ impl Embedded {
             path: dir.join(audit_log::CURRENT),
             source,
         };
-        let mut audit = AuditLog::open(dir, key.audit_key()?).map_err(audit_error)?;
+        let mut audit = AuditLog::open(dir, macs.audit_key()?).map_err(audit_error)?;
         if let Some(stored) = kv.get(mark_key(AUDIT_SEQ))? {
             let stored = <[u8; 8]>::try_from(&stored[..]).map_or(0, u64::from_be_bytes);
             if stored > audit.last_seq() {
@@ -269,6 +269,7 @@ impl Embedded {
                     meta,
                     previous,
                     record,
+                    key_id: _,
                 } => {
                     if let Some(prev) = &previous {
                         if let Some(at) = prev.expires_at {
@@ -349,9 +350,15 @@ impl Embedded {
                     postcard::to_stdvec(&job)?,
                 ),
                 Op::EndJob { token_id } => batch.remove(prefixed(UPSTREAM, token_id.as_bytes())),
+                Op::Rewrap {
+                    token_id,
+                    record,
+                    key_id: _,
+                } => batch.insert(prefixed(TOKEN, token_id.as_bytes()), record),
                 Op::ImportToken {
                     token_id,
                     record,
+                    key_id: _,
                     live,
                     revoked,
                     expiry_entry,

@@ -61,7 +61,7 @@ impl Store {
                     break 'pages;
                 }
                 page.scanned += 1;
-                let listed = match record::decode(&self.key, &token_id, &value)? {
+                let listed = match record::decode(&self.macs, &token_id, &value)? {
                     Record::Live { meta, .. } => Listed::Live(meta),
                     Record::Revoked(tomb) => Listed::Revoked(tomb),
                 };

@@ -22,7 +22,7 @@ use super::purge::PURGE_MARK;
 use super::record::{self, RecordRef};
 use super::{DATA_KEY, PROCESSED_V1, StoreError, TOKEN, TOMBSTONE, processed};
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::Macs;
 
 /// The key of the store's format version.
 pub(super) const FORMAT_KEY: &[u8] = b"v";
@@ -79,11 +79,7 @@ impl From<V1Meta> for TokenMeta {
 /// Brings `db` to the current format, converting at most `limit` tokens
 /// (the worker passes `usize::MAX`; tests stop early to play a kill).
 /// Returns how many tokens it converted, and whether the store is current.
-pub(super) fn to_current(
-    db: &Kv,
-    key: &MasterKey,
-    limit: usize,
-) -> Result<(usize, bool), StoreError> {
+pub(super) fn to_current(db: &Kv, key: &Macs, limit: usize) -> Result<(usize, bool), StoreError> {
     match db.get(FORMAT_KEY)?.as_deref() {
         Some([FORMAT]) => return Ok((0, true)),
         Some(other) => {
@@ -118,7 +114,7 @@ pub(super) fn to_current(
 /// Converts up to `max` records in one atomic batch: live tokens first
 /// (those with a `k` key), then tombstones (`x`), then processed messages
 /// (`p`).
-fn convert_batch(db: &Kv, key: &MasterKey, max: usize) -> Result<usize, StoreError> {
+fn convert_batch(db: &Kv, key: &Macs, max: usize) -> Result<usize, StoreError> {
     let mut batch = db.batch();
     let mut n = 0;
     for entry in db.scan_prefix([DATA_KEY]).take(max) {

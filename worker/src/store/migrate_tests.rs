@@ -29,8 +29,8 @@ fn v1_copy() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, data, key)
 }
 
-fn key(path: &Path) -> MasterKey {
-    MasterKey::load_or_create(path).expect("key").0
+fn key(path: &Path) -> KeyRing {
+    KeyRing::load_or_create(path).expect("key").0
 }
 
 fn v1_keys(data: &Path) -> (usize, usize) {
@@ -217,7 +217,8 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
         let _lock = kv::lock(&data).expect("locks");
         when_unlocked(|| from_sled::import(&data, 8, usize::MAX)).expect("imports");
         let kv = Kv::open(&data.join(kv::DIR), 8).expect("opens");
-        let (n, done) = migrate::to_current(&kv, &key(&key_file), 3).expect("migrates");
+        let (n, done) = migrate::to_current(&kv, &key(&key_file).derive_macs(0).expect("key 0"), 3)
+            .expect("migrates");
         assert_eq!((n, done), (3, false));
         kv.flush_blocking().expect("flushes");
         let left = kv.scan_prefix([DATA_KEY]).count() + kv.scan_prefix([TOMBSTONE]).count();
@@ -231,7 +232,7 @@ fn a_migration_killed_half_way_resumes_at_the_next_open() {
 /// A random key is refused for `data`, and sled's `db` file is unchanged.
 fn refuses_a_wrong_key(data: &Path) {
     let before = std::fs::read(data.join("db")).expect("reads");
-    let wrong = MasterKey::generate().expect("random key");
+    let wrong = KeyRing::generate().expect("random key");
     assert!(matches!(
         Store::open(data, wrong),
         Err(StoreError::WrongKey { .. })

@@ -30,6 +30,7 @@
 //! revocation racing a reconnection could otherwise bring a token back).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mmt_shared::secret::Secret;
@@ -41,7 +42,7 @@ use zeroize::Zeroizing;
 use crate::counters::histogram::{FLUSH_BUCKETS, Histogram};
 use crate::rules::audit::AuditKey;
 use crate::rules::lifecycle::{Lookup, TokenMeta, Tombstone};
-use crate::store::crypto::{CryptoError, MasterKey};
+use crate::store::crypto::{CryptoError, KeyRing, Macs};
 use embedded::Embedded;
 use postgres::{PgConfig, Postgres};
 
@@ -71,6 +72,8 @@ mod purge_tests;
 mod record;
 pub mod refresh;
 pub mod restored;
+pub mod ring;
+mod rotation;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -81,12 +84,13 @@ mod write;
 pub use crate::rules::refresh::{Lease, RefreshRecord};
 pub use change::Change;
 use keycheck::check_key;
-pub use keycheck::holds_a_store;
+pub use keycheck::{audit_key as audit_key_of, holds_a_store, read_state};
 use keys::push_part;
 pub use keys::{CountKey, Identity};
 pub use list::{Listed, TokenPage};
 pub use purge::{Deletions, Purge, PurgeStatus};
 use record::Record;
+pub use rotation::RewrapPage;
 pub use upstream::UpstreamJob;
 
 /// (tokenId, its record) as an engine reads them.
@@ -94,6 +98,10 @@ type RecordRow = (String, Vec<u8>);
 
 /// A page of [`RecordRow`]s, and whether more follow.
 type RecordRows = (Vec<RecordRow>, bool);
+
+/// [`RecordRow`]s to rewrap, and the tokenId to go on after (`None`: the
+/// end).
+type RewrapRows = (Vec<RecordRow>, Option<String>);
 pub use write::{Decision, Group, Tx};
 
 const IDENTITY: u8 = b'i';
@@ -164,6 +172,26 @@ pub enum StoreError {
     WrongKey {
         /// The data directory.
         path: PathBuf,
+    },
+    /// The key file lacks a key that records of the store still need
+    /// (CONTRACT.md §11).
+    #[error(
+        "the key file lacks key {id}, which still wraps {records} records of the store: put its line back (a key's line may be deleted once no record needs it: see `keys` in worker.stats)"
+    )]
+    MissingKey {
+        /// The key id.
+        id: crate::store::crypto::KeyId,
+        /// How many records it wraps.
+        records: u64,
+    },
+    /// The key file lacks the key that seals the store's own keys (the
+    /// newest key the store was run with).
+    #[error(
+        "the key file lacks key {id}, which seals the store's own keys (the newest key it was run with): put its line back"
+    )]
+    MacsKeyMissing {
+        /// The key id.
+        id: crate::store::crypto::KeyId,
     },
     /// The key check file could not be read or written.
     #[error("key check file {path}")]
@@ -409,11 +437,16 @@ impl Found {
     }
 }
 
-/// The store: its engine and the master key. Every record is sealed and
+/// The store: its engine and the key ring. Every record is sealed and
 /// opened here, the same way whatever engine holds it.
 pub struct Store {
-    key: MasterKey,
-    /// The audit log's key, derived from `key` once.
+    /// The key ring, replaced whole when the key file is reloaded
+    /// ([`Store::adopt_ring`]).
+    keys: RwLock<Arc<KeyRing>>,
+    /// The store's own keys (record tags, the audit log's key), which
+    /// outlive any one key of the ring ([`ring`]).
+    macs: Macs,
+    /// The audit log's key, derived from `macs` once.
     audit_key: AuditKey,
     engine: Engine,
     /// How long each flush took (`/metrics`).
@@ -434,7 +467,7 @@ pub const DEFAULT_CACHE_MB: u64 = 64;
 impl Store {
     /// Opens (or creates) the store in `dir` with the default page cache
     /// ([`DEFAULT_CACHE_MB`]); see [`Store::open_with_cache`].
-    pub fn open(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, key: KeyRing) -> Result<Self, StoreError> {
         Self::open_with_cache(dir, key, DEFAULT_CACHE_MB)
     }
 
@@ -443,19 +476,47 @@ impl Store {
     /// read or written.
     /// A directory restored from a backup and not released yet is refused
     /// ([`restored`]).
-    pub fn open_with_cache(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
-        check_key(dir, &key)?;
+    pub fn open_with_cache(dir: &Path, key: KeyRing, cache_mb: u64) -> Result<Self, StoreError> {
+        let macs = check_key(dir, &key, None)?;
         restored::refuse_held(dir)?;
-        Self::open_engine(dir, key, cache_mb)
+        Self::open_engine(dir, key, macs, cache_mb)
     }
 
-    /// Opens the embedded engine in `dir`, the key checked.
-    fn open_engine(dir: &Path, key: MasterKey, cache_mb: u64) -> Result<Self, StoreError> {
-        let engine = Embedded::open(dir, &key, cache_mb)?;
+    /// Opens the store in `dir` as [`Store::open`] does, but a new store
+    /// takes the key ring state `seed` (its own keys: a copy or a restore
+    /// keeps its source's, so that records and audit references stay
+    /// valid).
+    pub fn open_seeded(
+        dir: &Path,
+        key: KeyRing,
+        seed: &ring::RingState,
+    ) -> Result<Self, StoreError> {
+        let macs = check_key(dir, &key, Some(seed))?;
+        restored::refuse_held(dir)?;
+        Self::open_engine(dir, key, macs, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens the embedded engine in `dir`, the key checked and the store's
+    /// own keys opened; the ring is then settled with the store
+    /// ([`Store::adopt_ring`]).
+    fn open_engine(
+        dir: &Path,
+        key: KeyRing,
+        macs: Macs,
+        cache_mb: u64,
+    ) -> Result<Self, StoreError> {
+        let engine = Embedded::open(dir, &macs, cache_mb)?;
+        let store = Self::with_engine(Engine::Embedded(engine), key, macs)?;
+        store.adopt_ring(store.ring())?;
+        Ok(store)
+    }
+
+    fn with_engine(engine: Engine, key: KeyRing, macs: Macs) -> Result<Self, StoreError> {
         Ok(Self {
-            audit_key: key.audit_key()?,
-            key,
-            engine: Engine::Embedded(engine),
+            audit_key: macs.audit_key()?,
+            macs,
+            keys: RwLock::new(Arc::new(key)),
+            engine,
             flush_times: Histogram::new(FLUSH_BUCKETS),
         })
     }
@@ -463,14 +524,26 @@ impl Store {
     /// Connects to the PostgreSQL store `config` names: its schema migrated
     /// (once, however many workers start together), `key` checked against
     /// it before anything else is read or written.
-    pub fn connect(config: &PgConfig, key: MasterKey) -> Result<Self, StoreError> {
-        let engine = Postgres::connect(config, &key)?;
-        Ok(Self {
-            audit_key: key.audit_key()?,
-            key,
-            engine: Engine::Postgres(Box::new(engine)),
-            flush_times: Histogram::new(FLUSH_BUCKETS),
-        })
+    pub fn connect(config: &PgConfig, key: KeyRing) -> Result<Self, StoreError> {
+        Self::connect_seeded(config, key, None)
+    }
+
+    /// [`Store::connect`]; a new store takes the key ring state `seed` when
+    /// given (see [`Store::open_seeded`]).
+    pub fn connect_seeded(
+        config: &PgConfig,
+        key: KeyRing,
+        seed: Option<&ring::RingState>,
+    ) -> Result<Self, StoreError> {
+        let (engine, macs) = Postgres::connect(config, &key, seed)?;
+        let store = Self::with_engine(Engine::Postgres(Box::new(engine)), key, macs)?;
+        store.adopt_ring(store.ring())?;
+        Ok(store)
+    }
+
+    /// The key ring in use.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Up to `max` lines of the shared store's audit table after `after`
@@ -549,7 +622,7 @@ impl Store {
         let Some(bytes) = record else {
             return Ok(Found::Missing);
         };
-        Ok(match record::decode(&self.key, token_id, &bytes)? {
+        Ok(match record::decode(&self.macs, token_id, &bytes)? {
             Record::Live {
                 meta,
                 wrapped,
@@ -572,7 +645,7 @@ impl Store {
         wrapped: &[u8],
     ) -> Result<TokenSecrets, StoreError> {
         let plain: Zeroizing<Vec<u8>> =
-            self.key
+            self.ring()
                 .open_token(token_id, &binding(meta), sealed, wrapped)?;
         Ok(postcard::from_bytes(&plain)?)
     }
@@ -680,6 +753,11 @@ impl Store {
 
 #[cfg(test)]
 impl Store {
+    /// The store's own keys, for tests that check tags.
+    pub(crate) fn macs_for_tests(&self) -> &Macs {
+        &self.macs
+    }
+
     /// The embedded engine's key space, for tests that look at raw keys.
     fn kv(&self) -> &kv::Kv {
         match &self.engine {

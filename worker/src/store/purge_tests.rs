@@ -87,7 +87,7 @@ fn holding(dir: &Path, stored: &Stored) -> Vec<std::path::PathBuf> {
 }
 
 fn open(data: &Path, key_file: &Path) -> Store {
-    when_unlocked(|| Store::open(data, MasterKey::load_or_create(key_file).expect("key").0))
+    when_unlocked(|| Store::open(data, KeyRing::load_or_create(key_file).expect("key").0))
         .expect("opens")
 }
 

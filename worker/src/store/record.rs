@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rules::lifecycle::{TokenMeta, Tombstone};
-use crate::store::crypto::{MasterKey, TAG_BYTES};
+use crate::store::crypto::{KeyId, Macs, TAG_BYTES, wrapped_key_id};
 
 use super::StoreError;
 
@@ -45,7 +45,7 @@ pub(super) enum RecordRef<'a> {
 
 /// Encodes and tags a record of `token_id`.
 pub(super) fn encode(
-    key: &MasterKey,
+    key: &Macs,
     token_id: &str,
     record: &RecordRef<'_>,
 ) -> Result<Vec<u8>, StoreError> {
@@ -56,7 +56,7 @@ pub(super) fn encode(
 }
 
 /// Checks the tag of a record of `token_id` and decodes it.
-pub(super) fn decode(key: &MasterKey, token_id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+pub(super) fn decode(key: &Macs, token_id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     let split = bytes
         .len()
         .checked_sub(TAG_BYTES)
@@ -72,6 +72,17 @@ pub(super) fn decode(key: &MasterKey, token_id: &str, bytes: &[u8]) -> Result<Re
     Ok(postcard::from_bytes(&body[1..])?)
 }
 
+/// The id of the key that wraps a live record's data key, read without
+/// checking the record's tag (to count records by key: what is rewrapped or
+/// opened is checked); `None` for a tombstone or bytes that do not decode.
+pub(super) fn wrapped_key_of(bytes: &[u8]) -> Option<KeyId> {
+    let body = bytes.get(1..bytes.len().checked_sub(TAG_BYTES)?)?;
+    match postcard::from_bytes(body).ok()? {
+        Record::Live { wrapped, .. } => wrapped_key_id(&wrapped).ok(),
+        Record::Revoked(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mmt_shared::wire::Scope;
@@ -81,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_live_record_round_trips() {
-        let key = MasterKey::generate().expect("random key");
+        let key = Macs::generate().expect("random key");
         let m = meta("acme", "u1", Scope::Read);
         let live = RecordRef::Live {
             meta: &m,
@@ -105,7 +116,7 @@ mod tests {
 
     #[test]
     fn any_changed_byte_another_token_id_or_another_key_is_refused() {
-        let key = MasterKey::generate().expect("random key");
+        let key = Macs::generate().expect("random key");
         let tomb = Tombstone {
             client_id: "acme".into(),
             broker_type: "coinbase".into(),
@@ -120,7 +131,7 @@ mod tests {
             assert!(decode(&key, "tok_1", &garbled).is_err(), "byte {at}");
         }
         assert!(decode(&key, "tok_2", &bytes).is_err());
-        let other = MasterKey::generate().expect("random key");
+        let other = Macs::generate().expect("random key");
         assert!(decode(&other, "tok_1", &bytes).is_err());
         assert!(decode(&key, "tok_1", &bytes[..TAG_BYTES]).is_err());
         assert!(decode(&key, "tok_1", b"").is_err());

@@ -12,7 +12,7 @@ use mmt_shared::time_fmt::UnixMillis;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, check_key};
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::KeyRing;
 
 /// The mark's file name in the data directory.
 const FILE: &str = "restored";
@@ -99,13 +99,16 @@ impl Store {
     /// Opens a restored store to release it: as [`Store::open`], but a
     /// directory that carries the mark is opened (one without is refused:
     /// there is nothing to release). Gives the mark.
-    pub fn open_restored(dir: &Path, key: MasterKey) -> Result<(Self, Restored), StoreError> {
+    pub fn open_restored(dir: &Path, key: KeyRing) -> Result<(Self, Restored), StoreError> {
         let Some(mark) = read(dir)? else {
             return Err(StoreError::NotRestored {
                 path: dir.to_owned(),
             });
         };
-        check_key(dir, &key)?;
-        Ok((Self::open_engine(dir, key, super::DEFAULT_CACHE_MB)?, mark))
+        let macs = check_key(dir, &key, None)?;
+        Ok((
+            Self::open_engine(dir, key, macs, super::DEFAULT_CACHE_MB)?,
+            mark,
+        ))
     }
 }

@@ -48,14 +48,14 @@ fn a_wrong_key_is_refused_and_a_right_one_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("k");
     let data = dir.path().join("data");
-    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    let (key, _) = KeyRing::load_or_create(&key_path).expect("key");
     drop(Store::open(&data, key).expect("opens"));
     assert!(matches!(
-        when_unlocked(|| Store::open(&data, MasterKey::generate().expect("random key"))),
+        when_unlocked(|| Store::open(&data, KeyRing::generate().expect("random key"))),
         Err(StoreError::WrongKey { .. })
     ));
     assert!(
-        when_unlocked(|| Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0))
+        when_unlocked(|| Store::open(&data, KeyRing::load_or_create(&key_path).expect("key").0))
             .is_ok()
     );
 }
@@ -68,12 +68,12 @@ fn a_leftover_key_check_tmp_from_a_crashed_first_start_does_not_lock_out_an_empt
     std::fs::write(data.join("key-check.tmp"), b"half written").expect("write");
     assert!(!holds_a_store(&data));
     let key_path = dir.path().join("k");
-    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    let (key, _) = KeyRing::load_or_create(&key_path).expect("key");
     drop(Store::open(&data, key).expect("an empty store with a leftover tmp opens"));
     assert!(!data.join("key-check.tmp").exists());
     assert!(holds_a_store(&data));
     assert!(
-        when_unlocked(|| Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0))
+        when_unlocked(|| Store::open(&data, KeyRing::load_or_create(&key_path).expect("key").0))
             .is_ok(),
         "its key check is the key's"
     );
@@ -85,7 +85,7 @@ fn a_key_check_tmp_beside_data_still_refuses_to_guess_the_key() {
     std::fs::write(dir.path().join("key-check.tmp"), b"x").expect("write");
     std::fs::write(dir.path().join("conf"), b"sled").expect("write");
     assert!(matches!(
-        Store::open(dir.path(), MasterKey::generate().expect("random key")),
+        Store::open(dir.path(), KeyRing::generate().expect("random key")),
         Err(StoreError::MissingKeyCheck { .. })
     ));
 }
@@ -95,7 +95,7 @@ fn a_new_data_directory_is_created_0700() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("a").join("data");
-    drop(Store::open(&data, MasterKey::generate().expect("random key")).expect("opens"));
+    drop(Store::open(&data, KeyRing::generate().expect("random key")).expect("opens"));
     let mode = std::fs::metadata(&data)
         .expect("exists")
         .permissions()
@@ -108,12 +108,12 @@ fn a_garbled_store_is_refused_with_an_error_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("k");
     let data = dir.path().join("data");
-    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    let (key, _) = KeyRing::load_or_create(&key_path).expect("key");
     drop(Store::open(&data, key).expect("opens"));
     let marker = data.join(kv::DIR).join("version");
     assert!(marker.is_file(), "fjall's version marker");
     std::fs::write(&marker, b"garbage that is not a fjall marker").expect("garble");
-    let (key, _) = MasterKey::load_or_create(&key_path).expect("key");
+    let (key, _) = KeyRing::load_or_create(&key_path).expect("key");
     let opened = std::panic::catch_unwind(|| Store::open(&data, key).map(|_| ()));
     let result = opened.expect("opening a garbled store must not panic");
     let error = result.expect_err("a garbled store must be refused");
@@ -132,7 +132,7 @@ fn a_second_open_of_the_same_directory_is_refused_while_the_first_holds_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_path = dir.path().join("k");
     let data = dir.path().join("data");
-    let key = || MasterKey::load_or_create(&key_path).expect("key").0;
+    let key = || KeyRing::load_or_create(&key_path).expect("key").0;
     let first = Store::open(&data, key()).expect("opens");
     let second = Store::open(&data, key());
     assert!(
@@ -183,8 +183,8 @@ fn audit_lines_lost_in_a_crash_are_said_in_the_log_at_the_next_start() {
         ..Event::default()
     };
     {
-        let store = Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0)
-            .expect("opens");
+        let store =
+            Store::open(&data, KeyRing::load_or_create(&key_path).expect("key").0).expect("opens");
         for i in 0..3 {
             store
                 .write(|tx| {
@@ -206,10 +206,10 @@ fn audit_lines_lost_in_a_crash_are_said_in_the_log_at_the_next_start() {
     let kept: Vec<&str> = text.lines().take(2).collect();
     std::fs::write(&path, kept.join("\n") + "\n").expect("writes");
 
-    let key = MasterKey::load_or_create(&key_path).expect("key").0;
-    let audit_key = key.audit_key().expect("audit key");
+    let key = KeyRing::load_or_create(&key_path).expect("key").0;
+    let audit_key = keycheck::audit_key(&data, &key).expect("audit key");
     drop(
-        when_unlocked(|| Store::open(&data, MasterKey::load_or_create(&key_path).expect("key").0))
+        when_unlocked(|| Store::open(&data, KeyRing::load_or_create(&key_path).expect("key").0))
             .expect("opens again"),
     );
     drop(key);

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::keys::push_part;
 use super::{Engine, Store, StoreError, TokenSecrets};
 use crate::rules::lifecycle::TokenMeta;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::KeyRing;
 
 pub(super) const UPSTREAM: u8 = b'u';
 
@@ -68,7 +68,7 @@ impl UpstreamJob {
     /// A job for a token being revoked, due `now`, its tokens sealed under
     /// a data key of their own.
     pub(super) fn seal(
-        key: &MasterKey,
+        key: &KeyRing,
         token_id: &str,
         meta: &TokenMeta,
         secrets: &TokenSecrets,
@@ -93,6 +93,23 @@ impl UpstreamJob {
     }
 }
 
+impl UpstreamJob {
+    /// The same job with its data key wrapped under `ring`'s active key,
+    /// when an older key wraps it.
+    pub(super) fn rewrapped(
+        &self,
+        ring: &KeyRing,
+        token_id: &str,
+    ) -> Result<Option<Self>, StoreError> {
+        Ok(ring
+            .rewrap(&seal_id(token_id), &self.wrapped)?
+            .map(|wrapped| Self {
+                wrapped,
+                ..self.clone()
+            }))
+    }
+}
+
 impl Store {
     /// Up to `limit` jobs, in tokenId order; a job that does not decode
     /// comes as its error, so that it cannot hide the others.
@@ -105,7 +122,7 @@ impl Store {
 
     /// The tokens a job holds.
     pub fn open_job(&self, token_id: &str, job: &UpstreamJob) -> Result<TokenSecrets, StoreError> {
-        let plain: Zeroizing<Vec<u8>> = self.key.open_token(
+        let plain: Zeroizing<Vec<u8>> = self.ring().open_token(
             &seal_id(token_id),
             &job_binding(&job.client_id, &job.broker_type),
             &job.sealed,

@@ -112,6 +112,35 @@ impl Tx<'_> {
         }
     }
 
+    /// Up to `max` live tokens after `after` (tokenId order) whose data key
+    /// a key older than `active` wraps, as (tokenId, record); on the shared
+    /// engine locked until the commit, those another worker holds skipped.
+    /// With the tokenId to go on after, `None` at the end.
+    pub(super) fn rewrap_candidates(
+        &self,
+        after: Option<&str>,
+        max: usize,
+        active: crate::store::crypto::KeyId,
+    ) -> Result<super::RewrapRows, StoreError> {
+        let Some(txn) = &self.pg else {
+            let Engine::Embedded(e) = &self.store.engine else {
+                return Err(StoreError::Closed);
+            };
+            let (rows, more) = e.records_after(after, max)?;
+            let next = more
+                .then(|| rows.last().map(|(id, _)| id.clone()))
+                .flatten();
+            let older = rows
+                .into_iter()
+                .filter(|(_, record)| {
+                    super::record::wrapped_key_of(record).is_some_and(|id| id < active)
+                })
+                .collect();
+            return Ok((older, next));
+        };
+        txn.rewrap_candidates(after, max, active)
+    }
+
     /// Up to `limit` upstream revocation jobs, in tokenId order (on the
     /// shared engine, those no other worker holds).
     pub fn upstream_jobs(&self, limit: usize) -> Result<Vec<JobEntry>, StoreError> {

@@ -32,7 +32,7 @@ use super::super::{BenchConfig, BenchError};
 use super::load::{self, Loaded, Schedule};
 use super::watch::{Seen, Watch};
 use super::{Fixture, Setup, declare, next_event};
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::{Found, Store};
 
 /// The compressed time of a lapse measurement.
@@ -232,7 +232,7 @@ pub async fn measure(
 /// Per token, whether the store does not hold it active with an expiry
 /// later than the one the bench loaded (it was not refreshed).
 fn read_back(store: &Loaded, tally: &Tally) -> Result<Vec<bool>, BenchError> {
-    let (key, _) = MasterKey::load_or_create(&store.key_file)?;
+    let (key, _) = KeyRing::load_or_create(&store.key_file)?;
     let opened = Store::open(&store.data_dir, key)?;
     tally
         .expires_at

@@ -17,7 +17,7 @@ use super::super::{BenchError, mix};
 use mmt_worker::config::integrations::Integration;
 use mmt_worker::rules::lifecycle::TokenMeta;
 use mmt_worker::service::own_refresh;
-use mmt_worker::store::crypto::MasterKey;
+use mmt_worker::store::crypto::KeyRing;
 use mmt_worker::store::{Decision, RefreshRecord, Store, TokenSecrets};
 
 /// Tokens per commit.
@@ -79,7 +79,7 @@ pub struct Plan<'a> {
 pub async fn load(dir: &Path, plan: Plan<'_>) -> Result<Loaded, BenchError> {
     let data_dir = dir.join("data");
     let key_file = dir.join("mmt.key");
-    let (key, _) = MasterKey::load_or_create(&key_file)?;
+    let (key, _) = KeyRing::load_or_create(&key_file)?;
     let store = Arc::new(Store::open(&data_dir, key)?);
     let started = Instant::now();
     let filling = store.clone();

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use super::*;
 use crate::service::Inbound;
 use crate::store::Store;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::KeyRing;
 
 fn service(dir: &std::path::Path) -> Service {
-    let store = Store::open(dir, MasterKey::generate().expect("random key")).expect("opens");
+    let store = Store::open(dir, KeyRing::generate().expect("random key")).expect("opens");
     Service::new(store, Vec::new())
 }
 

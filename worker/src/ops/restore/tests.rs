@@ -54,7 +54,7 @@ impl Deployment {
         let this = Self {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        MasterKey::load_or_create(&this.key_file()).expect("key");
+        KeyRing::load_or_create(&this.key_file()).expect("key");
         let store = this.open(&this.data());
         for chunk in (0..TOKENS).collect::<Vec<_>>().chunks(1_000) {
             store
@@ -80,8 +80,8 @@ impl Deployment {
         self.dir.path().join("mmt.key")
     }
 
-    fn key(&self) -> MasterKey {
-        MasterKey::load(&self.key_file(), &self.data()).expect("key")
+    fn key(&self) -> KeyRing {
+        KeyRing::load(&self.key_file(), &self.data()).expect("key")
     }
 
     fn data(&self) -> PathBuf {
@@ -248,7 +248,7 @@ fn a_wrong_key_is_refused_before_anything_is_written() {
     let d = Deployment::new();
     let file = d.backup("backup.mmt");
     let other = d.dir.path().join("other.key");
-    MasterKey::load_or_create(&other).expect("key");
+    KeyRing::load_or_create(&other).expect("key");
     let into = d.dir.path().join("restored");
     let refused = restore(&file, &into, &other, 100, &mut |_| true);
     assert!(

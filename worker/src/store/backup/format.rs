@@ -24,14 +24,15 @@ use orion::hazardous::hash::sha2::sha256::{SHA256_OUTSIZE, Sha256};
 use super::{BackupError, Header, Totals};
 use crate::store::StoreError;
 use crate::store::copy::{Row, Table};
-use crate::store::crypto::{MasterKey, TAG_BYTES};
+use crate::store::crypto::{CryptoError, KeyRing, Macs, TAG_BYTES};
+use crate::store::ring;
 
 /// The format this worker writes and reads.
 pub const FORMAT: u16 = 1;
 
 const MAGIC: &[u8; 11] = b"mmt-backup\0";
 
-/// The name the digest is tagged under with [`MasterKey::record_tag`]: never
+/// The name the digest is tagged under with [`KeyRing::record_tag`]: never
 /// a tokenId (minted ones are `tok_` and 32 hex digits), so no record's tag
 /// passes for a backup's, nor the other way round.
 const TAG_NAME: &str = "mmt-backup-v1";
@@ -126,7 +127,7 @@ impl<W: Write> Writer<W> {
 
     /// Writes the end, the totals, the digest and the tag; gives the output
     /// back, flushed, with the totals.
-    pub(super) fn finish(mut self, key: &MasterKey) -> Result<(W, Totals), BackupError> {
+    pub(super) fn finish(mut self, key: &Macs) -> Result<(W, Totals), BackupError> {
         self.put(&0u32.to_be_bytes())?;
         for total in self.totals {
             self.put(&total.to_be_bytes())?;
@@ -221,16 +222,15 @@ impl<R: Read> Reader<R> {
         &self.header
     }
 
-    /// Refuses a key that is not the key of the store the backup was taken
-    /// from.
-    pub fn check_key(&self, key: &MasterKey) -> Result<(), BackupError> {
-        let check = hex::decode(&self.header.key_check).map_err(|_| BackupError::Damaged {
-            what: "its key check is not hexadecimal",
-        })?;
-        if key.verify_check_value(&check) {
-            Ok(())
-        } else {
-            Err(BackupError::WrongKey)
+    /// Refuses a key ring that does not hold the keys of the store the
+    /// backup was taken from; gives that store's own keys, which check the
+    /// file's end ([`Reader::finish`]).
+    pub fn check_key(&self, key: &KeyRing) -> Result<Macs, BackupError> {
+        let state = self.header.ring_state()?;
+        match ring::open_macs(&state, key, |_| StoreError::Crypto(CryptoError::Unseal)) {
+            Ok(macs) => Ok(macs),
+            Err(StoreError::Crypto(CryptoError::Unseal)) => Err(BackupError::WrongKey),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -274,12 +274,12 @@ impl<R: Read> Reader<R> {
 
     /// After the last row: checks the totals, the digest and the tag (with
     /// `key`), and that nothing follows. Gives the rows read.
-    pub fn finish(self, key: &MasterKey) -> Result<Totals, BackupError> {
+    pub fn finish(self, key: &Macs) -> Result<Totals, BackupError> {
         self.finish_with_input(key).map(|(totals, _)| totals)
     }
 
     /// As [`Reader::finish`], giving the input back too.
-    pub fn finish_with_input(mut self, key: &MasterKey) -> Result<(Totals, R), BackupError> {
+    pub fn finish_with_input(mut self, key: &Macs) -> Result<(Totals, R), BackupError> {
         while self.next_row()?.is_some() {}
         let mut written = Totals::default();
         for total in &mut written {

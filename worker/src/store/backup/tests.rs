@@ -8,12 +8,12 @@ use mmt_shared::wire::{MessageKind, Scope};
 use super::*;
 use crate::rules::refresh::RefreshRecord;
 use crate::store::copy::Row;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::{KeyRing, Macs};
 use crate::store::testing::{meta, secrets};
 use crate::store::{Decision, Found, TokenSecrets};
 
-fn key(dir: &std::path::Path) -> MasterKey {
-    MasterKey::load_or_create(&dir.join("mmt.key"))
+fn key(dir: &std::path::Path) -> KeyRing {
+    KeyRing::load_or_create(&dir.join("mmt.key"))
         .expect("key")
         .0
 }
@@ -105,9 +105,9 @@ fn backup_of(store: &Store) -> (Vec<u8>, Totals) {
 
 /// Reads `file` into `into` (a thousand rows a commit), checking it
 /// whole with `key`.
-fn read_into(file: &[u8], key: &MasterKey, into: &Store) -> Result<(Header, Totals), BackupError> {
+fn read_into(file: &[u8], key: &KeyRing, into: &Store) -> Result<(Header, Totals), BackupError> {
     let mut reader = Reader::open(file)?;
-    reader.check_key(key)?;
+    let macs = reader.check_key(key)?;
     let header = reader.header().clone();
     loop {
         let mut rows = Vec::new();
@@ -127,7 +127,7 @@ fn read_into(file: &[u8], key: &MasterKey, into: &Store) -> Result<(Header, Tota
             Ok(Decision::Commit(()))
         })?;
     }
-    Ok((header, reader.finish(key)?))
+    Ok((header, reader.finish(&macs)?))
 }
 
 /// Every error a read of `file` into a fresh store meets, from the header to
@@ -218,13 +218,13 @@ fn a_wrong_key_is_refused_from_the_header_before_any_row() {
     fill(&source, 3);
     let (file, _) = backup_of(&source);
     let reader = Reader::open(&file[..]).expect("a backup");
-    let other = MasterKey::generate().expect("key");
+    let other = KeyRing::generate().expect("key");
     assert!(matches!(
         reader.check_key(&other),
         Err(BackupError::WrongKey)
     ));
     assert!(matches!(
-        reader.finish(&other),
+        reader.finish(&Macs::generate().expect("keys")),
         Err(BackupError::Damaged { .. })
     ));
 }
@@ -241,9 +241,9 @@ fn a_flipped_byte_anywhere_is_refused_and_never_taken_for_a_wrong_key() {
         damaged[at] ^= 0x20;
         let key = key(dir.path());
         let outcome = Reader::open(&damaged[..]).and_then(|mut reader| {
-            reader.check_key(&key)?;
+            let macs = reader.check_key(&key)?;
             while reader.next_row()?.is_some() {}
-            reader.finish(&key)
+            reader.finish(&macs)
         });
         match outcome {
             Err(
@@ -263,9 +263,9 @@ fn a_cut_file_is_truncated() {
     let source = store(dir.path(), "a");
     fill(&source, 3);
     let (file, _) = backup_of(&source);
-    let key = key(dir.path());
+    let key = source.macs_for_tests();
     for end in 0..file.len() {
-        let outcome = Reader::open(&file[..end]).and_then(|reader| reader.finish(&key));
+        let outcome = Reader::open(&file[..end]).and_then(|reader| reader.finish(key));
         match outcome {
             Err(BackupError::Truncated) => {}
             Err(BackupError::NotABackup) if end < 11 => {}
@@ -275,7 +275,7 @@ fn a_cut_file_is_truncated() {
     let mut longer = file.clone();
     longer.push(0);
     assert!(matches!(
-        Reader::open(&longer[..]).and_then(|reader| reader.finish(&key)),
+        Reader::open(&longer[..]).and_then(|reader| reader.finish(key)),
         Err(BackupError::Damaged { .. })
     ));
 }
@@ -303,7 +303,7 @@ fn rows_changed_with_the_digest_made_again_fail_the_tag() {
     for row in &rows {
         writer.row(row).expect("writes");
     }
-    let other = MasterKey::generate().expect("key");
+    let other = Macs::generate().expect("keys");
     writer.finish(&other).expect("ends");
     let mut digest = Sha256::new();
     let body = forged.len() - 64;

@@ -13,6 +13,7 @@ use super::prepared::execute;
 use super::schema::COUNT_SHARDS;
 use crate::rules::audit::Event as AuditEvent;
 use crate::rules::lifecycle::TokenMeta;
+use crate::store::crypto::wrapped_key_id;
 
 /// (state, scope, integration) to a delta.
 pub(super) type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
@@ -76,6 +77,7 @@ async fn apply(
                 meta,
                 previous,
                 record,
+                key_id,
             } => {
                 if let Some(prev) = &previous {
                     count(deltas, prev, prev.state, -1);
@@ -84,13 +86,14 @@ async fn apply(
                 execute(
                     c,
                     "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
-                                         account_id, state, expiry_at, record)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                         account_id, state, expiry_at, record, key_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (token_id) DO UPDATE SET
                          client_id = EXCLUDED.client_id, end_user_id = EXCLUDED.end_user_id,
                          broker_type = EXCLUDED.broker_type, scope = EXCLUDED.scope,
                          account_id = EXCLUDED.account_id, state = EXCLUDED.state,
-                         expiry_at = EXCLUDED.expiry_at, record = EXCLUDED.record",
+                         expiry_at = EXCLUDED.expiry_at, record = EXCLUDED.record,
+                         key_id = EXCLUDED.key_id",
                     &[
                         &token_id,
                         &meta.client_id,
@@ -101,7 +104,20 @@ async fn apply(
                         &meta.state.as_str(),
                         &expiry_of(&meta),
                         &record,
+                        &i64::from(key_id),
                     ],
+                )
+                .await?;
+            }
+            Op::Rewrap {
+                token_id,
+                record,
+                key_id,
+            } => {
+                execute(
+                    c,
+                    "UPDATE tokens SET record = $2, key_id = $3 WHERE token_id = $1",
+                    &[&token_id, &record, &i64::from(key_id)],
                 )
                 .await?;
             }
@@ -203,11 +219,13 @@ async fn apply(
                 execute(
                     c,
                     "INSERT INTO upstream_jobs (token_id, client_id, broker_type, scope,
-                                                created_at, due_at, attempts, sealed, wrapped)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                                created_at, due_at, attempts, sealed, wrapped,
+                                                key_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (token_id) DO UPDATE SET
                          due_at = EXCLUDED.due_at, attempts = EXCLUDED.attempts,
-                         sealed = EXCLUDED.sealed, wrapped = EXCLUDED.wrapped",
+                         sealed = EXCLUDED.sealed, wrapped = EXCLUDED.wrapped,
+                         key_id = EXCLUDED.key_id",
                     &[
                         &token_id,
                         &job.client_id,
@@ -218,6 +236,7 @@ async fn apply(
                         &attempts,
                         &job.sealed,
                         &job.wrapped,
+                        &i64::from(wrapped_key_id(&job.wrapped)?),
                     ],
                 )
                 .await?;
@@ -233,6 +252,7 @@ async fn apply(
             Op::ImportToken {
                 token_id,
                 record,
+                key_id,
                 live,
                 revoked,
                 expiry_entry,
@@ -263,8 +283,8 @@ async fn apply(
                 execute(
                     c,
                     "INSERT INTO tokens (token_id, client_id, end_user_id, broker_type, scope,
-                                         account_id, state, expiry_at, record)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                         account_id, state, expiry_at, record, key_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     &[
                         &token_id,
                         &client_id,
@@ -275,6 +295,7 @@ async fn apply(
                         &state.as_str(),
                         &expiry_entry,
                         &record,
+                        &i64::from(key_id),
                     ],
                 )
                 .await?;

@@ -20,10 +20,13 @@ use zeroize::Zeroizing;
 use super::schema::{MIGRATION_LOCK, MIGRATIONS};
 use super::{Postgres, millis};
 use crate::store::StoreError;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::{KeyRing, Macs};
+use crate::store::ring::{self, RingState};
 
 /// The key check's name in `mmt_meta`.
 const KEY_CHECK: &str = "key_check";
+/// The `mmt_meta` row of what the store knows of the key ring.
+const KEY_RING: &str = "keyring";
 
 /// Where the shared store is and how to reach it.
 #[derive(Clone)]
@@ -106,8 +109,13 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// Connects, migrates and checks the key.
-pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, StoreError> {
+/// Connects, migrates and checks the key; returns the engine and the
+/// store's own keys.
+pub(super) fn open(
+    config: &PgConfig,
+    key: &KeyRing,
+    seed: Option<&RingState>,
+) -> Result<(Postgres, Macs), StoreError> {
     let shown = redact(&config.url);
     if !config.url.starts_with("postgres://") && !config.url.starts_with("postgresql://") {
         return Err(StoreError::BadUrl {
@@ -172,14 +180,17 @@ pub(super) fn open(config: &PgConfig, key: &MasterKey) -> Result<Postgres, Store
                 detail: "the connection pool could not be built".to_owned(),
             })?
     };
-    let engine = Postgres {
+    // The audit chains need the store's own keys, which the key check
+    // opens: until then they hold a key of their own that nothing uses.
+    let mut engine = Postgres {
         runtime: Some(runtime),
         pool,
         shown,
-        chains: super::audit::Chains::new(key.audit_key()?),
+        chains: super::audit::Chains::new(Macs::generate()?.audit_key()?),
     };
-    engine.block(migrate_and_check(&engine, key))?;
-    Ok(engine)
+    let macs = engine.block(migrate_and_check(&engine, key, seed))?;
+    engine.chains = super::audit::Chains::new(macs.audit_key()?);
+    Ok((engine, macs))
 }
 
 /// The rustls client configuration: ring, TLS 1.2 and 1.3, the roots of
@@ -225,8 +236,13 @@ fn tls_config(config: &PgConfig) -> Result<rustls::ClientConfig, StoreError> {
 
 /// In one transaction under the migration lock: the missing migrations,
 /// then the key check (written by the first worker of an empty store,
-/// compared by every later one).
-async fn migrate_and_check(engine: &Postgres, key: &MasterKey) -> Result<(), StoreError> {
+/// compared by every later one; a new store takes `seed` when given);
+/// returns the store's own keys.
+async fn migrate_and_check(
+    engine: &Postgres,
+    key: &KeyRing,
+    seed: Option<&RingState>,
+) -> Result<Macs, StoreError> {
     let mut client = engine.connection().await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -258,18 +274,11 @@ async fn migrate_and_check(engine: &Postgres, key: &MasterKey) -> Result<(), Sto
             .await?;
         tracing::info!(version, "store schema migrated");
     }
-    let stored = tx
-        .query_opt("SELECT value FROM mmt_meta WHERE name = $1", &[&KEY_CHECK])
-        .await?;
-    match stored {
-        Some(row) => {
-            let value: Vec<u8> = row.try_get(0)?;
-            if !key.verify_check_value(&value) {
-                return Err(StoreError::WrongKeyFor {
-                    store: engine.shown.clone(),
-                });
-            }
-        }
+    let wrong = |_| StoreError::WrongKeyFor {
+        store: engine.shown.clone(),
+    };
+    let macs = match ring_state(&tx).await? {
+        Some(state) => ring::open_macs(&state, key, wrong)?,
         None => {
             let holds_tokens: bool = tx
                 .query_one("SELECT EXISTS (SELECT 1 FROM tokens)", &[])
@@ -280,14 +289,64 @@ async fn migrate_and_check(engine: &Postgres, key: &MasterKey) -> Result<(), Sto
                     store: engine.shown.clone(),
                 });
             }
-            tx.execute(
-                "INSERT INTO mmt_meta (name, value) VALUES ($1, $2)",
-                &[&KEY_CHECK, &key.check_value()?],
-            )
-            .await?;
+            let (state, macs) = match seed {
+                Some(seed) => (seed.clone(), ring::open_macs(seed, key, wrong)?),
+                None => ring::fresh(key)?,
+            };
+            save_ring_state(&tx, &state).await?;
+            macs
         }
-    }
+    };
     tx.commit().await?;
+    Ok(macs)
+}
+
+/// What the store knows of the key ring ([`ring`]): the `keyring` row, or
+/// the `key_check` row of a store from before key rings (key 0's check).
+pub(super) async fn ring_state(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Option<RingState>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT name, value FROM mmt_meta WHERE name IN ($1, $2)",
+            &[&KEY_CHECK, &KEY_RING],
+        )
+        .await?;
+    let mut legacy = None;
+    for row in rows {
+        let name: String = row.try_get(0)?;
+        let value: Vec<u8> = row.try_get(1)?;
+        if name == KEY_RING {
+            return serde_json::from_slice(&value)
+                .map(Some)
+                .map_err(|_| StoreError::Column {
+                    column: "mmt_meta.value (keyring)",
+                });
+        }
+        legacy = Some(RingState {
+            checks: [(0, value)].into(),
+            macs: None,
+        });
+    }
+    Ok(legacy)
+}
+
+/// Replaces what the store knows of the key ring.
+pub(super) async fn save_ring_state(
+    tx: &tokio_postgres::Transaction<'_>,
+    state: &RingState,
+) -> Result<(), StoreError> {
+    let value = serde_json::to_vec(state).map_err(|_| StoreError::Column {
+        column: "mmt_meta.value (keyring)",
+    })?;
+    tx.execute(
+        "INSERT INTO mmt_meta (name, value) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        &[&KEY_RING, &value],
+    )
+    .await?;
+    tx.execute("DELETE FROM mmt_meta WHERE name = $1", &[&KEY_CHECK])
+        .await?;
     Ok(())
 }
 

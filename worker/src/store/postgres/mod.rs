@@ -23,6 +23,7 @@
 mod apply;
 mod audit;
 mod connect;
+mod keys;
 mod prepared;
 mod reads;
 pub mod schema;
@@ -35,7 +36,7 @@ use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio_postgres::error::SqlState;
 
 use super::StoreError;
-use crate::store::crypto::MasterKey;
+use crate::store::crypto::{KeyRing, Macs};
 
 pub use connect::{PgConfig, redact};
 
@@ -68,8 +69,12 @@ impl Drop for Postgres {
 impl Postgres {
     /// Connects, migrates the schema and checks `key` (see
     /// [`connect::open`]).
-    pub(super) fn connect(config: &PgConfig, key: &MasterKey) -> Result<Self, StoreError> {
-        connect::open(config, key)
+    pub(super) fn connect(
+        config: &PgConfig,
+        key: &KeyRing,
+        seed: Option<&crate::store::ring::RingState>,
+    ) -> Result<(Self, Macs), StoreError> {
+        connect::open(config, key, seed)
     }
 
     /// Runs `future` to its end on the engine's runtime, from whatever

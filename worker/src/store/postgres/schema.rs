@@ -100,6 +100,13 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION mmt_audit_append_only();
 "#,
+    r#"
+-- Key rotation (CONTRACT.md §11): the key that wraps each live token's and
+-- each upstream job's data key. Every row before key rings is key 0 (a
+-- constant default: no table rewrite).
+ALTER TABLE tokens ADD COLUMN key_id bigint NOT NULL DEFAULT 0;
+ALTER TABLE upstream_jobs ADD COLUMN key_id bigint NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// How many shards the counts of one group are spread over: concurrent
@@ -113,14 +120,19 @@ mod tests {
     #[test]
     fn migrations_are_numbered_from_one_and_never_empty() {
         assert!(!MIGRATIONS.is_empty());
-        assert!(MIGRATIONS.iter().all(|m| m.contains("CREATE")));
+        assert!(
+            MIGRATIONS
+                .iter()
+                .all(|m| m.contains("CREATE") || m.contains("ALTER"))
+        );
     }
 
-    /// A store written at schema 1 (before the audit table) opens, its
-    /// tokens open with the key, and it is migrated to the audit log.
+    /// A store written at schema 1 (before the audit table and key rings:
+    /// its one key's check value in `key_check`) opens, its tokens open
+    /// with the key, and it is migrated to the audit log and key ids.
     #[test]
-    fn a_store_of_schema_1_opens_and_gains_the_audit_log() {
-        use crate::store::crypto::MasterKey;
+    fn a_store_of_schema_1_opens_and_gains_the_audit_log_and_key_ids() {
+        use crate::store::crypto::KeyRing;
         use crate::store::testing::{meta, secrets};
         use crate::store::{Decision, Found, PgConfig, Store};
         use mmt_shared::wire::Scope;
@@ -130,7 +142,7 @@ mod tests {
         };
         let key_file = tempfile::NamedTempFile::new().expect("key file");
         std::fs::remove_file(key_file.path()).expect("room for the key");
-        let (key, _) = MasterKey::load_or_create(key_file.path()).expect("key");
+        let (key, _) = KeyRing::load_or_create(key_file.path()).expect("key");
         let config = PgConfig::new(db.url.clone());
         let m = meta("acme", "u1", Scope::Read);
         {
@@ -142,12 +154,17 @@ mod tests {
                 })
                 .expect("writes");
         }
-        // Back to schema 1, as a worker before the audit log left it.
-        db.execute(
+        // Back to schema 1, as a worker before the audit log and key rings
+        // left it.
+        let key = KeyRing::load(key_file.path(), key_file.path()).expect("key");
+        db.execute(&format!(
             "DROP TABLE audit; DROP FUNCTION mmt_audit_append_only();
+             ALTER TABLE tokens DROP COLUMN key_id; ALTER TABLE upstream_jobs DROP COLUMN key_id;
+             DELETE FROM mmt_meta WHERE name = 'keyring';
+             INSERT INTO mmt_meta (name, value) VALUES ('key_check', decode('{}', 'hex'));
              DELETE FROM mmt_schema WHERE version > 1;",
-        );
-        let key = MasterKey::load(key_file.path(), key_file.path()).expect("key");
+            hex::encode(key.check_value(0).expect("kcv"))
+        ));
         let store = Store::connect(&config, key).expect("a schema 1 store opens");
         let Found::Live {
             meta: got,
@@ -173,6 +190,14 @@ mod tests {
                 "SELECT max(version)::text || ' ' || (SELECT count(*) FROM audit) FROM mmt_schema"
             ),
             vec![Some(format!("{} 1", MIGRATIONS.len()))]
+        );
+        assert_eq!(
+            db.query_texts("SELECT key_id::text FROM tokens"),
+            vec![Some("0".to_owned())]
+        );
+        assert_eq!(
+            db.query_texts("SELECT string_agg(name, ',' ORDER BY name) FROM mmt_meta"),
+            vec![Some("keyring".to_owned())]
         );
     }
 }
