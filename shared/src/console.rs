@@ -365,6 +365,49 @@ pub struct WorkerStats {
     /// absent for the shared store and from workers before it was told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge: Option<PurgeStats>,
+    /// The key ring (CONTRACT.md §11): the active key, the data keys each
+    /// key wraps, the rewrap's progress; absent from workers before it was
+    /// told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeysStats>,
+}
+
+/// The key ring in `worker.stats` (CONTRACT.md §11): `active` and
+/// `wrapped` as the contract names them, the rest an extension
+/// (docs/protocol.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeysStats {
+    /// The id of the key that wraps new data keys.
+    pub active: String,
+    /// Data keys (live tokens and upstream jobs) by the id of the key that
+    /// wraps them, as last counted. A key whose count is 0 (or absent) may
+    /// be deleted from the key file.
+    pub wrapped: std::collections::BTreeMap<String, u64>,
+    /// When `wrapped` was counted (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counted_at: Option<String>,
+    /// The background rewrap under the active key.
+    pub rewrap: RewrapStats,
+}
+
+/// The background rewrap of data keys under the active key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RewrapStats {
+    /// Whether a pass is running now.
+    pub running: bool,
+    /// Data keys this worker rewrapped in the current (or last) pass.
+    pub done: u64,
+    /// Data keys an older key wrapped when the pass began.
+    pub total: u64,
+    /// The rate bound, data keys a second (`--rewrap-per-sec`).
+    pub per_sec: u32,
+    /// Data keys this worker rewrapped since it started.
+    pub rewrapped_total: u64,
+    /// Why the last pass failed, if it did (it is tried again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The embedded store's purges in `worker.stats`: each removes replaced

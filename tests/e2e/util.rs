@@ -142,6 +142,7 @@ impl TestWorker {
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
             purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
+            rewrap_per_sec: mmt_worker::app::DEFAULT_REWRAP_PER_SEC,
         }
     }
 

@@ -59,6 +59,7 @@ impl RunningWorker {
             clients: None,
             integrations: None,
             purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
+            rewrap_per_sec: mmt_worker::app::DEFAULT_REWRAP_PER_SEC,
         };
         let worker = Worker::start(&config)
             .await

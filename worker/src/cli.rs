@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use mmt_shared::config::{BrokerArgs, Namespace};
 
 use crate::amqp::topology::QueueType;
-use crate::app::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_PURGE_WITHIN, FleetConfig, WorkerConfig};
+use crate::app::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_PURGE_WITHIN, DEFAULT_REWRAP_PER_SEC, FleetConfig,
+    WorkerConfig,
+};
 use crate::store::postgres::PgConfig;
 use zeroize::Zeroizing;
 
@@ -59,6 +62,9 @@ pub enum Command {
     /// half written). No worker starts on it until `store release` has
     /// applied the revocations made since the backup was taken.
     Restore(RestoreArgs),
+    /// The key ring (CONTRACT.md §11): `key rotate` appends a fresh key to
+    /// the key file, which running workers take on SIGHUP.
+    Key(KeyArgs),
     /// Print (or apply with rabbitmqctl) the least-privilege broker users,
     /// permissions and topic permissions of a deployment (docs/security.md).
     BrokerSetup(BrokerSetupArgs),
@@ -192,6 +198,11 @@ pub struct RunArgs {
     /// starts half of it after a revocation; unused with --store-url).
     #[arg(long, env = "MMT_PURGE_WITHIN_SECS", value_name = "SECONDS", default_value_t = DEFAULT_PURGE_WITHIN.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub purge_within_secs: u64,
+    /// How many data keys a second the worker rewraps under the active key
+    /// after a rotation (CONTRACT.md §11), in the background while it
+    /// serves.
+    #[arg(long, env = "MMT_REWRAP_PER_SEC", value_name = "N", default_value_t = DEFAULT_REWRAP_PER_SEC, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rewrap_per_sec: u32,
 }
 
 impl RunArgs {
@@ -239,6 +250,7 @@ impl RunArgs {
             clients: self.clients.clone(),
             integrations: self.integrations.clone(),
             purge_within: Duration::from_secs(self.purge_within_secs),
+            rewrap_per_sec: self.rewrap_per_sec,
         })
     }
 }
@@ -264,6 +276,33 @@ pub fn shared_store(
     };
     store.ca = ca.map(std::path::Path::to_path_buf);
     Ok(store)
+}
+
+/// Options of `mmt-worker key`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// What to do with the key file.
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+/// The key file's commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Append a fresh random key to the key file: it becomes the active key
+    /// (the file rewritten atomically, mode 0600; a v1 file becomes a ring
+    /// whose key 0 is its key). Works while workers run: send them SIGHUP
+    /// (give every worker of a shared store the new file first); they wrap
+    /// new data keys under it and rewrap the older ones in the background.
+    Rotate(KeyRotateArgs),
+}
+
+/// Options of `mmt-worker key rotate`.
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// The key file.
+    #[arg(long, env = "MMT_KEY_FILE", default_value = "mmt.key")]
+    pub key_file: PathBuf,
 }
 
 /// Options of `mmt-worker store`.

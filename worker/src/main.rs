@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use mmt_worker::cli::{
-    AuditArgs, AuditCommand, BackupArgs, BrokerSetupArgs, Cli, Command, CopyArgs, LogFormat,
-    PublishArgs, ReleaseArgs, RestoreArgs, RunArgs, StoreArgs, StoreCommand,
+    AuditArgs, AuditCommand, BackupArgs, BrokerSetupArgs, Cli, Command, CopyArgs, KeyArgs,
+    KeyCommand, LogFormat, PublishArgs, ReleaseArgs, RestoreArgs, RunArgs, StoreArgs, StoreCommand,
 };
 use mmt_worker::ops::backup::TakeError;
 use mmt_worker::ops::fixtures::{self, Publisher};
@@ -81,6 +81,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => publish(args).await,
             Command::BrokerSetup(args) => broker_setup(args).await,
             Command::Audit(args) => tokio::task::spawn_blocking(move || audit(args)).await?,
+            Command::Key(args) => key(&args),
         }
     });
     // A store that failed can leave blocking threads waiting on it for
@@ -138,7 +139,9 @@ fn store_exit_code(error: &StoreError) -> u8 {
         StoreError::WrongKey { .. }
         | StoreError::MissingKeyCheck { .. }
         | StoreError::WrongKeyFor { .. }
-        | StoreError::MissingKeyCheckFor { .. } => exit::KEY,
+        | StoreError::MissingKeyCheckFor { .. }
+        | StoreError::MissingKey { .. }
+        | StoreError::MacsKeyMissing { .. } => exit::KEY,
         StoreError::Restored { .. } => exit::RESTORED,
         StoreError::NotRestored { .. } => exit::CONFIG,
         _ => exit::STORE,
@@ -388,6 +391,18 @@ fn release(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
         released.already_revoked,
         released.not_found,
         revocations.other_events,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mmt-worker key rotate`: appends a fresh key and says what comes next.
+fn key(args: &KeyArgs) -> anyhow::Result<ExitCode> {
+    let KeyCommand::Rotate(rotate) = &args.command;
+    let id =
+        mmt_worker::store::crypto::keyfile::rotate(&rotate.key_file).map_err(WorkerError::Key)?;
+    println!(
+        "key rotate: key {id} appended to {} and active; send SIGHUP to every worker that uses this file (give workers of a shared store the new file first): they wrap new data keys under key {id} and rewrap the older ones in the background (watch `keys` in worker.stats)",
+        rotate.key_file.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -387,6 +387,7 @@ pub fn worker_config(
         clients: None,
         integrations: None,
         purge_within: mmt_worker::app::DEFAULT_PURGE_WITHIN,
+        rewrap_per_sec: mmt_worker::app::DEFAULT_REWRAP_PER_SEC,
     }
 }
 

@@ -42,7 +42,9 @@ use crate::store::crypto::{CryptoError, KeyRing};
 use crate::store::postgres::PgConfig;
 use crate::store::{Store, StoreError};
 
+mod keys;
 mod purge;
+pub use keys::DEFAULT_REWRAP_PER_SEC;
 pub use purge::DEFAULT_PURGE_WITHIN;
 
 /// Heartbeat asked of the broker when the URL does not say (seconds): a dead
@@ -86,6 +88,9 @@ pub struct WorkerConfig {
     /// How long a revoked token's secret material may stay in the embedded
     /// store's files (CONTRACT.md §13, "Physical deletion").
     pub purge_within: Duration,
+    /// How many data keys a second a rotation's rewrap takes (CONTRACT.md
+    /// §11).
+    pub rewrap_per_sec: u32,
 }
 
 /// How the worker is watched in a fleet, and how long it waits for the
@@ -222,6 +227,8 @@ pub struct Worker {
     link: Arc<LinkStats>,
     /// The purge schedule's task.
     purger: tokio::task::JoinHandle<()>,
+    /// The key ring's task: reload on SIGHUP, rewrap.
+    keys: tokio::task::JoinHandle<()>,
 }
 
 /// How long a clean stop waits for refreshes in flight.
@@ -327,6 +334,13 @@ impl Worker {
             config.purge_within,
             shutdown.clone(),
         ));
+        let keys = keys::start(
+            service.clone(),
+            config.key_file.clone(),
+            config.rewrap_per_sec,
+            shutdown.clone(),
+        )
+        .map_err(WorkerError::Signal)?;
         let supervisor = tokio::spawn(supervise(
             config.clone(),
             fleet.clone(),
@@ -346,6 +360,7 @@ impl Worker {
             refresher,
             link,
             purger,
+            keys,
         })
     }
 
@@ -391,6 +406,9 @@ impl Worker {
         } else {
             if let Err(error) = self.purger.await {
                 tracing::debug!(%error, "the purge schedule ended abnormally");
+            }
+            if let Err(error) = self.keys.await {
+                tracing::debug!(%error, "the key task ended abnormally");
             }
             self.refresher.drain(DRAIN_PATIENCE).await;
             self.service.store().flush().await?;

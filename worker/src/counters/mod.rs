@@ -7,9 +7,11 @@
 //! - [`refusals`]: refusals by code, dead letters;
 //! - [`link`]: the broker link's recoveries, and whether the worker consumes;
 //! - [`latency`]: latency samples and their percentiles;
-//! - [`histogram`]: cumulative durations in fixed buckets.
+//! - [`histogram`]: cumulative durations in fixed buckets;
+//! - [`keys`]: the key ring: data keys by key, the rewrap's progress.
 
 pub mod histogram;
+pub mod keys;
 pub mod latency;
 pub mod link;
 pub mod queue;

@@ -204,6 +204,7 @@ impl Stats {
         now.rss_bytes = last.rss_bytes;
         now.refresh = last.refresh;
         now.purge = last.purge;
+        now.keys = last.keys;
         now
     }
 
@@ -260,6 +261,7 @@ impl Stats {
             identity: self.identity,
             refresh: RefreshStats::default(),
             purge: None,
+            keys: None,
         }
     }
 }
@@ -364,6 +366,7 @@ pub async fn publish(
         body.store_engine = Some(service.store().engine_name().to_owned());
         body.refresh = refresher.health();
         body.purge = service.store().deletions().map(|d| purge_stats(d.status()));
+        body.keys = Some(service.store().key_counters().snapshot());
         *locked(&stats.last) = body.clone();
         events.emit_stats(&body).await;
     }

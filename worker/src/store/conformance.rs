@@ -519,6 +519,119 @@ pub(super) fn groups_racing_on_the_same_identities_mint_one_token_each(store: &S
     );
 }
 
+/// A rotation (CONTRACT.md §11): data keys are counted by key; a ring that
+/// lacks a key records need is refused naming it and the count; every
+/// token opens before, during and after the rewrap, which takes each data
+/// key once (tokens and upstream jobs); then the old key may go, and a ring
+/// without the newest key is refused.
+pub(super) fn a_rotation_rewraps_every_data_key_once_and_every_token_opens_throughout(
+    store: &Store,
+) {
+    use crate::store::crypto::KeyId;
+    use std::collections::BTreeMap;
+    let ids: Vec<String> = (0..5).map(|n| format!("tok_{n}")).collect();
+    let metas: Vec<TokenMeta> = (0..5)
+        .map(|n| meta("acme", &format!("u{n}"), Scope::Read))
+        .collect();
+    store
+        .write(|tx| {
+            for (id, m) in ids.iter().zip(&metas) {
+                tx.put_token(id, m, None, &secrets())?;
+            }
+            Ok(Decision::Commit(()))
+        })
+        .expect("writes");
+    store
+        .write(|tx| {
+            tx.revoke(&ids[4], &metas[4], 2_000)?;
+            tx.start_upstream_job(&ids[4], &metas[4], &secrets(), 2_000)?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("revokes with an upstream job");
+    let opens_all = |store: &Store| {
+        for (id, m) in ids.iter().zip(&metas).take(4) {
+            let Found::Live {
+                meta,
+                sealed,
+                wrapped,
+                ..
+            } = store.find(id).expect("reads")
+            else {
+                panic!("{id} is live");
+            };
+            assert_eq!(&meta, m);
+            let opened = store
+                .open_secrets(id, &meta, &sealed, &wrapped)
+                .expect("opens");
+            assert_eq!(opened.access_token.expose(), "raw-access");
+        }
+        let jobs = store.upstream_jobs(10).expect("jobs");
+        let (id, job) = jobs.first().expect("one job");
+        store
+            .open_job(id, job.as_ref().expect("decodes"))
+            .expect("the job opens");
+    };
+    let counts = |pairs: &[(KeyId, u64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+    assert_eq!(store.count_wrapped().expect("counts"), counts(&[(0, 5)]));
+
+    let old = store.ring();
+    let rotated = Arc::new(old.rotated());
+    store
+        .adopt_ring(rotated.clone())
+        .expect("adopts the rotated ring");
+    let m = meta("acme", "u9", Scope::Read);
+    store
+        .write(|tx| {
+            tx.put_token("tok_9", &m, None, &secrets())?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("writes under the new key");
+    assert_eq!(
+        store.count_wrapped().expect("counts"),
+        counts(&[(0, 5), (1, 1)])
+    );
+    opens_all(store);
+    assert!(matches!(
+        store.adopt_ring(Arc::new(rotated.without(0))),
+        Err(StoreError::MissingKey { id: 0, records: 5 })
+    ));
+    assert_eq!(
+        store.ring().active(),
+        1,
+        "a refused ring leaves the one in use"
+    );
+
+    let mut rewrapped = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.rewrap_page(after.as_deref(), 2).expect("a page");
+        rewrapped += page.rewrapped;
+        opens_all(store);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(rewrapped, 4);
+    assert_eq!(store.rewrap_jobs(10).expect("jobs"), 1);
+    assert_eq!(
+        store.rewrap_page(None, 100).expect("a page").rewrapped,
+        0,
+        "each once"
+    );
+    assert_eq!(store.rewrap_jobs(10).expect("jobs"), 0);
+    assert_eq!(store.count_wrapped().expect("counts"), counts(&[(1, 6)]));
+
+    store
+        .adopt_ring(Arc::new(rotated.without(0)))
+        .expect("key 0 wraps nothing: its line may go");
+    opens_all(store);
+    assert!(matches!(
+        store.adopt_ring(old),
+        Err(StoreError::MacsKeyMissing { id: 1 })
+    ));
+}
+
 /// One test per rule above, on the engine `$open` opens (it gives the
 /// store and what must live as long as it, or `None` to skip).
 macro_rules! engine_suite {
@@ -539,7 +652,8 @@ macro_rules! engine_suite {
                 a_record_moved_onto_another_token_id_does_not_open,
                 a_group_commits_its_decisions_each_seeing_the_ones_before,
                 a_group_whose_read_failed_loses_none_of_its_other_writes,
-                groups_racing_on_the_same_identities_mint_one_token_each
+                groups_racing_on_the_same_identities_mint_one_token_each,
+                a_rotation_rewraps_every_data_key_once_and_every_token_opens_throughout
             );
         }
     };

@@ -337,6 +337,35 @@ impl KeyRing {
     }
 }
 
+#[cfg(test)]
+impl KeyRing {
+    /// The same ring with a fresh key after the last, active (a rotation
+    /// without a file, for tests).
+    pub(crate) fn rotated(&self) -> Self {
+        let mut keys = self.copied();
+        let id = self.keys.keys().next_back().map_or(0, |last| last + 1);
+        keys.insert(id, SecretKey::generate().expect("random key"));
+        Self { keys, active: id }
+    }
+
+    /// The same ring without key `id` (its line deleted).
+    pub(crate) fn without(&self, id: KeyId) -> Self {
+        let mut keys = self.copied();
+        keys.remove(&id);
+        Self {
+            keys,
+            active: self.active,
+        }
+    }
+
+    fn copied(&self) -> BTreeMap<KeyId, SecretKey> {
+        self.keys
+            .iter()
+            .map(|(id, key)| (*id, SecretKey::try_from(key_bytes(key)).expect("a key")))
+            .collect()
+    }
+}
+
 /// The id of the key that wraps `wrapped` (a data key as
 /// [`KeyRing::seal_token`] returns it).
 pub fn wrapped_key_id(wrapped: &[u8]) -> Result<KeyId, CryptoError> {

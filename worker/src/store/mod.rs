@@ -448,6 +448,11 @@ pub struct Store {
     macs: Macs,
     /// The audit log's key, derived from `macs` once.
     audit_key: AuditKey,
+    /// The key file, read again when a record names a key the ring lacks
+    /// (another worker of a shared store rotated first); `None` in tests.
+    key_file: std::sync::Mutex<Option<rotation::KeyFileReload>>,
+    /// The key ring's figures (`worker.stats`).
+    key_counters: crate::counters::keys::KeyCounters,
     engine: Engine,
     /// How long each flush took (`/metrics`).
     flush_times: Histogram,
@@ -516,6 +521,8 @@ impl Store {
             audit_key: macs.audit_key()?,
             macs,
             keys: RwLock::new(Arc::new(key)),
+            key_file: std::sync::Mutex::new(None),
+            key_counters: crate::counters::keys::KeyCounters::default(),
             engine,
             flush_times: Histogram::new(FLUSH_BUCKETS),
         })
@@ -644,9 +651,11 @@ impl Store {
         sealed: &[u8],
         wrapped: &[u8],
     ) -> Result<TokenSecrets, StoreError> {
-        let plain: Zeroizing<Vec<u8>> =
-            self.ring()
-                .open_token(token_id, &binding(meta), sealed, wrapped)?;
+        let open = |ring: &KeyRing| ring.open_token(token_id, &binding(meta), sealed, wrapped);
+        let plain: Zeroizing<Vec<u8>> = match open(&self.ring()) {
+            Err(CryptoError::MissingKey { id }) if self.reload_for(id) => open(&self.ring())?,
+            opened => opened?,
+        };
         Ok(postcard::from_bytes(&plain)?)
     }
 

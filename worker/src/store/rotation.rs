@@ -7,7 +7,9 @@
 //! next pass finds what is left (a rewrapped record no longer matches).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::record::{self, Record};
 use super::ring;
@@ -26,7 +28,73 @@ pub struct RewrapPage {
     pub next: Option<String>,
 }
 
+/// How often at most the key file is read again for a missing key.
+const RELOAD_PAUSE: Duration = Duration::from_secs(1);
+
+/// The key file a store reads again when a record names a key its ring
+/// lacks.
+pub(super) struct KeyFileReload {
+    path: PathBuf,
+    last: Option<Instant>,
+}
+
 impl Store {
+    /// Names the key file the ring came from: a record wrapped under a key
+    /// the ring lacks (a worker of the same shared store rotated first)
+    /// makes the store read it again, at most once a second, and adopt it
+    /// when it holds that key.
+    pub fn set_key_file(&self, path: PathBuf) {
+        *self.key_file.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(KeyFileReload { path, last: None });
+    }
+
+    /// Reads the key file again for key `id`; whether the ring now holds it.
+    pub(super) fn reload_for(&self, id: KeyId) -> bool {
+        let path = {
+            let mut reload = self.key_file.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(reload) = reload.as_mut() else {
+                return false;
+            };
+            if reload
+                .last
+                .is_some_and(|last| last.elapsed() < RELOAD_PAUSE)
+            {
+                return false;
+            }
+            reload.last = Some(Instant::now());
+            reload.path.clone()
+        };
+        let adopted = KeyRing::read(&path)
+            .map_err(StoreError::from)
+            .and_then(|ring| {
+                if !ring.has(id) {
+                    return Ok(false);
+                }
+                self.adopt_ring(Arc::new(ring)).map(|()| true)
+            });
+        match adopted {
+            Ok(has) => {
+                if !has {
+                    tracing::warn!(id, "a record needs key {id}, which the key file lacks too");
+                }
+                has
+            }
+            Err(error) => {
+                tracing::warn!(
+                    id,
+                    error = &error as &dyn std::error::Error,
+                    "a record needs key {id}: reading the key file again failed"
+                );
+                false
+            }
+        }
+    }
+
+    /// The key ring's figures (`worker.stats`).
+    pub fn key_counters(&self) -> &crate::counters::keys::KeyCounters {
+        &self.key_counters
+    }
+
     /// Adopts `ring`: checks it against the store (a key the store knows
     /// must be the same key), refuses it while a key it lacks still wraps
     /// records ([`StoreError::MissingKey`]), learns its new keys, seals the
@@ -52,6 +120,7 @@ impl Store {
         }
         let active = ring.active();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = ring;
+        self.key_counters.set_active(active);
         tracing::info!(active, "key ring adopted");
         Ok(())
     }
@@ -72,6 +141,12 @@ impl Store {
     /// Live tokens and upstream jobs by the key that wraps their data key
     /// (a scan of the tokens: see docs/security.md for its cost).
     pub fn count_wrapped(&self) -> Result<BTreeMap<KeyId, u64>, StoreError> {
+        let counts = self.count_wrapped_now()?;
+        self.key_counters.counted(&counts);
+        Ok(counts)
+    }
+
+    fn count_wrapped_now(&self) -> Result<BTreeMap<KeyId, u64>, StoreError> {
         let e = match &self.engine {
             Engine::Embedded(e) => e,
             Engine::Postgres(pg) => return pg.count_wrapped(),

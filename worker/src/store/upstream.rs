@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::keys::push_part;
 use super::{Engine, Store, StoreError, TokenSecrets};
 use crate::rules::lifecycle::TokenMeta;
-use crate::store::crypto::KeyRing;
+use crate::store::crypto::{CryptoError, KeyRing};
 
 pub(super) const UPSTREAM: u8 = b'u';
 
@@ -122,12 +122,18 @@ impl Store {
 
     /// The tokens a job holds.
     pub fn open_job(&self, token_id: &str, job: &UpstreamJob) -> Result<TokenSecrets, StoreError> {
-        let plain: Zeroizing<Vec<u8>> = self.ring().open_token(
-            &seal_id(token_id),
-            &job_binding(&job.client_id, &job.broker_type),
-            &job.sealed,
-            &job.wrapped,
-        )?;
+        let open = |ring: &KeyRing| {
+            ring.open_token(
+                &seal_id(token_id),
+                &job_binding(&job.client_id, &job.broker_type),
+                &job.sealed,
+                &job.wrapped,
+            )
+        };
+        let plain: Zeroizing<Vec<u8>> = match open(&self.ring()) {
+            Err(CryptoError::MissingKey { id }) if self.reload_for(id) => open(&self.ring())?,
+            opened => opened?,
+        };
         Ok(postcard::from_bytes(&plain)?)
     }
 }
