@@ -11,7 +11,8 @@
 //! command-line tools into a closed pipe, `refresh` has one test per row of
 //! §9, `metrics` the probes and series of §13, `backup` a backup under
 //! load restored into a new worker, `bench` runs the benchmark harness in
-//! its quick form, and `audit` the audit log of §12.
+//! its quick form, `audit` the audit log of §12, and `keys` the key
+//! rotation of §11.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
@@ -27,6 +28,7 @@ mod errors;
 mod examples;
 mod faults;
 mod identity;
+mod keys;
 mod metrics;
 mod pipes;
 mod privileges;

@@ -88,6 +88,17 @@ impl Child {
         Self { process }
     }
 
+    /// Sends SIGHUP (the worker reads its key file and its other files
+    /// again).
+    pub fn hangup(&self) {
+        let pid = self.process.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
     pub async fn kill_9(mut self) {
         self.process.start_kill().expect("SIGKILL sent");
         self.process.wait().await.expect("reaped");
