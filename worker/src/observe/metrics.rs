@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use mmt_shared::console::{KeysStats, PurgeStats};
 use mmt_shared::wire::{ErrorCode, MessageKind, TokenState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -51,6 +52,8 @@ pub struct Scrape {
     reconnects: u64,
     up: bool,
     engine: &'static str,
+    keys: KeysStats,
+    purge: Option<PurgeStats>,
 }
 
 /// What the app tells a scrape besides the counters.
@@ -90,6 +93,10 @@ impl Scrape {
             reconnects: link.reconnects,
             up: link.up,
             engine: store.engine_name(),
+            keys: store.key_counters().snapshot(),
+            purge: store
+                .deletions()
+                .map(|d| crate::observe::stats::purge_stats(d.status())),
         }
     }
 
@@ -291,6 +298,8 @@ impl Collector for Scrape {
             "1 while the worker consumes (broker link up, store answering), else 0.",
             &[(&[], i64::from(self.up))],
         )?;
+        self.encode_keys(&mut encoder)?;
+        self.encode_purge(&mut encoder)?;
         gauge(
             &mut encoder,
             "mmt_build_info",
@@ -302,6 +311,75 @@ impl Collector for Scrape {
                 ],
                 1,
             )],
+        )
+    }
+}
+
+impl Scrape {
+    /// The key ring (CONTRACT.md §11): the active key, the data keys each
+    /// key wraps (a key at 0 may be deleted from the key file), the rewrap.
+    fn encode_keys(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let keys = &self.keys;
+        if let Ok(active) = keys.active.parse::<i64>() {
+            gauge(
+                encoder,
+                "mmt_key_active",
+                "The id of the key that wraps new data keys.",
+                &[(&[], active)],
+            )?;
+        }
+        let wrapped: Vec<([(&str, &str); 1], i64)> = keys
+            .wrapped
+            .iter()
+            .map(|(id, n)| ([("key", id.as_str())], signed(*n)))
+            .collect();
+        let wrapped: Vec<(&[(&str, &str)], i64)> =
+            wrapped.iter().map(|(l, n)| (&l[..], *n)).collect();
+        gauge(
+            encoder,
+            "mmt_key_wrapped",
+            "Data keys (live tokens, upstream jobs) by the id of the key that wraps them, as last counted.",
+            &wrapped,
+        )?;
+        counter(
+            encoder,
+            "mmt_key_rewrapped",
+            "Data keys this worker rewrapped under the active key since it started.",
+            &[(&[], keys.rewrap.rewrapped_total)],
+        )?;
+        gauge(
+            encoder,
+            "mmt_key_rewrap_running",
+            "1 while a rewrap pass runs, else 0.",
+            &[(&[], i64::from(keys.rewrap.running))],
+        )
+    }
+
+    /// The embedded store's purges (CONTRACT.md §13, physical deletion).
+    fn encode_purge(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let Some(purge) = &self.purge else {
+            return Ok(());
+        };
+        counter(
+            encoder,
+            "mmt_purges",
+            "Purges of deleted secrets from the store's files, by outcome (done, failed).",
+            &[
+                (&[("outcome", "done")], purge.runs),
+                (&[("outcome", "failed")], purge.failed),
+            ],
+        )?;
+        gauge(
+            encoder,
+            "mmt_purge_pending",
+            "1 while a deletion waits for its purge, else 0.",
+            &[(&[], i64::from(purge.pending))],
+        )?;
+        gauge(
+            encoder,
+            "mmt_purge_last_lag_milliseconds",
+            "From the oldest deletion the last purge covered to its end (bound: --purge-within-secs).",
+            &[(&[], signed(purge.last_lag_ms.unwrap_or(0)))],
         )
     }
 }
@@ -335,6 +413,16 @@ mod tests {
             reconnects: 0,
             up: true,
             engine: "fjall",
+            keys: KeysStats {
+                active: "1".to_owned(),
+                wrapped: [("0".to_owned(), 5), ("1".to_owned(), 9)].into(),
+                ..KeysStats::default()
+            },
+            purge: Some(PurgeStats {
+                runs: 2,
+                last_lag_ms: Some(31_000),
+                ..PurgeStats::default()
+            }),
         }
     }
 
@@ -355,6 +443,14 @@ mod tests {
             "mmt_broker_reconnects_total 0",
             "mmt_up 1",
             "mmt_build_info{version=\"0.1.0\",engine=\"fjall\"} 1",
+            "mmt_key_active 1",
+            "mmt_key_wrapped{key=\"0\"} 5",
+            "mmt_key_wrapped{key=\"1\"} 9",
+            "mmt_key_rewrapped_total 0",
+            "mmt_key_rewrap_running 0",
+            "mmt_purges_total{outcome=\"done\"} 2",
+            "mmt_purge_pending 0",
+            "mmt_purge_last_lag_milliseconds 31000",
             "# EOF",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

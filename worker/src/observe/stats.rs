@@ -379,7 +379,7 @@ impl Observer for Stats {
 }
 
 /// The store's purges as `worker.stats` shows them.
-fn purge_stats(status: PurgeStatus) -> PurgeStats {
+pub(crate) fn purge_stats(status: PurgeStatus) -> PurgeStats {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     PurgeStats {
         pending: status.pending,
