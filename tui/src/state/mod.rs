@@ -8,6 +8,7 @@
 mod detail;
 mod feed;
 mod health;
+mod keys;
 mod msg;
 mod refresh;
 mod select;
@@ -20,6 +21,7 @@ use mmt_shared::console::{WorkerStats, reason_kind};
 
 pub use detail::Detail;
 pub use health::TopClients;
+pub use keys::KeyRing;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::UnixMillis;
 use mmt_shared::wire::{ErrorCode, Scope};
@@ -628,6 +630,10 @@ impl State {
             cpu_percent: stats.cpu_percent,
             rss_bytes: stats.rss_bytes,
             refresh: RefreshHealth::from(&stats.refresh),
+            keys: stats.keys.as_ref().map(|report| {
+                let held = self.worker.as_ref().and_then(|w| w.keys.as_ref());
+                KeyRing::merged(held, report, now)
+            }),
         });
     }
 

@@ -1,7 +1,8 @@
 //! The model without a terminal: events in, numbers out.
 
 use mmt_shared::console::{
-    CodeCount, CountRow, QueueStats, SnapshotReply, SortBy, TokenRow as WireRow, TokensReply,
+    CodeCount, CountRow, KeysStats, QueueStats, RewrapStats, SnapshotReply, SortBy,
+    TokenRow as WireRow, TokensReply,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::{ErrorCode, Operation, Scope, TokenState};
@@ -84,6 +85,7 @@ fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStat
         rejections_by_client: Vec::new(),
         refresh: Default::default(),
         purge: None,
+        keys: None,
     }
 }
 
@@ -659,4 +661,130 @@ fn counts_are_asked_again_once_a_second_at_most_after_tokens_changed() {
         vec![Command::Counts],
         "the revocation is still to count"
     );
+}
+
+/// A worker's stats with a key ring: `active`, the counts taken at
+/// `counted_at`, and a rewrap `done` of `total`.
+fn keyed(active: &str, wrapped: &[(&str, u64)], counted_at: &str, done: u64) -> WorkerStats {
+    WorkerStats {
+        keys: Some(KeysStats {
+            active: active.into(),
+            wrapped: wrapped.iter().map(|(id, n)| ((*id).into(), *n)).collect(),
+            counted_at: Some(counted_at.into()),
+            rewrap: RewrapStats {
+                running: done < 98_310,
+                done,
+                total: 98_310,
+                per_sec: 2_000,
+                rewrapped_total: done,
+                last_error: None,
+            },
+        }),
+        ..stats("mmt", 0.0, &[])
+    }
+}
+
+fn ring(state: &State) -> &KeyRing {
+    state
+        .worker
+        .as_ref()
+        .and_then(|w| w.keys.as_ref())
+        .expect("a key ring")
+}
+
+#[test]
+fn key_counts_are_the_newest_count_never_a_sum_and_the_rewrap_the_newest_report() {
+    let mut state = connected();
+    let a = keyed(
+        "2",
+        &[("0", 1_204), ("1", 0), ("2", 98_310)],
+        "2026-11-18T12:00:00Z",
+        40_210,
+    );
+    state.update(Msg::Stats(a), T0);
+    // A second worker of the shared store, whose own count is a minute
+    // older: its progress is shown, its counts are not (nor added).
+    let b = keyed(
+        "2",
+        &[("0", 9_000), ("2", 90_514)],
+        "2026-11-18T11:59:00Z",
+        1_000,
+    );
+    state.update(Msg::Stats(b), T0 + 500);
+    let seen = ring(&state);
+    assert_eq!(
+        seen.wrapped,
+        [
+            ("0".to_owned(), 1_204),
+            ("1".to_owned(), 0),
+            ("2".to_owned(), 98_310)
+        ]
+    );
+    assert_eq!((seen.rewrap.done, seen.rewrap.running), (1_000, true));
+    assert!(!seen.settled());
+    // Its next count is the newest: it replaces the counts whole.
+    let b = keyed("2", &[("2", 99_514)], "2026-11-18T12:01:00Z", 98_310);
+    state.update(Msg::Stats(b), T0 + 1_000);
+    let seen = ring(&state);
+    assert_eq!(seen.wrapped, [("2".to_owned(), 99_514)]);
+    assert_eq!(seen.under_active(), 99_514);
+    assert!(seen.settled(), "{seen:?}");
+    // A worker that reports no key ring (an older one) shows none.
+    state.update(Msg::Stats(stats("mmt", 0.0, &[])), T0 + 1_500);
+    assert_eq!(state.worker.as_ref().and_then(|w| w.keys.as_ref()), None);
+}
+
+#[test]
+fn workers_naming_different_active_keys_hold_back_the_deletion_a_rotation_does_not() {
+    let mut state = connected();
+    let counted = "2026-11-18T12:00:00Z";
+    // One worker rotated: key 1, then key 2 after its SIGHUP.
+    state.update(Msg::Stats(keyed("1", &[("1", 5)], counted, 98_310)), T0);
+    for t in [1_000, 2_000] {
+        state.update(Msg::Stats(keyed("2", &[("2", 5)], counted, 98_310)), T0 + t);
+    }
+    assert!(ring(&state).other_actives().is_empty());
+    assert!(ring(&state).settled());
+    // Another worker still has key 1 active, whichever reported last.
+    state.update(
+        Msg::Stats(keyed("1", &[("2", 5)], counted, 98_310)),
+        T0 + 2_500,
+    );
+    assert_eq!(ring(&state).other_actives(), ["2"]);
+    state.update(
+        Msg::Stats(keyed("2", &[("2", 5)], counted, 98_310)),
+        T0 + 3_000,
+    );
+    assert_eq!(ring(&state).other_actives(), ["1"]);
+    assert!(!ring(&state).settled());
+    // It reloaded: once key 1 has not been named for 3 s, all agree.
+    for t in [4_000, 5_000, 5_600] {
+        state.update(Msg::Stats(keyed("2", &[("2", 5)], counted, 98_310)), T0 + t);
+    }
+    assert!(ring(&state).other_actives().is_empty());
+    assert!(ring(&state).settled());
+}
+
+#[test]
+fn key_ids_are_in_numeric_order_and_a_count_not_taken_yet_is_not_a_count() {
+    let mut state = connected();
+    let mut report = keyed(
+        "10",
+        &[("10", 1), ("9", 2), ("2", 3)],
+        "2026-11-18T12:00:00Z",
+        0,
+    );
+    state.update(Msg::Stats(report.clone()), T0);
+    let order: Vec<&str> = ring(&state)
+        .wrapped
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(order, ["2", "9", "10"]);
+    if let Some(keys) = report.keys.as_mut() {
+        keys.counted_at = None;
+        keys.wrapped.clear();
+    }
+    state.update(Msg::Stats(report), T0 + 1_000);
+    assert_eq!(ring(&state).wrapped.len(), 3, "the last count stays");
 }

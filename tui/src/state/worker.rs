@@ -73,6 +73,9 @@ pub struct WorkerView {
     pub rss_bytes: Option<u64>,
     /// The refresh engine's health.
     pub refresh: super::RefreshHealth,
+    /// The key ring, when the worker reports it (workers before CONTRACT.md
+    /// §11 do not).
+    pub keys: Option<super::KeyRing>,
 }
 
 /// Per-second series for the sparklines.

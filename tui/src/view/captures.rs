@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use mmt_shared::console::{
-    ClientCount, CodeCount, CountRow, DeadLetterRow, IntegrationHealth, QueueStats, ReasonCount,
-    RefreshStats, SnapshotReply, TokenRefresh, TokenRow as WireRow, TokensReply, TokensRequest,
-    WorkerStats,
+    ClientCount, CodeCount, CountRow, DeadLetterRow, IntegrationHealth, KeysStats, QueueStats,
+    ReasonCount, RefreshStats, RewrapStats, SnapshotReply, TokenRefresh, TokenRow as WireRow,
+    TokensReply, TokensRequest, WorkerStats,
 };
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, rfc3339};
@@ -114,6 +114,16 @@ fn stats() -> WorkerStats {
         rss_bytes: Some(54 << 20),
         identity: mmt_shared::console::IdentityMode::Strict,
         purge: None,
+        // A v1 key file (key 0) after the count at start.
+        keys: Some(KeysStats {
+            active: "0".into(),
+            wrapped: [("0".to_owned(), 18)].into(),
+            counted_at: Some(at(-60_000)),
+            rewrap: RewrapStats {
+                per_sec: 2_000,
+                ..RewrapStats::default()
+            },
+        }),
         refresh: RefreshStats {
             concurrency: 16,
             in_flight: 1,

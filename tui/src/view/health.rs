@@ -1,8 +1,9 @@
-//! Health at a glance: the worker process, resolve latency and refusal
-//! rate, every queue's rate, depth, unacknowledged deliveries, consumers and
-//! latency, and the top clients by tokens and by refusals. When no worker
-//! answers, the last figures stay, greyed, with their age: never zeros that
-//! look like real data.
+//! Health at a glance: the worker process, the key ring (when the worker
+//! reports one), resolve latency and refusal rate, every queue's rate,
+//! depth, unacknowledged deliveries, consumers and latency, and the top
+//! clients by tokens and by refusals. When no worker answers, the last
+//! figures stay, greyed, with their age: never zeros that look like real
+//! data.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -174,17 +175,26 @@ fn clients(title: &str, rows: &[(String, u64)], empty: &str, styles: Styles) -> 
 
 /// Draws the health screen in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, state: &State, styles: Styles) {
-    let [process, resolve, queue_area, client_area] = Layout::vertical([
+    let worker = state.worker.as_ref();
+    let keys = worker
+        .and_then(|w| w.keys.as_ref())
+        .map(|ring| super::keys::lines(ring, area.width, styles))
+        .unwrap_or_default();
+    let [process, keys_area, resolve, queue_area, client_area] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(u16::try_from(keys.len()).unwrap_or(u16::MAX)),
         Constraint::Length(1),
         Constraint::Length(9),
         Constraint::Min(3),
     ])
     .areas(area);
-    let worker = state.worker.as_ref();
     let stale = worker.is_some() && !state.worker_alive();
     let grey = |style: Style| if stale { styles.dim() } else { style };
     frame.render_widget(Paragraph::new(process_line(state, worker, styles)), process);
+    frame.render_widget(
+        Paragraph::new(keys).style(grey(Style::default())),
+        keys_area,
+    );
     frame.render_widget(
         Paragraph::new(resolve_line(state, worker, styles)).style(grey(Style::default())),
         resolve,

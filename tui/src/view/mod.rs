@@ -6,6 +6,7 @@ mod detail;
 pub mod dump;
 mod health;
 mod help;
+mod keys;
 mod overview;
 mod refresh;
 mod rejections;
@@ -265,5 +266,7 @@ mod captures;
 mod tests;
 #[cfg(test)]
 mod first_hour_tests;
+#[cfg(test)]
+mod keys_tests;
 #[cfg(test)]
 mod refresh_tests;

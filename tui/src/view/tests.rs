@@ -88,6 +88,7 @@ pub(super) fn stats(rejections: u64) -> WorkerStats {
         ],
         refresh: refresh_stats(),
         purge: None,
+        keys: None,
     }
 }
 
