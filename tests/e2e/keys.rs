@@ -26,8 +26,8 @@ use crate::util::{Bulk, PATIENCE, TestWorker, connections, token_id, worker_bina
 /// Tokens per unit of scale.
 const TOKENS: usize = 3_000;
 
-/// Resolves published per 10 ms tick: 1,000 a second.
-const RESOLVES_PER_TICK: usize = 10;
+/// Resolves published per 50 ms tick: 1,000 a second.
+const RESOLVES_PER_TICK: usize = 50;
 
 fn scale() -> usize {
     std::env::var("MMT_KEYS_SCALE")
@@ -150,7 +150,7 @@ fn resolve_load(
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sent = 0;
         while !stop.load(Ordering::SeqCst) {

@@ -73,6 +73,8 @@ mod record;
 pub mod refresh;
 pub mod restored;
 pub mod ring;
+#[cfg(test)]
+mod ring_fixture_tests;
 mod rotation;
 #[cfg(test)]
 mod testing;
