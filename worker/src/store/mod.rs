@@ -15,10 +15,12 @@
 //! | `m` | a name: `copy:<table>`, `purge` | a `store copy`'s progress; the purge mark, written with a deletion until it is purged ([`purge`]) |
 //! | `v` | | the format version |
 //!
-//! The data directory holds `key-check`, the key check value
-//! ([`keycheck`]), read before anything else, so a wrong key is refused
-//! before anything is written; `lock`, held while the store is open; and
-//! `fjall/`, the keyspace. A directory written by sled (mmt before the
+//! The data directory holds `keyring`, what the store knows of the key
+//! ring ([`ring`], [`keycheck`]; `key-check` before key rings), read before
+//! anything else, so a wrong key is refused before anything is written;
+//! `lock`, held while the store is open; and `fjall/`, the keyspace. Key
+//! rotation (adopting a ring, counting and rewrapping data keys) is in
+//! [`rotation`]. A directory written by sled (mmt before the
 //! engine switch) is moved into fjall when it opens ([`from_sled`]), and a v1
 //! directory (wrapped keys under `k`, tombstones under `x`) is then migrated
 //! to v2 ([`migrate`]). Key encodings are in [`keys`], the writes of one
