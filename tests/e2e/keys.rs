@@ -188,10 +188,10 @@ async fn rotation_under_load(mut w: TestWorker) {
     let load = resolve_load(bulk.clone(), tokens.clone(), stop_load.clone());
     rotate(&w).await;
     first.hangup();
-    let mid = keys_until(&mut w, PATIENCE, |keys| {
-        keys["active"] == "1"
-            && keys["rewrap"]["running"] == true
-            && keys["rewrap"]["done"].as_u64() > Some(0)
+    // Killed a quarter of the way through the pass.
+    let mid = keys_until(&mut w, Duration::from_secs(120), |keys| {
+        let done = keys["rewrap"]["done"].as_u64().unwrap_or(0);
+        keys["active"] == "1" && keys["rewrap"]["running"] == true && done >= (n as u64 / 4).max(1)
     })
     .await;
     first.kill_9().await;
