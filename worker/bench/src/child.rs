@@ -1,6 +1,7 @@
 //! A `mmt-worker run` child process of the bench, over a store of its own:
 //! its stderr goes to a log file beside the store, its CPU time is read from
-//! `/proc/<pid>/stat`, and it is stopped with SIGTERM as an operator would.
+//! `/proc/<pid>/stat`, and it is stopped with SIGTERM (and told to read its
+//! key file again with SIGHUP) as an operator would.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -87,17 +88,32 @@ impl WorkerChild {
         tail(&self.log_path)
     }
 
-    /// Stops it with SIGTERM and checks that it exits cleanly within 30 s.
-    pub async fn stop(&mut self) -> Result<(), BenchError> {
+    /// Sends it `signal` (`TERM`, `HUP`) with `kill`.
+    async fn signal(&self, signal: &str) -> Result<(), BenchError> {
         let sent = tokio::process::Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.pid.to_string())
             .status()
             .await
             .map_err(BenchError::io("cannot run kill"))?;
         if !sent.success() {
-            return Err(BenchError::Child(format!("kill -TERM {} failed", self.pid)));
+            return Err(BenchError::Child(format!(
+                "kill -{signal} {} failed",
+                self.pid
+            )));
         }
+        Ok(())
+    }
+
+    /// Sends it SIGHUP, as an operator does after `mmt-worker key rotate`:
+    /// it reads the key file again (CONTRACT.md §11).
+    pub async fn hangup(&self) -> Result<(), BenchError> {
+        self.signal("HUP").await
+    }
+
+    /// Stops it with SIGTERM and checks that it exits cleanly within 30 s.
+    pub async fn stop(&mut self) -> Result<(), BenchError> {
+        self.signal("TERM").await?;
         match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
             Ok(Ok(status)) if status.success() => Ok(()),
             Ok(Ok(status)) => Err(BenchError::Child(format!(

@@ -16,11 +16,17 @@
 //! - [`refresh`]: the refresh engine against the local token server, the
 //!   worker a child process: refreshes per second, lapses at 100,000 tokens
 //!   in compressed time, CPU per refresh;
+//! - [`purge`]: physical deletion on a worker child over a large store;
+//! - [`rewrap`]: key rotation, every data key wrapped again under a new
+//!   key, in process (unbounded) and by a worker child at its rate bound
+//!   while it serves resolves;
 //! - [`shared`] (`--store-url`): ingest, resolve and footprint on the
 //!   shared PostgreSQL store with 1, 2 or 3 worker children, next to one
-//!   child on the embedded store; [`pg`]: the server's databases and CPU;
+//!   child on the embedded store, and the rewrap on PostgreSQL; [`pg`]: the
+//!   server's databases and CPU;
 //! - [`report`]: medians over the runs, their spread, the [`goals`], the
-//!   table and the JSON object; [`child`]: the worker child processes.
+//!   table and the JSON object; [`child`]: the worker child processes,
+//!   [`stats`]: their `worker.stats`.
 //!
 //! `--phases` runs some of them only.
 
@@ -37,9 +43,11 @@ pub mod purge;
 pub mod refresh;
 pub mod report;
 pub mod resolve;
+pub mod rewrap;
 pub mod scale;
 pub mod search;
 pub mod shared;
+pub mod stats;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -76,6 +84,10 @@ pub enum Phase {
     /// Physical deletion: revocations purged from the store's files, on the
     /// worker child over a large store.
     Purge,
+    /// Key rotation: every data key wrapped again under a new key, in
+    /// process and by the worker child while it serves (on PostgreSQL with
+    /// `--store-url`).
+    Rewrap,
     /// With `--store-url` only (not part of every phase): kill -9 of one of
     /// two workers on PostgreSQL under closed-loop resolve, and the longest
     /// a resolve then waited for its answer.
@@ -84,12 +96,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a run takes them.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Ingest,
         Phase::Resolve,
         Phase::Scale,
         Phase::Refresh,
         Phase::Purge,
+        Phase::Rewrap,
     ];
 }
 
@@ -155,6 +168,10 @@ pub struct BenchConfig {
     pub purge_revocations: usize,
     /// Purge: the worker's `--purge-within-secs`.
     pub purge_within: Duration,
+    /// Rewrap: tokens in the store.
+    pub rewrap_tokens: usize,
+    /// Rewrap: the worker child's `--rewrap-per-sec`.
+    pub rewrap_per_sec: u32,
 }
 
 impl BenchConfig {
@@ -203,6 +220,8 @@ impl BenchConfig {
             } else {
                 mmt_worker::app::DEFAULT_PURGE_WITHIN
             },
+            rewrap_tokens: if quick { 2_000 } else { 100_000 },
+            rewrap_per_sec: mmt_worker::app::DEFAULT_REWRAP_PER_SEC,
         }
     }
 }
@@ -433,6 +452,16 @@ async fn phases(
     } else {
         None
     };
+    let rewrapped = if config.runs_phase(Phase::Rewrap) {
+        let rewrapped = tokens::Preloaded::load(root, "rewrap", config.rewrap_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into a store in {:.1} s",
+            config.rewrap_tokens, rewrapped.load_secs
+        );
+        Some(rewrapped)
+    } else {
+        None
+    };
     let mut runs = Vec::with_capacity(config.runs);
     for run in 0..config.runs {
         let mut figures = RunFigures::default();
@@ -470,6 +499,18 @@ async fn phases(
         if let Some(purged) = &purged {
             let ns = namespaces.part("purge")?;
             purge::measure(config, connection, &ns, purged, run, &mut figures).await?;
+        }
+        if let Some(store) = &rewrapped {
+            let ns = namespaces.part("rewrap")?;
+            rewrap::measure(
+                config,
+                connection,
+                &ns,
+                (store, "rewrap"),
+                run,
+                &mut figures,
+            )
+            .await?;
         }
         runs.push(figures);
     }

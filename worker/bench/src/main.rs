@@ -65,6 +65,9 @@ struct BenchArgs {
     /// Purge: the worker's --purge-within-secs [default: 60, quick 2].
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     purge_within_secs: Option<u64>,
+    /// Rewrap (key rotation): tokens in the store [default: 100000, quick 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    rewrap_tokens: Option<u64>,
     /// The ingest phase's worker serves /metrics on a loopback port and is
     /// scraped every second (compare with a run without it).
     #[arg(long)]
@@ -126,6 +129,9 @@ impl BenchArgs {
         }
         if let Some(secs) = self.purge_within_secs {
             config.purge_within = std::time::Duration::from_secs(secs);
+        }
+        if let Some(tokens) = self.rewrap_tokens {
+            config.rewrap_tokens = count(tokens);
         }
         config.store_url.clone_from(&self.store_url);
         if !self.workers.is_empty() {

@@ -19,18 +19,15 @@
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
+use lapin::Connection;
 use mmt_shared::config::Namespace;
-use mmt_shared::console::{PurgeStats, WorkerStats};
-use mmt_shared::events::EventKind;
+use mmt_shared::console::PurgeStats;
 use mmt_worker::ops::fixtures::{Publisher, Step};
 
 use super::child::WorkerChild;
 use super::report::{HEADLINE_CONCURRENCY, RunFigures};
 use super::resolve::closed_loop;
+use super::stats::StatsTap;
 use super::tokens::{CLIENT_ID, Preloaded, token_id};
 use super::{BenchConfig, BenchError, PATIENCE};
 
@@ -44,7 +41,7 @@ pub async fn measure(
     figures: &mut RunFigures,
 ) -> Result<(), BenchError> {
     super::refresh::declare(connection, ns).await?;
-    let mut stats = StatsTap::bind(connection, ns).await?;
+    let mut stats = StatsTap::bind(connection, ns, "mmt-bench-purge-stats").await?;
     let within = config.purge_within.as_secs().to_string();
     let mut worker = WorkerChild::spawn(
         config,
@@ -55,7 +52,7 @@ pub async fn measure(
         &[],
     )?;
     let patience = config.purge_within + PATIENCE;
-    stats.purge(&mut worker, patience, |_| true).await?;
+    purge_done(&mut stats, &mut worker, patience, |_| true).await?;
     let mut publisher = Publisher::new(connection, ns, PATIENCE, "bench".into()).await?;
     let per_round = config.purge_revocations;
     let first = store.tokens / 2 + run * 2 * per_round;
@@ -65,9 +62,10 @@ pub async fn measure(
     let cpu_before = worker.cpu_secs()?;
     let revoking = Instant::now();
     revoke(&mut publisher, first..first + per_round).await?;
-    let purge = stats
-        .purge(&mut worker, patience, |p| p.runs >= 1 && !p.pending)
-        .await?;
+    let purge = purge_done(&mut stats, &mut worker, patience, |p| {
+        p.runs >= 1 && !p.pending
+    })
+    .await?;
     let gone_ms = revoking.elapsed().as_secs_f64() * 1000.0;
     figures.set("purge_cpu_s", worker.cpu_secs()? - cpu_before);
     figures.set("purge_gone_ms", gone_ms);
@@ -109,9 +107,10 @@ pub async fn measure(
     let purged = async {
         tokio::time::sleep(config.warmup).await;
         revoke(&mut publisher, second..second + per_round).await?;
-        stats
-            .purge(&mut worker, patience, |p| p.runs >= 2 && !p.pending)
-            .await
+        purge_done(&mut stats, &mut worker, patience, |p| {
+            p.runs >= 2 && !p.pending
+        })
+        .await
     };
     let (during, purged) = tokio::join!(loaded, purged);
     let (during, _) = (during?, purged?);
@@ -154,6 +153,21 @@ fn allocated_under(dir: &std::path::Path) -> Result<u64, BenchError> {
     Ok(total)
 }
 
+/// The purge figures of the first `worker.stats` within `patience` that
+/// satisfy `done`.
+async fn purge_done(
+    stats: &mut StatsTap,
+    worker: &mut WorkerChild,
+    patience: Duration,
+    done: impl Fn(&PurgeStats) -> bool,
+) -> Result<PurgeStats, BenchError> {
+    stats
+        .until(worker, patience, "the purge done", |s| {
+            s.purge.clone().filter(|p| done(p))
+        })
+        .await
+}
+
 /// Revokes the preloaded tokens of `indexes`, one request at a time.
 async fn revoke(
     publisher: &mut Publisher,
@@ -173,88 +187,4 @@ async fn revoke(
         }
     }
     Ok(())
-}
-
-/// The worker's `worker.stats`, on a queue of the bench's own.
-struct StatsTap {
-    channel: Channel,
-    consumer: Consumer,
-}
-
-impl StatsTap {
-    async fn bind(connection: &Connection, ns: &Namespace) -> Result<Self, BenchError> {
-        let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                ns.events_exchange().into(),
-                EventKind::WorkerStats.routing_key().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "mmt-bench-purge-stats".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(Self { channel, consumer })
-    }
-
-    /// The purge figures of the first `worker.stats` within `patience`
-    /// that satisfy `done`, or an error when the worker exits first.
-    async fn purge(
-        &mut self,
-        worker: &mut WorkerChild,
-        patience: Duration,
-        done: impl Fn(&PurgeStats) -> bool,
-    ) -> Result<PurgeStats, BenchError> {
-        let wait = async {
-            while let Some(delivery) = self.consumer.next().await {
-                let delivery = delivery?;
-                let Ok(stats) = serde_json::from_slice::<WorkerStats>(&delivery.data) else {
-                    continue;
-                };
-                if let Some(purge) = stats.purge.filter(|p| done(p)) {
-                    return Ok(purge);
-                }
-            }
-            Err(BenchError::Child("the stats queue was closed".into()))
-        };
-        let exited = tokio::select! {
-            seen = tokio::time::timeout(patience, wait) => {
-                return seen.map_err(|_| BenchError::Child(format!(
-                    "no worker.stats with the purge done in time: {}",
-                    worker.tail()
-                )))?;
-            }
-            status = worker.child.wait() => status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-        };
-        Err(BenchError::Child(format!(
-            "exited ({exited}): {}",
-            worker.tail()
-        )))
-    }
-
-    async fn close(self) -> Result<(), BenchError> {
-        self.channel.close(200, "purge stats done".into()).await?;
-        Ok(())
-    }
 }

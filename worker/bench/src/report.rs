@@ -141,6 +141,8 @@ pub struct Report {
     refresh: RefreshConfig,
     /// Purge: tokens in the store, revoked per purge, the bound in seconds.
     purge: (usize, usize, u64),
+    /// Rewrap: tokens in the store, the worker's `--rewrap-per-sec`.
+    rewrap: (usize, u32),
     notes: Vec<String>,
     /// `--store-url` (password hidden), its worker counts and concurrencies.
     shared: Option<(String, Vec<usize>, Vec<usize>)>,
@@ -226,6 +228,7 @@ impl Report {
                 config.purge_revocations,
                 config.purge_within.as_secs(),
             ),
+            rewrap: (config.rewrap_tokens, config.rewrap_per_sec),
             notes,
             shared: config.store_url.as_deref().map(|url| {
                 (
@@ -302,6 +305,9 @@ impl Report {
                 "purge_tokens": self.purge.0,
                 "purge_revocations": self.purge.1,
                 "purge_within_s": self.purge.2,
+                "rewrap_tokens": self.rewrap.0,
+                "rewrap_per_sec": self.rewrap.1,
+                "rewrap_page": super::rewrap::PAGE,
                 "store_url": self.shared.as_ref().map(|(url, _, _)| url),
                 "workers": self.shared.as_ref().map(|(_, workers, _)| workers),
                 "shared_concurrencies": self.shared.as_ref().map(|(_, _, c)| c),
@@ -487,6 +493,7 @@ impl Report {
         );
         self.refresh_table(&mut out);
         self.purge_table(&mut out);
+        self.rewrap_table(&mut out, "rewrap", "the embedded store");
         let _ = writeln!(out, "\nGoals (on the medians):");
         for goal in &self.goals {
             let verdict = match (goal.met(), goal.margin()) {
@@ -590,6 +597,9 @@ impl Report {
                 self.cell("takeover_before_p99_ms", 2),
             );
         }
+        if measured("pg_rewrap_") {
+            self.rewrap_table(out, "pg_rewrap", "PostgreSQL, one worker child");
+        }
         if self.figures.contains_key("pg_bytes_per_token") {
             let _ = writeln!(
                 out,
@@ -630,6 +640,44 @@ impl Report {
             self.cell("purge_resolve_during_p99_ms", 2),
             self.cell("purge_resolve_during_max_ms", 1),
             self.cell("purge_resolve_during_msgs_per_s", 0),
+        );
+    }
+
+    /// The rewrap figures `<prefix>_*` (key rotation) on `engine`.
+    fn rewrap_table(&self, out: &mut String, prefix: &str, engine: &str) {
+        let (tokens, per_sec) = self.rewrap;
+        let cell = |name: &str, decimals| self.cell(&format!("{prefix}_{name}"), decimals);
+        let _ = writeln!(
+            out,
+            "\nKey rotation (rewrap) on {engine}: {tokens} tokens, every data key wrapped again under a new key"
+        );
+        let _ = writeln!(
+            out,
+            "  in process, unbounded (pages of {}, each flushed): {} data keys/s; adopting the new key ring {} ms",
+            super::rewrap::PAGE,
+            cell("per_s", 0),
+            cell("adopt_ms", 1),
+        );
+        let _ = writeln!(
+            out,
+            "  worker child at --rewrap-per-sec {per_sec} (the bound alone: {:.1} s): SIGHUP to every data key under the new key in worker.stats {} s (idle), {} s (under resolve); CPU {} s (idle pass)",
+            tokens as f64 / f64::from(per_sec.max(1)),
+            cell("pass_s", 1),
+            cell("pass_during_s", 1),
+            cell("cpu_s", 2),
+        );
+        let _ = writeln!(
+            out,
+            "  resolve at concurrency {HEADLINE_CONCURRENCY}: without a pass p50 {} ms, p99 {} ms, max {} ms, {} msg/s; during a pass p50 {} ms, p99 {} ms, max {} ms, {} msg/s; failed resolves {} (must be 0)",
+            cell("resolve_idle_p50_ms", 2),
+            cell("resolve_idle_p99_ms", 2),
+            cell("resolve_idle_max_ms", 1),
+            cell("resolve_idle_msgs_per_s", 0),
+            cell("resolve_during_p50_ms", 2),
+            cell("resolve_during_p99_ms", 2),
+            cell("resolve_during_max_ms", 1),
+            cell("resolve_during_msgs_per_s", 0),
+            cell("resolve_failed", 0),
         );
     }
 

@@ -41,6 +41,10 @@ pub struct Level {
     pub p99_ms: f64,
     /// The longest request (not recorded by [`Level::record`]).
     pub max_ms: f64,
+    /// Replies that said the request failed, warm-up included: always 0
+    /// from [`closed_loop`], which stops at the first; counted by
+    /// [`closed_loop_counting`] (not recorded by [`Level::record`]).
+    pub failed: u64,
 }
 
 impl Level {
@@ -65,7 +69,8 @@ pub fn request(tokens: usize, draw: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Runs `concurrency` closed-loop clients against `NS.token.resolve`.
+/// Runs `concurrency` closed-loop clients against `NS.token.resolve`; a
+/// reply that says the request failed ends the measurement with an error.
 pub async fn closed_loop(
     connection: &Connection,
     ns: &Namespace,
@@ -75,8 +80,51 @@ pub async fn closed_loop(
     window: Duration,
     user_id: Option<&str>,
 ) -> Result<Level, BenchError> {
-    let mut clients = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    let load = Load {
+        tokens,
+        concurrency,
+        user_id,
+        count_failures: false,
+    };
+    drive(connection, ns, &load, warmup, window).await
+}
+
+/// [`closed_loop`] without a broker user, but a reply that says the request
+/// failed is counted ([`Level::failed`]) and the client goes on.
+pub async fn closed_loop_counting(
+    connection: &Connection,
+    ns: &Namespace,
+    tokens: usize,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Level, BenchError> {
+    let load = Load {
+        tokens,
+        concurrency,
+        user_id: None,
+        count_failures: true,
+    };
+    drive(connection, ns, &load, warmup, window).await
+}
+
+/// What the clients of one closed loop send, and what a failed reply does.
+struct Load<'a> {
+    tokens: usize,
+    concurrency: usize,
+    user_id: Option<&'a str>,
+    count_failures: bool,
+}
+
+async fn drive(
+    connection: &Connection,
+    ns: &Namespace,
+    load: &Load<'_>,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Level, BenchError> {
+    let mut clients = Vec::with_capacity(load.concurrency);
+    for _ in 0..load.concurrency {
         let channel = connection.create_channel().await?;
         let replies = mmt_worker::amqp::rpc::direct_replies(&channel).await?;
         clients.push((channel, replies));
@@ -90,15 +138,19 @@ pub async fn closed_loop(
             channel,
             replies,
             exchange: ns.inbound_exchange(),
-            tokens,
+            tokens: load.tokens,
             id: client as u64,
-            user_id: user_id.map(str::to_owned),
+            user_id: load.user_id.map(str::to_owned),
+            count_failures: load.count_failures,
         };
         tasks.spawn(client.run(measured_from, end));
     }
     let mut latencies = Vec::new();
+    let mut failed = 0;
     while let Some(joined) = tasks.join_next().await {
-        latencies.extend(joined??);
+        let (client_latencies, client_failed) = joined??;
+        latencies.extend(client_latencies);
+        failed += client_failed;
     }
     latencies.sort_by(f64::total_cmp);
     Ok(Level {
@@ -107,6 +159,7 @@ pub async fn closed_loop(
         p95_ms: percentile(&latencies, 0.95),
         p99_ms: percentile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or(f64::NAN),
+        failed,
     })
 }
 
@@ -117,12 +170,19 @@ struct Client {
     tokens: usize,
     id: u64,
     user_id: Option<String>,
+    count_failures: bool,
 }
 
 impl Client {
-    /// Latencies (ms) of the requests inside the window.
-    async fn run(mut self, measured_from: Instant, end: Instant) -> Result<Vec<f64>, BenchError> {
+    /// Latencies (ms) of the requests inside the window, and the failed
+    /// replies counted.
+    async fn run(
+        mut self,
+        measured_from: Instant,
+        end: Instant,
+    ) -> Result<(Vec<f64>, u64), BenchError> {
         let mut latencies = Vec::new();
+        let mut failed = 0u64;
         let mut sequence = 0u64;
         loop {
             let sent = Instant::now();
@@ -148,7 +208,7 @@ impl Client {
                     properties,
                 )
                 .await?;
-            loop {
+            let reply = loop {
                 let delivery = match tokio::time::timeout(PATIENCE, self.replies.next()).await {
                     Ok(Some(delivery)) => delivery?,
                     Ok(None) | Err(_) => {
@@ -164,24 +224,29 @@ impl Client {
                     .correlation_id()
                     .as_ref()
                     .is_some_and(|c| c.as_str() == correlation_id);
-                if !ours {
-                    continue;
+                if ours {
+                    break delivery.data;
                 }
-                if !delivery.data.starts_with(br#"{"ok":true"#) {
+            };
+            let done = Instant::now();
+            if !reply.starts_with(br#"{"ok":true"#) {
+                let reply = String::from_utf8_lossy(&reply).into_owned();
+                if !self.count_failures {
                     return Err(BenchError::Failed {
                         phase: "resolve",
-                        reply: String::from_utf8_lossy(&delivery.data).into_owned(),
+                        reply,
                     });
                 }
-                break;
-            }
-            let done = Instant::now();
-            if sent >= measured_from && done <= end {
+                if failed == 0 {
+                    eprintln!("bench: a resolve failed (each is counted): {reply}");
+                }
+                failed += 1;
+            } else if sent >= measured_from && done <= end {
                 latencies.push(done.duration_since(sent).as_secs_f64() * 1000.0);
             }
         }
         self.channel.close(200, "client done".into()).await?;
-        Ok(latencies)
+        Ok((latencies, failed))
     }
 }
 

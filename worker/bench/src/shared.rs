@@ -19,7 +19,10 @@
 //!   waited for its answer is the gap the kill caused (the goal: none over
 //!   2 s);
 //! - footprint ([`footprint`]): `scale_tokens` loaded directly into a fresh
-//!   database, and `pg_total_relation_size` of each table.
+//!   database, and `pg_total_relation_size` of each table;
+//! - rewrap (`--phases rewrap`): [`super::rewrap`] over `rewrap_tokens`
+//!   loaded directly into a database of its own, in process and with one
+//!   PostgreSQL child (`pg_rewrap_*`).
 //!
 //! For every measurement, CPU time between the window's ends: the worker
 //! children's (`/proc/<pid>/stat`), PostgreSQL's (the postmaster and every
@@ -290,6 +293,18 @@ async fn phases_on(
     } else {
         None
     };
+    let rewrapped = if config.runs_phase(Phase::Rewrap) {
+        let db = server.create_db().await?;
+        made.push(db.clone());
+        let loaded = Preloaded::load_pg(root, "pg-rewrap", &db.url, config.rewrap_tokens).await?;
+        eprintln!(
+            "bench: loaded {} tokens directly into {} in {:.1} s",
+            config.rewrap_tokens, db.name, loaded.load_secs
+        );
+        Some(loaded)
+    } else {
+        None
+    };
     let mut runs = Vec::with_capacity(config.runs);
     for run in 0..config.runs {
         let mut figures = if run == 0 {
@@ -324,6 +339,11 @@ async fn phases_on(
             if config.runs_phase(Phase::Takeover) {
                 takeover(config, connection, &ns, root, &stores, run, &mut figures).await?;
             }
+        }
+        if let Some(store) = &rewrapped {
+            let ns = namespaces.part("srewrap")?;
+            let store = (store, "pg_rewrap");
+            super::rewrap::measure(config, connection, &ns, store, run, &mut figures).await?;
         }
         runs.push(figures);
     }
