@@ -244,9 +244,7 @@ async fn kill_9_while_refreshes_are_in_flight_never_reuses_a_refresh_token_nor_l
     for (path, bytes) in files_under(&w.data_dir()) {
         for secret in &secrets {
             assert!(
-                !bytes
-                    .windows(secret.len())
-                    .any(|win| win == secret.as_bytes()),
+                !crate::util::holds(&bytes, secret.as_bytes()),
                 "{} holds a raw token",
                 path.display()
             );
