@@ -214,7 +214,7 @@ async fn a_revoked_token_is_gone_for_good_and_its_identity_later_gets_a_new_toke
     assert!(
         !leftovers
             .iter()
-            .any(|(_, bytes)| bytes.windows(10).any(|win| win == b"raw-doomed")),
+            .any(|(_, bytes)| crate::util::holds(bytes, b"raw-doomed")),
         "the revoked raw token is on disk in plain form"
     );
     w.finish().await;
@@ -325,7 +325,7 @@ async fn a_self_custody_wallet_is_acknowledged_with_nothing_stored_and_no_token_
     assert!(
         !files
             .iter()
-            .any(|(_, b)| b.windows(14).any(|x| x == b"wallet-session"))
+            .any(|(_, b)| crate::util::holds(b, b"wallet-session"))
     );
     w.finish().await;
 }

@@ -17,7 +17,7 @@ use mmt_worker::store::{Found, Store};
 use serde_json::Value;
 
 use crate::refresh_faults::Child;
-use crate::util::{PATIENCE, TestWorker, files_under};
+use crate::util::{PATIENCE, TestWorker, files_under, holds};
 
 /// The bound the worker runs with here.
 const WITHIN: Duration = Duration::from_secs(2);
@@ -52,21 +52,6 @@ fn files_holding(dir: &Path, needles: &[Vec<u8>]) -> Vec<PathBuf> {
         .filter(|(_, bytes)| needles.iter().any(|needle| holds(bytes, needle)))
         .map(|(path, _)| path)
         .collect()
-}
-
-/// Whether `bytes` holds `needle`. A journal is allocated ahead (32 MiB of
-/// zeros): the zeros after its last written block are skipped, all but the
-/// needle's length of them (a test build is not optimized: byte by byte,
-/// 32 MiB take seconds).
-fn holds(bytes: &[u8], needle: &[u8]) -> bool {
-    const ZEROS: [u8; 4096] = [0; 4096];
-    let zero_blocks = bytes
-        .rchunks(ZEROS.len())
-        .take_while(|block| *block == &ZEROS[..block.len()])
-        .count();
-    let written = bytes.len().saturating_sub(zero_blocks * ZEROS.len());
-    let end = bytes.len().min(written + needle.len());
-    bytes[..end].windows(needle.len()).any(|w| w == needle)
 }
 
 /// Waits for a `worker.stats` whose purge figures satisfy `done`.

@@ -497,6 +497,14 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Whether `haystack` holds `needle` anywhere (memchr's substring search:
+/// a data directory holds a 32 MiB journal allocated ahead, which a
+/// byte-by-byte `windows` scan of an unoptimized test build takes seconds
+/// to read, once per needle).
+pub fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
 /// The `mmt-worker` binary that `cargo test --workspace` builds beside this
 /// test binary (the worker package's own CLI tests make cargo build it).
 pub fn worker_binary() -> PathBuf {
