@@ -83,9 +83,11 @@ fn lines_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `audit verify` over `lines` written as the only file of a directory.
+/// `audit verify` over `lines` written as the only log of a directory,
+/// beside the worker's key ring (where the audit key is kept).
 fn verify_lines(w: &TestWorker, lines: &[String]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(w.data_dir().join("keyring"), dir.path().join("keyring")).expect("copies");
     std::fs::write(dir.path().join("audit.jsonl"), lines.join("\n") + "\n").expect("writes");
     let out = audit(
         &["verify", "--data-dir", &dir.path().display().to_string()],
