@@ -119,9 +119,17 @@ impl Store {
             Engine::Postgres(pg) => pg.adopt_ring(&ring, &self.macs)?,
         }
         let active = ring.active();
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = ring;
+        let previous = std::mem::replace(
+            &mut *self.keys.write().unwrap_or_else(|e| e.into_inner()),
+            ring,
+        )
+        .active();
         self.key_counters.set_active(active);
-        tracing::info!(active, "key ring adopted");
+        if previous != active {
+            tracing::info!(active, previous, "key ring adopted: a new active key");
+        } else {
+            tracing::debug!(active, "key ring adopted");
+        }
         Ok(())
     }
 
