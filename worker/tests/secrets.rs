@@ -48,7 +48,7 @@ fn the_master_key_never_prints() {
     drop(file);
     let key = KeyRing::load(&path, dir.path()).expect("a key");
     let printed = format!("{key:?} {key:#?}");
-    assert_eq!(format!("{key:?}"), "KeyRing(***)");
+    assert_eq!(format!("{key:?}"), "KeyRing(active 0, ids [0], ***)");
     assert!(
         !printed.to_lowercase().contains(&KEY_HEX[..16]),
         "{printed}"
