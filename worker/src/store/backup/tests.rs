@@ -280,6 +280,34 @@ fn a_cut_file_is_truncated() {
     ));
 }
 
+/// A backup written before key rings (its header without `keyring`: the
+/// store's own keys derive from key 0, whose check value is `key_check`)
+/// still reads whole and restores.
+#[test]
+fn a_backup_from_before_key_rings_still_reads_and_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = store(dir.path(), "a");
+    fill(&source, 3);
+    let (file, totals) = backup_of(&source);
+    let mut reader = Reader::open(&file[..]).expect("a backup");
+    let mut header = reader.header().clone();
+    header.keyring = None;
+    let mut legacy = Vec::new();
+    let mut writer = format::Writer::start(&mut legacy, &header).expect("starts");
+    while let Some(row) = reader.next_row().expect("reads") {
+        writer.row(&row).expect("writes");
+    }
+    writer.finish(source.macs_for_tests()).expect("ends");
+    assert_eq!(read(&legacy, dir.path(), "b").expect("restores"), totals);
+    let without_key_0 = source.ring().rotated().without(0);
+    assert!(matches!(
+        Reader::open(&legacy[..])
+            .expect("a backup")
+            .check_key(&without_key_0),
+        Err(BackupError::Store(StoreError::MacsKeyMissing { id: 0 }))
+    ));
+}
+
 #[test]
 fn rows_changed_with_the_digest_made_again_fail_the_tag() {
     use orion::hazardous::hash::sha2::sha256::Sha256;
