@@ -655,11 +655,8 @@ impl Store {
         sealed: &[u8],
         wrapped: &[u8],
     ) -> Result<TokenSecrets, StoreError> {
-        let open = |ring: &KeyRing| ring.open_token(token_id, &binding(meta), sealed, wrapped);
-        let plain: Zeroizing<Vec<u8>> = match open(&self.ring()) {
-            Err(CryptoError::MissingKey { id }) if self.reload_for(id) => open(&self.ring())?,
-            opened => opened?,
-        };
+        let plain: Zeroizing<Vec<u8>> =
+            self.with_ring(|ring| ring.open_token(token_id, &binding(meta), sealed, wrapped))?;
         Ok(postcard::from_bytes(&plain)?)
     }
 

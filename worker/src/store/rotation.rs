@@ -15,7 +15,7 @@ use super::record::{self, Record};
 use super::ring;
 use super::{Decision, Engine, Store, StoreError, TOKEN, keycheck};
 use crate::rules::audit::Event as AuditEvent;
-use crate::store::crypto::{KeyId, KeyRing, wrapped_key_id};
+use crate::store::crypto::{CryptoError, KeyId, KeyRing, wrapped_key_id};
 
 /// What one page of a rewrap did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,6 +87,18 @@ impl Store {
                 );
                 false
             }
+        }
+    }
+
+    /// `open` with the ring in use; when the ring lacks the key a record
+    /// names, once more after reading the key file again ([`Store::reload_for`]).
+    pub(super) fn with_ring<T>(
+        &self,
+        open: impl Fn(&KeyRing) -> Result<T, CryptoError>,
+    ) -> Result<T, StoreError> {
+        match open(&self.ring()) {
+            Err(CryptoError::MissingKey { id }) if self.reload_for(id) => Ok(open(&self.ring())?),
+            opened => Ok(opened?),
         }
     }
 

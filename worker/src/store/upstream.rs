@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::keys::push_part;
 use super::{Engine, Store, StoreError, TokenSecrets};
 use crate::rules::lifecycle::TokenMeta;
-use crate::store::crypto::{CryptoError, KeyRing};
+use crate::store::crypto::KeyRing;
 
 pub(super) const UPSTREAM: u8 = b'u';
 
@@ -122,18 +122,14 @@ impl Store {
 
     /// The tokens a job holds.
     pub fn open_job(&self, token_id: &str, job: &UpstreamJob) -> Result<TokenSecrets, StoreError> {
-        let open = |ring: &KeyRing| {
+        let plain: Zeroizing<Vec<u8>> = self.with_ring(|ring| {
             ring.open_token(
                 &seal_id(token_id),
                 &job_binding(&job.client_id, &job.broker_type),
                 &job.sealed,
                 &job.wrapped,
             )
-        };
-        let plain: Zeroizing<Vec<u8>> = match open(&self.ring()) {
-            Err(CryptoError::MissingKey { id }) if self.reload_for(id) => open(&self.ring())?,
-            opened => opened?,
-        };
+        })?;
         Ok(postcard::from_bytes(&plain)?)
     }
 }
