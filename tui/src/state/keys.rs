@@ -109,6 +109,11 @@ impl KeyRing {
         }
     }
 
+    /// The key ring as one report says, merged with nothing (`--dump`).
+    pub fn reported(report: &KeysStats) -> Self {
+        Self::merged(None, report, 0)
+    }
+
     /// The other active key ids some worker reported while the active one
     /// was reported too: workers that disagree on the active key.
     pub fn other_actives(&self) -> Vec<&str> {

@@ -7,7 +7,8 @@ use mmt_shared::console::SnapshotReply;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::wire::TokenState;
 
-use crate::state::Rejection;
+use super::keys;
+use crate::state::{KeyRing, Rejection};
 use crate::timefmt::stamp_millis;
 
 fn opt<T: AsRef<str>>(value: Option<T>) -> String {
@@ -60,6 +61,9 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
         stats.dead_lettered,
         opt(stats.dead_depth.map(|d| d.to_string())),
     );
+    if let Some(ring) = &stats.keys {
+        let _ = writeln!(out, "keys  {}", keys::text(&KeyRing::reported(ring)));
+    }
     let _ = writeln!(out, "\ntokens by state");
     for state in [
         TokenState::Active,
@@ -131,7 +135,7 @@ pub fn text(snapshot: &SnapshotReply, namespace: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use mmt_shared::console::{CodeCount, CountRow, WorkerStats};
+    use mmt_shared::console::{CodeCount, CountRow, KeysStats, RewrapStats, WorkerStats};
     use mmt_shared::events::EventKind;
     use mmt_shared::wire::{ErrorCode, Operation, Scope};
 
@@ -223,5 +227,51 @@ mod tests {
             "{issued}"
         );
         assert!(text.contains("asked=revoke code=not_found"), "{text}");
+    }
+
+    #[test]
+    fn the_dump_prints_the_key_ring_as_the_console_line_does_and_none_when_unreported() {
+        let mut snapshot = SnapshotReply {
+            ok: true,
+            at: "2026-12-06T12:00:01Z".into(),
+            counts: Vec::new(),
+            recent_rejections: Vec::new(),
+            recent_lifecycle: Vec::new(),
+            stats: WorkerStats::default(),
+            recent_dead_letters: Vec::new(),
+            dead_by_reason: Vec::new(),
+        };
+        assert!(
+            !text(&snapshot, "mmt").contains("keys"),
+            "no ring reported, no line"
+        );
+        snapshot.stats.keys = Some(KeysStats {
+            active: "1".into(),
+            wrapped: [("0".to_owned(), 1_204), ("1".to_owned(), 40_210)].into(),
+            counted_at: Some("2026-12-06T12:00:00Z".into()),
+            rewrap: RewrapStats {
+                running: true,
+                done: 400,
+                total: 1_604,
+                per_sec: 2_000,
+                ..RewrapStats::default()
+            },
+        });
+        let running = text(&snapshot, "mmt");
+        assert!(
+            running.lines().any(|l| l
+                == "keys  active 1 · wrapped 0:1,204 1:40,210 · rewrap 25% (400/1,604) at 2,000/s"),
+            "{running}"
+        );
+        let keys = snapshot.stats.keys.as_mut().expect("set above");
+        keys.wrapped = [("0".to_owned(), 0), ("1".to_owned(), 41_414)].into();
+        keys.rewrap.running = false;
+        keys.rewrap.done = 1_604;
+        let settled = text(&snapshot, "mmt");
+        assert!(
+            settled.lines().any(|l| l
+                == "keys  active 1 · all 41,414 data keys under key 1 · key 0 may be deleted from the key file"),
+            "{settled}"
+        );
     }
 }

@@ -105,6 +105,15 @@ fn parts(ring: &KeyRing, styles: Styles) -> Vec<(String, Style)> {
     parts
 }
 
+/// The line as plain text, parts joined by ` · ` (`--dump`).
+pub fn text(ring: &KeyRing) -> String {
+    let parts: Vec<String> = parts(ring, Styles::new(false))
+        .into_iter()
+        .map(|(text, _)| text)
+        .collect();
+    parts.join(" · ")
+}
+
 /// The line in `width` cells, on as many rows as it takes: a part that
 /// does not fit goes whole to the next row (indented under the first), a
 /// part wider than a row word by word; nothing is cut.

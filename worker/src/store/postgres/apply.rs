@@ -9,6 +9,7 @@ use mmt_shared::wire::TokenState;
 use super::super::change::Op;
 use super::super::{RefreshRecord, StoreError};
 use super::Txn;
+use super::audit::AuditLines;
 use super::prepared::execute;
 use super::schema::COUNT_SHARDS;
 use crate::rules::audit::Event as AuditEvent;
@@ -20,29 +21,18 @@ pub(super) type Deltas = BTreeMap<(&'static str, &'static str, String), i64>;
 
 impl Txn<'_> {
     /// Runs `ops` in the transaction (not yet committed); their count
-    /// deltas are written at the commit, their audit lines on one of the
-    /// worker's chains.
+    /// deltas and their audit lines (on one of the worker's chains) are
+    /// written at the commit.
     pub(in crate::store) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut events = Vec::new();
         {
             let mut deltas = self.deltas.borrow_mut();
             self.run(|c| apply(c, ops, &mut deltas, &mut events))?;
         }
-        if events.is_empty() {
-            return Ok(());
+        if !events.is_empty() {
+            self.audit_lines(events);
         }
-        let rows = self.audit_lines(events);
-        self.run(|c| async move {
-            for (chain, seq, line) in &rows {
-                execute(
-                    c,
-                    "INSERT INTO audit (chain, seq, line) VALUES ($1, $2, $3)",
-                    &[chain, seq, line],
-                )
-                .await?;
-            }
-            Ok(())
-        })
+        Ok(())
     }
 }
 
@@ -346,6 +336,22 @@ async fn put_refresh(c: &Client, token_id: &str, next: &RefreshRecord) -> Result
 
 /// Adds the deltas to one random shard of each group: two workers rarely
 /// touch the same row, and a reader sums a handful of rows.
+/// Writes the transaction's audit lines in one statement: a group commits
+/// the lines of all its decisions with one round trip, not one each.
+pub(super) async fn add_audit(c: &Client, lines: AuditLines) -> Result<(), StoreError> {
+    if lines.chains.is_empty() {
+        return Ok(());
+    }
+    execute(
+        c,
+        "INSERT INTO audit (chain, seq, line)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])",
+        &[&lines.chains, &lines.seqs, &lines.lines],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn add_counts(c: &Client, deltas: Deltas) -> Result<(), StoreError> {
     let shard: i16 = rand::random_range(0..COUNT_SHARDS);
     for ((state, scope, broker_type), delta) in deltas {

@@ -115,6 +115,7 @@ impl Postgres {
                 lock,
                 failed: Cell::new(None),
                 deltas: RefCell::default(),
+                audit: RefCell::default(),
                 chain: RefCell::new(None),
             })
         })
@@ -139,6 +140,9 @@ pub(crate) struct Txn<'a> {
     /// The count deltas of every change applied so far: written once, at
     /// the commit.
     deltas: RefCell<apply::Deltas>,
+    /// The audit lines of every change applied so far: written once, at
+    /// the commit.
+    audit: RefCell<audit::AuditLines>,
     /// The audit chain its lines go on, once it has one.
     chain: RefCell<Option<audit::Chain>>,
 }
@@ -224,13 +228,16 @@ impl Txn<'_> {
         self.failed.get()
     }
 
-    /// Writes the counts, then commits: durable when it returns.
+    /// Writes the counts and the audit lines, then commits: durable when
+    /// it returns.
     pub(super) fn commit(mut self) -> Result<(), StoreError> {
         if self.failed.get().is_some() {
             return Err(StoreError::Closed);
         }
         let deltas = std::mem::take(&mut *self.deltas.borrow_mut());
         self.run(|c| apply::add_counts(c, deltas))?;
+        let lines = std::mem::take(&mut *self.audit.borrow_mut());
+        self.run(|c| apply::add_audit(c, lines))?;
         let client = self.client.take().ok_or(StoreError::Closed)?;
         let committed = self.engine.block(async move {
             client
