@@ -327,6 +327,11 @@ pub struct CodeCount {
 pub struct WorkerStats {
     /// When the counters were read, RFC 3339 UTC.
     pub at: String,
+    /// The reporting worker process, a random id new at every start: tells
+    /// one worker's reports from another's; absent from workers before it
+    /// was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Seconds since the worker started.
     pub uptime_seconds: u64,
     /// One entry per consumed queue.
@@ -401,6 +406,12 @@ pub struct RewrapStats {
     pub done: u64,
     /// Data keys an older key wrapped when the pass began.
     pub total: u64,
+    /// The key the current (or last) pass rewraps under: the active key
+    /// when it began. Passes of several workers with the same `to` share
+    /// one rotation; absent before the first pass and from workers before
+    /// it was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     /// The rate bound, data keys a second (`--rewrap-per-sec`).
     pub per_sec: u32,
     /// Data keys this worker rewrapped since it started.

@@ -347,6 +347,25 @@ async fn two_workers_of_a_shared_store_take_one_rotation_and_rewrap_each_data_ke
         *by_chain.entry(chain.to_owned()).or_default() += count;
     }
     assert_eq!(by_chain.values().sum::<u64>(), n as u64, "{by_chain:?}");
+    // The workers' reports name them apart, and their finished passes
+    // under key 1 add up to the tokens: what the console adds up.
+    let mut passes: HashMap<String, Value> = HashMap::new();
+    let both = async {
+        while passes.len() < 2 || passes.values().any(|p| p["running"] != false) {
+            let stats = w.event("worker.stats").await;
+            let id = stats["worker"].as_str().expect("a worker id").to_owned();
+            passes.insert(id, stats["keys"]["rewrap"].clone());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .expect("both workers report their passes ended");
+    let done: u64 = passes
+        .values()
+        .filter(|p| p["to"] == "1")
+        .map(|p| p["done"].as_u64().expect("done"))
+        .sum();
+    assert_eq!(done, n as u64, "{passes:?}");
     bulk.publish(&resolves(&tokens, "after")).await;
     bulk.wait_answered(2 * n, Duration::from_secs(120)).await;
     check_resolves(&bulk, &tokens, "after", n);

@@ -12,9 +12,13 @@
 //!   a sum would count each data key once per worker, and the newest
 //!   report's counts may be a minute older than another worker's. The
 //!   counts kept are those with the newest `countedAt`, whoever sent them.
-//! - The active key and the rewrap are the newest report's. Each worker
-//!   reports its own pass (`done` is its share), and with no worker id
-//!   they cannot be added up. But two workers naming different active keys
+//! - The active key is the newest report's. Each worker reports its own
+//!   pass (`done` is its share) with its id: the passes of the workers
+//!   that reported within [`ALIVE_WITHIN_MS`] and rewrap under the active
+//!   key (`to`) are one rotation, shown as one: their `done` added up,
+//!   the largest `total` (the first to start counted the most), their
+//!   rates added up. A worker that names no id or no `to` (an older one)
+//!   is shown as its report says. But two workers naming different active keys
 //!   within [`ALIVE_WITHIN_MS`] are remembered: one of them has not
 //!   reloaded its key file, keeps wrapping new data keys under its key, and
 //!   no key may be deleted until it has. One worker's rotation (key 1 until
@@ -24,7 +28,7 @@
 
 use std::collections::BTreeMap;
 
-use mmt_shared::console::KeysStats;
+use mmt_shared::console::{KeysStats, RewrapStats};
 use mmt_shared::time_fmt::{UnixMillis, parse_rfc3339};
 
 use super::ALIVE_WITHIN_MS;
@@ -43,6 +47,53 @@ pub struct Rewrap {
     pub per_sec: u32,
     /// Why the last pass (or count) failed; it is tried again.
     pub last_error: Option<String>,
+    /// The workers whose passes these are (1 for a worker alone).
+    pub workers: usize,
+}
+
+impl Rewrap {
+    /// One worker's pass, as it reported it.
+    fn of_one(r: &RewrapStats) -> Self {
+        Self {
+            running: r.running,
+            done: r.done,
+            total: r.total,
+            per_sec: r.per_sec,
+            last_error: r.last_error.clone(),
+            workers: 1,
+        }
+    }
+
+    /// The rotation to `active` as the workers' `passes` tell it, or `own`
+    /// (the newest report's pass) when fewer than two workers report one.
+    fn of_rotation<'a>(
+        passes: impl Iterator<Item = &'a RewrapStats>,
+        active: &str,
+        own: &RewrapStats,
+    ) -> Self {
+        let same: Vec<&RewrapStats> = passes.filter(|r| r.to.as_deref() == Some(active)).collect();
+        if same.len() < 2 {
+            return Self::of_one(own);
+        }
+        let running: Vec<&&RewrapStats> = same.iter().filter(|r| r.running).collect();
+        Self {
+            running: !running.is_empty(),
+            done: same.iter().map(|r| r.done).sum(),
+            total: same.iter().map(|r| r.total).max().unwrap_or(0),
+            per_sec: if running.is_empty() {
+                own.per_sec
+            } else {
+                running
+                    .iter()
+                    .fold(0u32, |sum, r| sum.saturating_add(r.per_sec))
+            },
+            last_error: own
+                .last_error
+                .clone()
+                .or_else(|| same.iter().find_map(|r| r.last_error.clone())),
+            workers: same.len(),
+        }
+    }
 }
 
 /// The key ring as the console shows it.
@@ -62,6 +113,9 @@ pub struct KeyRing {
     /// Each active key id reported lately: (first, last) seen, console
     /// clock, over one unbroken stretch of reports.
     actives: BTreeMap<String, (UnixMillis, UnixMillis)>,
+    /// Each worker's pass as it last reported it, and when (console
+    /// clock), by worker id (`""` for a worker that names none).
+    passes: BTreeMap<String, (UnixMillis, RewrapStats)>,
 }
 
 /// Key ids in numeric order (`10` after `2`); ids that are not numbers
@@ -71,9 +125,14 @@ fn key_order(id: &str) -> (u64, &str) {
 }
 
 impl KeyRing {
-    /// `previous` (what the console held) merged with `report`, received at
-    /// `now`.
-    pub(super) fn merged(previous: Option<&KeyRing>, report: &KeysStats, now: UnixMillis) -> Self {
+    /// `previous` (what the console held) merged with `report` of the
+    /// worker `worker` (its id, if it names one), received at `now`.
+    pub(super) fn merged(
+        previous: Option<&KeyRing>,
+        report: &KeysStats,
+        worker: Option<&str>,
+        now: UnixMillis,
+    ) -> Self {
         let reported_at = report.counted_at.as_deref().and_then(parse_rfc3339);
         let keep_previous =
             previous.filter(|p| p.counted && (reported_at.is_none() || p.counted_at > reported_at));
@@ -92,26 +151,31 @@ impl KeyRing {
         let mut actives = previous.map(|p| p.actives.clone()).unwrap_or_default();
         actives.retain(|_, (_, last)| now.saturating_sub(*last) < ALIVE_WITHIN_MS);
         actives.entry(report.active.clone()).or_insert((now, now)).1 = now;
-        let r = &report.rewrap;
+        let mut passes = previous.map(|p| p.passes.clone()).unwrap_or_default();
+        passes.retain(|_, (seen, _)| now.saturating_sub(*seen) < ALIVE_WITHIN_MS);
+        passes.insert(
+            worker.unwrap_or_default().to_owned(),
+            (now, report.rewrap.clone()),
+        );
+        let rewrap = Rewrap::of_rotation(
+            passes.values().map(|(_, r)| r),
+            &report.active,
+            &report.rewrap,
+        );
         Self {
             active: report.active.clone(),
             wrapped,
             counted,
-            rewrap: Rewrap {
-                running: r.running,
-                done: r.done,
-                total: r.total,
-                per_sec: r.per_sec,
-                last_error: r.last_error.clone(),
-            },
+            rewrap,
             counted_at,
             actives,
+            passes,
         }
     }
 
     /// The key ring as one report says, merged with nothing (`--dump`).
     pub fn reported(report: &KeysStats) -> Self {
-        Self::merged(None, report, 0)
+        Self::merged(None, report, None, 0)
     }
 
     /// The other active key ids some worker reported while the active one

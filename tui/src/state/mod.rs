@@ -632,7 +632,7 @@ impl State {
             refresh: RefreshHealth::from(&stats.refresh),
             keys: stats.keys.as_ref().map(|report| {
                 let held = self.worker.as_ref().and_then(|w| w.keys.as_ref());
-                KeyRing::merged(held, report, now)
+                KeyRing::merged(held, report, stats.worker.as_deref(), now)
             }),
         });
     }

@@ -43,6 +43,7 @@ fn count(state: TokenState, scope: Scope, broker_type: &str, count: u64) -> Coun
 fn stats(ns: &str, resolves: f64, rejections: &[(ErrorCode, u64)]) -> WorkerStats {
     WorkerStats {
         at: "2026-11-18T12:00:00Z".into(),
+        worker: None,
         uptime_seconds: 61,
         queues: vec![
             QueueStats {
@@ -675,6 +676,7 @@ fn keyed(active: &str, wrapped: &[(&str, u64)], counted_at: &str, done: u64) -> 
                 running: done < 98_310,
                 done,
                 total: 98_310,
+                to: Some(active.into()),
                 per_sec: 2_000,
                 rewrapped_total: done,
                 last_error: None,
@@ -787,4 +789,62 @@ fn key_ids_are_in_numeric_order_and_a_count_not_taken_yet_is_not_a_count() {
     }
     state.update(Msg::Stats(report), T0 + 1_000);
     assert_eq!(ring(&state).wrapped.len(), 3, "the last count stays");
+}
+
+/// [`keyed`] from the worker `id`, its pass rewrapping under `to`, of
+/// `total` data keys.
+fn pass_of(id: &str, to: &str, done: u64, total: u64, running: bool) -> WorkerStats {
+    let mut report = keyed(
+        "2",
+        &[("1", 60_000), ("2", 38_310)],
+        "2026-11-18T12:00:00Z",
+        done,
+    );
+    report.worker = Some(id.into());
+    if let Some(keys) = report.keys.as_mut() {
+        keys.rewrap.to = Some(to.into());
+        keys.rewrap.total = total;
+        keys.rewrap.running = running;
+    }
+    report
+}
+
+#[test]
+fn the_passes_of_several_workers_on_one_rotation_add_up_and_a_silent_worker_drops_out() {
+    let mut state = connected();
+    state.update(Msg::Stats(pass_of("a", "2", 30_000, 98_310, true)), T0);
+    assert_eq!(
+        (ring(&state).rewrap.done, ring(&state).rewrap.workers),
+        (30_000, 1),
+        "one worker alone: its own pass"
+    );
+    // The second worker began a moment later and counted fewer.
+    state.update(
+        Msg::Stats(pass_of("b", "2", 20_000, 90_000, true)),
+        T0 + 300,
+    );
+    // A third worker's last pass was of an earlier rotation: not this one.
+    state.update(Msg::Stats(pass_of("c", "1", 5_000, 5_000, false)), T0 + 600);
+    let r = &ring(&state).rewrap;
+    assert_eq!(
+        (r.running, r.done, r.total, r.per_sec, r.workers),
+        (true, 50_000, 98_310, 4_000, 2)
+    );
+    // b finished its share; a still runs.
+    state.update(
+        Msg::Stats(pass_of("b", "2", 50_000, 90_000, false)),
+        T0 + 1_000,
+    );
+    let r = &ring(&state).rewrap;
+    assert_eq!(
+        (r.running, r.done, r.per_sec, r.workers),
+        (true, 80_000, 2_000, 2)
+    );
+    // b and c fall silent: past 3 s, a's pass is its own again.
+    state.update(
+        Msg::Stats(pass_of("a", "2", 48_310, 98_310, false)),
+        T0 + 4_500,
+    );
+    let r = &ring(&state).rewrap;
+    assert_eq!((r.running, r.done, r.workers), (false, 48_310, 1));
 }

@@ -88,6 +88,7 @@ fn stats() -> WorkerStats {
     };
     WorkerStats {
         at: at(0),
+        worker: None,
         uptime_seconds: 530,
         queues: vec![
             queue("integration.connected", 24),

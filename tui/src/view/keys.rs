@@ -19,7 +19,7 @@ fn ids(ids: &[&str]) -> String {
 }
 
 /// The rewrap while it runs: `41% (40,210/98,310) at 2,000/s`, rounded but
-/// never 100% before it is done.
+/// never 100% before it is done; ` on 2 workers` when several share it.
 fn progress(ring: &KeyRing) -> String {
     let r = &ring.rewrap;
     let percent = r
@@ -32,7 +32,12 @@ fn progress(ring: &KeyRing) -> String {
         Some(percent) => format!("{percent}% ({}/{})", thousands(r.done), thousands(r.total)),
         None => format!("{} done", thousands(r.done)),
     };
-    format!("rewrap {done} at {}/s", thousands(u64::from(r.per_sec)))
+    let on = if r.workers > 1 {
+        format!(" on {} workers", r.workers)
+    } else {
+        String::new()
+    };
+    format!("rewrap {done} at {}/s{on}", thousands(u64::from(r.per_sec)))
 }
 
 /// What the line says, part by part, each in its style.

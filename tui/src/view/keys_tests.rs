@@ -48,6 +48,7 @@ fn running() -> RewrapStats {
         running: true,
         done: 40_210,
         total: 98_310,
+        to: Some("2".into()),
         per_sec: 2_000,
         rewrapped_total: 40_210,
         last_error: None,
@@ -147,5 +148,29 @@ fn workers_on_different_active_keys_are_a_warning_and_an_almost_done_pass_is_not
         key_rows(&state, 200),
         " keys: active 2 · wrapped 0:1,204 1:97,106 2:12,480 · rewrap 99% (98,309/98,310) at 2,000/s · \
          another worker has key 1 active: SIGHUP every worker"
+    );
+}
+
+#[test]
+fn a_rotation_shared_by_workers_shows_their_sum_and_how_many() {
+    let mut state = health_with(None);
+    let at = state.now + 1_000;
+    for (id, done, total) in [("a", 30_000, 98_310), ("b", 20_000, 90_000)] {
+        let mut stats = stats(0);
+        stats.worker = Some(id.into());
+        stats.keys = ring(
+            &MID_ROTATION,
+            RewrapStats {
+                done,
+                total,
+                ..running()
+            },
+        );
+        state.update(Msg::Stats(stats), at);
+    }
+    let rows = key_rows(&state, 200);
+    assert!(
+        rows.contains("rewrap 51% (50,000/98,310) at 4,000/s on 2 workers"),
+        "{rows}"
     );
 }

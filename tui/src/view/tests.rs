@@ -52,6 +52,7 @@ fn queue(name: &str, rate: f64, depth: u64) -> QueueStats {
 pub(super) fn stats(rejections: u64) -> WorkerStats {
     WorkerStats {
         at: String::new(),
+        worker: None,
         uptime_seconds: 3725,
         queues: vec![
             queue("integration.connected", 12.0, 0),

@@ -42,12 +42,14 @@ impl KeyCounters {
         });
     }
 
-    /// A pass begins, with `total` data keys under older keys.
+    /// A pass begins, with `total` data keys under older keys, rewrapping
+    /// them under the active key.
     pub fn pass_started(&self, total: u64) {
         self.with(|k| {
             k.rewrap.running = true;
             k.rewrap.done = 0;
             k.rewrap.total = total;
+            k.rewrap.to = Some(k.active.clone());
         });
     }
 
@@ -99,9 +101,10 @@ mod tests {
                 seen.active.as_str(),
                 seen.rewrap.running,
                 seen.rewrap.done,
-                seen.rewrap.total
+                seen.rewrap.total,
+                seen.rewrap.to.as_deref()
             ),
-            ("2", true, 5, 7)
+            ("2", true, 5, 7, Some("2"))
         );
         keys.pass_ended(Some("store I/O".to_owned()));
         keys.counted(&BTreeMap::from([(2, 17)]));

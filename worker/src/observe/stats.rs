@@ -62,6 +62,8 @@ impl Ring {
 /// Everything the console learns about the worker besides the store.
 #[derive(Debug)]
 pub struct Stats {
+    /// This process's id in every `worker.stats`, new at every start.
+    id: String,
     started: Instant,
     queues: Vec<(String, Arc<QueueCounters>)>,
     refusals: Refusals,
@@ -78,6 +80,7 @@ impl Stats {
     pub fn new(namespace: &Namespace) -> Self {
         let dead = Arc::new(DeadLog::default());
         Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             started: Instant::now(),
             queues: MessageKind::ALL
                 .iter()
@@ -243,6 +246,7 @@ impl Stats {
             .collect();
         WorkerStats {
             at: rfc3339(now_millis()),
+            worker: Some(self.id.clone()),
             uptime_seconds: self.started.elapsed().as_secs(),
             queues,
             rejections: self
