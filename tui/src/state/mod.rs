@@ -7,6 +7,7 @@
 
 mod detail;
 mod feed;
+mod fleet;
 mod health;
 mod keys;
 mod msg;
@@ -35,10 +36,6 @@ pub use tokens::{Column, FilterKey, PAGE_SIZE, TokenRow, Tokens};
 
 /// A worker is "alive" while its last `worker.stats` is younger than this.
 pub const ALIVE_WITHIN_MS: UnixMillis = 3_000;
-
-/// A worker whose first `worker.stats` comes within this many seconds of
-/// its start has all its refusals counted in the sparkline's first second.
-const FIRST_SECONDS: u64 = 2;
 
 /// Whether a dead letter is bad input (`invalid_message`,
 /// `invalid_request`): a refusal with no `request.rejected` of its own. A
@@ -128,7 +125,8 @@ pub struct State {
     pub tokens: Tokens,
     /// The last request that failed, for the status line.
     pub notice: Option<String>,
-    last_rejection_total: Option<u64>,
+    /// The workers whose reports the console merges.
+    fleet: fleet::Fleet,
     /// Tokens changed since the counts were asked for.
     counts_stale: bool,
     /// A snapshot or counts request is in flight.
@@ -174,7 +172,7 @@ impl State {
             held_dropped: 0,
             tokens: Tokens::default(),
             notice: None,
-            last_rejection_total: None,
+            fleet: fleet::Fleet::default(),
             counts_stale: false,
             snapshot_pending: false,
             dead_stale: false,
@@ -575,32 +573,22 @@ impl State {
         }
     }
 
-    fn apply_stats(&mut self, stats: WorkerStats, now: UnixMillis) {
+    fn apply_stats(&mut self, report: WorkerStats, now: UnixMillis) {
+        let observed = self.fleet.observe(report, now);
+        let stats = observed.merged;
         let prefix = format!("{}.", self.namespace);
-        let rate_of = |suffix: &str| {
-            stats
-                .queues
-                .iter()
-                .find(|q| q.queue.strip_prefix(&prefix) == Some(suffix))
-                .map_or(0, |q| q.rate.round() as u64)
-        };
-        self.rates.ingest.push(rate_of("integration.connected"));
-        self.rates.resolves.push(rate_of("token.resolve"));
-        let total: u64 = stats.rejections.iter().map(|c| c.count).sum();
-        let restarted = self
-            .worker
-            .as_ref()
-            .is_some_and(|w| stats.uptime_seconds < w.uptime_seconds);
-        let delta = match self.last_rejection_total {
-            Some(last) if !restarted && total >= last => total - last,
-            // A worker first seen (or started again) in its first seconds:
-            // everything it counted is this second's.
-            _ if stats.uptime_seconds <= FIRST_SECONDS => total,
-            // Seen later: when its refusals happened is not known.
-            _ => 0,
-        };
-        self.last_rejection_total = Some(total);
-        self.rates.rejections.push(delta);
+        if let Some(refused) = observed.sample {
+            let rate_of = |suffix: &str| {
+                stats
+                    .queues
+                    .iter()
+                    .find(|q| q.queue.strip_prefix(&prefix) == Some(suffix))
+                    .map_or(0, |q| q.rate.round() as u64)
+            };
+            self.rates.ingest.push(rate_of("integration.connected"));
+            self.rates.resolves.push(rate_of("token.resolve"));
+            self.rates.rejections.push(refused);
+        }
         self.rejection_counts = stats.rejections.iter().map(|c| (c.code, c.count)).collect();
         self.rejections_by_client = stats
             .rejections_by_client
@@ -609,6 +597,7 @@ impl State {
             .collect();
         self.worker = Some(WorkerView {
             seen_at: now,
+            reporting: observed.workers,
             uptime_seconds: stats.uptime_seconds,
             queues: stats
                 .queues

@@ -848,3 +848,59 @@ fn the_passes_of_several_workers_on_one_rotation_add_up_and_a_silent_worker_drop
     let r = &ring(&state).rewrap;
     assert_eq!((r.running, r.done, r.workers), (false, 48_310, 1));
 }
+
+/// [`stats`] of the worker `id`, `resolves` a second, `refused` refusals
+/// since it started `uptime` seconds ago.
+fn worker_report(id: &str, resolves: f64, refused: u64, uptime: u64) -> WorkerStats {
+    WorkerStats {
+        worker: Some(id.into()),
+        uptime_seconds: uptime,
+        ..stats("mmt", resolves, &[(ErrorCode::ScopeMismatch, refused)])
+    }
+}
+
+#[test]
+fn several_workers_are_one_fleet_sampled_once_a_second_and_a_silent_one_drops_out() {
+    let mut state = connected();
+    // Second 1: three workers report, each at its own moment.
+    state.update(Msg::Stats(worker_report("a", 100.0, 5, 61)), T0);
+    state.update(Msg::Stats(worker_report("b", 200.0, 7, 30)), T0 + 300);
+    state.update(Msg::Stats(worker_report("c", 300.0, 1, 1)), T0 + 600);
+    // Second 2: b and c refused 2 and 3 more; a (the leader, smallest id)
+    // closes the second.
+    state.update(Msg::Stats(worker_report("b", 200.0, 9, 31)), T0 + 1_300);
+    state.update(Msg::Stats(worker_report("c", 300.0, 4, 2)), T0 + 1_600);
+    state.update(Msg::Stats(worker_report("a", 100.0, 5, 62)), T0 + 2_000);
+    // One sample a second, at the leader's report: the first alone (only
+    // a was heard), then the three together. Refusals counted before a
+    // worker was first seen are not the second's (a's and b's), unless it
+    // started within 2 s (c's first one); then each worker's new ones.
+    assert_eq!(state.rates.resolves.samples(), vec![100, 600]);
+    assert_eq!(state.rates.ingest.samples(), vec![2, 6]);
+    assert_eq!(state.rates.rejections.samples(), vec![0, 1 + 2 + 3]);
+    let w = state.worker.as_ref().expect("a worker view");
+    assert_eq!(w.reporting, 3);
+    let resolve = w
+        .queues
+        .iter()
+        .find(|q| q.name == "token.resolve")
+        .expect("resolve");
+    assert_eq!(
+        (resolve.rate, resolve.depth, resolve.unacked),
+        (600.0, Some(3), 0)
+    );
+    assert_eq!(w.cpu_percent, Some(37.5));
+    assert_eq!(w.rss_bytes, Some(3 * (54 << 20)));
+    assert_eq!(w.uptime_seconds, 62, "the longest");
+    assert_eq!(
+        state.rejection_counts.get(&ErrorCode::ScopeMismatch),
+        Some(&(5 + 9 + 4))
+    );
+    // a falls silent: past 3 s b leads, and a's share is gone.
+    for t in [3_300, 4_300, 5_300] {
+        state.update(Msg::Stats(worker_report("b", 200.0, 9, 33)), T0 + t);
+        state.update(Msg::Stats(worker_report("c", 300.0, 4, 3)), T0 + t + 300);
+    }
+    assert_eq!(state.rates.resolves.last(), 500);
+    assert_eq!(state.worker.as_ref().map(|w| w.reporting), Some(2));
+}

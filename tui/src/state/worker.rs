@@ -48,11 +48,14 @@ pub struct QueueLine {
     pub latency_ms: (Option<f64>, Option<f64>),
 }
 
-/// What the last `worker.stats` said.
+/// What the last `worker.stats` said, merged over the workers heard
+/// lately (`fleet.rs`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerView {
     /// When the console received it (console clock).
     pub seen_at: UnixMillis,
+    /// The workers whose reports it merges (those heard within 3 s).
+    pub reporting: usize,
     /// The worker's uptime.
     pub uptime_seconds: u64,
     /// Its queues.

@@ -40,7 +40,12 @@ fn process_line(state: &State, worker: Option<&WorkerView>, styles: Styles) -> L
             styles.bad(),
         ));
     }
-    spans.push(Span::styled(" worker ", styles.dim()));
+    let label = if w.reporting > 1 {
+        format!(" {} workers together ", w.reporting)
+    } else {
+        " worker ".to_owned()
+    };
+    spans.push(Span::styled(label, styles.dim()));
     spans.push(Span::raw(format!(
         "cpu {} · rss {} · up {} · store {}{}",
         w.cpu_percent
@@ -52,8 +57,9 @@ fn process_line(state: &State, worker: Option<&WorkerView>, styles: Styles) -> L
             .map_or_else(String::new, |engine| format!("{engine} ")),
         bytes(w.store_bytes),
     )));
-    if w.store_engine.as_deref() == Some("postgres") {
-        // Every worker of a shared store consumes every queue: the
+    if w.store_engine.as_deref() == Some("postgres") && w.reporting < 2 {
+        // Workers that name no id (older ones) are counted by the broker:
+        // every worker of a shared store consumes every queue, so the
         // consumers of one queue are the workers.
         let workers = w.queues.iter().filter_map(|q| q.consumers).max();
         spans.push(Span::raw(format!(

@@ -504,6 +504,22 @@ fn health_names_a_shared_store_and_how_many_workers_consume() {
 }
 
 #[test]
+fn health_says_how_many_workers_report_and_adds_up_their_cpu() {
+    let mut state = busy_state();
+    let at = state.now + 5_000;
+    for id in ["a", "b"] {
+        let mut shared = stats(6);
+        shared.worker = Some(id.into());
+        shared.store_engine = Some("postgres".into());
+        shared.cpu_percent = Some(10.0);
+        state.update(Msg::Stats(shared), at);
+    }
+    state.act(Action::Jump(Screen::Health));
+    let drawn = screen(&state, 120, 40);
+    assert!(drawn.contains("2 workers together cpu 20.0%"), "{drawn}");
+}
+
+#[test]
 fn health_stale_when_the_worker_falls_silent() {
     let mut state = busy_state();
     state.act(Action::Jump(Screen::Health));
