@@ -75,10 +75,15 @@ impl RunningWorker {
         }
     }
 
-    /// Stops the worker and deletes the namespace's queues and exchanges.
-    async fn stop(self, namespace: &str) {
+    /// Stops the worker, leaving the namespace as it is.
+    async fn halt(self) {
         self.shutdown.cancel();
         self.task.await.expect("worker task");
+    }
+
+    /// Stops the worker and deletes the namespace's queues and exchanges.
+    async fn stop(self, namespace: &str) {
+        self.halt().await;
         let ns = Namespace::new(namespace).expect("valid namespace");
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
@@ -826,4 +831,25 @@ fn dump_fails_without_a_worker() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("mmt-tui:"), "{stderr}");
+}
+
+/// Two workers on one namespace are one fleet on the health screen; one
+/// stopped, it drops out within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_are_one_fleet_on_the_health_screen_and_a_stopped_one_drops_out() {
+    let namespace = unique("tui-fleet");
+    let pane = Pane::start(&namespace);
+    let first = RunningWorker::start(&namespace).await;
+    let second = RunningWorker::start(&namespace).await;
+    pane.keys("5");
+    pane.wait_for("both workers on the health screen", |s| {
+        s.contains("2 workers together cpu")
+    })
+    .await;
+    second.halt().await;
+    pane.wait_for("the stopped worker to drop out", |s| {
+        s.contains(" worker cpu") && !s.contains("workers together")
+    })
+    .await;
+    first.stop(&namespace).await;
 }
