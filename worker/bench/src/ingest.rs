@@ -13,15 +13,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 use mmt_shared::config::{BrokerArgs, Namespace};
 use mmt_shared::wire::{MessageKind, TokenState};
 
-use super::{BenchConfig, BenchError, PATIENCE, mix};
+use super::{BenchConfig, BenchError, PATIENCE, mix, tap};
 use mmt_worker::amqp::topology::QueueType;
 use mmt_worker::app::{FleetConfig, Worker, WorkerConfig};
 use mmt_worker::store::crypto::KeyRing;
@@ -226,31 +223,10 @@ impl Replies {
     /// Declares the reply queue and consumes it.
     pub async fn new(connection: &Connection) -> Result<Self, BenchError> {
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "mmt-bench-replies".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (queue, consumer) = tap::consume(&channel, "", &[], "mmt-bench-replies").await?;
         Ok(Self {
             channel,
-            queue: queue.name().to_string(),
+            queue,
             consumer,
         })
     }

@@ -26,7 +26,7 @@
 //!   server's databases and CPU;
 //! - [`report`]: medians over the runs, their spread, the [`goals`], the
 //!   table and the JSON object; [`child`]: the worker child processes,
-//!   [`stats`]: their `worker.stats`.
+//!   [`stats`]: their `worker.stats`; [`tap`]: the bench's own queues.
 //!
 //! `--phases` runs some of them only.
 
@@ -48,6 +48,7 @@ pub mod scale;
 pub mod search;
 pub mod shared;
 pub mod stats;
+pub mod tap;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::console::WorkerStats;
@@ -14,6 +12,7 @@ use mmt_shared::events::EventKind;
 
 use super::BenchError;
 use super::child::WorkerChild;
+use super::tap;
 
 /// The `worker.stats` of one namespace.
 pub struct StatsTap {
@@ -30,37 +29,13 @@ impl StatsTap {
         tag: &str,
     ) -> Result<Self, BenchError> {
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                ns.events_exchange().into(),
-                EventKind::WorkerStats.routing_key().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                tag.into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (_, consumer) = tap::consume(
+            &channel,
+            &ns.events_exchange(),
+            &[EventKind::WorkerStats.routing_key()],
+            tag,
+        )
+        .await?;
         Ok(Self { channel, consumer })
     }
 

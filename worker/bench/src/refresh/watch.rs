@@ -6,14 +6,12 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use mmt_shared::config::Namespace;
 use mmt_shared::events::{Event, EventKind};
 use mmt_shared::time_fmt::{UnixMillis, now_millis};
 
-use super::super::BenchError;
+use super::super::{BenchError, tap};
 
 /// One event the bench looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,44 +36,20 @@ impl Watch {
     /// Binds a queue of the bench to `ns`'s events (the exchange must exist).
     pub async fn bind(connection: &Connection, ns: &Namespace) -> Result<Self, BenchError> {
         let channel = connection.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        for kind in [
+        let kinds = [
             EventKind::TokenRefreshed,
             EventKind::TokenExpired,
             EventKind::TokenRefreshFailed,
             EventKind::WorkerStats,
-        ] {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    ns.events_exchange().into(),
-                    kind.routing_key().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "mmt-bench-refresh-events".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        ]
+        .map(EventKind::routing_key);
+        let (_, consumer) = tap::consume(
+            &channel,
+            &ns.events_exchange(),
+            &kinds,
+            "mmt-bench-refresh-events",
+        )
+        .await?;
         Ok(Self { channel, consumer })
     }
 
