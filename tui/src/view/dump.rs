@@ -139,6 +139,7 @@ mod tests {
     use mmt_shared::events::EventKind;
     use mmt_shared::wire::{ErrorCode, Operation, Scope};
 
+    use super::super::tests::empty_snapshot;
     use super::*;
 
     #[test]
@@ -204,14 +205,9 @@ mod tests {
         refused.code = Some(ErrorCode::NotFound);
         refused.queue = Some("connection.removed".into());
         let snapshot = SnapshotReply {
-            ok: true,
-            at: "2026-11-24T12:00:01Z".into(),
-            counts: Vec::new(),
             recent_rejections: vec![refused],
             recent_lifecycle: vec![issued],
-            stats: WorkerStats::default(),
-            recent_dead_letters: Vec::new(),
-            dead_by_reason: Vec::new(),
+            ..empty_snapshot()
         };
         let text = text(&snapshot, "mmt");
         let issued = text
@@ -231,16 +227,7 @@ mod tests {
 
     #[test]
     fn the_dump_prints_the_key_ring_as_the_console_line_does_and_none_when_unreported() {
-        let mut snapshot = SnapshotReply {
-            ok: true,
-            at: "2026-12-06T12:00:01Z".into(),
-            counts: Vec::new(),
-            recent_rejections: Vec::new(),
-            recent_lifecycle: Vec::new(),
-            stats: WorkerStats::default(),
-            recent_dead_letters: Vec::new(),
-            dead_by_reason: Vec::new(),
-        };
+        let mut snapshot = empty_snapshot();
         assert!(
             !text(&snapshot, "mmt").contains("keys"),
             "no ring reported, no line"
