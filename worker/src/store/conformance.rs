@@ -7,6 +7,7 @@ use mmt_shared::wire::{MessageKind, Scope, TokenState};
 
 use super::testing::{meta, secrets};
 use super::*;
+use crate::rules::audit::{Event as AuditEvent, Verifier};
 
 pub(super) fn put_find_revoke_round_trip_with_counts_and_expiry_index(store: &Store) {
     let m = meta("acme", "u1", Scope::Read);
@@ -632,6 +633,78 @@ pub(super) fn a_rotation_rewraps_every_data_key_once_and_every_token_opens_throu
     ));
 }
 
+/// Every audit line on its chain, each chain checked from its first line;
+/// the outcomes chain by chain.
+fn audit_outcomes(store: &Store) -> Vec<Vec<String>> {
+    let mut chains: Vec<(String, Verifier<'_>, Vec<String>)> = Vec::new();
+    for (chain, line) in store.audit_lines_for_tests() {
+        if chains.last().is_none_or(|(id, _, _)| *id != chain) {
+            chains.push((chain.clone(), Verifier::new(store.audit_key()), Vec::new()));
+        }
+        let (_, verifier, outcomes) = chains.last_mut().expect("pushed above");
+        let line = verifier.next(line.as_bytes()).expect("the chain verifies");
+        outcomes.push(line.event.outcome);
+    }
+    chains.into_iter().map(|(_, _, o)| o).collect()
+}
+
+/// A decision of a group that connects `token` and writes its audit line.
+fn connect_audited(group: &mut Group<'_>, token: &str, user: &str) {
+    group
+        .write(|tx| {
+            tx.put_token(token, &meta("acme", user, Scope::Read), None, &secrets())?;
+            let event = AuditEvent {
+                kind: "integration.connected".into(),
+                outcome: token.into(),
+                ..AuditEvent::default()
+            };
+            tx.audit(event, Some(token))?;
+            Ok(Decision::Commit(()))
+        })
+        .expect("the decision commits");
+}
+
+/// A group's audit lines are written with its decisions, in their order
+/// on one chain; a group whose shared transaction is lost and runs again
+/// writes each line once, from the run that committed; every chain
+/// verifies.
+pub(super) fn a_groups_audit_lines_commit_with_it_in_order_and_a_lost_run_leaves_none(
+    store: &Store,
+) {
+    store.group(|group| {
+        for (token, user) in [("tok_a", "u1"), ("tok_b", "u2"), ("tok_c", "u3")] {
+            connect_audited(group, token, user);
+        }
+    });
+    assert_eq!(audit_outcomes(store), [["tok_a", "tok_b", "tok_c"]]);
+
+    let mut runs = 0;
+    store.group(|group| {
+        runs += 1;
+        connect_audited(group, "tok_d", "u4");
+        // A read that fails on PostgreSQL (no NUL in text): the group's
+        // transaction is lost, and the batch runs again alone.
+        group
+            .write(|tx| {
+                let _set_aside = tx.find("tok\0x");
+                Ok(Decision::Discard(()))
+            })
+            .expect("the read is set aside");
+    });
+    let mut chains = audit_outcomes(store);
+    chains.sort();
+    if store.engine_name() == "postgres" {
+        assert_eq!(runs, 2, "the lost group ran again");
+        // The lost run's chain is not used again (its end was unknown):
+        // the line that committed begins a chain of its own.
+        assert_eq!(chains, [vec!["tok_a", "tok_b", "tok_c"], vec!["tok_d"]]);
+    } else {
+        // One log, one chain; the embedded engine reads NUL like any byte.
+        assert_eq!(runs, 1);
+        assert_eq!(chains, [vec!["tok_a", "tok_b", "tok_c", "tok_d"]]);
+    }
+}
+
 /// One test per rule above, on the engine `$open` opens (it gives the
 /// store and what must live as long as it, or `None` to skip).
 macro_rules! engine_suite {
@@ -653,7 +726,8 @@ macro_rules! engine_suite {
                 a_group_commits_its_decisions_each_seeing_the_ones_before,
                 a_group_whose_read_failed_loses_none_of_its_other_writes,
                 groups_racing_on_the_same_identities_mint_one_token_each,
-                a_rotation_rewraps_every_data_key_once_and_every_token_opens_throughout
+                a_rotation_rewraps_every_data_key_once_and_every_token_opens_throughout,
+                a_groups_audit_lines_commit_with_it_in_order_and_a_lost_run_leaves_none
             );
         }
     };

@@ -763,6 +763,29 @@ impl Store {
 
 #[cfg(test)]
 impl Store {
+    /// Every audit line as written and the chain it is on (the embedded
+    /// log's one chain is `""`), chain by chain, each in its order.
+    pub(crate) fn audit_lines_for_tests(&self) -> Vec<(String, String)> {
+        match &self.engine {
+            Engine::Embedded(e) => audit_log::files(&e.dir)
+                .expect("lists the log's files")
+                .iter()
+                .flat_map(|file| {
+                    let text = std::fs::read_to_string(file).expect("reads the log");
+                    text.lines()
+                        .map(|line| (String::new(), line.to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            Engine::Postgres(_) => self
+                .audit_page(None, 10_000)
+                .expect("reads the log")
+                .into_iter()
+                .map(|(chain, _, line)| (chain, line))
+                .collect(),
+        }
+    }
+
     /// The store's own keys, for tests that check tags.
     pub(crate) fn macs_for_tests(&self) -> &Macs {
         &self.macs
