@@ -339,14 +339,14 @@ async fn put_refresh(c: &Client, token_id: &str, next: &RefreshRecord) -> Result
 /// Writes the transaction's audit lines in one statement: a group commits
 /// the lines of all its decisions with one round trip, not one each.
 pub(super) async fn add_audit(c: &Client, lines: AuditLines) -> Result<(), StoreError> {
-    if lines.chains.is_empty() {
+    if lines.seqs.is_empty() {
         return Ok(());
     }
     execute(
         c,
         "INSERT INTO audit (chain, seq, line)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])",
-        &[&lines.chains, &lines.seqs, &lines.lines],
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[])",
+        &[&lines.chain, &lines.seqs, &lines.lines],
     )
     .await?;
     Ok(())

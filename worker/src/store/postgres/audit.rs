@@ -26,11 +26,11 @@ pub(super) struct Chain {
     start: Head,
 }
 
-/// A transaction's audit rows, column by column, as one `unnest` takes
-/// them.
+/// A transaction's audit rows: all on its one chain, their `seq`s and
+/// lines column by column, as one `unnest` takes them.
 #[derive(Default)]
 pub(super) struct AuditLines {
-    pub(super) chains: Vec<String>,
+    pub(super) chain: String,
     pub(super) seqs: Vec<i64>,
     pub(super) lines: Vec<String>,
 }
@@ -87,11 +87,11 @@ impl Txn<'_> {
         let mut slot = self.chain.borrow_mut();
         let chain = slot.get_or_insert_with(|| chains.take());
         let mut lines = self.audit.borrow_mut();
+        lines.chain.clone_from(&chain.id);
         for event in events {
             let seq = chain.head.seq;
             let (line, next) = chain.head.append(&chains.key, rfc3339(now_millis()), event);
             chain.head = next;
-            lines.chains.push(chain.id.clone());
             lines.seqs.push(i64::try_from(seq).unwrap_or(i64::MAX));
             lines
                 .lines
